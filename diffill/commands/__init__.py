@@ -1,0 +1,1 @@
+"""One module per ``diffill`` subcommand, each with ``register(subparsers)``."""

@@ -1,0 +1,34 @@
+"""``diffill corpus build OUT``: Python sources of this machine -> token shards + manifest."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def register(sub) -> None:
+    p = sub.add_parser("corpus", help="build the training corpus")
+    csub = p.add_subparsers(dest="corpus_command", required=True)
+    b = csub.add_parser("build", help="collect, filter, deduplicate, split and tokenize Python sources")
+    b.add_argument("out", help="output folder")
+    b.add_argument("--source", action="append", default=None,
+                   help="folder to scan (repeatable; default: the standard library and site-packages)")
+    b.add_argument("--vocab-size", type=int, default=8192)
+    b.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from diffill.errors import DiffillError
+    from model.corpus import build_corpus, default_roots
+
+    roots = [Path(s) for s in args.source] if args.source else default_roots()
+    for r in roots:
+        if not r.is_dir():
+            raise DiffillError(f"no such folder: {r}")
+    try:
+        manifest = build_corpus(Path(args.out), roots, vocab_size=args.vocab_size)
+    except ValueError as e:
+        raise DiffillError(str(e)) from e
+    summary = {k: {kk: vv for kk, vv in v.items() if kk != "shards"} for k, v in manifest["splits"].items()}
+    print(json.dumps(summary, indent=2))
+    return 0

@@ -1,0 +1,51 @@
+"""``diffill infill FILE --at L:C | --range L1:C1-L2:C2``: fill a hole; never modifies the file."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from diffill.documents import read_source
+from diffill.errors import DiffillError
+from diffill.positions import offset_of, parse_point, parse_range
+
+
+def register(sub) -> None:
+    p = sub.add_parser("infill", help="fill the hole at a cursor or regenerate a region of a file")
+    p.add_argument("file")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--at", metavar="LINE:COL", help="insert at this cursor (1-based)")
+    where.add_argument("--range", metavar="L1:C1-L2:C2", help="regenerate this region (1-based, end exclusive)")
+    p.add_argument("--max-tokens", type=int, default=None, help="canvas budget in tokens")
+    p.add_argument("--model", default=None, help="checkpoint folder (default: the shipped model)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--trace", action="store_true", help="print the canvas after every denoising step")
+    p.add_argument("--full", action="store_true", help="print the whole file with the infill applied")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from diffill.engine import Engine, EngineConfig, InfillRequest
+    from diffill.trace import TracePrinter
+
+    text = read_source(args.file)
+    if args.at:
+        start = end = offset_of(text, *parse_point(args.at))
+    else:
+        a, b = parse_range(args.range)
+        start, end = offset_of(text, *a), offset_of(text, *b)
+        if end < start:
+            raise DiffillError(f"range {args.range} ends before it starts")
+    if args.max_tokens is not None and not 1 <= args.max_tokens <= 1024:
+        raise DiffillError("--max-tokens must be between 1 and 1024")
+    engine = Engine(EngineConfig(model=args.model))
+    printer = TracePrinter(engine.tok, sys.stderr) if args.trace else None
+    result = engine.infill(InfillRequest(text, start, end, path=args.file, max_tokens=args.max_tokens),
+                           on_step=printer)
+    if args.json:
+        print(json.dumps(result.as_json()))
+    elif args.full:
+        sys.stdout.write(text[:start] + result.text + text[end:])
+    else:
+        print(result.text)
+    return 0

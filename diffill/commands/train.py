@@ -1,0 +1,61 @@
+"""``diffill train --corpus DIR --out DIR (--minutes M | --steps N) [--resume]``."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import fields
+from pathlib import Path
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="pretrain the masked-diffusion model (resumable)")
+    p.add_argument("--corpus", required=True, help="folder made by `diffill corpus build`")
+    p.add_argument("--out", required=True, help="run folder: checkpoint/, log.jsonl")
+    budget = p.add_mutually_exclusive_group(required=True)
+    budget.add_argument("--minutes", type=float)
+    budget.add_argument("--steps", type=int)
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint if it exists")
+    p.add_argument("--init", default=None, help="start from this checkpoint's weights")
+    p.add_argument("--config", default=None, help="JSON file of TrainConfig overrides")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="TrainConfig override, e.g. --set batch_size=32 --set model.hidden_size=128")
+    p.add_argument("--eval-cases", type=int, default=200, help="held-out line cases per evaluation")
+    p.set_defaults(run=run)
+
+
+def _apply(cfg, key: str, value):
+    from diffill.errors import DiffillError
+
+    if key.startswith("model."):
+        cfg.model[key[6:]] = value
+        return
+    if key not in {f.name for f in fields(cfg)}:
+        raise DiffillError(f"unknown training setting {key!r}")
+    setattr(cfg, key, value)
+
+
+def run(args) -> int:
+    from diffill.errors import DiffillError
+    from diffill.evaluation import heldout_figures
+    from model.corpus import load_texts
+    from model.train import TrainConfig, train
+
+    corpus = Path(args.corpus)
+    if not (corpus / "manifest.json").is_file():
+        raise DiffillError(f"{corpus} is not a corpus folder (no manifest.json); run `diffill corpus build` first")
+    cfg = TrainConfig()
+    overrides = json.loads(Path(args.config).read_text()) if args.config else {}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        overrides[key] = json.loads(value) if value[:1] in "0123456789-[{tfn" else value
+    for key, value in overrides.items():
+        _apply(cfg, key, value)
+    held = [f.text for f in load_texts(corpus, "heldout")]
+
+    def evaluate(model, tok):
+        return heldout_figures(model, tok, held, cases=args.eval_cases) if held else {}
+
+    state = train(corpus, Path(args.out), cfg, minutes=args.minutes, steps=args.steps,
+                  resume=args.resume, init=Path(args.init) if args.init else None, evaluate=evaluate)
+    print(json.dumps(state))
+    return 0

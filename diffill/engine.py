@@ -1,0 +1,145 @@
+"""The engine: request -> context window -> sampler (+ syntax constraint) -> postprocess -> edit.
+
+One Engine owns the model. The LSP server and the CLI both call it; no front end tokenizes,
+samples or parses on its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import torch
+
+from diffill.errors import DiffillError
+from diffill.postprocess import HoleContext, postprocess
+from model.backend import DiffillBackend
+from model.context import Window, encode_window
+from model.loading import ModelLoadError, load_checkpoint
+from model.sampler import Request, Sampler, SamplerConfig, StepTrace
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EngineConfig:
+    model: str | None = None  # checkpoint folder; None: the shipped default
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    window: Window = field(default_factory=Window)
+    single_line_tokens: int = 16
+    multi_line_tokens: int = 64
+    constrained: bool = True
+    threads: int = 0  # 0: torch's default
+
+
+@dataclass
+class InfillRequest:
+    text: str  # the whole document
+    start: int  # character offsets of the hole; start == end: a cursor
+    end: int
+    language: str | None = None  # LSP languageId, or None to guess from ``path``
+    path: str | None = None
+    max_tokens: int | None = None  # canvas budget; None: by context (single or multi-line)
+    multiline: bool | None = None  # None: decided by the cursor context
+
+
+@dataclass
+class InfillResult:
+    text: str
+    start: int
+    end: int
+    steps: int
+    forward_passes: int
+    tokens: int
+    latency_ms: float
+    multiline: bool
+    cancelled: bool = False
+    raw: str = ""  # the sampler's text before post-processing
+
+    def as_json(self) -> dict:
+        return {"text": self.text, "start": self.start, "end": self.end, "steps": self.steps,
+                "forward_passes": self.forward_passes, "tokens": self.tokens,
+                "latency_ms": round(self.latency_ms, 2)}
+
+
+def wants_multiline(text: str, start: int, end: int) -> bool:
+    """A selected region, or a cursor on an otherwise blank line, gets several lines;
+    a cursor with code before or after it on its line gets the rest of one line."""
+    if end > start:
+        return "\n" in text[start:end]
+    line_start = text.rfind("\n", 0, start) + 1
+    line_end = text.find("\n", start)
+    line_end = len(text) if line_end < 0 else line_end
+    return not text[line_start:line_end].strip()
+
+
+class Engine:
+    def __init__(self, config: EngineConfig | None = None):
+        self.config = config or EngineConfig()
+        if self.config.threads:
+            torch.set_num_threads(self.config.threads)
+        try:
+            self.model, self.tok = load_checkpoint(self.config.model)
+        except ModelLoadError as e:
+            raise DiffillError(str(e)) from e
+        self.backend = DiffillBackend(self.model, self.tok)
+
+    def info(self) -> dict:
+        return {"model": self.config.model or "diffill-base (default)",
+                "parameters": sum(p.numel() for p in self.model.parameters())}
+
+    def _check(self, req: InfillRequest) -> None:
+        if not 0 <= req.start <= req.end <= len(req.text):
+            raise DiffillError(f"hole {req.start}-{req.end} is outside the document (length {len(req.text)})")
+        if "\x00" in req.text:
+            raise DiffillError("the document looks binary (it contains NUL characters)")
+
+    def _budget(self, req: InfillRequest, multiline: bool) -> int:
+        if req.max_tokens:
+            return req.max_tokens
+        if req.end > req.start:
+            old = len(self.tok.encode(req.text[req.start : req.end]))
+            return max(self.config.single_line_tokens, min(4 * self.config.multi_line_tokens, old + 16))
+        return self.config.multi_line_tokens if multiline else self.config.single_line_tokens
+
+    def infill(self, req: InfillRequest, cancelled: Callable[[], bool] | None = None,
+               on_step: Callable[[StepTrace], None] | None = None,
+               sampler: SamplerConfig | None = None) -> InfillResult:
+        return self.infill_many([req], cancelled, on_step, sampler)[0]
+
+    def infill_many(self, reqs: list[InfillRequest], cancelled: Callable[[], bool] | None = None,
+                    on_step: Callable[[StepTrace], None] | None = None,
+                    sampler: SamplerConfig | None = None) -> list[InfillResult]:
+        """Fill every hole; holes with the same budget share forward passes."""
+        for r in reqs:
+            self._check(r)
+        cancelled = cancelled or (lambda: False)
+        plans = []
+        for r in reqs:
+            multiline = r.multiline if r.multiline is not None else wants_multiline(r.text, r.start, r.end)
+            plans.append((multiline, self._budget(r, multiline)))
+        results: list[InfillResult | None] = [None] * len(reqs)
+        for budget in sorted({b for _, b in plans}):
+            idx = [i for i, (_, b) in enumerate(plans) if b == budget]
+            t0 = time.perf_counter()
+            rows = [Request(*encode_window(self.tok, reqs[i].text[: reqs[i].start], reqs[i].text[reqs[i].end :],
+                                           self.config.window)) for i in idx]
+            cfg = sampler or self.config.sampler
+            outs = Sampler(self.backend, cfg).sample(rows, budget, cancelled=cancelled, on_step=on_step)
+            ms = (time.perf_counter() - t0) * 1000.0
+            was_cancelled = cancelled()
+            for i, out in zip(idx, outs):
+                r = reqs[i]
+                raw = self.tok.decode(out.tokens)
+                ctx = HoleContext(r.text[: r.start], r.text[r.end :], plans[i][0])
+                text = postprocess(raw, ctx) if (out.complete or raw) else ""
+                results[i] = InfillResult(text=text, start=r.start, end=r.end, steps=out.steps,
+                                          forward_passes=out.forward_passes, tokens=len(out.tokens),
+                                          latency_ms=ms, multiline=plans[i][0],
+                                          cancelled=was_cancelled, raw=raw)
+        return results  # type: ignore[return-value]
+
+    def with_sampler(self, **changes) -> SamplerConfig:
+        return replace(self.config.sampler, **changes)

@@ -1,0 +1,5 @@
+"""The one exception type front ends turn into exit code 2 or an LSP error."""
+
+
+class DiffillError(Exception):
+    """Bad input or a missing resource, with a message fit for the user."""

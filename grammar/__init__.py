@@ -1,0 +1,1 @@
+"""tree-sitter: language registry, parsing, validity checks, the sampler constraint, span selection."""

@@ -1,0 +1,1 @@
+"""The masked-diffusion code model: tokenizer, network, objective, corpus, training, sampler."""

@@ -1,0 +1,80 @@
+"""The context window: the token budget around a hole, split between prefix and suffix.
+
+Prefix and suffix are tokenized separately (as at a cursor), then cut to their budgets at line
+boundaries, keeping the text nearest the hole. Training and inference share this one function,
+so the model sees the same boundaries in both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from model.tokenizer import CodeTokenizer
+
+CHARS_PER_TOKEN_BOUND = 6  # generous: read this many characters per budget token before cutting
+
+
+@dataclass(frozen=True)
+class Window:
+    prefix_tokens: int = 112
+    suffix_tokens: int = 48
+
+
+class LineStarts:
+    """Which vocabulary entries begin with a newline (a token that starts a line)."""
+
+    def __init__(self, tok: CodeTokenizer):
+        self.flags = np.array(
+            [tok.backend.decode([i]).startswith("\n") if i not in tok.special_ids else False
+             for i in range(tok.vocab_size)]
+        )
+
+
+_line_starts: dict[int, LineStarts] = {}
+
+
+def _starts(tok: CodeTokenizer) -> np.ndarray:
+    key = id(tok)
+    if key not in _line_starts:
+        _line_starts[key] = LineStarts(tok)
+    return _line_starts[key].flags
+
+
+def encode_prefix(tok: CodeTokenizer, prefix: str, budget: int) -> list[int]:
+    """Tokens of the end of ``prefix``: at most ``budget``, starting at a line boundary when cut.
+    A window that reaches the start of the file begins with ``<bos>``."""
+    if budget <= 0:
+        return []
+    tail = prefix[-budget * CHARS_PER_TOKEN_BOUND :]
+    whole = len(tail) == len(prefix)
+    if not whole:
+        nl = tail.find("\n")
+        tail = tail[nl:] if nl >= 0 else tail
+    ids = tok.encode(tail)
+    if whole and len(ids) < budget:
+        return [tok.bos_id] + ids
+    if len(ids) > budget:
+        flags = _starts(tok)
+        cut = len(ids) - budget
+        starts = np.nonzero(flags[np.asarray(ids[cut:])])[0]
+        ids = ids[cut + int(starts[0]) :] if starts.size else ids[cut:]
+    return ids
+
+
+def encode_suffix(tok: CodeTokenizer, suffix: str, budget: int) -> list[int]:
+    """Tokens of the start of ``suffix``: at most ``budget``, ending at a line boundary when cut."""
+    if budget <= 0:
+        return []
+    head = suffix[: budget * CHARS_PER_TOKEN_BOUND]
+    ids = tok.encode(head)
+    if len(ids) > budget:
+        flags = _starts(tok)
+        starts = np.nonzero(flags[np.asarray(ids[1 : budget + 1])])[0]
+        ids = ids[: int(starts[-1]) + 1] if starts.size else ids[:budget]
+    return ids
+
+
+def encode_window(tok: CodeTokenizer, prefix: str, suffix: str, window: Window) -> tuple[list[int], list[int]]:
+    return encode_prefix(tok, prefix, window.prefix_tokens), encode_suffix(tok, suffix, window.suffix_tokens)

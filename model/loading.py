@@ -1,0 +1,41 @@
+"""Load a checkpoint folder (config, safetensors weights, tokenizer) with clear errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from model.network import DiffillForMaskedLM
+from model.tokenizer import CodeTokenizer, load_tokenizer
+
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "diffill-base"
+
+
+class ModelLoadError(Exception):
+    """The weights are missing, corrupt or not a diffill checkpoint."""
+
+
+def load_checkpoint(path: str | Path | None = None, dtype: torch.dtype = torch.float32):
+    """(model, tokenizer) from a save_pretrained folder; safetensors only, never pickle."""
+    path = Path(path) if path else DEFAULT_CHECKPOINT
+    if not path.is_dir():
+        raise ModelLoadError(f"model folder not found: {path} (run `make model`, or pass --model PATH)")
+    for name in ("config.json", "model.safetensors", "tokenizer.json"):
+        if not (path / name).is_file():
+            raise ModelLoadError(f"model folder {path} has no {name}")
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ModelLoadError(f"corrupt config.json in {path}: {e}") from e
+    if config.get("model_type") != "diffill":
+        raise ModelLoadError(f"{path} holds a {config.get('model_type')!r} model, not a diffill checkpoint")
+    try:
+        model = DiffillForMaskedLM.from_pretrained(str(path), dtype=dtype, use_safetensors=True)
+        tok = CodeTokenizer(load_tokenizer(path))
+    except Exception as e:  # safetensors and transformers raise many kinds on a damaged file
+        raise ModelLoadError(f"cannot load weights from {path}: {e}") from e
+    if tok.vocab_size != model.config.vocab_size:
+        raise ModelLoadError(f"tokenizer ({tok.vocab_size}) and model ({model.config.vocab_size}) vocabularies differ in {path}")
+    return model.eval(), tok

@@ -1,0 +1,188 @@
+"""Masked-diffusion training objective (MDLM / LLaDA), with plain and infill sequences.
+
+Per sequence: t ~ U(eps, 1); each eligible position is masked with probability t
+(p_mask = t); the loss is cross-entropy on masked positions weighted by 1/t, normalised by the
+number of eligible positions. Plain sequences make every token eligible. Infill sequences make
+only the canvas eligible: the canvas holds the middle's tokens followed by <eoi> padding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from grammar.spans import python_spans
+from model.context import Window, encode_window
+from model.tokenizer import CodeTokenizer
+
+EPS = 1e-3
+CANVAS_BUDGETS = (16, 24, 32, 64)
+MAX_CANVAS = 80
+
+
+@dataclass
+class Example:
+    ids: list[int]  # targets: prefix + canvas (middle + <eoi>...) + suffix
+    eligible: list[bool]  # positions the loss may mask
+
+
+@dataclass
+class MiddleMix:
+    """Probabilities of each kind of infill middle."""
+
+    line: float = 0.40  # a whole line after its indentation
+    line_rest: float = 0.20  # the rest of a line from a random point
+    lines: float = 0.15  # one to a few whole lines
+    node: float = 0.20  # a tree-sitter node
+    chars: float = 0.05  # a random character span
+
+    def kinds(self) -> tuple[list[str], np.ndarray]:
+        names = ["line", "line_rest", "lines", "node", "chars"]
+        p = np.array([getattr(self, n) for n in names], dtype=float)
+        return names, p / p.sum()
+
+
+@dataclass
+class ObjectiveConfig:
+    window: Window = field(default_factory=Window)
+    plain_fraction: float = 0.2
+    plain_length: int = 128
+    max_eoi_pad: int = 16
+    mix: MiddleMix = field(default_factory=MiddleMix)
+
+
+def _line_bounds(text: str, pos: int) -> tuple[int, int]:
+    start = text.rfind("\n", 0, pos) + 1
+    end = text.find("\n", pos)
+    return start, len(text) if end < 0 else end
+
+
+def _content_lines(text: str) -> list[tuple[int, int]]:
+    """(start, end) of the non-blank content of each line, after indentation."""
+    out, pos = [], 0
+    for line in text.split("\n"):
+        stripped = line.lstrip()
+        if stripped:
+            start = pos + len(line) - len(stripped)
+            out.append((start, pos + len(line.rstrip())))
+        pos += len(line) + 1
+    return out
+
+
+def pick_middle(text: str, kind: str, rng: np.random.Generator) -> tuple[int, int] | None:
+    """Character span (start, end) of a middle of ``kind`` in ``text``, or None."""
+    lines = _content_lines(text)
+    if not lines:
+        return None
+    if kind == "line":
+        s, e = lines[rng.integers(len(lines))]
+        return (_line_bounds(text, s)[0], e) if rng.random() < 0.15 else (s, e)
+    if kind == "line_rest":
+        s, e = lines[rng.integers(len(lines))]
+        return (int(rng.integers(s, e)), e) if e - s > 1 else (s, e)
+    if kind == "lines":
+        i = int(rng.integers(len(lines)))
+        j = min(len(lines) - 1, i + int(rng.integers(1, 4)))
+        s = _line_bounds(text, lines[i][0])[0] if rng.random() < 0.25 else lines[i][0]
+        return s, lines[j][1]
+    if kind == "node":
+        spans = python_spans(text)
+        if not spans:
+            return None
+        sp = spans[rng.integers(len(spans))]
+        return sp.start, sp.end
+    start = int(rng.integers(0, max(1, len(text) - 1)))
+    return start, min(len(text), start + int(rng.integers(1, 80)))
+
+
+def canvas_size(n_middle: int, rng: np.random.Generator, max_pad: int) -> int:
+    """Canvas slots for a middle of ``n_middle`` tokens: an inference budget, or middle + k."""
+    budgets = [b for b in CANVAS_BUDGETS if b >= n_middle]
+    if budgets and rng.random() < 0.6:
+        return int(rng.choice(budgets))
+    return n_middle + int(rng.integers(0, max_pad + 1))
+
+
+def infill_example(text: str, tok: CodeTokenizer, rng: np.random.Generator, cfg: ObjectiveConfig,
+                   kind: str | None = None, excerpt_chars: int = 3000) -> Example | None:
+    """An infill sequence from a random excerpt of ``text`` (one file)."""
+    if len(text) > excerpt_chars:  # parse and split a window, not a whole large file
+        a = int(rng.integers(0, len(text) - excerpt_chars))
+        a = text.rfind("\n", 0, a) + 1
+        text = text[a : a + excerpt_chars]
+    if kind is None:
+        names, p = cfg.mix.kinds()
+        kind = names[rng.choice(len(names), p=p)]
+    span = pick_middle(text, kind, rng)
+    if span is None or span[1] <= span[0]:
+        return None
+    start, end = span
+    middle = tok.encode(text[start:end])
+    if not middle or len(middle) > MAX_CANVAS:
+        return None
+    prefix, suffix = encode_window(tok, text[:start], text[end:], cfg.window)
+    slots = min(MAX_CANVAS, canvas_size(len(middle), rng, cfg.max_eoi_pad))
+    canvas = middle + [tok.eoi_id] * (slots - len(middle))
+    ids = prefix + canvas + suffix
+    eligible = [False] * len(prefix) + [True] * len(canvas) + [False] * len(suffix)
+    return Example(ids, eligible)
+
+
+def plain_example(tokens: np.ndarray, rng: np.random.Generator, length: int) -> Example:
+    start = int(rng.integers(0, max(1, len(tokens) - length)))
+    ids = tokens[start : start + length].astype(np.int64).tolist()
+    return Example(ids, [True] * len(ids))
+
+
+@dataclass
+class Batch:
+    input_ids: torch.Tensor  # noised: masked positions hold <mask>
+    targets: torch.Tensor
+    attention_mask: torch.Tensor
+    masked: torch.Tensor  # bool: positions whose loss counts
+    weights: torch.Tensor  # 1/t per masked position's sequence, broadcast to (B, T)
+    n_eligible: int
+
+
+def noise_batch(examples: list[Example], tok: CodeTokenizer, rng: np.random.Generator,
+                t: np.ndarray | None = None) -> Batch:
+    """Pad, then mask each eligible position with probability t (one t per sequence)."""
+    width = max(len(e.ids) for e in examples)
+    b = len(examples)
+    targets = np.full((b, width), tok.pad_id, dtype=np.int64)
+    eligible = np.zeros((b, width), dtype=bool)
+    attn = np.zeros((b, width), dtype=np.int64)
+    for i, e in enumerate(examples):
+        targets[i, : len(e.ids)] = e.ids
+        eligible[i, : len(e.ids)] = e.eligible
+        attn[i, : len(e.ids)] = 1
+    if t is None:
+        t = rng.uniform(EPS, 1.0, size=b)
+    masked = eligible & (rng.random((b, width)) < t[:, None])
+    for i in range(b):  # at least one masked position per sequence
+        if eligible[i].any() and not masked[i].any():
+            masked[i, rng.choice(np.nonzero(eligible[i])[0])] = True
+    inputs = np.where(masked, tok.mask_id, targets)
+    weights = np.broadcast_to((1.0 / t)[:, None], (b, width))
+    return Batch(
+        input_ids=torch.from_numpy(inputs),
+        targets=torch.from_numpy(targets),
+        attention_mask=torch.from_numpy(attn),
+        masked=torch.from_numpy(masked),
+        weights=torch.from_numpy(np.ascontiguousarray(weights, dtype=np.float32)),
+        n_eligible=int(eligible.sum()),
+    )
+
+
+def diffusion_loss(model, batch: Batch) -> tuple[torch.Tensor, dict]:
+    """sum over masked positions of CE / t, divided by the number of eligible positions."""
+    logits = model(batch.input_ids, attention_mask=batch.attention_mask, logits_at=batch.masked).logits
+    targets = batch.targets[batch.masked]
+    ce = F.cross_entropy(logits.float(), targets, reduction="none")
+    loss = (ce * batch.weights[batch.masked]).sum() / max(1, batch.n_eligible)
+    with torch.no_grad():
+        acc = (logits.argmax(-1) == targets).float().mean().item()
+    return loss, {"ce": ce.mean().item(), "masked_acc": acc, "masked": int(targets.numel())}

@@ -1,0 +1,88 @@
+"""Byte-level BPE tokenizer for code, trained with `tokenizers`, wrapped as PreTrainedTokenizerFast.
+
+Byte-level BPE round-trips any UTF-8 text exactly. The GPT-2 pre-tokenizer regex keeps a
+newline and the indentation after it together, so indentation runs merge into single tokens.
+Special tokens are never matched inside user text (``encode_special_tokens``), so a file that
+contains the literal string ``<mask>`` still round-trips.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import PreTrainedTokenizerFast
+
+PAD, MASK, EOI, BOS = "<pad>", "<mask>", "<eoi>", "<bos>"
+SPECIAL_TOKENS = [PAD, MASK, EOI, BOS]
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int = 8192) -> PreTrainedTokenizerFast:
+    """Train a byte-level BPE on ``texts``; special tokens take ids 0..3."""
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    backend.train_from_iterator(texts, trainer=trainer)
+    return wrap(backend)
+
+
+def wrap(backend: Tokenizer) -> PreTrainedTokenizerFast:
+    backend.encode_special_tokens = True
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        pad_token=PAD,
+        mask_token=MASK,
+        bos_token=BOS,
+        eos_token=EOI,
+        clean_up_tokenization_spaces=False,
+    )
+    return tok
+
+
+def load_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:
+    path = Path(path)
+    file = path / "tokenizer.json" if path.is_dir() else path
+    if not file.is_file():
+        raise FileNotFoundError(f"no tokenizer.json in {path}")
+    return wrap(Tokenizer.from_file(str(file)))
+
+
+class CodeTokenizer:
+    """Fast encode/decode on the raw backend, with the special ids at hand."""
+
+    def __init__(self, hf: PreTrainedTokenizerFast):
+        self.hf = hf
+        self.backend: Tokenizer = hf.backend_tokenizer
+        self.backend.encode_special_tokens = True
+        self.pad_id = self.backend.token_to_id(PAD)
+        self.mask_id = self.backend.token_to_id(MASK)
+        self.eoi_id = self.backend.token_to_id(EOI)
+        self.bos_id = self.backend.token_to_id(BOS)
+        self.vocab_size = self.backend.get_vocab_size()
+        self.special_ids = frozenset((self.pad_id, self.mask_id, self.eoi_id, self.bos_id))
+
+    @classmethod
+    def from_dir(cls, path: str | Path) -> CodeTokenizer:
+        return cls(load_tokenizer(path))
+
+    def encode(self, text: str) -> list[int]:
+        if not text:
+            return []
+        return self.backend.encode(text, add_special_tokens=False).ids
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        return [e.ids for e in self.backend.encode_batch(texts, add_special_tokens=False)]
+
+    def decode(self, ids: Iterable[int]) -> str:
+        ids = [i for i in ids if i not in self.special_ids]
+        return self.backend.decode(ids, skip_special_tokens=False) if ids else ""
+
+    def token_text(self, token_id: int) -> str:
+        return self.decode([token_id])

@@ -1,0 +1,224 @@
+"""Pretraining loop: masked diffusion on plain and infill sequences, resumable, with accelerate.
+
+Batches are a pure function of (seed, step), so a run killed and resumed at step N sees exactly
+the data it would have seen. Checkpoints (model, optimizer state, step) are safetensors + JSON,
+written atomically every few minutes; progress goes to a tqdm bar and a JSONL log.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from model.configuration import DiffillConfig
+from model.corpus import load_texts, load_tokens
+from model.network import DiffillForMaskedLM
+from model.objective import ObjectiveConfig, diffusion_loss, infill_example, noise_batch, plain_example
+from model.tokenizer import CodeTokenizer, load_tokenizer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    batch_size: int = 48
+    lr: float = 2e-3
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = 200
+    total_steps: int = 20000  # length of the cosine schedule
+    weight_decay: float = 0.05
+    grad_clip: float = 1.0
+    seed: int = 0
+    checkpoint_minutes: float = 5.0
+    eval_minutes: float = 20.0
+    eval_cases: int = 200
+    threads: int = 0  # 0: torch default
+    model: dict = field(default_factory=dict)  # DiffillConfig overrides
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.total_steps - cfg.warmup_steps))
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+class Data:
+    """Batches as a pure function of the step: files weighted by size, plain windows by token."""
+
+    def __init__(self, corpus: Path, tok: CodeTokenizer, cfg: TrainConfig):
+        self.files = [f.text for f in load_texts(corpus, "train")]
+        sizes = np.array([len(t) for t in self.files], dtype=float)
+        self.weights = np.sqrt(sizes) / np.sqrt(sizes).sum()  # sqrt: big files do not dominate
+        self.tokens = load_tokens(corpus, "train")
+        self.tok, self.cfg = tok, cfg
+
+    def batch(self, step: int):
+        rng = np.random.default_rng([self.cfg.seed, step])
+        obj = self.cfg.objective
+        examples = []
+        while len(examples) < self.cfg.batch_size:
+            if rng.random() < obj.plain_fraction:
+                examples.append(plain_example(self.tokens, rng, obj.plain_length))
+                continue
+            ex = infill_example(self.files[rng.choice(len(self.files), p=self.weights)], self.tok, rng, obj)
+            if ex is not None:
+                examples.append(ex)
+        return noise_batch(examples, self.tok, rng)
+
+
+def _save_atomic(out: Path, model, optimizer, state: dict, tokenizer_dir: Path) -> None:
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(str(tmp), safe_serialization=True)
+    load_tokenizer(tokenizer_dir).save_pretrained(str(tmp))
+    opt_tensors, opt_meta = {}, {"param_groups": [], "steps": {}}
+    for group in optimizer.param_groups:
+        opt_meta["param_groups"].append({k: v for k, v in group.items() if k != "params"})
+    for i, (p, st) in enumerate(optimizer.state.items()):
+        pass
+    names = {id(p): n for n, p in model.named_parameters()}
+    for p, st in optimizer.state.items():
+        name = names[id(p)]
+        for k, v in st.items():
+            if torch.is_tensor(v) and v.dim() > 0:
+                opt_tensors[f"{name}::{k}"] = v.contiguous()
+            else:
+                opt_meta["steps"][f"{name}::{k}"] = float(v)
+    save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
+    (tmp / "optimizer.json").write_text(json.dumps(opt_meta))
+    (tmp / "trainer_state.json").write_text(json.dumps(state, indent=2))
+    old = out.with_name(out.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if out.exists():
+        os.replace(out, old)
+    os.replace(tmp, out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _load_optimizer(path: Path, model, optimizer) -> None:
+    tensors = load_file(str(path / "optimizer.safetensors"))
+    meta = json.loads((path / "optimizer.json").read_text())
+    params = dict(model.named_parameters())
+    for key, v in tensors.items():
+        name, k = key.split("::")
+        optimizer.state[params[name]][k] = v
+    for key, v in meta["steps"].items():
+        name, k = key.split("::")
+        optimizer.state[params[name]][k] = torch.tensor(v)
+
+
+def train(corpus: Path, out: Path, cfg: TrainConfig, minutes: float | None = None,
+          steps: int | None = None, resume: bool = False, init: Path | None = None,
+          progress: bool = True, evaluate=None) -> dict:
+    """Train until ``minutes`` or ``steps`` run out; checkpoint to ``out/checkpoint``.
+
+    ``evaluate(model, tokenizer)`` (optional) returns held-out figures, logged every
+    ``cfg.eval_minutes`` and at the end.
+    """
+    from accelerate import Accelerator
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt = out / "checkpoint"
+    tok_dir = corpus / "tokenizer"
+    tok = CodeTokenizer(load_tokenizer(tok_dir))
+    state = {"step": 0, "tokens": 0, "cpu_seconds": 0.0, "wall_seconds": 0.0}
+    if resume and ckpt.exists():
+        model = DiffillForMaskedLM.from_pretrained(str(ckpt), dtype=torch.float32)
+        state = json.loads((ckpt / "trainer_state.json").read_text())
+        log.info("resuming from step %d", state["step"])
+    elif init is not None:
+        model = DiffillForMaskedLM.from_pretrained(str(init), dtype=torch.float32)
+    else:
+        mcfg = DiffillConfig(vocab_size=tok.vocab_size, pad_token_id=tok.pad_id, mask_token_id=tok.mask_id,
+                             eoi_token_id=tok.eoi_id, bos_token_id=tok.bos_id, **cfg.model)
+        model = DiffillForMaskedLM(mcfg)
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr, betas=(0.9, 0.95), eps=1e-8,
+    )
+    if resume and ckpt.exists():
+        _load_optimizer(ckpt, model, optimizer)
+    accel = Accelerator(mixed_precision="bf16", cpu=not torch.cuda.is_available())
+    model, optimizer = accel.prepare(model, optimizer)
+    data = Data(corpus, tok, cfg)
+    (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2, default=str))
+    logf = open(out / "log.jsonl", "a")
+    start_step = state["step"]
+    end_step = start_step + steps if steps is not None else None
+    deadline = time.time() + minutes * 60 if minutes is not None else None
+    t_wall, t_cpu = time.time(), time.process_time()
+    base_wall, base_cpu = state["wall_seconds"], state["cpu_seconds"]
+    last_ckpt = last_eval = time.time()
+    bar = tqdm(total=end_step - start_step if end_step else None, disable=not progress, unit="step")
+
+    def clock():
+        state["wall_seconds"] = base_wall + time.time() - t_wall
+        state["cpu_seconds"] = base_cpu + time.process_time() - t_cpu
+
+    def do_eval():
+        if evaluate is None:
+            return
+        model.eval()
+        figures = evaluate(accel.unwrap_model(model), tok)
+        model.train()
+        clock()
+        rec = {"eval": figures, "step": state["step"], "tokens": state["tokens"],
+               "cpu_hours": state["cpu_seconds"] / 3600, "wall_hours": state["wall_seconds"] / 3600}
+        logf.write(json.dumps(rec) + "\n")
+        logf.flush()
+        log.info("eval %s", rec)
+
+    model.train()
+    while True:
+        step = state["step"]
+        if end_step is not None and step >= end_step:
+            break
+        if deadline is not None and time.time() >= deadline:
+            break
+        batch = data.batch(step)
+        for g in optimizer.param_groups:
+            g["lr"] = lr_at(step, cfg)
+        with accel.autocast():
+            loss, stats = diffusion_loss(model, batch)
+        accel.backward(loss)
+        gnorm = accel.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        state["step"] = step + 1
+        state["tokens"] += int(batch.attention_mask.sum())
+        clock()
+        rec = {"step": state["step"], "loss": round(loss.item(), 4), "lr": optimizer.param_groups[0]["lr"],
+               "grad_norm": round(float(gnorm), 3), "tokens": state["tokens"],
+               "cpu_hours": round(state["cpu_seconds"] / 3600, 4), **stats}
+        logf.write(json.dumps(rec) + "\n")
+        bar.update(1)
+        bar.set_postfix(loss=f"{rec['loss']:.3f}", acc=f"{stats['masked_acc']:.3f}")
+        if time.time() - last_ckpt > cfg.checkpoint_minutes * 60:
+            logf.flush()
+            _save_atomic(ckpt, accel.unwrap_model(model), optimizer, state, tok_dir)
+            last_ckpt = time.time()
+        if time.time() - last_eval > cfg.eval_minutes * 60:
+            do_eval()
+            last_eval = time.time()
+    bar.close()
+    _save_atomic(ckpt, accel.unwrap_model(model), optimizer, state, tok_dir)
+    do_eval()
+    logf.close()
+    return state

@@ -1,0 +1,38 @@
+from diffill.engine import InfillRequest, wants_multiline
+from diffill.errors import DiffillError
+import pytest
+
+SRC = "def add(a, b):\n    return a + b\n\n\ndef sub(a, b):\n    \n"
+
+
+def test_cursor_infill_returns_offsets_and_counts(tiny_engine):
+    pos = SRC.index("    \n") + 4
+    r = tiny_engine.infill(InfillRequest(SRC, pos, pos, max_tokens=8))
+    assert (r.start, r.end) == (pos, pos)
+    assert r.forward_passes >= 1 and r.steps >= 1
+    assert r.latency_ms > 0
+    assert "\x00" not in r.text
+
+
+def test_mid_line_cursor_is_single_line_and_blank_line_is_multiline():
+    assert not wants_multiline("x = foo(\n", 4, 4)
+    assert wants_multiline("def f():\n    \n", 13, 13)
+    assert wants_multiline("a\nb\nc", 0, 3)
+
+
+def test_single_line_hole_never_returns_a_newline(tiny_engine):
+    pos = SRC.index("a + b")
+    r = tiny_engine.infill(InfillRequest(SRC, pos, pos + 5, multiline=False, max_tokens=12))
+    assert "\n" not in r.text
+
+
+def test_hole_outside_document_is_an_error(tiny_engine):
+    with pytest.raises(DiffillError, match="outside"):
+        tiny_engine.infill(InfillRequest(SRC, 5, len(SRC) + 3))
+
+
+def test_batch_equals_sequential(tiny_engine):
+    reqs = [InfillRequest(SRC, i, i, max_tokens=8) for i in (3, 10, 20)]
+    together = [r.text for r in tiny_engine.infill_many(reqs)]
+    alone = [tiny_engine.infill(r).text for r in reqs]
+    assert together == alone
