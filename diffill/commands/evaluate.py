@@ -1,9 +1,14 @@
-"""``diffill eval heldout [--cases N] [--json]``: line-infill exact match, masked-token accuracy."""
+"""``diffill eval heldout [--cases N] [--json]``: line-infill exact match, masked-token accuracy.
+
+``diffill eval humaneval-infill PATH``: pass@1 and exact match on HumanEval-infilling.
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+
+from diffill.commands.common import add_adapter_option
 
 
 def register(sub) -> None:
@@ -14,8 +19,10 @@ def register(sub) -> None:
     h.add_argument("--seed", type=int, default=0)
     h.add_argument("--model", default=None)
     h.add_argument("--corpus", default=None, help="use this corpus's held-out split")
+    add_adapter_option(h)
     h.add_argument("--json", action="store_true")
     h.set_defaults(run=run_heldout)
+    register_humaneval(esub)
 
 
 def run_heldout(args) -> int:
@@ -26,7 +33,7 @@ def run_heldout(args) -> int:
 
     if args.cases < 1:
         raise DiffillError("--cases must be at least 1")
-    engine = Engine(EngineConfig(model=args.model))
+    engine = Engine(EngineConfig(model=args.model, adapter=args.adapter))
     if args.corpus:
         texts = [f.text for f in load_texts(Path(args.corpus), "heldout")]
     else:
@@ -35,9 +42,56 @@ def run_heldout(args) -> int:
         raise DiffillError("no held-out files found")
     figures = heldout_figures(engine.model, engine.tok, texts, cases=args.cases, seed=args.seed)
     figures["model"] = engine.info()["model"]
+    figures["adapter"] = engine.info()["adapter"]
     if args.json:
         print(json.dumps(figures))
     else:
         for k, v in figures.items():
             print(f"{k:28} {v:.4f}" if isinstance(v, float) else f"{k:28} {v}")
+    return 0
+
+
+def register_humaneval(esub) -> None:
+    h = esub.add_parser("humaneval-infill",
+                        help="pass@1 on HumanEval-infilling (.jsonl or .jsonl.gz), tests run sandboxed")
+    h.add_argument("path", help="problems in human-eval-infilling format")
+    h.add_argument("--limit", type=int, default=None, help="only the first N problems")
+    h.add_argument("--max-tokens", type=int, default=None,
+                   help="canvas budget for every hole (default: by variant, 24 single-line, 64 otherwise)")
+    h.add_argument("--samples", default=None, metavar="OUT.jsonl",
+                   help="write the completions in upstream's samples format")
+    h.add_argument("--model", default=None)
+    h.add_argument("--json", action="store_true")
+    h.set_defaults(run=run_humaneval)
+
+
+def run_humaneval(args) -> int:
+    from diffill.engine import Engine, EngineConfig
+    from diffill.errors import DiffillError
+    from diffill.humaneval import HumanEvalConfig, load_problems, run_humaneval, write_samples
+
+    if args.limit is not None and args.limit < 1:
+        raise DiffillError("--limit must be at least 1")
+    if args.max_tokens is not None and not 1 <= args.max_tokens <= 1024:
+        raise DiffillError("--max-tokens must be between 1 and 1024")
+    if args.samples and not Path(args.samples).resolve().parent.is_dir():
+        raise DiffillError(f"no folder for the samples file: {Path(args.samples).parent}")
+    problems = load_problems(args.path, args.limit)
+    engine = Engine(EngineConfig(model=args.model))
+    report = run_humaneval(engine, problems, HumanEvalConfig(max_tokens=args.max_tokens))
+    if args.samples:
+        write_samples(args.samples, report.cases)
+    figures = report.as_json()
+    if args.json:
+        print(json.dumps(figures))
+    else:
+        print(f"{'pass@1':28} {figures['pass_at_1']:.4f}")
+        print(f"{'exact_match':28} {figures['exact_match']:.4f}")
+        for variant, v in figures["by_variant"].items():
+            print(f"  {variant:26} pass@1 {v['pass_at_1']:.4f}  exact {v['exact_match']:.4f}  "
+                  f"({v['cases']} cases)")
+        print(f"{'cases':28} {figures['cases']}")
+        print(f"{'timed out':28} {figures['timed_out']}")
+        print(f"{'seconds':28} {figures['seconds']}")
+        print(f"{'model':28} {figures['model']}")
     return 0

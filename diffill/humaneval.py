@@ -1,0 +1,229 @@
+"""HumanEval-infilling: fill each hole with the engine, run the tests in the sandbox.
+
+Input is OpenAI's human-eval-infilling format, one JSON object a line (``.jsonl`` or
+``.jsonl.gz``): ``task_id``, ``prompt`` (text before the hole), ``suffix``,
+``canonical_solution`` (the hole), ``test`` and ``entry_point``. The variant (single-line,
+multi-line, random-span) comes from the task id (``SingleLineInfilling/HumanEval/0/L0``), or,
+for other ids, from the canonical solution's line count. It sets the canvas budget and whether
+the hole may span lines; the true length of the hole is never given to the engine.
+
+The program run per task is upstream's:
+``prompt + completion + suffix + "\\n" + test + "\\ncheck(" + entry_point + ")\\n"``.
+Greedy decoding, one sample a task: pass@1 is the fraction of tasks whose program passes.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from diffill.errors import DiffillError
+from diffill.sandbox import SandboxLimits, run_python
+
+log = logging.getLogger(__name__)
+
+FIELDS = ("task_id", "prompt", "suffix", "canonical_solution", "test", "entry_point")
+VARIANT_PREFIXES = {"SingleLine": "single-line", "MultiLine": "multi-line", "RandomSpan": "random-span"}
+
+
+@dataclass(frozen=True)
+class Problem:
+    task_id: str
+    prompt: str
+    suffix: str
+    canonical_solution: str
+    test: str
+    entry_point: str
+
+    @property
+    def variant(self) -> str:
+        head = self.task_id.split("/", 1)[0]
+        for prefix, name in VARIANT_PREFIXES.items():
+            if head.startswith(prefix):
+                return name
+        return "multi-line" if "\n" in self.canonical_solution.rstrip("\n") else "single-line"
+
+    @property
+    def whole_lines(self) -> bool:
+        """The hole is whole lines, from a line start through its newline (upstream's line
+        variants); a completion for it must end its last line."""
+        if self.variant == "random-span":
+            return False
+        at_line_start = not self.prompt or self.prompt.endswith("\n")
+        if self.task_id.split("/", 1)[0].startswith(("SingleLine", "MultiLine")):
+            return at_line_start
+        return at_line_start and self.canonical_solution.endswith("\n")
+
+    def program(self, completion: str) -> str:
+        return (self.prompt + completion + self.suffix + "\n" + self.test
+                + "\ncheck(" + self.entry_point + ")\n")
+
+
+@dataclass(frozen=True)
+class HumanEvalConfig:
+    budgets: dict[str, int] = field(default_factory=lambda: {
+        "single-line": 24, "multi-line": 64, "random-span": 64})
+    max_tokens: int | None = None  # overrides every budget
+    batch: int = 8
+    limits: SandboxLimits = field(default_factory=SandboxLimits)
+
+    def budget(self, variant: str) -> int:
+        return self.max_tokens or self.budgets[variant]
+
+
+@dataclass
+class CaseResult:
+    task_id: str
+    variant: str
+    completion: str
+    status: str  # passed | failed | timed out
+    detail: str
+    exact: bool
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "passed"
+
+
+@dataclass
+class HumanEvalReport:
+    cases: list[CaseResult]
+    seconds: float
+    model: str
+    adapter: str | None
+
+    @property
+    def pass_at_1(self) -> float:
+        return sum(c.passed for c in self.cases) / max(1, len(self.cases))
+
+    @property
+    def exact_match(self) -> float:
+        return sum(c.exact for c in self.cases) / max(1, len(self.cases))
+
+    def by_variant(self) -> dict[str, dict]:
+        out: dict[str, dict] = {}
+        for v in sorted({c.variant for c in self.cases}):
+            cs = [c for c in self.cases if c.variant == v]
+            out[v] = {"cases": len(cs), "pass_at_1": sum(c.passed for c in cs) / len(cs),
+                      "exact_match": sum(c.exact for c in cs) / len(cs)}
+        return out
+
+    def as_json(self) -> dict:
+        return {"pass_at_1": self.pass_at_1, "exact_match": self.exact_match,
+                "cases": len(self.cases), "seconds": round(self.seconds, 2), "model": self.model,
+                "adapter": self.adapter, "by_variant": self.by_variant(),
+                "timed_out": sum(c.status == "timed out" for c in self.cases)}
+
+
+def load_problems(path: str | Path, limit: int | None = None) -> list[Problem]:
+    """Read problems in file order; ``limit`` keeps the first N."""
+    path = Path(path)
+    if not path.is_file():
+        raise DiffillError(f"no such file: {path}")
+    opener = gzip.open if path.name.endswith(".gz") else open
+    problems: list[Problem] = []
+    seen: set[str] = set()
+    try:
+        with opener(path, "rt", encoding="utf-8") as f:
+            for n, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                problems.append(_problem(json.loads(line), path, n, seen))
+                if limit is not None and len(problems) >= limit:
+                    break
+    except json.JSONDecodeError as e:
+        raise DiffillError(f"{path}:{n}: not a JSON object ({e.msg})") from e
+    except (UnicodeDecodeError, OSError, EOFError) as e:
+        raise DiffillError(f"{path}: cannot read it as (gzipped) JSON lines: {e}") from e
+    if not problems:
+        raise DiffillError(f"{path} holds no problems")
+    return problems
+
+
+def _problem(record, path: Path, n: int, seen: set[str]) -> Problem:
+    if not isinstance(record, dict):
+        raise DiffillError(f"{path}:{n}: expected a JSON object")
+    missing = [k for k in FIELDS if not isinstance(record.get(k), str)]
+    if missing:
+        raise DiffillError(f"{path}:{n}: missing or non-string field(s): {', '.join(missing)}")
+    if record["task_id"] in seen:
+        raise DiffillError(f"{path}:{n}: duplicate task_id {record['task_id']!r}")
+    seen.add(record["task_id"])
+    return Problem(**{k: record[k] for k in FIELDS})
+
+
+def fit_completion(problem: Problem, text: str) -> str:
+    """A whole-line hole's completion ends its last line, so the suffix starts a new one."""
+    if problem.whole_lines and text and not text.endswith("\n"):
+        return text + "\n"
+    return text
+
+
+def complete_with_engine(engine, problems: list[Problem], config: HumanEvalConfig) -> list[str]:
+    """Greedy infill of every hole with the engine's default sampler settings."""
+    from diffill.engine import InfillRequest
+
+    reqs = [InfillRequest(p.prompt + p.suffix, len(p.prompt), len(p.prompt), path="humaneval.py",
+                          language="python", max_tokens=config.budget(p.variant),
+                          multiline=p.variant != "single-line") for p in problems]
+    texts: list[str] = []
+    for s in range(0, len(reqs), config.batch):
+        texts += [r.text for r in engine.infill_many(reqs[s : s + config.batch])]
+        log.info("infilled %d/%d", len(texts), len(reqs))
+    return [fit_completion(p, t) for p, t in zip(problems, texts)]
+
+
+def _normalise(code: str) -> str:
+    return "\n".join(line.rstrip() for line in code.strip("\n").split("\n"))
+
+
+def is_exact(problem: Problem, completion: str) -> bool:
+    """Equal to the canonical solution up to trailing spaces and blank lines at either end."""
+    return _normalise(completion) == _normalise(problem.canonical_solution)
+
+
+def evaluate(problems: list[Problem], completions: list[str],
+             limits: SandboxLimits | None = None,
+             progress: Callable[[int, int], None] | None = None) -> list[CaseResult]:
+    """Run every task's program in the sandbox, one after another."""
+    if len(problems) != len(completions):
+        raise ValueError("one completion per problem")
+    out = []
+    for i, (p, c) in enumerate(zip(problems, completions)):
+        r = run_python(p.program(c), limits)
+        out.append(CaseResult(p.task_id, p.variant, c, r.status, r.detail, is_exact(p, c)))
+        if progress:
+            progress(i + 1, len(problems))
+    return out
+
+
+def run_humaneval(engine, problems: list[Problem], config: HumanEvalConfig | None = None
+                  ) -> HumanEvalReport:
+    config = config or HumanEvalConfig()
+    t0 = time.perf_counter()
+    completions = complete_with_engine(engine, problems, config)
+    cases = evaluate(problems, completions, config.limits)
+    info = engine.info()
+    return HumanEvalReport(cases, time.perf_counter() - t0, info["model"], info.get("adapter"))
+
+
+def write_samples(path: str | Path, cases: list[CaseResult]) -> None:
+    """Upstream's samples format, one ``{"task_id", "completion"}`` a line; written atomically."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            for c in cases:
+                f.write(json.dumps({"task_id": c.task_id, "completion": c.completion}) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
