@@ -1,0 +1,234 @@
+"""Does an infill introduce a syntax error? The validity check of DESIGN.md, incremental.
+
+An infill is *invalid* when the document with the infill has a tree-sitter ERROR or MISSING
+node that overlaps the infilled text widened to whole lines, and that node is new: the
+document without the infill (prefix + suffix) has no error of the same kind whose span,
+shifted by the infill's length, is the same. Errors elsewhere in a half-edited file, and a
+pre-existing error that merely absorbs the infill, are ignored. The empty infill is always
+valid.
+
+A ``HoleChecker`` belongs to one hole of one document. It parses the document once, then
+checks each candidate fill by editing its previous tree (``Tree.edit`` + ``parse(old_tree)``),
+so a check costs a small incremental parse plus a walk down the few nodes that overlap the
+hole's lines. All offsets are UTF-8 byte offsets.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import tree_sitter as ts
+
+from grammar.registry import Grammar
+
+CACHE_SIZE = 64  # fills remembered per hole (sampler steps often re-render the same text)
+
+
+@dataclass(frozen=True)
+class SyntaxError_:
+    """A new error node: its kind (``ERROR`` or ``MISSING <type>``) and document byte span."""
+
+    kind: str
+    start: int
+    end: int
+
+
+def _as_bytes(text: str | bytes) -> bytes:
+    return text.encode("utf-8") if isinstance(text, str) else text
+
+
+def _point(data: bytes, offset: int) -> tuple[int, int]:
+    row = data.count(b"\n", 0, offset)
+    return row, offset - (data.rfind(b"\n", 0, offset) + 1)
+
+
+def _common_prefix(a: bytes, b: bytes) -> int:
+    n = min(len(a), len(b))
+    if a[:n] == b[:n]:
+        return n
+    lo, hi = 0, n  # a[:lo] == b[:lo], a[:hi] != b[:hi]
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if a[:mid] == b[:mid]:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def _kind(node: ts.Node) -> str:
+    return f"MISSING {node.type}" if node.is_missing else "ERROR"
+
+
+def _overlaps(start: int, end: int, lo: int, hi: int) -> bool:
+    """A node [start, end) against the line region [lo, hi] (``hi`` is the line end)."""
+    if start == end:
+        return lo <= start <= hi
+    return start < hi and end > lo
+
+
+def error_nodes(tree: ts.Tree, lo: int, hi: int, skip=lambda node: False) -> list[ts.Node]:
+    """ERROR and MISSING nodes overlapping [lo, hi], outermost first; nodes for which ``skip``
+    is true are reported but not entered."""
+    out: list[ts.Node] = []
+    stack = [tree.root_node]
+    while stack:
+        node = stack.pop()
+        if node.is_error or node.is_missing:
+            out.append(node)
+            if node.is_missing or skip(node):
+                continue
+        cursor = node.walk()
+        if cursor.goto_first_child_for_byte(max(0, lo - 1)) is None:
+            continue
+        while True:
+            child = cursor.node
+            if child.start_byte > hi:
+                break
+            if (child.has_error or child.is_missing) and _overlaps(child.start_byte, child.end_byte, lo, hi):
+                stack.append(child)
+            if not cursor.goto_next_sibling():
+                break
+    return out
+
+
+def _top_level_window(tree: ts.Tree, lo: int, hi: int) -> tuple[int, int]:
+    """Byte range of the top-level nodes overlapping [lo, hi] plus one neighbour on each side."""
+    root = tree.root_node
+    kids = root.children
+    hit = [i for i, k in enumerate(kids) if k.start_byte <= hi and k.end_byte >= lo]
+    if hit:
+        first, last = max(0, hit[0] - 1), min(len(kids) - 1, hit[-1] + 1)
+    else:
+        after = [i for i, k in enumerate(kids) if k.start_byte > hi]
+        nxt = after[0] if after else len(kids)
+        first, last = max(0, nxt - 1), min(len(kids) - 1, nxt)
+    if not kids:
+        return 0, root.end_byte
+    start = min(lo, kids[first].start_byte)
+    end = max(hi, kids[last].end_byte)
+    if first == 0:
+        start = 0
+    if last == len(kids) - 1:
+        end = root.end_byte
+    return start, end
+
+
+class HoleChecker:
+    """Checks candidate fills of the hole between ``prefix`` and ``suffix`` (the whole document)."""
+
+    def __init__(self, grammar: Grammar, prefix: str | bytes, suffix: str | bytes):
+        self.grammar = grammar
+        self.parser = grammar.parser()
+        prefix, suffix = _as_bytes(prefix), _as_bytes(suffix)
+        lo = prefix.rfind(b"\n") + 1
+        nl = suffix.find(b"\n")
+        hi = len(prefix) + (len(suffix) if nl < 0 else nl)
+        # Parse once, then keep only the top-level constructs around the hole: later checks
+        # reparse this slice, so their cost does not grow with the file.
+        cut_lo, cut_hi = _top_level_window(self.parser.parse(prefix + suffix), lo, hi)
+        self.offset = cut_lo  # document offset of the slice
+        self.prefix, self.suffix = prefix[cut_lo:], suffix[: cut_hi - len(prefix)]
+        self.hole = len(self.prefix)
+        self.line_start = lo - cut_lo
+        self.rest_of_line = hi - len(prefix)
+        self.tree = self.parser.parse(self.prefix + self.suffix)
+        self.fill = b""
+        self.base_errors = {(_kind(n), n.start_byte, n.end_byte)
+                            for n in error_nodes(self.tree, self.line_start, self.hole + self.rest_of_line)}
+        self._cache: OrderedDict[bytes, list[SyntaxError_]] = OrderedDict()
+
+    # -- public ----------------------------------------------------------------------------
+
+    def errors(self, fill: str | bytes) -> list[SyntaxError_]:
+        """New error nodes that overlap the fill's lines, in document byte offsets."""
+        fill = _as_bytes(fill)
+        hit = self._cache.get(fill)
+        if hit is not None:
+            self._cache.move_to_end(fill)
+            return hit
+        found = self._errors(fill) if fill else []
+        self._cache[fill] = found
+        if len(self._cache) > CACHE_SIZE:
+            self._cache.popitem(last=False)
+        return found
+
+    def is_valid(self, fill: str | bytes) -> bool:
+        return not self.errors(fill)
+
+    def fill_regions(self, fill: str | bytes) -> list[tuple[int, int]]:
+        """The new errors as byte ranges inside the fill (clamped; a zero-width range marks an
+        error at that point, for instance a MISSING token)."""
+        n = len(_as_bytes(fill))
+        out = []
+        for e in self.errors(fill):
+            a = min(max(e.start - self.offset - self.hole, 0), n)
+            b = min(max(e.end - self.offset - self.hole, 0), n)
+            out.append((a, b))
+        return out
+
+    def longest_valid_prefix(self, fill: str) -> str:
+        """The longest prefix of ``fill`` that is valid and ends at a line boundary (before a
+        newline of the fill, or the whole fill); "" when there is none."""
+        if self.is_valid(fill):
+            return fill
+        cut = fill.rfind("\n")
+        while cut > 0:
+            head = fill[:cut]
+            if head.strip() and self.is_valid(head):
+                return head
+            cut = fill.rfind("\n", 0, cut)
+        return ""
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _reparse(self, fill: bytes) -> bytes:
+        old_fill = self.fill
+        if fill == old_fill:
+            return self.prefix + fill + self.suffix
+        head = _common_prefix(old_fill, fill)
+        tail = _common_prefix(old_fill[head:][::-1], fill[head:][::-1])
+        old_doc = self.prefix + old_fill + self.suffix
+        new_doc = self.prefix + fill + self.suffix
+        start = self.hole + head
+        old_end = self.hole + len(old_fill) - tail
+        new_end = self.hole + len(fill) - tail
+        self.tree.edit(start, old_end, new_end, _point(old_doc, start), _point(old_doc, old_end),
+                       _point(new_doc, new_end))
+        self.tree = self.parser.parse(new_doc, self.tree)
+        self.fill = fill
+        return new_doc
+
+    def _errors(self, fill: bytes) -> list[SyntaxError_]:
+        self._reparse(fill)
+        lo = self.line_start
+        hi = self.hole + len(fill) + self.rest_of_line
+        pre_existing = self._pre_existing(len(fill))
+        found = []
+        for node in error_nodes(self.tree, lo, hi, skip=pre_existing):
+            if not pre_existing(node):
+                found.append(SyntaxError_(_kind(node), node.start_byte + self.offset,
+                                          node.end_byte + self.offset))
+        return found
+
+    def _pre_existing(self, delta: int):
+        """Whether a node of the filled document is an error the document had without the fill."""
+        h = self.hole
+
+        def back(p: int) -> tuple[int, ...]:
+            # a document offset -> the offsets it may have had without the fill
+            if p < h:
+                return (p,)
+            if p == h or p == h + delta:
+                return (h,)
+            if p > h + delta:
+                return (p - delta,)
+            return ()  # inside the fill: new
+
+        def test(node: ts.Node) -> bool:
+            kind = _kind(node)
+            return any((kind, a, b) in self.base_errors
+                       for a in back(node.start_byte) for b in back(node.end_byte))
+
+        return test
