@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-BENCHES: list[str] = []
+BENCHES: list[str] = ["report"]
 
 
 def register(sub) -> None:
