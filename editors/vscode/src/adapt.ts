@@ -31,7 +31,7 @@ function accuracy(v: unknown): number | null {
   const direct = num(v);
   if (direct !== null) return direct;
   if (typeof v !== "object" || v === null) return null;
-  return firstNumber(v as Record<string, unknown>, ["exact_match", "accuracy", "token_accuracy", "line_exact_match"]);
+  return firstNumber(v as Record<string, unknown>, ["line_infill_exact_match", "exact_match", "accuracy"]);
 }
 
 function percent(x: number): string {

@@ -27,6 +27,17 @@ describe("parseAdaptLine", () => {
     });
   });
 
+  it("reads the report of diffill adapt --json", () => {
+    const report = {
+      before: { line_infill_exact_match: 0.125, cases: 200 }, after: { line_infill_exact_match: 0.2, cases: 200 },
+      files: 40, tokens: 90000, adapter: "/ws/.diffill/adapter", minutes: 10, heldout_files: 4, cases: 200, steps: 300, skipped: 0,
+    };
+    assert.deepEqual(parseAdaptLine(JSON.stringify(report)), {
+      kind: "result", adapter: "/ws/.diffill/adapter",
+      message: "held-out accuracy 12.5% -> 20.0%, saved to /ws/.diffill/adapter",
+    });
+  });
+
   it("ignores lines that are not JSON objects", () => {
     assert.equal(parseAdaptLine("loading model"), undefined);
     assert.equal(parseAdaptLine("{not json"), undefined);
