@@ -1,38 +1,63 @@
 """Backends: the one small interface the sampler talks to.
 
-A backend turns (prefix ids, canvas ids, suffix ids) rows into logits at the canvas slots. It
-says which id is the mask and the end of infill, and whether its logits are shifted by one
-(Dream and DiffuCoder: ``logits[:, i]`` predicts token ``i + 1``).
+A backend turns (prefix ids, canvas ids, suffix ids) rows into logits at canvas slots. It says
+which id is the mask and the end of infill, and whether its model's logits are shifted by one
+(Dream and DiffuCoder: ``logits[:, i]`` predicts token ``i + 1``); the backend undoes the shift,
+so the sampler always receives the logits *of* each canvas slot.
+
+* ``DiffillBackend``: the project's own network, exact or with the context cache.
+* ``MaskedLMBackend``: any transformers masked-LM checkpoint in a local folder (BERT-like
+  ``AutoModelForMaskedLM``, or Dream/LLaDA-style remote code when the user passes
+  ``trust_remote_code``).
+* ``DiffusionGemmaBackend``: transformers' DiffusionGemma (block diffusion, uniform noise).
 """
 
 from __future__ import annotations
 
+import json
+import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import torch
+
+from model.tokenizer import CodeTokenizer
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("diffill", "masked_lm", "diffusion_gemma")
 
 
 class Backend(Protocol):
     mask_id: int
     eoi_id: int
     banned_ids: list[int]  # never generated (pad, mask, bos)
+    shifted: bool  # the model's logits are shifted by one (the backend undoes it)
 
     def prepare(self, prefixes: list[list[int]], suffixes: list[list[int]], length: int,
-                cache: bool) -> object: ...
+                cache: bool = False, refresh: int = 0) -> object:
+        """State for one batch of canvases of ``length`` slots. ``cache``: compute the context
+        once and reuse it (approximate); ``refresh``: recompute it every that many calls."""
+        ...
 
-    def logits(self, state: object, canvas: torch.Tensor) -> torch.Tensor:
-        """(B, L) canvas ids -> (B, L, V) float logits at the canvas slots."""
+    def logits(self, state: object, canvas: torch.Tensor, slots: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, L) canvas ids -> float logits (B, L, V), or (B, K, V) at canvas slots ``slots`` (B, K)."""
         ...
 
 
 @dataclass
 class Layout:
     input_ids: torch.Tensor  # (B, T) prefix + canvas + suffix, right-padded
-    attention_mask: torch.Tensor  # (B, T)
-    canvas_index: torch.Tensor  # (B, L) positions of canvas slots
+    attention_mask: torch.Tensor | None  # (B, T); None when no row is padded
+    canvas_index: torch.Tensor  # (B, L) positions whose logits belong to the canvas slots
+    cache: bool = False
+    refresh: int = 0
+    calls: int = 0
     context: list | None = None  # per-layer cached keys/values of prefix + suffix
-    context_mask: torch.Tensor | None = None
+    context_index: torch.Tensor | None = None  # (B, C) positions of the context
+    context_mask: torch.Tensor | None = None  # (B, C); None when no row is padded
+    rope: tuple | None = None  # cos/sin of the canvas positions
 
 
 def layout_rows(prefixes, suffixes, length, mask_id, pad_id, shifted: bool = False) -> Layout:
@@ -42,51 +67,221 @@ def layout_rows(prefixes, suffixes, length, mask_id, pad_id, shifted: bool = Fal
     attn = torch.zeros((len(rows), width), dtype=torch.long)
     index = torch.zeros((len(rows), length), dtype=torch.long)
     for i, (r, p) in enumerate(zip(rows, prefixes)):
+        if shifted and not p:
+            raise ValueError("a backend with shifted logits needs at least one prefix token")
         ids[i, : len(r)] = torch.tensor(r)
         attn[i, : len(r)] = 1
         index[i] = torch.arange(len(p), len(p) + length) - (1 if shifted else 0)
-    return Layout(ids, attn, index)
+    return Layout(ids, None if bool(attn.all()) else attn, index)
+
+
+def _canvas_positions(lay: Layout, shifted: bool) -> torch.Tensor:
+    return lay.canvas_index + (1 if shifted else 0)
+
+
+def _pick(index: torch.Tensor, slots: torch.Tensor | None) -> torch.Tensor:
+    return index if slots is None else index.gather(1, slots)
 
 
 class DiffillBackend:
-    """The project's own network (``model.network.DiffillForMaskedLM``)."""
+    """The project's own network (``model.network.DiffillForMaskedLM``).
 
-    def __init__(self, model, tokenizer):
+    Exact path: the whole row (prefix + canvas + suffix) through the network every step.
+    Cached path (Fast-dLLM dual cache): the first call runs the whole row once, keeps every
+    layer's keys and values of the prefix and suffix, and returns that pass's (exact) logits;
+    later calls run only the canvas through the layers against that cache. The context's
+    states then stay those computed with the canvas as it was (all masks), which is the
+    approximation; ``refresh`` recomputes them every that many calls.
+    """
+
+    shifted = False
+
+    def __init__(self, model, tokenizer: CodeTokenizer):
         self.model = model.eval()
         self.tok = tokenizer
         self.mask_id = tokenizer.mask_id
         self.eoi_id = tokenizer.eoi_id
         self.banned_ids = [tokenizer.pad_id, tokenizer.mask_id, tokenizer.bos_id]
 
-    def prepare(self, prefixes, suffixes, length, cache=False) -> Layout:
+    def prepare(self, prefixes, suffixes, length, cache=False, refresh=0) -> Layout:
         lay = layout_rows(prefixes, suffixes, length, self.mask_id, self.tok.pad_id)
+        lay.cache, lay.refresh = cache, refresh
         if cache:
-            kv = self.model.encode_context(
-                lay.input_ids,
-                torch.arange(lay.input_ids.shape[1])[None].expand_as(lay.input_ids),
-                lay.attention_mask,
-            )
-            # keep the context positions only: every position but the canvas slots
-            keep = lay.attention_mask.bool().clone()
+            keep = torch.ones_like(lay.input_ids, dtype=torch.bool)
+            if lay.attention_mask is not None:
+                keep &= lay.attention_mask.bool()
             keep.scatter_(1, lay.canvas_index, False)
-            n = int(keep.sum(1).max())
-            idx = torch.zeros((keep.shape[0], n), dtype=torch.long)
-            cmask = torch.zeros((keep.shape[0], n), dtype=torch.long)
-            for i in range(keep.shape[0]):
-                pos = torch.nonzero(keep[i]).squeeze(1)
-                idx[i, : len(pos)] = pos
-                cmask[i, : len(pos)] = 1
-            g = idx[:, None, :, None]
-            lay.context = [
-                tuple(t.gather(2, g.expand(-1, t.shape[1], -1, t.shape[3])) for t in layer_kv)
-                for layer_kv in kv
-            ]
-            lay.context_mask = cmask
+            counts = keep.sum(1)
+            n = int(counts.max())
+            order = torch.argsort((~keep).to(torch.int8), dim=1, stable=True)  # kept positions first, in order
+            lay.context_index = order[:, :n]
+            cmask = torch.arange(n)[None] < counts[:, None]
+            lay.context_mask = None if bool(cmask.all()) else cmask.long()
+            from model.network import rope_cos_sin
+
+            lay.rope = rope_cos_sin(lay.canvas_index, self.model.head_dim, self.model.config.rope_theta)
         return lay
 
     @torch.inference_mode()
-    def logits(self, state: Layout, canvas: torch.Tensor) -> torch.Tensor:
-        if state.context is not None:
-            return self.model.forward_canvas(canvas, state.canvas_index, state.context, state.context_mask).float()
+    def logits(self, state: Layout, canvas: torch.Tensor, slots: torch.Tensor | None = None) -> torch.Tensor:
+        state.calls += 1
+        at = _pick(state.canvas_index, slots)
+        if state.cache and state.context is not None and not (state.refresh and (state.calls - 1) % state.refresh == 0):
+            return self.model.forward_canvas(canvas, state.canvas_index, state.context, state.context_mask,
+                                             logits_at=slots, rope=state.rope).float()
         ids = state.input_ids.scatter(1, state.canvas_index, canvas)
-        return self.model(ids, attention_mask=state.attention_mask, logits_at=state.canvas_index).logits.float()
+        if not state.cache:
+            return self.model(ids, attention_mask=state.attention_mask, logits_at=at).logits.float()
+        positions = torch.arange(ids.shape[1])[None].expand_as(ids)
+        kv, logits = self.model.encode_context(ids, positions, state.attention_mask, logits_at=at)
+        g = state.context_index[:, None, :, None]
+        state.context = [tuple(t.gather(2, g.expand(-1, t.shape[1], -1, t.shape[3])) for t in layer_kv)
+                         for layer_kv in kv]
+        return logits.float()
+
+
+class ForeignTokenizer(CodeTokenizer):
+    """A transformers tokenizer of another model, with the ids the engine needs named explicitly."""
+
+    def __init__(self, hf, mask_id: int, eoi_id: int, pad_id: int | None = None, bos_id: int | None = None):
+        self.hf = hf
+        self.backend = hf.backend_tokenizer
+        self.mask_id, self.eoi_id = mask_id, eoi_id
+        self.pad_id = pad_id if pad_id is not None else eoi_id
+        self.bos_id = bos_id if bos_id is not None else self.pad_id
+        self.vocab_size = len(hf)
+        self.special_ids = frozenset(i for i in (self.pad_id, self.mask_id, self.eoi_id, self.bos_id) if i is not None)
+
+
+class MaskedLMBackend:
+    """A transformers masked-LM checkpoint: BERT-like, or Dream/LLaDA-style remote code.
+
+    The model is called on the whole row every step (``model(input_ids, attention_mask).logits``);
+    these models bring no canvas cache, so ``cache`` is ignored. ``shifted``: Dream and DiffuCoder
+    predict token ``i + 1`` at position ``i``; LLaDA and BERT do not.
+    """
+
+    def __init__(self, model, tokenizer: ForeignTokenizer, shifted: bool = False):
+        self.model = model.eval()
+        self.tok = tokenizer
+        self.shifted = shifted
+        self.mask_id, self.eoi_id = tokenizer.mask_id, tokenizer.eoi_id
+        self.banned_ids = sorted({tokenizer.mask_id, tokenizer.pad_id} - {tokenizer.eoi_id})
+
+    def prepare(self, prefixes, suffixes, length, cache=False, refresh=0) -> Layout:
+        return layout_rows(prefixes, suffixes, length, self.mask_id, self.tok.pad_id, self.shifted)
+
+    @torch.inference_mode()
+    def logits(self, state: Layout, canvas: torch.Tensor, slots: torch.Tensor | None = None) -> torch.Tensor:
+        ids = state.input_ids.scatter(1, _canvas_positions(state, self.shifted), canvas)
+        out = self.model(input_ids=ids, attention_mask=state.attention_mask).logits
+        at = _pick(state.canvas_index, slots)
+        return out.gather(1, at[..., None].expand(-1, -1, out.shape[-1])).float()
+
+
+@dataclass
+class _GemmaState:
+    prompts: list[list[int]]
+    cache: bool
+    noise: torch.Tensor  # (B, L) the uniform-noise token each masked slot is shown as
+    past: list | None = None
+
+
+class DiffusionGemmaBackend:
+    """transformers' DiffusionGemma (``DiffusionGemmaForBlockDiffusion``).
+
+    A block-diffusion model: a causal encoder reads the prompt into a KV cache and a
+    bidirectional decoder refines a canvas that continues the prompt. Its noise is uniform
+    (random tokens), not a mask: masked slots are shown to it as fixed random tokens (seeded,
+    so runs repeat). It has no notion of a suffix, so the prompt is the prefix only. With
+    ``cache`` the prompt is encoded once per request (exact for this model, whose decoder only
+    reads the encoder's cache); without it, every step re-encodes the prompt. Rows run one
+    at a time (prompts of different lengths would need left padding in the encoder).
+    """
+
+    shifted = False
+
+    def __init__(self, model, tokenizer: ForeignTokenizer, seed: int = 0):
+        self.model = model.eval()
+        self.tok = tokenizer
+        self.mask_id, self.eoi_id = tokenizer.mask_id, tokenizer.eoi_id
+        self.banned_ids = sorted({tokenizer.mask_id, tokenizer.pad_id} - {tokenizer.eoi_id})
+        self.vocab_size = model.config.text_config.vocab_size
+        self.seed = seed
+
+    def prepare(self, prefixes, suffixes, length, cache=False, refresh=0) -> _GemmaState:
+        gen = torch.Generator().manual_seed(self.seed)
+        noise = torch.randint(0, self.vocab_size, (len(prefixes), length), generator=gen)
+        prompts = [p if p else [self.tok.bos_id] for p in prefixes]
+        return _GemmaState(prompts, cache, noise)
+
+    @torch.inference_mode()
+    def logits(self, state: _GemmaState, canvas: torch.Tensor, slots: torch.Tensor | None = None) -> torch.Tensor:
+        shown = torch.where(canvas == self.mask_id, state.noise[:, : canvas.shape[1]], canvas)
+        if state.past is None:
+            state.past = [None] * len(state.prompts)
+        rows = []
+        for i, prompt in enumerate(state.prompts):
+            if state.cache and state.past[i] is not None:
+                out = self.model(past_key_values=state.past[i], decoder_input_ids=shown[i : i + 1])
+            else:
+                out = self.model(input_ids=torch.tensor([prompt]), decoder_input_ids=shown[i : i + 1])
+                if state.cache:
+                    state.past[i] = out.past_key_values
+            rows.append(out.logits[0])
+        out = torch.stack(rows).float()
+        if slots is not None:
+            out = out.gather(1, slots[..., None].expand(-1, -1, out.shape[-1]))
+        return out
+
+
+def _special_id(hf, names: tuple[str, ...]) -> int | None:
+    for name in names:
+        value = getattr(hf, name, None)
+        if isinstance(value, int):
+            return value
+    return None
+
+
+def load_backend(kind: str, path: str | Path, trust_remote_code: bool = False):
+    """(backend, tokenizer) for a local checkpoint folder of a non-diffill model. Never downloads:
+    ``path`` must be a folder. Remote code runs only when ``trust_remote_code`` is given."""
+    from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, AutoTokenizer
+
+    from model.loading import ModelLoadError
+
+    if kind not in BACKENDS or kind == "diffill":
+        raise ModelLoadError(f"unknown backend {kind!r} (choose from {', '.join(BACKENDS)})")
+    folder = Path(path)
+    if not (folder / "config.json").is_file():
+        raise ModelLoadError(f"{folder} is not a model folder (no config.json); backends load local folders only")
+    config = json.loads((folder / "config.json").read_text())
+    if config.get("auto_map") and not trust_remote_code:
+        raise ModelLoadError(f"{folder} needs its own code (auto_map in config.json); pass --trust-remote-code "
+                             "if you trust it")
+    opts = dict(local_files_only=True, trust_remote_code=trust_remote_code)
+    try:
+        hf = AutoTokenizer.from_pretrained(str(folder), **opts)
+        if kind == "diffusion_gemma":
+            from transformers import DiffusionGemmaForBlockDiffusion
+
+            model = DiffusionGemmaForBlockDiffusion.from_pretrained(str(folder), **opts)
+        else:
+            cfg = AutoConfig.from_pretrained(str(folder), **opts)
+            auto = AutoModelForMaskedLM if type(cfg) in AutoModelForMaskedLM._model_mapping else AutoModel
+            model = auto.from_pretrained(str(folder), **opts)
+    except (OSError, ValueError, KeyError) as e:
+        raise ModelLoadError(f"cannot load {kind} model from {folder}: {e}") from e
+    eoi = _special_id(hf, ("eos_token_id", "sep_token_id"))
+    mask = _special_id(hf, ("mask_token_id",))
+    if mask is None:
+        mask = config.get("mask_token_id")
+    if kind == "diffusion_gemma" and mask is None:
+        mask = _special_id(hf, ("unk_token_id", "pad_token_id"))  # only a placeholder: the model never sees it
+    if mask is None or eoi is None:
+        raise ModelLoadError(f"{folder}: the tokenizer names no mask or end token")
+    tok = ForeignTokenizer(hf, mask, eoi, _special_id(hf, ("pad_token_id",)), _special_id(hf, ("bos_token_id", "cls_token_id")))
+    if kind == "diffusion_gemma":
+        return DiffusionGemmaBackend(model, tok), tok
+    shifted = bool(config.get("logits_shifted", config.get("model_type") in ("dream", "diffucoder")))
+    return MaskedLMBackend(model, tok, shifted=shifted), tok

@@ -166,11 +166,18 @@ class DiffillForMaskedLM(DiffillPreTrainedModel):
             loss = F.cross_entropy(logits.float().view(-1, logits.shape[-1]), labels.view(-1), ignore_index=-100)
         return MaskedLMOutput(loss=loss, logits=logits)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def encode_context(
-        self, input_ids: torch.Tensor, position_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
-    ) -> list[KV]:
-        """Per-layer keys and values of a context (prefix + suffix, canvas removed or masked)."""
+        self,
+        input_ids: torch.Tensor,
+        position_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        logits_at: torch.Tensor | None = None,
+    ) -> list[KV] | tuple[list[KV], torch.Tensor]:
+        """Per-layer keys and values of every position of ``input_ids`` (prefix + canvas + suffix).
+
+        With ``logits_at`` (B, K) the same pass also returns the logits there: the canvas slots of
+        this pass are exact, so the first denoising step costs no extra forward."""
         x = self.embed_tokens(input_ids)
         cos, sin = rope_cos_sin(position_ids, self.head_dim, self.config.rope_theta)
         mask = _key_mask(attention_mask)
@@ -178,26 +185,32 @@ class DiffillForMaskedLM(DiffillPreTrainedModel):
         for layer in self.layers:
             x, kv = layer(x, cos, sin, mask)
             cache.append(kv)
-        return cache
+        if logits_at is None:
+            return cache
+        return cache, self._logits(x, logits_at)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def forward_canvas(
         self,
         canvas_ids: torch.Tensor,
         canvas_positions: torch.Tensor,
         context: list[KV],
         context_mask: torch.Tensor | None = None,
+        logits_at: torch.Tensor | None = None,
+        rope: KV | None = None,
     ) -> torch.Tensor:
-        """Logits (B, L, V) of the canvas only, attending to the cached context and itself."""
+        """Logits of the canvas only, attending to the cached context and itself: (B, L, V), or
+        (B, K, V) at the canvas slots ``logits_at`` (B, K). ``rope``: precomputed
+        ``rope_cos_sin(canvas_positions)``, which does not change between steps."""
         x = self.embed_tokens(canvas_ids)
-        cos, sin = rope_cos_sin(canvas_positions, self.head_dim, self.config.rope_theta)
+        cos, sin = rope if rope is not None else rope_cos_sin(canvas_positions, self.head_dim, self.config.rope_theta)
         mask = None
         if context_mask is not None:
             own = torch.ones(canvas_ids.shape, dtype=context_mask.dtype, device=context_mask.device)
             mask = _key_mask(torch.cat([context_mask, own], dim=1))
         for layer, kv in zip(self.layers, context):
             x, _ = layer(x, cos, sin, mask, kv)
-        return self._logits(x, None)
+        return self._logits(x, logits_at)
 
 
 AutoConfig.register("diffill", DiffillConfig)

@@ -2,7 +2,7 @@
 
     canvas = [<mask>] * L
     repeat until no <mask> is left, or cancelled, or max steps:
-        logits at canvas slots; banned tokens forbidden
+        logits at the masked canvas slots; banned tokens forbidden
         conf, guess per masked slot (max prob, margin or entropy)
         <eoi> proposable at slot i only when no <mask> is left of i (the end is decided last)
         propose every masked slot with conf >= threshold, at least min_per_step, at most max_per_step
@@ -12,6 +12,8 @@
         committed tokens whose probability collapsed may be re-masked (bounded)
         canvas full of code and growth allowed: append more <mask> slots
     result = canvas up to the first <eoi>
+
+Defaults were chosen with ``diffill bench speed`` on the base model (see SamplerConfig).
 """
 
 from __future__ import annotations
@@ -26,27 +28,45 @@ import torch
 
 from model.backend import Backend
 
+CONFIDENCE_MEASURES = ("prob", "margin", "entropy")
+
 
 @dataclass
 class SamplerConfig:
     threshold: float = 0.9  # commit every masked slot at least this confident
-    min_per_step: int = 1
-    max_per_step: int = 0  # 0: no cap
+    min_per_step: int = 1  # commit at least this many (the most confident) per step
+    max_per_step: int = 0  # 0: no cap; 1: one token per step (the slow baseline)
     confidence: str = "prob"  # prob | margin | entropy
-    max_steps: int = 0  # 0: the canvas length (+ growth)
+    max_steps: int = 0  # 0: the canvas length (+ growth) + 8
     grow_by: int = 0  # slots added when code fills the whole canvas; 0: never grow
     max_length: int = 256  # canvas growth stops here
-    remask_below: float = 0.0  # re-mask committed tokens whose probability fell below this
+    remask_below: float = 0.0  # re-mask committed tokens whose probability fell below this; 0: off
     max_remask: int = 1  # times any one slot may be re-masked
     temperature: float = 0.0  # 0: greedy
     seed: int = 0
     cache: bool = False  # prefix/suffix keys and values computed once (approximate)
+    cache_refresh: int = 0  # with cache: recompute the context every this many steps; 0: never
+
+    def __post_init__(self) -> None:
+        if self.confidence not in CONFIDENCE_MEASURES:
+            raise ValueError(f"unknown confidence measure {self.confidence!r} (choose from {CONFIDENCE_MEASURES})")
+        if self.min_per_step < 1 or self.max_per_step < 0 or (self.max_per_step and self.max_per_step < self.min_per_step):
+            raise ValueError("need 1 <= min_per_step <= max_per_step (or max_per_step 0: no cap)")
+        if self.grow_by < 0 or self.max_remask < 0 or self.max_steps < 0 or self.cache_refresh < 0:
+            raise ValueError("grow_by, max_remask, max_steps and cache_refresh must not be negative")
+        if self.temperature < 0:
+            raise ValueError("temperature must not be negative")
 
 
 class Constraint(Protocol):
-    """Called each step with proposed canvases; returns slots to veto and slots to re-mask."""
+    """Called each step, per row with proposals, with the canvas view: committed tokens, else the
+    current guess (the text the canvas would become), which slots are committed and which are
+    proposed for commit. Returns three sets of slots: ``hold`` (proposals not committed this
+    step), ``ban`` (proposals not committed, their guess banned at the slot) and ``remask``
+    (committed slots back to <mask>, their token banned there; at most ``max_remask`` times a slot)."""
 
-    def check(self, row: int, tokens: list[int], committed: list[bool]) -> tuple[set[int], set[int]]: ...
+    def check(self, row: int, tokens: list[int], committed: list[bool],
+              proposed: list[bool]) -> tuple[set[int], set[int], set[int]]: ...
 
 
 @dataclass
@@ -59,11 +79,12 @@ class StepTrace:
 
 @dataclass
 class SampleResult:
-    tokens: list[int]  # up to the first <eoi>
+    tokens: list[int]  # up to the first <eoi> (and the first <mask> when incomplete)
     complete: bool  # no <mask> was left
     steps: int
     forward_passes: int
     committed: int
+    cancelled: bool = False
 
 
 @dataclass
@@ -72,43 +93,61 @@ class Request:
     suffix: list[int]
 
 
+Bans = dict[tuple[int, int], set[int]]  # (row, slot) -> token ids never committed there
+
+
 @dataclass
 class Sampler:
     backend: Backend
     config: SamplerConfig = field(default_factory=SamplerConfig)
 
+    @torch.inference_mode()
     def sample(
         self,
         requests: list[Request],
         length: int,
         constraint: Constraint | None = None,
-        bans: dict[tuple[int, int], set[int]] | None = None,
+        bans: Bans | None = None,
         cancelled: Callable[[], bool] = lambda: False,
         on_step: Callable[[StepTrace], None] | None = None,
     ) -> list[SampleResult]:
-        """Denoise one canvas of ``length`` slots per request, all in one batch."""
+        """Denoise one canvas of ``length`` slots per request, all rows in one forward pass a step.
+
+        ``bans`` is read at every step, so a caller (an ``on_step`` callback, a constraint) may add
+        to it while sampling. ``cancelled`` is checked before every step; a cancelled batch
+        returns at once, each row with its committed text up to the first <mask>."""
+        if not requests:
+            return []
+        if length < 1:
+            raise ValueError("the canvas needs at least one slot")
         cfg, be = self.config, self.backend
         mask, eoi = be.mask_id, be.eoi_id
         gen = torch.Generator().manual_seed(cfg.seed)
         b = len(requests)
-        state = be.prepare([r.prefix for r in requests], [r.suffix for r in requests], length, cfg.cache)
+        state = be.prepare([r.prefix for r in requests], [r.suffix for r in requests], length,
+                           cfg.cache, cfg.cache_refresh)
         canvas = torch.full((b, length), mask, dtype=torch.long)
         ban = torch.zeros((b, length, 0), dtype=torch.bool)
         remasked = torch.zeros((b, length), dtype=torch.long)
         steps = passes = 0
-        max_steps = cfg.max_steps or (cfg.max_length if cfg.grow_by else length) + 8
-        while steps < max_steps and not cancelled():
+        stopped = False
+        max_steps = cfg.max_steps or (max(cfg.max_length, length) if cfg.grow_by else length) + 8
+        while steps < max_steps:
+            if cancelled():
+                stopped = True
+                break
             is_mask = canvas == mask
             if not is_mask.any():
                 if not self._grow_needed(canvas, eoi, length, cfg):
                     break
                 canvas, ban, remasked, state, length = self._grow(requests, canvas, ban, remasked, length)
                 continue
-            logits = be.logits(state, canvas)
+            slots = self._slots(canvas, is_mask, eoi)
+            logits = be.logits(state, canvas, slots)
             passes += 1
             steps += 1
-            logits = self._forbid(logits, bans, ban)
-            conf, guess, probs = self._confidence(logits, gen)
+            logits = self._forbid(logits, slots, bans, ban)
+            conf, guess, p_old = self._confidence(logits, slots, canvas, gen)
             # <eoi> only where no <mask> is left of the slot: the end is decided after the content
             mask_left = torch.cumsum(is_mask.long(), 1) - is_mask.long() > 0
             conf = torch.where((guess == eoi) & mask_left, torch.full_like(conf, -1.0), conf)
@@ -117,32 +156,51 @@ class Sampler:
             if constraint is not None:
                 ban, remask = self._apply_constraint(constraint, canvas, guess, propose, ban, remasked)
                 propose &= ~remask  # vetoed proposals drop out; remask holds re-masked slots
-            new = canvas.clone()
-            new[propose] = guess[propose]
+            new = torch.where(propose, guess, canvas)
             new = self._eoi_fill(new, eoi, mask)
             if cfg.remask_below > 0:
-                new = self._remask(new, canvas, probs, remasked, mask, eoi)
-            committed_now = [torch.nonzero((new != canvas[i]) & (new[i] != mask)).squeeze(1).tolist()
-                             for i in range(b)] if on_step else []
-            canvas = new
+                new = self._remask(new, canvas, p_old, remasked, mask, eoi)
             if on_step:
-                on_step(StepTrace(steps, canvas.tolist(), committed_now, cfg.threshold))
-        return [self._result(row, mask, eoi, steps, passes) for row in canvas.tolist()]
+                fresh = (new != canvas) & (new != mask)
+                on_step(StepTrace(steps, new.tolist(), [torch.nonzero(f).squeeze(1).tolist() for f in fresh],
+                                  cfg.threshold))
+            canvas = new
+        return [self._result(row, mask, eoi, steps, passes, stopped) for row in canvas.tolist()]
 
     # -- helpers ---------------------------------------------------------------------------
 
-    def _forbid(self, logits, bans, ban):
-        logits = logits.clone()
+    def _slots(self, canvas, is_mask, eoi):
+        """(B, K) canvas slots that need logits: masked ones (and committed code when re-masking is
+        on), each row padded by repeating its first such slot."""
+        need = is_mask
+        if self.config.remask_below > 0:
+            need = need | (canvas != eoi)
+        if need.shape[0] == 1:
+            return torch.nonzero(need[0]).T
+        k = int(need.sum(1).max())
+        order = torch.argsort((~need).to(torch.int8), dim=1, stable=True)[:, :k]  # needed slots first
+        count = need.sum(1, keepdim=True)
+        pad = torch.arange(k)[None] >= count
+        return torch.where(pad, order[:, :1], order)
+
+    def _forbid(self, logits, slots, bans, ban):
         logits[..., self.backend.banned_ids] = -math.inf
         if bans:
-            for (row, slot), ids in bans.items():
-                if slot < logits.shape[1]:
-                    logits[row, slot, list(ids)] = -math.inf
+            where = {}
+            for i, row in enumerate(slots.tolist()):
+                for k, slot in enumerate(row):
+                    where[(i, slot)] = k
+            for key, ids in bans.items():
+                if key in where and ids:
+                    logits[key[0], where[key], list(ids)] = -math.inf
         if ban.shape[-1]:
-            logits[..., : ban.shape[-1]].masked_fill_(ban, -math.inf)
+            picked = ban.gather(1, slots[..., None].expand(-1, -1, ban.shape[-1]))
+            logits[..., : ban.shape[-1]].masked_fill_(picked, -math.inf)
         return logits
 
-    def _confidence(self, logits, gen):
+    def _confidence(self, logits, slots, canvas, gen):
+        """conf and guess at every canvas slot (B, L), from logits at ``slots`` (B, K); and the
+        current probability of each committed token (1 where not computed)."""
         cfg = self.config
         probs = torch.softmax(logits, -1)
         if cfg.temperature > 0:
@@ -150,23 +208,26 @@ class Sampler:
             guess = torch.multinomial(flat, 1, generator=gen).view(logits.shape[:2])
         else:
             guess = probs.argmax(-1)
-        p = probs.gather(-1, guess[..., None]).squeeze(-1)
         if cfg.confidence == "prob":
-            conf = p
+            conf = probs.gather(-1, guess[..., None]).squeeze(-1)
         elif cfg.confidence == "margin":
             top2 = probs.topk(2, -1).values
             conf = top2[..., 0] - top2[..., 1]
-        elif cfg.confidence == "entropy":
+        else:  # entropy: exp(-H) is 1 for a certain slot and 1/V for a uniform one
             ent = -(probs * torch.log(probs.clamp_min(1e-12))).sum(-1)
             conf = torch.exp(-ent)
-        else:
-            raise ValueError(f"unknown confidence measure {cfg.confidence!r}")
-        return conf, guess, probs
+        full_conf = torch.full(canvas.shape, -math.inf).scatter(1, slots, conf)
+        full_guess = canvas.scatter(1, slots, guess)
+        p_old = None
+        if cfg.remask_below > 0:
+            old = canvas.gather(1, slots)
+            p_old = torch.ones(canvas.shape).scatter(1, slots, probs.gather(-1, old[..., None]).squeeze(-1))
+        return full_conf, full_guess, p_old
 
     def _select(self, conf, is_mask):
         cfg = self.config
         propose = (conf >= cfg.threshold) & is_mask
-        order = conf.argsort(-1, descending=True)
+        order = torch.argsort(conf, dim=-1, descending=True, stable=True)
         rank = torch.empty_like(order)
         rank.scatter_(1, order, torch.arange(conf.shape[1]).expand_as(order))
         eligible = conf > -math.inf
@@ -176,22 +237,29 @@ class Sampler:
         return propose
 
     def _apply_constraint(self, constraint, canvas, guess, propose, ban, remasked):
+        """Ask the constraint about each row's view; returns the grown ban tensor and the
+        proposals to drop. Re-masked slots are written into ``canvas``."""
         mask = self.backend.mask_id
-        remask = torch.zeros_like(propose)
-        view = torch.where(propose, guess, canvas)
+        is_mask = canvas == mask
+        drop = torch.zeros_like(propose)
+        view = torch.where(is_mask, guess, canvas)
         for i in range(canvas.shape[0]):
             if not propose[i].any():
                 continue
-            veto, undo = constraint.check(i, view[i].tolist(), (canvas[i] != mask).tolist())
-            for slot in veto:
+            hold, banned, undo = constraint.check(i, view[i].tolist(), (~is_mask[i]).tolist(),
+                                                  propose[i].tolist())
+            for slot in hold:
+                drop[i, slot] |= bool(propose[i, slot])
+            for slot in banned:
                 if propose[i, slot]:
                     ban = self._ban(ban, i, slot, int(guess[i, slot]))
-                    remask[i, slot] = True
+                    drop[i, slot] = True
             for slot in undo:
-                if canvas[i, slot] != mask and remasked[i, slot] < self.config.max_remask:
+                if not is_mask[i, slot] and remasked[i, slot] < self.config.max_remask:
                     remasked[i, slot] += 1
+                    ban = self._ban(ban, i, slot, int(canvas[i, slot]))
                     canvas[i, slot] = mask
-        return ban, remask
+        return ban, drop
 
     @staticmethod
     def _ban(ban, row, slot, token):
@@ -204,23 +272,23 @@ class Sampler:
 
     @staticmethod
     def _eoi_fill(canvas, eoi, mask):
-        is_eoi = canvas == eoi
-        after = torch.cumsum(is_eoi.long(), 1) > 0
+        """<eoi> monotonicity: every slot after a committed <eoi> is <eoi>."""
+        after = torch.cumsum((canvas == eoi).long(), 1) > 0
         return torch.where(after, torch.full_like(canvas, eoi), canvas)
 
-    def _remask(self, new, old, probs, remasked, mask, eoi):
+    def _remask(self, new, old, p_old, remasked, mask, eoi):
         """Committed code tokens the model now finds improbable go back to <mask> (bounded)."""
-        was = (old != mask) & (old != eoi)
-        p_old = probs.gather(-1, old.clamp_min(0)[..., None]).squeeze(-1)
+        was = (old != mask) & (old != eoi) & (new == old)
         drop = was & (p_old < self.config.remask_below) & (remasked < self.config.max_remask)
         remasked += drop.long()
         return torch.where(drop, torch.full_like(new, mask), new)
 
-    def _grow_needed(self, canvas, eoi, length, cfg):
+    @staticmethod
+    def _grow_needed(canvas, eoi, length, cfg):
         return bool(cfg.grow_by and length < cfg.max_length and (canvas != eoi).all(1).any())
 
     def _grow(self, requests, canvas, ban, remasked, length):
-        """Append <mask> slots to every row whose code used the whole canvas."""
+        """Append <mask> slots to every row whose code used the whole canvas (others get <eoi>)."""
         cfg, be = self.config, self.backend
         extra = min(cfg.grow_by, cfg.max_length - length)
         full = (canvas != be.eoi_id).all(1, keepdim=True)
@@ -229,17 +297,18 @@ class Sampler:
         ban = torch.cat([ban, torch.zeros((ban.shape[0], extra, ban.shape[2]), dtype=torch.bool)], 1)
         remasked = torch.cat([remasked, torch.zeros((remasked.shape[0], extra), dtype=torch.long)], 1)
         length += extra
-        state = be.prepare([r.prefix for r in requests], [r.suffix for r in requests], length, cfg.cache)
+        state = be.prepare([r.prefix for r in requests], [r.suffix for r in requests], length,
+                           cfg.cache, cfg.cache_refresh)
         return canvas, ban, remasked, state, length
 
     @staticmethod
-    def _result(row, mask, eoi, steps, passes):
+    def _result(row, mask, eoi, steps, passes, cancelled):
         end = row.index(eoi) if eoi in row else len(row)
         body = row[:end]
         complete = mask not in body
         if not complete:
             body = body[: body.index(mask)]
-        return SampleResult(body, complete, steps, passes, sum(1 for t in row if t != mask))
+        return SampleResult(body, complete, steps, passes, sum(1 for t in row if t != mask), cancelled)
 
 
 def timed(fn, *args, **kwargs):

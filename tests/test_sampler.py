@@ -1,0 +1,231 @@
+"""The denoising sampler: parallel commits, <eoi> rules, bans, cancellation, growth, batching."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from model.backend import DiffillBackend
+from model.loading import load_checkpoint
+from model.sampler import Request, Sampler, SamplerConfig
+
+MASK, EOI, PAD = 1, 2, 0
+V = 32
+
+
+class ScriptedBackend:
+    """A fake model that wants ``target`` (then <eoi>) with per-slot confidences.
+
+    ``conf[i]`` is the probability of the wanted token at slot i; ``eoi_conf`` the probability
+    of <eoi> at slots past the target; the second choice at each slot is token 31."""
+
+    mask_id, eoi_id, shifted = MASK, EOI, False
+    banned_ids = [PAD, MASK]
+
+    def __init__(self, target, conf=None, eoi_conf=0.99, collapse=None):
+        self.target, self.eoi_conf = list(target), eoi_conf
+        self.conf = conf
+        self.collapse = collapse or {}  # slot -> probability of its committed token after commit
+        self.calls = 0
+        self.seen_slots = []
+
+    def prepare(self, prefixes, suffixes, length, cache=False, refresh=0):
+        return len(prefixes)
+
+    def _row(self, canvas_row):
+        L = len(canvas_row)
+        out = torch.full((L, V), -30.0)
+        for i in range(L):
+            want = self.target[i] if i < len(self.target) else EOI
+            p = self.eoi_conf if want == EOI else (self.conf[i] if self.conf else 0.95)
+            if canvas_row[i] != MASK and i in self.collapse:
+                p = self.collapse[i]
+            second = 31 if want != 31 else 30
+            out[i, want] = math.log(p)
+            out[i, second] = math.log(max(1e-6, 1 - p - 1e-4))
+        return out
+
+    def logits(self, state, canvas, slots=None):
+        self.calls += 1
+        self.seen_slots.append(None if slots is None else slots.tolist())
+        out = torch.stack([self._row(r) for r in canvas.tolist()])
+        if slots is not None:
+            out = out.gather(1, slots[..., None].expand(-1, -1, V))
+        return out
+
+
+def run(backend, length, n=1, **cfg):
+    return Sampler(backend, SamplerConfig(**cfg)).sample([Request([5], [6])] * n, length)
+
+
+def test_confident_slots_are_committed_together():
+    be = ScriptedBackend([10, 11, 12, 13], conf=[0.95] * 4)
+    (r,) = run(be, 8, threshold=0.9)
+    assert r.tokens == [10, 11, 12, 13] and r.complete
+    # content in one step, then the <eoi> slots (decided after the content) in the next
+    assert r.forward_passes == 2
+
+
+def test_one_per_step_commits_exactly_one_token_a_step():
+    be = ScriptedBackend([10, 11, 12, 13], conf=[0.95] * 4)
+    (r,) = run(be, 6, max_per_step=1)
+    assert r.tokens == [10, 11, 12, 13]
+    # 4 content tokens and the first <eoi>; the <eoi> fills the rest
+    assert r.forward_passes == 5
+
+
+def test_min_per_step_and_max_per_step_bound_each_step():
+    be = ScriptedBackend([10, 11, 12, 13, 14, 15], conf=[0.2] * 6, eoi_conf=0.2)
+    steps = []
+    Sampler(be, SamplerConfig(threshold=0.9, min_per_step=2, max_per_step=3)).sample(
+        [Request([5], [6])], 6, on_step=lambda t: steps.append(len(t.committed_now[0])))
+    assert steps == [2, 2, 2]
+    be = ScriptedBackend([10, 11, 12, 13, 14, 15], conf=[0.99] * 6)
+    steps = []
+    Sampler(be, SamplerConfig(threshold=0.9, max_per_step=4)).sample(
+        [Request([5], [6])], 6, on_step=lambda t: steps.append(len(t.committed_now[0])))
+    assert steps == [4, 2]
+
+
+def test_eoi_is_monotone_and_decided_after_the_content():
+    # <eoi> is by far the most confident guess at the right end; content is unsure.
+    be = ScriptedBackend([10, 11, 12], conf=[0.6, 0.6, 0.6], eoi_conf=0.999)
+    canvases = []
+    (r,) = Sampler(be, SamplerConfig(threshold=0.9)).sample(
+        [Request([5], [6])], 8, on_step=lambda t: canvases.append(t.canvas[0]))
+    assert r.tokens == [10, 11, 12]
+    for c in canvases:
+        if EOI in c:
+            first = c.index(EOI)
+            assert all(t == EOI for t in c[first:])
+            assert MASK not in c[:first]  # an <eoi> never has a <mask> on its left
+
+
+def test_bans_are_respected_and_can_be_added_from_outside():
+    be = ScriptedBackend([10, 11, 12], conf=[0.95] * 3)
+    bans = {(0, 1): {11}}
+    (r,) = Sampler(be, SamplerConfig()).sample([Request([5], [6])], 4, bans=bans)
+    assert r.tokens == [10, 31, 12]
+    # a caller adds a ban between steps (as the syntax constraint does)
+    be = ScriptedBackend([10, 11, 12], conf=[0.95, 0.5, 0.5])
+    bans = {}
+    (r,) = Sampler(be, SamplerConfig(max_per_step=1)).sample(
+        [Request([5], [6])], 4, bans=bans, on_step=lambda t: bans.setdefault((0, 2), {12}))
+    assert r.tokens == [10, 11, 31]
+
+
+def test_cancellation_returns_promptly_with_the_best_partial():
+    be = ScriptedBackend([10, 11, 12, 13], conf=[0.95] * 4)
+    calls = iter(range(100))
+    (r,) = Sampler(be, SamplerConfig(max_per_step=1)).sample(
+        [Request([5], [6])], 6, cancelled=lambda: next(calls) >= 2)
+    assert r.cancelled and not r.complete
+    assert r.forward_passes == 2 and r.tokens == [10, 11]
+    (r,) = Sampler(be, SamplerConfig()).sample([Request([5], [6])], 6, cancelled=lambda: True)
+    assert r.cancelled and r.tokens == [] and r.forward_passes == 0
+
+
+def test_canvas_grows_when_code_fills_it():
+    target = list(range(10, 22))  # 12 tokens
+    (r,) = run(ScriptedBackend(target), 8)
+    assert r.tokens == target[:8] and r.complete
+    (r,) = run(ScriptedBackend(target), 8, grow_by=8, max_length=64)
+    assert r.tokens == target
+    (r,) = run(ScriptedBackend(target), 8, grow_by=2, max_length=10)
+    assert r.tokens == target[:10]
+
+
+def test_growth_in_a_batch_pads_the_rows_that_had_ended():
+    class TwoTargets(ScriptedBackend):
+        def logits(self, state, canvas, slots=None):
+            rows = []
+            for i, row in enumerate(canvas.tolist()):
+                self.target = [10, 11] if i == 0 else list(range(10, 20))
+                rows.append(self._row(row))
+            out = torch.stack(rows)
+            return out if slots is None else out.gather(1, slots[..., None].expand(-1, -1, V))
+
+    short, long_ = Sampler(TwoTargets([]), SamplerConfig(grow_by=4, max_length=16)).sample(
+        [Request([5], [6]), Request([5], [6])], 6)
+    assert short.tokens == [10, 11] and long_.tokens == list(range(10, 20))
+
+
+def test_collapsed_tokens_are_remasked_a_bounded_number_of_times():
+    # slot 1 is committed, then the model's belief in it collapses to 0.01
+    be = ScriptedBackend([10, 11, 12], conf=[0.5, 0.95, 0.5], collapse={1: 0.01})
+    canvases = []
+    (r,) = Sampler(be, SamplerConfig(remask_below=0.05, max_remask=1)).sample(
+        [Request([5], [6])], 4, on_step=lambda t: canvases.append(t.canvas[0]))
+    remasked_steps = [c for c in canvases[1:] if c[1] == MASK]
+    assert len(remasked_steps) == 1  # re-masked once, then left alone
+    assert r.complete and r.tokens == [10, 11, 12]
+    (r2,) = Sampler(be, SamplerConfig()).sample([Request([5], [6])], 4)
+    assert r2.forward_passes < r.forward_passes
+
+
+def test_logits_are_asked_only_at_masked_slots():
+    be = ScriptedBackend([10, 11, 12, 13], conf=[0.95, 0.5, 0.5, 0.5])
+    run(be, 4, threshold=0.9)
+    assert be.seen_slots[0] == [[0, 1, 2, 3]]
+    assert be.seen_slots[1] == [[1, 2, 3]]
+
+
+def test_bad_settings_are_rejected():
+    with pytest.raises(ValueError, match="confidence"):
+        SamplerConfig(confidence="vibes")
+    with pytest.raises(ValueError):
+        SamplerConfig(min_per_step=3, max_per_step=2)
+    with pytest.raises(ValueError):
+        Sampler(ScriptedBackend([10]), SamplerConfig()).sample([Request([5], [6])], 0)
+
+
+@pytest.mark.parametrize("measure", ["prob", "margin", "entropy"])
+def test_every_confidence_measure_fills_the_canvas(measure):
+    (r,) = run(ScriptedBackend([10, 11, 12], conf=[0.95] * 3), 5, confidence=measure)
+    assert r.tokens == [10, 11, 12]
+
+
+# -- the real (tiny, random) network -----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_backend(tiny_checkpoint):
+    model, tok = load_checkpoint(tiny_checkpoint)
+    return DiffillBackend(model, tok), tok
+
+
+def _requests(tok):
+    texts = [("def f(x):\n    return ", "\n\nprint(f(2))\n"),
+             ("import os\n", ""),
+             ("class A:\n    def __init__(self):\n        self.x = ", "\n        self.y = 2\n")]
+    return [Request(tok.encode(p), tok.encode(s)) for p, s in texts]
+
+
+@pytest.mark.parametrize("cache", [False, True])
+def test_batch_equals_sequential(tiny_backend, cache):
+    be, tok = tiny_backend
+    sampler = Sampler(be, SamplerConfig(threshold=0.05, cache=cache))
+    reqs = _requests(tok)
+    together = [r.tokens for r in sampler.sample(reqs, 10)]
+    alone = [sampler.sample([r], 10)[0].tokens for r in reqs]
+    assert together == alone
+
+
+def test_same_seed_same_result_when_sampling(tiny_backend):
+    be, tok = tiny_backend
+    reqs = _requests(tok)
+    a = Sampler(be, SamplerConfig(temperature=1.0, seed=7)).sample(reqs, 10)
+    b = Sampler(be, SamplerConfig(temperature=1.0, seed=7)).sample(reqs, 10)
+    c = Sampler(be, SamplerConfig(temperature=1.0, seed=8)).sample(reqs, 10)
+    assert [r.tokens for r in a] == [r.tokens for r in b]
+    assert [r.tokens for r in a] != [r.tokens for r in c]  # a random model: the draws differ
+
+
+def test_cache_refreshed_every_step_equals_exact(tiny_backend):
+    be, tok = tiny_backend
+    reqs = _requests(tok)
+    exact = Sampler(be, SamplerConfig(max_per_step=1)).sample(reqs, 8)
+    refreshed = Sampler(be, SamplerConfig(max_per_step=1, cache=True, cache_refresh=1)).sample(reqs, 8)
+    assert [r.tokens for r in exact] == [r.tokens for r in refreshed]
