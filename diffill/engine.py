@@ -13,6 +13,8 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
+from adapters.lora import AdapterError
+from adapters.serving import AdaptedModel
 from diffill.errors import DiffillError
 from diffill.postprocess import HoleContext, postprocess
 from model.backend import DiffillBackend
@@ -32,6 +34,9 @@ class EngineConfig:
     multi_line_tokens: int = 64
     constrained: bool = True
     threads: int = 0  # 0: torch's default
+    # LoRA adapter merged at start: "default" (the shipped adapter when it exists and was made for
+    # this base), an adapter folder, or None / "none" (the bare base)
+    adapter: str | None = "default"
 
 
 @dataclass
@@ -85,10 +90,25 @@ class Engine:
         except ModelLoadError as e:
             raise DiffillError(str(e)) from e
         self.backend = DiffillBackend(self.model, self.tok)
+        self.adapters = AdaptedModel(self.model)
+        self.adapter: str | None = None  # folder of the merged adapter
+        self.use_adapter(self.config.adapter)
+
+    def use_adapter(self, adapter: str | None) -> str | None:
+        """Serve base + ``adapter`` merged (see ``EngineConfig.adapter``); returns its folder.
+        Not thread-safe: switch only while no request is running."""
+        try:
+            info = self.adapters.use(adapter)
+        except AdapterError as e:
+            raise DiffillError(str(e)) from e
+        self.adapter = str(info.path) if info else None
+        log.info("adapter: %s", self.adapter or "none")
+        return self.adapter
 
     def info(self) -> dict:
         return {"model": self.config.model or "diffill-base (default)",
-                "parameters": sum(p.numel() for p in self.model.parameters())}
+                "parameters": sum(p.numel() for p in self.model.parameters()),
+                "adapter": self.adapter or "none"}
 
     def _check(self, req: InfillRequest) -> None:
         if not 0 <= req.start <= req.end <= len(req.text):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
+from diffill.commands.common import add_adapter_option
 from diffill.documents import read_source
 from diffill.errors import DiffillError
 from diffill.positions import offset_of, parse_point, parse_range
@@ -18,6 +19,7 @@ def register(sub) -> None:
     where.add_argument("--range", metavar="L1:C1-L2:C2", help="regenerate this region (1-based, end exclusive)")
     p.add_argument("--max-tokens", type=int, default=None, help="canvas budget in tokens")
     p.add_argument("--model", default=None, help="checkpoint folder (default: the shipped model)")
+    add_adapter_option(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--trace", action="store_true", help="print the canvas after every denoising step")
     p.add_argument("--full", action="store_true", help="print the whole file with the infill applied")
@@ -38,7 +40,7 @@ def run(args) -> int:
             raise DiffillError(f"range {args.range} ends before it starts")
     if args.max_tokens is not None and not 1 <= args.max_tokens <= 1024:
         raise DiffillError("--max-tokens must be between 1 and 1024")
-    engine = Engine(EngineConfig(model=args.model))
+    engine = Engine(EngineConfig(model=args.model, adapter=args.adapter))
     printer = TracePrinter(engine.tok, sys.stderr) if args.trace else None
     result = engine.infill(InfillRequest(text, start, end, path=args.file, max_tokens=args.max_tokens),
                            on_step=printer)

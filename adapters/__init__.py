@@ -1,0 +1,24 @@
+"""LoRA adapters (peft) on the diffill base model: train, save, load, list, switch, merge.
+
+- ``adapters.lora``: settings, the base fingerprint, save/read/list adapter folders.
+- ``adapters.serving``: ``AdaptedModel``, several adapters on one base, the active one merged.
+- ``adapters.training``: training with the project's masked-diffusion objective.
+- ``adapters.sources``: a repository's source files for a workspace adapter.
+"""
+
+from adapters.lora import (
+    DEFAULT_ADAPTER,
+    TARGET_MODULES,
+    AdapterError,
+    AdapterInfo,
+    LoraSettings,
+    attach,
+    base_fingerprint,
+    list_adapters,
+    read_info,
+    save_adapter,
+)
+from adapters.serving import AdaptedModel
+
+__all__ = ["DEFAULT_ADAPTER", "TARGET_MODULES", "AdaptedModel", "AdapterError", "AdapterInfo", "LoraSettings",
+           "attach", "base_fingerprint", "list_adapters", "read_info", "save_adapter"]

@@ -1,0 +1,177 @@
+"""LoRA adapters (peft) on the diffill network: attach, fingerprint the base, save, read, list.
+
+An adapter folder is a peft folder (``adapter_config.json`` + ``adapter_model.safetensors``)
+plus ``diffill_adapter.json``, which records the sha256 of the base model's weights it was
+trained on, and a ``README.md`` card. Loading an adapter onto any other base is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import warnings
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model
+
+log = logging.getLogger(__name__)
+
+TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+DEFAULT_ADAPTER = Path(__file__).resolve().parent / "checkpoints" / "infill"
+META_FILE = "diffill_adapter.json"
+CARD_FILE = "README.md"
+FORMAT_VERSION = 1
+
+
+class AdapterError(Exception):
+    """An adapter folder is missing, damaged, or made for another base model."""
+
+
+@dataclass
+class LoraSettings:
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.0
+    targets: tuple[str, ...] = TARGET_MODULES
+
+    def peft_config(self) -> LoraConfig:
+        return LoraConfig(r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout,
+                          target_modules=list(self.targets), bias="none", init_lora_weights=True)
+
+
+@dataclass
+class AdapterInfo:
+    path: Path
+    base_sha256: str
+    base_model: str = ""  # a label for people: the base's folder when it was trained
+    created: str = ""
+    training: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+
+    def as_json(self) -> dict:
+        d = asdict(self)
+        d["path"] = str(self.path)
+        return d
+
+
+def base_fingerprint(model: torch.nn.Module) -> str:
+    """sha256 over the names, shapes and float32 values of a bare model's state dict.
+
+    Independent of file layout and of the dtype the model was loaded in. Compute it before any
+    adapter is attached: LoRA layers change the state dict."""
+    state = model.state_dict()
+    if any("lora_" in k or ".base_layer." in k for k in state):
+        raise AdapterError("cannot fingerprint a model that already has LoRA layers attached")
+    h = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].detach().to("cpu", torch.float32).contiguous()
+        h.update(f"{name}:{tuple(t.shape)};".encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()
+
+
+def attach(model: torch.nn.Module, settings: LoraSettings | None = None, name: str = "default",
+           seed: int = 0) -> PeftModel:
+    """A fresh trainable LoRA adapter on ``model`` (modified in place); only LoRA weights train.
+    The LoRA A matrices are drawn from ``seed`` so training is reproducible."""
+    torch.manual_seed(seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        return get_peft_model(model, (settings or LoraSettings()).peft_config(), adapter_name=name)
+
+
+def _check_folder(path: Path) -> None:
+    if not path.is_dir():
+        raise AdapterError(f"adapter folder not found: {path}")
+    for name in ("adapter_config.json", "adapter_model.safetensors", META_FILE):
+        if not (path / name).is_file():
+            raise AdapterError(f"{path} is not a diffill adapter folder (no {name})")
+
+
+def read_info(path: str | Path) -> AdapterInfo:
+    """The metadata of an adapter folder; raises AdapterError when it is not one."""
+    path = Path(path)
+    _check_folder(path)
+    try:
+        meta = json.loads((path / META_FILE).read_text())
+        return AdapterInfo(path=path, base_sha256=meta["base_sha256"], base_model=meta.get("base_model", ""),
+                           created=meta.get("created", ""), training=meta.get("training", {}),
+                           metrics=meta.get("metrics", {}))
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
+        raise AdapterError(f"corrupt {META_FILE} in {path}: {e}") from e
+
+
+def check_base(info: AdapterInfo, base_sha256: str) -> None:
+    if info.base_sha256 != base_sha256:
+        raise AdapterError(
+            f"adapter {info.path} was trained on another base model (base sha256 {info.base_sha256[:12]}, "
+            f"loaded model {base_sha256[:12]}); load the base it was made for, or train a new adapter "
+            "on this one (`diffill adapt`)")
+
+
+def list_adapters(root: str | Path) -> list[AdapterInfo]:
+    """Every adapter folder directly in ``root`` (and ``root`` itself if it is one), by path."""
+    root = Path(root)
+    found = []
+    for d in [root, *sorted(p for p in root.iterdir() if p.is_dir())] if root.is_dir() else []:
+        try:
+            found.append(read_info(d))
+        except AdapterError:
+            continue
+    return found
+
+
+def write_card(path: Path, title: str, body: str) -> None:
+    (path / CARD_FILE).write_text(f"# {title}\n\n{body.strip()}\n", encoding="utf-8")
+
+
+def _relax_permissions(folder: Path) -> None:
+    umask = os.umask(0)
+    os.umask(umask)
+    folder.chmod(0o777 & ~umask)
+    for p in folder.iterdir():
+        p.chmod(0o666 & ~umask)
+
+
+def save_adapter(model: PeftModel, out: str | Path, base_sha256: str, base_model: str = "",
+                 training: dict | None = None, metrics: dict | None = None,
+                 card: tuple[str, str] | None = None, name: str = "default") -> AdapterInfo:
+    """Write adapter ``name`` of ``model`` to ``out`` atomically: a temporary folder next to it
+    is filled (peft config, safetensors weights, metadata, card) and then swapped in."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        model.peft_config[name].base_model_name_or_path = base_model or None
+        model.save_pretrained(str(tmp), selected_adapters=[name], safe_serialization=True)
+        nested = tmp / name  # peft nests every adapter but "default" in a sub-folder
+        if name != "default" and nested.is_dir():
+            for p in nested.iterdir():
+                os.replace(p, tmp / p.name)
+            nested.rmdir()
+        info = AdapterInfo(path=out, base_sha256=base_sha256, base_model=base_model,
+                           created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                           training=training or {}, metrics=metrics or {})
+        meta = {"format": FORMAT_VERSION, **{k: v for k, v in info.as_json().items() if k != "path"}}
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=2, default=str) + "\n")
+        title, body = card or ("diffill LoRA adapter", f"Trained on base sha256 `{base_sha256}`.")
+        write_card(tmp, title, body)
+        old = out.with_name(f".{out.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        if out.exists():
+            os.replace(out, old)
+        _relax_permissions(tmp)  # mkdtemp makes the folder private
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("saved adapter to %s", out)
+    return info

@@ -1,0 +1,106 @@
+"""Serving a base model with LoRA adapters: load several, switch between them, keep the
+active one merged into the base weights so inference costs the same as the bare model.
+
+``AdaptedModel.model`` is always the same module object (the base network, with peft's LoRA
+layers injected once the first adapter is loaded), so a backend built on it keeps working
+across switches. Switching is not thread-safe: do not switch while the model is running.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+import torch
+from peft import PeftModel
+
+from adapters.lora import (
+    DEFAULT_ADAPTER,
+    AdapterError,
+    AdapterInfo,
+    base_fingerprint,
+    check_base,
+    read_info,
+)
+
+log = logging.getLogger(__name__)
+
+
+class AdaptedModel:
+    def __init__(self, model: torch.nn.Module, base_sha256: str | None = None):
+        self.model = model
+        self._base_sha256 = base_sha256
+        self._peft: PeftModel | None = None
+        self._loaded: dict[Path, tuple[str, AdapterInfo]] = {}  # folder -> (peft name, info)
+        self.active: AdapterInfo | None = None
+        self._merged = False
+
+    @property
+    def base_sha256(self) -> str:
+        """Fingerprint of the bare base, computed once, before any adapter is attached."""
+        if self._base_sha256 is None:
+            self._base_sha256 = base_fingerprint(self.model)
+        return self._base_sha256
+
+    def load(self, path: str | Path) -> AdapterInfo:
+        """Load an adapter folder (once) without activating it; refuses one made for another base."""
+        path = Path(path).resolve()
+        if path in self._loaded:
+            return self._loaded[path][1]
+        info = read_info(path)
+        check_base(info, self.base_sha256)
+        name = f"a{len(self._loaded)}"
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)
+                if self._peft is None:
+                    self._peft = PeftModel.from_pretrained(self.model, str(path), adapter_name=name,
+                                                           is_trainable=False)
+                else:
+                    self._peft.load_adapter(str(path), adapter_name=name, is_trainable=False)
+        except Exception as e:  # peft and safetensors raise many kinds on a damaged folder
+            raise AdapterError(f"cannot load adapter {path}: {e}") from e
+        self.model.eval()
+        self._loaded[path] = (name, info)
+        return info
+
+    def switch(self, path: str | Path | None, merge: bool = True) -> AdapterInfo | None:
+        """Make ``path`` the active adapter, merged into the weights (or, ``merge=False``, applied
+        as separate LoRA matmuls: exact, slower); None: the bare base."""
+        if path is not None and Path(path).resolve() not in self._loaded:
+            check_base(read_info(path), self.base_sha256)  # refuse before touching the served weights
+        if self._merged:
+            self._peft.unmerge_adapter()  # peft loads and switches adapters on unmerged weights only
+            self._merged = False
+        info = self.load(path) if path is not None else None
+        if self._peft is not None:
+            if info is None:
+                self._peft.base_model.disable_adapter_layers()
+            else:
+                self._peft.base_model.enable_adapter_layers()
+                self._peft.set_adapter(self._loaded[info.path][0])
+                if merge:
+                    self._peft.merge_adapter()
+                    self._merged = True
+        self.active = info
+        return info
+
+    def use(self, spec: str | Path | None) -> AdapterInfo | None:
+        """``"default"``: the shipped adapter when it exists and was made for this base (else the
+        bare base); a folder: that adapter (refused on another base); None or ``"none"``: bare."""
+        if spec is None or str(spec).lower() == "none":
+            return self.switch(None)
+        if str(spec) == "default":
+            if not (DEFAULT_ADAPTER / "adapter_model.safetensors").is_file():
+                return self.switch(None)
+            try:
+                check_base(read_info(DEFAULT_ADAPTER), self.base_sha256)
+            except AdapterError as e:
+                log.info("not using the shipped adapter: %s", e)
+                return self.switch(None)
+            return self.switch(DEFAULT_ADAPTER)
+        return self.switch(Path(spec))
+
+    def loaded(self) -> list[AdapterInfo]:
+        return [info for _, info in self._loaded.values()]

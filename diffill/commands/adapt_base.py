@@ -1,0 +1,37 @@
+"""``diffill adapt-base --corpus DIR [--minutes M | --steps N]``: train the shipped infill adapter.
+
+The recipe of ``adapters/checkpoints/infill/``: syntax-aware infill spans of the training corpus on
+top of the base model; writes the adapter and its card (recipe and held-out figures).
+"""
+
+from __future__ import annotations
+
+import json
+
+
+def register(sub) -> None:
+    p = sub.add_parser("adapt-base", help="train the shipped infill adapter (adapters/checkpoints/infill)")
+    p.add_argument("--corpus", required=True, help="folder made by `diffill corpus build`")
+    p.add_argument("--out", default=None, help="adapter folder (default: adapters/checkpoints/infill)")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--minutes", type=float, default=60.0, help="training time budget (default 60)")
+    budget.add_argument("--steps", type=int, default=None)
+    p.add_argument("--cases", type=int, default=300, help="held-out lines evaluated before and after")
+    p.add_argument("--model", default=None, metavar="PATH", help="base checkpoint (default: the shipped model)")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from diffill.adaptation import train_shipped_adapter
+    from diffill.errors import DiffillError
+
+    if args.minutes is not None and args.minutes <= 0:
+        raise DiffillError("--minutes must be positive")
+    if args.steps is not None and args.steps < 1:
+        raise DiffillError("--steps must be at least 1")
+    if args.cases < 1:
+        raise DiffillError("--cases must be at least 1")
+    summary = train_shipped_adapter(args.corpus, out=args.out, model_path=args.model, minutes=args.minutes,
+                                    steps=args.steps, cases=args.cases)
+    print(json.dumps(summary))
+    return 0

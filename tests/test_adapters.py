@@ -1,0 +1,266 @@
+"""adapters/: LoRA attach, save/load, base fingerprint, switch and merge, training, repository sources."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import pytest
+import torch
+
+from adapters import (
+    AdaptedModel,
+    AdapterError,
+    attach,
+    base_fingerprint,
+    list_adapters,
+    read_info,
+    save_adapter,
+)
+from adapters.sources import RepoFile, collect_sources, split_heldout
+from adapters.training import AdaptConfig, TrainingFile, train_adapter
+from model.loading import load_checkpoint
+
+IDS = torch.tensor([[5, 9, 17, 33, 60, 7, 101, 44, 12, 8], [40, 41, 42, 43, 44, 45, 46, 47, 48, 49]])
+
+
+def logits(model) -> torch.Tensor:
+    with torch.no_grad():
+        return model(IDS).logits
+
+
+def random_adapter(checkpoint, out, seed: int):
+    """Save an adapter with non-zero LoRA weights (a fresh one is the identity) for ``checkpoint``."""
+    base, _ = load_checkpoint(checkpoint)
+    sha = base_fingerprint(base)
+    peft_model = attach(base, seed=seed)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in peft_model.named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.2)
+    expected = logits(base)
+    save_adapter(peft_model, out, sha, base_model=str(checkpoint), training={"seed": seed})
+    return expected
+
+
+@pytest.fixture(scope="module")
+def saved(tiny_checkpoint, tmp_path_factory):
+    root = tmp_path_factory.mktemp("adapters")
+    one = random_adapter(tiny_checkpoint, root / "one", seed=1)
+    two = random_adapter(tiny_checkpoint, root / "two", seed=2)
+    return root, one, two
+
+
+@pytest.fixture(scope="module")
+def other_base(tiny_checkpoint, tmp_path_factory):
+    """The tiny model with one weight changed: a different base with the same shapes."""
+    model, _ = load_checkpoint(tiny_checkpoint)
+    with torch.no_grad():
+        model.layers[0].mlp.up_proj.weight[0, 0] += 0.5
+    out = tmp_path_factory.mktemp("other")
+    model.save_pretrained(str(out))
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(tiny_checkpoint / name, out / name)
+    return out
+
+
+def test_adapter_folder_holds_peft_files_metadata_and_card(saved, tiny_checkpoint):
+    root, _, _ = saved
+    names = {p.name for p in (root / "one").iterdir()}
+    assert {"adapter_config.json", "adapter_model.safetensors", "diffill_adapter.json", "README.md"} <= names
+    config = json.loads((root / "one" / "adapter_config.json").read_text())
+    assert set(config["target_modules"]) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
+                                             "down_proj"}
+    base, _ = load_checkpoint(tiny_checkpoint)
+    assert read_info(root / "one").base_sha256 == base_fingerprint(base)
+    assert not list(root.glob(".one*")), "no temporary folder is left behind"
+
+
+def test_save_load_round_trip_gives_identical_logits(saved, tiny_checkpoint):
+    root, expected, _ = saved
+    base, _ = load_checkpoint(tiny_checkpoint)
+    AdaptedModel(base).switch(root / "one", merge=False)
+    assert torch.equal(logits(base), expected)
+
+
+def test_merged_and_unmerged_give_the_same_logits(saved, tiny_checkpoint):
+    root, expected, _ = saved
+    base, _ = load_checkpoint(tiny_checkpoint)
+    bare = logits(base)
+    served = AdaptedModel(base)
+    served.switch(root / "one", merge=True)
+    merged = logits(base)
+    torch.testing.assert_close(merged, expected, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(merged, bare, atol=1e-3), "the adapter changes the model"
+
+
+def test_switching_between_adapters_and_back_to_the_base(saved, tiny_checkpoint):
+    root, one, two = saved
+    base, _ = load_checkpoint(tiny_checkpoint)
+    bare = logits(base)
+    served = AdaptedModel(base)
+    for path, want in [("one", one), ("two", two), (None, bare), ("one", one)]:
+        info = served.switch(root / path if path else None)
+        assert (info.path.name if info else None) == path
+        torch.testing.assert_close(logits(base), want, atol=1e-5, rtol=1e-5)
+    assert len(served.loaded()) == 2
+
+
+def test_adapter_on_the_wrong_base_is_refused(saved, other_base):
+    root, _, _ = saved
+    model, _ = load_checkpoint(other_base)
+    with pytest.raises(AdapterError, match="trained on another base model"):
+        AdaptedModel(model).switch(root / "one")
+
+
+def test_engine_refuses_a_wrong_base_adapter_but_default_falls_back(saved, other_base, monkeypatch):
+    import adapters.serving
+    from diffill.engine import Engine, EngineConfig
+    from diffill.errors import DiffillError
+
+    root, _, _ = saved
+    with pytest.raises(DiffillError, match="another base model"):
+        Engine(EngineConfig(model=str(other_base), adapter=str(root / "one")))
+    monkeypatch.setattr(adapters.serving, "DEFAULT_ADAPTER", root / "one")
+    engine = Engine(EngineConfig(model=str(other_base)))  # the shipped adapter belongs to another base
+    assert engine.adapter is None and engine.info()["adapter"] == "none"
+
+
+def test_engine_merges_the_adapter_and_reports_it(saved, tiny_checkpoint, monkeypatch):
+    import adapters.serving
+    from diffill.engine import Engine, EngineConfig
+
+    root, expected, _ = saved
+    engine = Engine(EngineConfig(model=str(tiny_checkpoint), adapter=str(root / "one")))
+    assert engine.info()["adapter"] == str((root / "one").resolve())
+    torch.testing.assert_close(logits(engine.model), expected, atol=1e-5, rtol=1e-5)
+    assert engine.use_adapter("none") is None and engine.info()["adapter"] == "none"
+    # "default": the shipped adapter, used only when it was made for this base
+    monkeypatch.setattr(adapters.serving, "DEFAULT_ADAPTER", root / "two")
+    assert Engine(EngineConfig(model=str(tiny_checkpoint))).adapter == str((root / "two").resolve())
+    monkeypatch.setattr(adapters.serving, "DEFAULT_ADAPTER", root / "missing")
+    assert Engine(EngineConfig(model=str(tiny_checkpoint))).adapter is None
+
+
+def test_fingerprint_is_stable_and_sees_any_weight_change(tiny_checkpoint, other_base):
+    a, _ = load_checkpoint(tiny_checkpoint)
+    b, _ = load_checkpoint(tiny_checkpoint, dtype=torch.bfloat16)
+    c, _ = load_checkpoint(other_base)
+    assert base_fingerprint(a) == base_fingerprint(load_checkpoint(tiny_checkpoint)[0])
+    assert base_fingerprint(a) != base_fingerprint(c)
+    assert len(base_fingerprint(b)) == 64
+    attach(a)
+    with pytest.raises(AdapterError, match="LoRA layers"):
+        base_fingerprint(a)
+
+
+def test_list_and_read_info(saved, tmp_path):
+    root, _, _ = saved
+    (root / "not-an-adapter").mkdir(exist_ok=True)
+    assert [i.path.name for i in list_adapters(root)] == ["one", "two"]
+    assert read_info(root / "two").training == {"seed": 2}
+    with pytest.raises(AdapterError, match="not a diffill adapter"):
+        read_info(root / "not-an-adapter")
+    with pytest.raises(AdapterError, match="not found"):
+        read_info(tmp_path / "nowhere")
+
+
+def test_saving_over_an_existing_adapter_replaces_it(saved, tiny_checkpoint, tmp_path):
+    root, _, _ = saved
+    out = tmp_path / "adapter"
+    shutil.copytree(root / "one", out)
+    random_adapter(tiny_checkpoint, out, seed=2)
+    assert read_info(out).training == {"seed": 2}
+    assert (out / "adapter_model.safetensors").read_bytes() == (root / "two" / "adapter_model.safetensors").read_bytes()
+
+
+def _train(checkpoint, texts, steps=3):
+    model, tok = load_checkpoint(checkpoint)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    files = [TrainingFile(t, True) for t in texts]
+    peft_model, result = train_adapter(model, tok, files, AdaptConfig(batch_size=4), steps=steps, progress=False)
+    lora = {k: v.clone() for k, v in peft_model.state_dict().items() if "lora_" in k}
+    base = {k.replace("base_model.model.", "").replace(".base_layer", ""): v
+            for k, v in peft_model.state_dict().items() if "lora_" not in k}
+    return before, base, lora, result
+
+
+def test_training_is_deterministic_and_changes_only_lora_weights(tiny_checkpoint, tiny_sources):
+    texts = [p.read_text() for p in sorted(tiny_sources.glob("*.py"))[:4]]
+    before, base, lora, result = _train(tiny_checkpoint, texts)
+    _, _, lora_again, _ = _train(tiny_checkpoint, texts)
+    assert result.steps == 3 and result.tokens_seen > 0 and result.loss == result.loss
+    assert lora and all(torch.equal(lora[k], lora_again[k]) for k in lora)
+    assert any(not torch.equal(v, torch.zeros_like(v)) for k, v in lora.items() if "lora_B" in k)
+    assert set(base) == set(before) and all(torch.equal(base[k], before[k]) for k in before)
+
+
+def test_training_needs_a_budget(tiny_checkpoint):
+    model, tok = load_checkpoint(tiny_checkpoint)
+    with pytest.raises(ValueError, match="budget"):
+        train_adapter(model, tok, [TrainingFile("x = 1\n", True)], AdaptConfig())
+
+
+# -- repository sources ---------------------------------------------------------------------
+
+def make_repo(root):
+    (root / "pkg").mkdir(parents=True)
+    (root / "pkg" / "core.py").write_text("def f(x):\n    return x + 1\n")
+    (root / "pkg" / "util.js").write_text("function g(a) {\n  return a * 2;\n}\n")
+    (root / "pkg" / "data_pb2.py").write_text("x = 1\n")
+    (root / "pkg" / "stamp.py").write_text("# Code generated by a tool. DO NOT EDIT.\nx = 1\n")
+    (root / "pkg" / "blob.py").write_bytes(b"\x00\x01\x02binary")
+    (root / "pkg" / "latin.py").write_bytes("s = 'caf\xe9'\n".encode("latin-1"))
+    (root / "pkg" / "huge.py").write_text("x = 1\n" * 200_000)
+    (root / "pkg" / "minified.js").write_text("var a=1;" * 200 + "\n")
+    (root / "vendor").mkdir()
+    (root / "vendor" / "lib.py").write_text("y = 2\n")
+    (root / "node_modules" / "m").mkdir(parents=True)
+    (root / "node_modules" / "m" / "index.js").write_text("z = 3\n")
+    (root / "README.md").write_text("# hello\n")
+    (root / "build").mkdir()
+    (root / "build" / "out.py").write_text("w = 4\n")
+    (root / "sub").mkdir()
+    (root / "sub" / "keep.py").write_text("k = 5\n")
+    (root / "sub" / "local.py").write_text("l = 6\n")
+    (root / "sub" / ".gitignore").write_text("local.py\n")
+    (root / ".gitignore").write_text("build/\n*.log\n")
+    (root / "run.log").write_text("log\n")
+
+
+def test_collect_respects_gitignore_and_skips_what_is_not_source(tmp_path):
+    make_repo(tmp_path)
+    coll = collect_sources(tmp_path)
+    assert coll.source == "walk"
+    assert [f.path for f in coll.files] == ["pkg/core.py", "pkg/util.js", "sub/keep.py"]
+    assert [f.language for f in coll.files] == ["python", "javascript", "python"]
+    assert coll.skipped["vendored"] == 2
+    assert coll.skipped["generated"] == 3  # *_pb2.py, a "do not edit" header, a minified file
+    assert coll.skipped["binary"] == 2  # NUL bytes, not UTF-8
+    assert coll.skipped["over 1 MB"] == 1
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+def test_collect_uses_git_tracked_files_in_a_git_repository(tmp_path):
+    make_repo(tmp_path)
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "-f", "pkg/core.py", "vendor/lib.py", "build/out.py"], check=True)
+    (tmp_path / "untracked.py").write_text("u = 1\n")
+    coll = collect_sources(tmp_path)
+    assert coll.source == "git"
+    assert [f.path for f in coll.files] == ["build/out.py", "pkg/core.py"]  # tracked wins over .gitignore
+    assert coll.skipped["vendored"] == 1
+
+
+def test_heldout_split_is_deterministic_and_about_ten_percent():
+    files = [RepoFile(f"m{i}.py", "x = 1\n", "python") for i in range(50)]
+    train, held = split_heldout(files)
+    assert len(held) == 5 and len(train) == 45
+    assert not {f.path for f in train} & {f.path for f in held}
+    assert {f.path for f in split_heldout(list(reversed(files)))[1]} == {f.path for f in held}
+    assert len(split_heldout(files[:2])[1]) == 1
+    with pytest.raises(ValueError, match="at least 2"):
+        split_heldout(files[:1])
