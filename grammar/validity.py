@@ -1,16 +1,17 @@
 """Does an infill introduce a syntax error? The validity check of DESIGN.md, incremental.
 
-An infill is *invalid* when the document with the infill has a tree-sitter ERROR or MISSING
-node that overlaps the infilled text widened to whole lines, and that node is new: the
-document without the infill (prefix + suffix) has no error of the same kind whose span,
-shifted by the infill's length, is the same. Errors elsewhere in a half-edited file, and a
-pre-existing error that merely absorbs the infill, are ignored. The empty infill is always
-valid.
+An infill is *invalid* when the document with the infill has a new tree-sitter ERROR or MISSING
+node at or after the infill: one that overlaps the infilled text widened to whole lines, or lies
+below it in the same top-level construct (an unclosed ``{`` in the fill leaves its MISSING ``}``
+lines below). *New* means the document without the infill (prefix + suffix) has no error of
+the same kind whose span, mapped across the hole, is the same. Errors elsewhere in a
+half-edited file are ignored, and so is a pre-existing error that merely grows to absorb the
+infill; errors nested inside it are still checked. The empty infill is always valid.
 
-A ``HoleChecker`` belongs to one hole of one document. It parses the document once, then
-checks each candidate fill by editing its previous tree (``Tree.edit`` + ``parse(old_tree)``),
-so a check costs a small incremental parse plus a walk down the few nodes that overlap the
-hole's lines. All offsets are UTF-8 byte offsets.
+A ``HoleChecker`` belongs to one hole of one document. It parses the document once, keeps the
+top-level constructs around the hole, and checks each candidate fill by editing its previous
+tree (``Tree.edit`` + ``parse(old_tree)``), so a check costs a small incremental parse plus a
+walk down the nodes that hold errors. All offsets are UTF-8 byte offsets.
 """
 
 from __future__ import annotations
@@ -68,16 +69,15 @@ def _overlaps(start: int, end: int, lo: int, hi: int) -> bool:
     return start < hi and end > lo
 
 
-def error_nodes(tree: ts.Tree, lo: int, hi: int, skip=lambda node: False) -> list[ts.Node]:
-    """ERROR and MISSING nodes overlapping [lo, hi], outermost first; nodes for which ``skip``
-    is true are reported but not entered."""
+def error_nodes(tree: ts.Tree, lo: int, hi: int) -> list[ts.Node]:
+    """ERROR and MISSING nodes overlapping [lo, hi], outermost first (nested ones too)."""
     out: list[ts.Node] = []
     stack = [tree.root_node]
     while stack:
         node = stack.pop()
         if node.is_error or node.is_missing:
             out.append(node)
-            if node.is_missing or skip(node):
+            if node.is_missing:
                 continue
         cursor = node.walk()
         if cursor.goto_first_child_for_byte(max(0, lo - 1)) is None:
@@ -132,11 +132,10 @@ class HoleChecker:
         self.prefix, self.suffix = prefix[cut_lo:], suffix[: cut_hi - len(prefix)]
         self.hole = len(self.prefix)
         self.line_start = lo - cut_lo
-        self.rest_of_line = hi - len(prefix)
         self.tree = self.parser.parse(self.prefix + self.suffix)
         self.fill = b""
         self.base_errors = {(_kind(n), n.start_byte, n.end_byte)
-                            for n in error_nodes(self.tree, self.line_start, self.hole + self.rest_of_line)}
+                            for n in error_nodes(self.tree, self.line_start, len(self.prefix) + len(self.suffix))}
         self._cache: OrderedDict[bytes, list[SyntaxError_]] = OrderedDict()
 
     # -- public ----------------------------------------------------------------------------
@@ -202,11 +201,13 @@ class HoleChecker:
 
     def _errors(self, fill: bytes) -> list[SyntaxError_]:
         self._reparse(fill)
+        # from the fill's first line to the end of the slice: a fill that opens a bracket may
+        # leave its MISSING close lines below
         lo = self.line_start
-        hi = self.hole + len(fill) + self.rest_of_line
+        hi = len(self.prefix) + len(fill) + len(self.suffix)
         pre_existing = self._pre_existing(len(fill))
         found = []
-        for node in error_nodes(self.tree, lo, hi, skip=pre_existing):
+        for node in error_nodes(self.tree, lo, hi):
             if not pre_existing(node):
                 found.append(SyntaxError_(_kind(node), node.start_byte + self.offset,
                                           node.end_byte + self.offset))

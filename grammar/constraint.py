@@ -1,0 +1,142 @@
+"""The syntax constraint the sampler calls at every refinement step.
+
+Each step the sampler hands over the canvas view (committed tokens, else the model's current
+guess) and which slots are committed and proposed. The constraint renders prefix + view +
+suffix, truncated at the first ``<eoi>``, asks the hole's ``HoleChecker`` for new error nodes,
+and maps them back to slots through each token's bytes:
+
+- proposals inside an error region are not committed this step. Their guessed token is banned
+  at that slot, unless an uncommitted, unproposed guess shares the region (the error may be
+  that guess's fault) and some other proposal of the row survives (so the row still moves);
+- committed slots of an error region that holds nothing uncommitted are re-masked (the sampler
+  bounds how often) and their token is banned there: the in-loop repair.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import NamedTuple
+
+from grammar.validity import HoleChecker
+
+
+class Verdict(NamedTuple):
+    """What the sampler's ``Constraint.check`` returns (a tuple of three slot sets)."""
+
+    hold: set[int]  # proposals not committed this step
+    ban: set[int]  # proposals not committed, guess banned at the slot
+    remask: set[int]  # committed slots back to <mask>, token banned there
+
+    @classmethod
+    def empty(cls) -> Verdict:
+        return cls(set(), set(), set())
+
+
+@lru_cache(maxsize=1)
+def _byte_decoder() -> dict[str, int]:
+    """Inverse of the byte-level BPE alphabet (GPT-2's ``bytes_to_unicode``)."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) \
+        + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return {chr(c): b for b, c in zip(bs, cs)}
+
+
+_tables: dict[int, list[bytes]] = {}
+
+
+def token_bytes(tok) -> list[bytes]:
+    """The UTF-8 bytes each token id stands for (special tokens: b""), for a byte-level BPE
+    ``CodeTokenizer``. Concatenating them gives the bytes of the decoded text exactly."""
+    key = id(tok)
+    if key not in _tables:
+        dec = _byte_decoder()
+        table = []
+        for i in range(tok.vocab_size):
+            piece = tok.backend.id_to_token(i)
+            if i in tok.special_ids or piece is None:
+                table.append(b"")
+            else:
+                table.append(bytes(dec[c] for c in piece) if all(c in dec for c in piece)
+                             else piece.encode("utf-8"))
+        _tables[key] = table
+    return _tables[key]
+
+
+@dataclass
+class SyntaxConstraint:
+    """The constraint for one hole (one sampler row)."""
+
+    checker: HoleChecker
+    pieces: list[bytes]  # token id -> bytes
+    mask_id: int
+    eoi_id: int
+    checks: int = 0
+
+    def render(self, tokens: list[int]) -> tuple[bytes, list[tuple[int, int]]]:
+        """The fill's bytes (up to the first <eoi>) and each slot's byte span in it; slots from
+        the first <eoi> on are empty spans at the end."""
+        spans, out, pos, ended = [], [], 0, False
+        for t in tokens:
+            ended = ended or t == self.eoi_id
+            piece = b"" if ended or t == self.mask_id else self.pieces[t]
+            spans.append((pos, pos + len(piece)))
+            out.append(piece)
+            pos += len(piece)
+        return b"".join(out), spans
+
+    def check(self, row: int, tokens: list[int], committed: list[bool], proposed: list[bool]) -> Verdict:
+        fill, spans = self.render(tokens)
+        self.checks += 1
+        regions = self.checker.fill_regions(fill)
+        verdict = Verdict.empty()
+        if not regions:
+            return verdict
+        hit = [any(_touches(s, e, a, b) for a, b in regions) for s, e in spans]
+        open_guess = any(h and not c and not p for h, c, p in zip(hit, committed, proposed))
+        others_move = any(p and not h for h, p in zip(hit, proposed))
+        proposal_hit = any(h and p for h, p in zip(hit, proposed))
+        for i, (h, c, p) in enumerate(zip(hit, committed, proposed)):
+            if not h:
+                continue
+            if p:
+                (verdict.hold if open_guess and others_move else verdict.ban).add(i)
+            elif c and not open_guess and not proposal_hit:
+                verdict.remask.add(i)
+        return verdict
+
+
+def _touches(s: int, e: int, a: int, b: int) -> bool:
+    """Does the slot's byte span [s, e) meet the error region [a, b) (or the point a == b)?"""
+    if a == b:
+        return s <= a <= e
+    if s == e:
+        return a <= s <= b
+    return s < b and e > a
+
+
+@dataclass
+class RowConstraints:
+    """One sampler-level constraint over a batch: row index -> that row's SyntaxConstraint
+    (rows without a grammar are unconstrained)."""
+
+    rows: Mapping[int, SyntaxConstraint]
+
+    def check(self, row: int, tokens: list[int], committed: list[bool], proposed: list[bool]) -> Verdict:
+        one = self.rows.get(row)
+        return one.check(row, tokens, committed, proposed) if one is not None else Verdict.empty()
+
+
+def slots_in_errors(constraint: SyntaxConstraint, tokens: list[int], fill: bytes | None = None) -> list[int]:
+    """Slots of ``tokens`` whose bytes meet a new error of ``fill`` (default: the tokens' own
+    render); used to ban them when the engine resamples a hole."""
+    rendered, spans = constraint.render(tokens)
+    regions = constraint.checker.fill_regions(rendered if fill is None else fill)
+    return [i for i, (s, e) in enumerate(spans) if any(_touches(s, e, a, b) for a, b in regions)]
