@@ -10,8 +10,6 @@ from pathlib import Path
 
 from diffill.commands.common import add_adapter_option
 
-from diffill.commands.common import add_adapter_option
-
 
 def register(sub) -> None:
     p = sub.add_parser("eval", help="evaluate the model")
@@ -21,7 +19,6 @@ def register(sub) -> None:
     h.add_argument("--seed", type=int, default=0)
     h.add_argument("--model", default=None)
     h.add_argument("--corpus", default=None, help="use this corpus's held-out split")
-    add_adapter_option(h)
     add_adapter_option(h)
     h.add_argument("--json", action="store_true")
     h.set_defaults(run=run_heldout)
@@ -45,7 +42,6 @@ def run_heldout(args) -> int:
         raise DiffillError("no held-out files found")
     figures = heldout_figures(engine.model, engine.tok, texts, cases=args.cases, seed=args.seed)
     figures["model"] = engine.info()["model"]
-    figures["adapter"] = engine.info()["adapter"]
     figures["adapter"] = engine.info()["adapter"]
     if args.json:
         print(json.dumps(figures))
@@ -81,7 +77,7 @@ def run_humaneval(args) -> int:
     if args.samples and not Path(args.samples).resolve().parent.is_dir():
         raise DiffillError(f"no folder for the samples file: {Path(args.samples).parent}")
     problems = load_problems(args.path, args.limit)
-    engine = Engine(EngineConfig(model=args.model, adapter=args.adapter))
+    engine = Engine(EngineConfig(model=args.model))
     report = run_humaneval(engine, problems, HumanEvalConfig(max_tokens=args.max_tokens))
     if args.samples:
         write_samples(args.samples, report.cases)
