@@ -17,6 +17,8 @@ from adapters.lora import AdapterError
 from adapters.serving import AdaptedModel
 from diffill.errors import DiffillError
 from diffill.postprocess import HoleContext, postprocess
+from diffill.syntax import HoleGuard, ensure_valid, guard_for
+from grammar.constraint import RowConstraints
 from model.backend import DiffillBackend
 from model.context import Window, encode_window
 from model.loading import ModelLoadError, load_checkpoint
@@ -32,7 +34,8 @@ class EngineConfig:
     window: Window = field(default_factory=Window)
     single_line_tokens: int = 16
     multi_line_tokens: int = 64
-    constrained: bool = True
+    constrained: bool = True  # keep infills syntactically valid (tree-sitter), where a grammar is known
+    repairs: int = 1  # resamples of a hole whose constrained fill is still invalid
     threads: int = 0  # 0: torch's default
     # LoRA adapter merged at start: "default" (the shipped adapter when it exists and was made for
     # this base), an adapter folder, or None / "none" (the bare base)
@@ -147,19 +150,47 @@ class Engine:
             rows = [Request(*encode_window(self.tok, reqs[i].text[: reqs[i].start], reqs[i].text[reqs[i].end :],
                                            self.config.window)) for i in idx]
             cfg = sampler or self.config.sampler
-            outs = Sampler(self.backend, cfg).sample(rows, budget, cancelled=cancelled, on_step=on_step)
+            guards = self._guards([reqs[i] for i in idx])
+            constraint = RowConstraints({k: g.constraint for k, g in guards.items()}) if guards else None
+            outs = Sampler(self.backend, cfg).sample(rows, budget, constraint=constraint,
+                                                     cancelled=cancelled, on_step=on_step)
             ms = (time.perf_counter() - t0) * 1000.0
             was_cancelled = cancelled()
-            for i, out in zip(idx, outs):
+            for k, (i, out) in enumerate(zip(idx, outs)):
                 r = reqs[i]
                 raw = self.tok.decode(out.tokens)
                 ctx = HoleContext(r.text[: r.start], r.text[r.end :], plans[i][0])
                 text = postprocess(raw, ctx) if (out.complete or raw) else ""
+                if k in guards:
+                    t1 = time.perf_counter()
+                    text = self._keep_valid(guards[k], rows[k], budget, cfg, out.tokens, text, ctx,
+                                            None if was_cancelled else cancelled)
+                    ms += (time.perf_counter() - t1) * 1000.0
                 results[i] = InfillResult(text=text, start=r.start, end=r.end, steps=out.steps,
                                           forward_passes=out.forward_passes, tokens=len(out.tokens),
                                           latency_ms=ms, multiline=plans[i][0],
                                           cancelled=was_cancelled, raw=raw)
         return results  # type: ignore[return-value]
+
+    def _guards(self, reqs: list[InfillRequest]) -> dict[int, HoleGuard]:
+        """Row -> syntax guard, for the rows whose language has a grammar (constrained only)."""
+        if not self.config.constrained:
+            return {}
+        guards = {k: guard_for(r.text, r.start, r.end, self.tok, r.language, r.path) for k, r in enumerate(reqs)}
+        return {k: g for k, g in guards.items() if g is not None}
+
+    def _keep_valid(self, guard: HoleGuard, row: Request, budget: int, cfg: SamplerConfig,
+                    tokens: list[int], text: str, ctx: HoleContext,
+                    cancelled: Callable[[], bool] | None) -> str:
+        """Repair (resample with the error slots' tokens banned), truncate, or drop an invalid fill;
+        a cancelled request is not resampled."""
+        def resample(bans):
+            out = Sampler(self.backend, cfg).sample([row], budget, constraint=RowConstraints({0: guard.constraint}),
+                                                    bans=bans, cancelled=cancelled or (lambda: False))[0]
+            raw = self.tok.decode(out.tokens)
+            return out.tokens, postprocess(raw, ctx) if (out.complete or raw) else ""
+
+        return ensure_valid(guard, tokens, text, resample if cancelled else None, self.config.repairs)
 
     def with_sampler(self, **changes) -> SamplerConfig:
         return replace(self.config.sampler, **changes)

@@ -20,6 +20,8 @@ def register(sub) -> None:
     p.add_argument("--max-tokens", type=int, default=None, help="canvas budget in tokens")
     p.add_argument("--model", default=None, help="checkpoint folder (default: the shipped model)")
     add_adapter_option(p)
+    p.add_argument("--no-constraint", action="store_true",
+                   help="do not keep the infill syntactically valid (for comparison)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--trace", action="store_true", help="print the canvas after every denoising step")
     p.add_argument("--full", action="store_true", help="print the whole file with the infill applied")
@@ -40,7 +42,7 @@ def run(args) -> int:
             raise DiffillError(f"range {args.range} ends before it starts")
     if args.max_tokens is not None and not 1 <= args.max_tokens <= 1024:
         raise DiffillError("--max-tokens must be between 1 and 1024")
-    engine = Engine(EngineConfig(model=args.model, adapter=args.adapter))
+    engine = Engine(EngineConfig(model=args.model, constrained=not args.no_constraint, adapter=args.adapter))
     printer = TracePrinter(engine.tok, sys.stderr) if args.trace else None
     result = engine.infill(InfillRequest(text, start, end, path=args.file, max_tokens=args.max_tokens),
                            on_step=printer)
