@@ -27,15 +27,15 @@ CASES: dict[str, SelfCheckCase] = {
         ("s += x", "s = s + f(x, [1, 2])", "if x:\n            s += 1"),
         ("s += )", "s = (x", "for x in", "s = x x = 1")),
     "javascript": SelfCheckCase(
-        "function broken( {\n}\n\nfunction total(xs) {\n  let s = 0;\n  <|>\n  return s;\n}\n",
+        "function other() {\n  let y = ;\n}\n\nfunction total(xs) {\n  let s = 0;\n  <|>\n  return s;\n}\n",
         ("for (const x of xs) { s += x; }", "s = xs.reduce((a, b) => a + b, 0);"),
         ("for (const x of xs) { s += x;", "s = xs.reduce((a, b) => a + b, 0;", "s += ;")),
     "typescript": SelfCheckCase(
-        "function broken( {\n}\n\nfunction total(xs: number[]): number {\n  let s: number = 0;\n  <|>\n  return s;\n}\n",
+        "function other(): void {\n  let y: number = ;\n}\n\nfunction total(xs: number[]): number {\n  let s: number = 0;\n  <|>\n  return s;\n}\n",
         ("for (const x of xs) { s += x; }", "const t: number[] = xs.map((x: number) => x * 2);"),
         ("const t: number[] = xs.map((x: number) => x * 2;", "let t: number = (1;")),
     "tsx": SelfCheckCase(
-        "function Broken( {\n}\n\nfunction Item(p: { name: string }) {\n  <|>\n}\n",
+        "function Other() {\n  let y: number = ;\n}\n\nfunction Item(p: { name: string }) {\n  <|>\n}\n",
         ("return <li className=\"item\">{p.name}</li>;", "const n: string = p.name;"),
         ("return <li className=\"item\">{p.name}</li;", "const n: string = p.name(;")),
     "go": SelfCheckCase(
@@ -52,11 +52,11 @@ CASES: dict[str, SelfCheckCase] = {
         ("for (int x : xs) { s += x; }", "s = java.util.Arrays.stream(xs).sum();"),
         ("for (int x : xs) { s += x;", "s = java.util.Arrays.stream(xs).sum(;", "int = 1;")),
     "c": SelfCheckCase(
-        "int broken( {\n}\n\nint total(int *xs, int n) {\n  int s = 0;\n  <|>\n  return s;\n}\n",
+        "int other(void) {\n  int y = ;\n}\n\nint total(int *xs, int n) {\n  int s = 0;\n  <|>\n  return s;\n}\n",
         ("for (int i = 0; i < n; i++) { s += xs[i]; }", "s = xs[0] + n;"),
         ("for (int i = 0; i < n; i++) { s += xs[i];", "s = xs[0] + ;", "s = (xs[0];")),
     "cpp": SelfCheckCase(
-        "int broken( {\n}\n\nint total(const std::vector<int>& xs) {\n  int s = 0;\n  <|>\n  return s;\n}\n",
+        "int other() {\n  int y = ;\n}\n\nint total(const std::vector<int>& xs) {\n  int s = 0;\n  <|>\n  return s;\n}\n",
         ("for (int x : xs) { s += x; }", "s = std::accumulate(xs.begin(), xs.end(), 0);"),
         ("for (int x : xs) { s += x;", "s = std::accumulate(xs.begin(), xs.end(), 0;", "s = ;")),
 }

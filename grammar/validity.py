@@ -6,7 +6,8 @@ below it in the same top-level construct (an unclosed ``{`` in the fill leaves i
 lines below). *New* means the document without the infill (prefix + suffix) has no error of
 the same kind whose span, mapped across the hole, is the same. Errors elsewhere in a
 half-edited file are ignored, and so is a pre-existing error that merely grows to absorb the
-infill; errors nested inside it are still checked. The empty infill is always valid.
+infill (its insides are not judged: tree-sitter's recovery inside it shifts with any edit). The
+empty infill is always valid.
 
 A ``HoleChecker`` belongs to one hole of one document. It parses the document once, keeps the
 top-level constructs around the hole, and checks each candidate fill by editing its previous
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
+from functools import lru_cache
 
 import tree_sitter as ts
 
@@ -69,15 +71,16 @@ def _overlaps(start: int, end: int, lo: int, hi: int) -> bool:
     return start < hi and end > lo
 
 
-def error_nodes(tree: ts.Tree, lo: int, hi: int) -> list[ts.Node]:
-    """ERROR and MISSING nodes overlapping [lo, hi], outermost first (nested ones too)."""
+def error_nodes(tree: ts.Tree, lo: int, hi: int, enter=lambda node: True) -> list[ts.Node]:
+    """ERROR and MISSING nodes overlapping [lo, hi], outermost first; nested ones too, inside
+    the ERROR nodes for which ``enter`` is true."""
     out: list[ts.Node] = []
     stack = [tree.root_node]
     while stack:
         node = stack.pop()
         if node.is_error or node.is_missing:
             out.append(node)
-            if node.is_missing:
+            if node.is_missing or not enter(node):
                 continue
         cursor = node.walk()
         if cursor.goto_first_child_for_byte(max(0, lo - 1)) is None:
@@ -115,6 +118,14 @@ def _top_level_window(tree: ts.Tree, lo: int, hi: int) -> tuple[int, int]:
     return start, end
 
 
+EMPTY_BLOCK = "EMPTY block"
+
+
+@lru_cache(maxsize=None)
+def _empty_block_query(language: ts.Language) -> ts.Query:
+    return ts.Query(language, "(block) @block")
+
+
 class HoleChecker:
     """Checks candidate fills of the hole between ``prefix`` and ``suffix`` (the whole document)."""
 
@@ -132,10 +143,17 @@ class HoleChecker:
         self.prefix, self.suffix = prefix[cut_lo:], suffix[: cut_hi - len(prefix)]
         self.hole = len(self.prefix)
         self.line_start = lo - cut_lo
+        self.rest_of_line = hi - len(prefix)  # bytes from the hole to the end of its line
         self.tree = self.parser.parse(self.prefix + self.suffix)
         self.fill = b""
+        # Python's grammar accepts a compound statement with an empty body (``for x in xs:``
+        # then a dedent); the check counts such an empty block as an error
+        self._empty_blocks = _empty_block_query(grammar.language) if grammar.name == "python" else None
+        end = len(self.prefix) + len(self.suffix)
         self.base_errors = {(_kind(n), n.start_byte, n.end_byte)
-                            for n in error_nodes(self.tree, self.line_start, len(self.prefix) + len(self.suffix))}
+                            for n in error_nodes(self.tree, self.line_start, end)}
+        self.base_errors |= {(EMPTY_BLOCK, n.start_byte, n.end_byte)
+                             for n in self._empty(self.line_start, self.hole + self.rest_of_line)}
         self._cache: OrderedDict[bytes, list[SyntaxError_]] = OrderedDict()
 
     # -- public ----------------------------------------------------------------------------
@@ -207,11 +225,22 @@ class HoleChecker:
         hi = len(self.prefix) + len(fill) + len(self.suffix)
         pre_existing = self._pre_existing(len(fill))
         found = []
-        for node in error_nodes(self.tree, lo, hi):
+        for node in error_nodes(self.tree, lo, hi, enter=lambda n: not pre_existing(n)):
             if not pre_existing(node):
                 found.append(SyntaxError_(_kind(node), node.start_byte + self.offset,
                                           node.end_byte + self.offset))
+        for node in self._empty(lo, self.hole + len(fill) + self.rest_of_line):
+            if not pre_existing(node, EMPTY_BLOCK):
+                found.append(SyntaxError_(EMPTY_BLOCK, node.start_byte + self.offset, node.end_byte + self.offset))
         return found
+
+    def _empty(self, lo: int, hi: int) -> list[ts.Node]:
+        if self._empty_blocks is None:
+            return []
+        cursor = ts.QueryCursor(self._empty_blocks)
+        cursor.set_byte_range(max(0, lo - 1), hi)
+        return [n for nodes in cursor.captures(self.tree.root_node).values() for n in nodes
+                if n.named_child_count == 0 and lo <= n.start_byte <= hi]
 
     def _pre_existing(self, delta: int):
         """Whether a node of the filled document is an error the document had without the fill."""
@@ -227,8 +256,8 @@ class HoleChecker:
                 return (p - delta,)
             return ()  # inside the fill: new
 
-        def test(node: ts.Node) -> bool:
-            kind = _kind(node)
+        def test(node: ts.Node, kind: str | None = None) -> bool:
+            kind = kind or _kind(node)
             return any((kind, a, b) in self.base_errors
                        for a in back(node.start_byte) for b in back(node.end_byte))
 

@@ -1,0 +1,102 @@
+"""The validity check: new ERROR/MISSING nodes at the infill, errors elsewhere ignored, incremental."""
+
+import pytest
+
+from grammar.registry import GRAMMAR_NAMES, grammar
+from grammar.selfcheck import CASES, checker_for, self_check
+from grammar.validity import HoleChecker
+
+PY = grammar("python")
+
+
+def hole(doc: str, marker: str = "<|>") -> HoleChecker:
+    prefix, suffix = doc.split(marker)
+    return HoleChecker(PY, prefix, suffix)
+
+
+def test_new_errors_at_the_infill_make_it_invalid():
+    check = hole("def sub(a, b):\n    return <|>\n\nx = 1\n")
+    assert check.is_valid("a - b")
+    assert not check.is_valid("a - )")
+    assert not check.is_valid("(a - b")  # the MISSING/ERROR lands at or after the fill
+    assert check.is_valid("")  # the empty infill adds nothing
+
+
+def test_errors_elsewhere_in_a_half_edited_file_are_ignored():
+    doc = "def broken(:\n    pass\n\nitems = [1, 2]]\n\n\ndef ok(a):\n    return <|>\n\n\ndef later(:\n"
+    check = hole(doc)
+    assert check.base_errors  # the document is broken, though not at the hole
+    assert check.is_valid("a + 1")
+    assert not check.is_valid("a +")
+
+
+def test_a_pre_existing_error_around_the_hole_may_absorb_the_fill():
+    check = hole("x = foo(a<|>\nz = 3\n")
+    assert check.is_valid(", b)")
+    assert check.is_valid(", b")  # no worse than the document already was
+    assert not check.is_valid(", b))")
+
+
+def test_the_fill_must_not_leave_an_unclosed_bracket_below_it():
+    check = hole("def f(a):\n    x = <|>\n    return x\n")
+    assert check.is_valid("foo(a, 1)")
+    assert not check.is_valid("foo(a,")
+    assert not check.is_valid("[a,\n         1")
+
+
+def test_multiline_fills_and_indentation():
+    check = hole("def f(xs):\n    s = 0\n    <|>\n    return s\n")
+    assert check.is_valid("for x in xs:\n        s += x")
+    assert not check.is_valid("for x in xs:\n    s += x")  # tree-sitter takes the empty body
+    empty_body = hole("def f(xs):\n    <|>\n\n\ndef g():\n    pass\n")
+    assert empty_body.is_valid("return xs") and not empty_body.is_valid("while xs:")
+
+
+def test_incremental_checks_agree_with_fresh_parses():
+    doc = "import os\n\n\ndef f(a, b):\n    c = a\n    <|>\n    return c\n\n\nclass K:\n    pass\n"
+    fills = ["c", "c = (", "c = (a", "c = (a +", "c = (a + b)", "c = (a + b))", "", "if c:\n        c = 1",
+             "c = [", "c = [1, 2]", "c = (a + b)"]
+    incremental = hole(doc)
+    for f in fills:
+        assert incremental.is_valid(f) == hole(doc).is_valid(f), f
+    assert incremental.is_valid("c = (a + b)") and not incremental.is_valid("c = (a +")
+
+
+def test_offsets_are_utf8_bytes_with_non_ascii_text():
+    check = hole("naïve = 'é'\nr = <|>\nz = 'ü'\n")
+    assert check.is_valid("naïve + 'ß'")
+    assert not check.is_valid("naïve + ")
+    (a, b), *_ = check.fill_regions("naïve + ")
+    assert 0 <= a <= b <= len("naïve + ".encode())
+
+
+def test_longest_valid_prefix_ends_at_a_line_boundary():
+    check = hole("def f(xs):\n    s = 0\n    <|>\n    return s\n")
+    fill = "s += 1\n    s *= 2\n    s = (s"
+    assert check.longest_valid_prefix(fill) == "s += 1\n    s *= 2"
+    assert check.longest_valid_prefix("s = (s") == ""
+    assert check.longest_valid_prefix("s += 1") == "s += 1"
+
+
+def test_large_files_keep_only_the_constructs_around_the_hole():
+    body = "".join(f"def f{i}(x):\n    return x + {i}\n\n\n" for i in range(300))
+    check = hole(body + "def g(y):\n    return <|>\n\n\n" + body)
+    assert len(check.prefix) + len(check.suffix) < 200
+    assert check.is_valid("y * 2") and not check.is_valid("y * ")
+    errors = check.errors("y * ")
+    assert errors and all(e.start >= len(body) for e in errors)  # reported in document offsets
+
+
+@pytest.mark.parametrize("name", GRAMMAR_NAMES)
+def test_self_check_classifies_valid_and_broken_fills_in_every_grammar(name):
+    check = checker_for(name)
+    document = CASES[name].document.replace("<|>", "").encode()
+    assert grammar(name).parser().parse(document).root_node.has_error  # half-edited elsewhere
+    for fill in CASES[name].valid:
+        assert check.is_valid(fill), fill
+    for fill in CASES[name].broken:
+        assert not check.is_valid(fill), fill
+
+
+def test_self_check_reports_every_grammar():
+    assert self_check() == dict.fromkeys(GRAMMAR_NAMES, True)
