@@ -1,0 +1,46 @@
+"""``diffill serve``: the language server, over stdio (for editors) or TCP (for debugging)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from diffill.errors import DiffillError
+
+
+def register(sub) -> None:
+    p = sub.add_parser("serve", help="run the language server (LSP over stdio)")
+    p.add_argument("--tcp", metavar="HOST:PORT", help="listen on TCP instead of stdio (debugging)")
+    p.add_argument("--model", default=None, help="checkpoint folder (default: the shipped model); "
+                                                  "the client's diffill.model setting wins when set")
+    p.add_argument("--threads", type=int, default=0, help="torch threads for the model (default: torch's choice)")
+    p.add_argument("--log-file", default=None, help="write the server's log here (default: stderr)")
+    p.set_defaults(run=run)
+
+
+def _host_port(spec: str) -> tuple[str, int]:
+    host, _, port = spec.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise DiffillError(f"bad --tcp {spec!r}: expected HOST:PORT, e.g. 127.0.0.1:2087")
+    return host, int(port)
+
+
+def run(args) -> int:
+    if args.threads < 0:
+        raise DiffillError("--threads must be 0 (torch's default) or more")
+    address = _host_port(args.tcp) if args.tcp else None
+    root = logging.getLogger()
+    if args.log_file:
+        handler = logging.FileHandler(args.log_file, encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.handlers[:] = [handler]
+    sys.setswitchinterval(0.001)  # the event loop gets the GIL back quickly while the model runs
+
+    from lsp_server.server import build_server
+
+    server = build_server(model=args.model, threads=args.threads)
+    if address:
+        server.start_tcp(*address)
+    else:
+        server.start_io()
+    return 0

@@ -1,0 +1,75 @@
+"""An LRU cache of infills with forwarding, as Tabby does: typing the first characters of a
+shown suggestion reuses it without a model call.
+
+An entry is keyed by the text before the cursor's line, the text after the cursor, and whatever
+else changes the answer (language, settings). Within that key it remembers the cursor line's text
+up to the cursor (``line``) and the infill. A later request on the same line whose text before the
+cursor is ``line + typed``, where ``typed`` starts the infill, gets the rest of the infill.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Hashable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Hole:
+    """A cursor in a document, split the way the cache needs it."""
+
+    before_line: str  # text up to the start of the cursor's line
+    line: str  # the cursor's line up to the cursor
+    after: str  # text after the cursor
+
+    @classmethod
+    def at(cls, text: str, offset: int) -> Hole:
+        start = max(text.rfind("\n", 0, offset), text.rfind("\r", 0, offset)) + 1
+        return cls(text[:start], text[start:offset], text[offset:])
+
+
+def _fingerprint(s: str) -> tuple[int, int]:
+    return len(s), hash(s)
+
+
+class InfillCache:
+    def __init__(self, capacity: int = 256, lines_per_key: int = 8):
+        self.capacity = capacity
+        self.lines_per_key = lines_per_key
+        self._entries: OrderedDict[tuple, list[tuple[str, str]]] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def _key(self, hole: Hole, extra: Hashable) -> tuple:
+        return _fingerprint(hole.before_line), _fingerprint(hole.after), extra
+
+    def put(self, hole: Hole, extra: Hashable, infill: str) -> None:
+        if not infill:
+            return
+        key = self._key(hole, extra)
+        found = self._entries.pop(key, [])
+        found = [(line, text) for line, text in found if line != hole.line][: self.lines_per_key - 1]
+        self._entries[key] = [(hole.line, infill), *found]
+        while len(self._entries) > self.capacity:
+            self._entries.popitem(last=False)
+
+    def get(self, hole: Hole, extra: Hashable) -> str | None:
+        """The infill for this hole: an exact hit, or the rest of a suggestion the user typed into."""
+        key = self._key(hole, extra)
+        found = self._entries.get(key)
+        if found:
+            for line, text in found:
+                if hole.line.startswith(line):
+                    typed = hole.line[len(line) :]
+                    if len(typed) < len(text) and text.startswith(typed):
+                        self._entries.move_to_end(key)
+                        self.hits += 1
+                        return text[len(typed) :]
+        self.misses += 1
+        return None
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)

@@ -1,0 +1,523 @@
+"""The diffill language server (pygls 2): one handler per LSP feature, each a few lines that
+translate the request, call the engine through the worker, and turn the result into an answer.
+
+Capabilities: incremental sync, textDocument/inlineCompletion, textDocument/completion (the
+infill as a textEdit), textDocument/codeAction ("Infill selection (diffill)"), and the commands
+``diffill.infill`` ({uri, range}: regenerate, apply with workspace/applyEdit, $/progress per step,
+cancellable) and ``diffill.status``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import statistics
+import uuid
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lsprotocol import types
+from pygls.exceptions import JsonRpcException
+from pygls.lsp.server import LanguageServer
+from pygls.uris import to_fs_path
+
+from diffill.engine import InfillRequest, InfillResult
+from diffill.errors import DiffillError
+from lsp_server.cache import Hole, InfillCache
+from lsp_server.documents import Document, DocumentStore
+from lsp_server.protocol import DiffillProtocol, command_params
+from lsp_server.settings import Settings, merge
+from lsp_server.worker import EngineWorker, Job, LoadState, engine_supports_adapters
+
+log = logging.getLogger(__name__)
+
+VERSION = "0.1.0"
+INFILL_COMMAND = "diffill.infill"
+STATUS_COMMAND = "diffill.status"
+INFILL_TITLE = "Infill selection (diffill)"
+REQUEST_FAILED = -32803  # LSP ErrorCodes.RequestFailed
+COMPLETION_METHODS = {types.TEXT_DOCUMENT_INLINE_COMPLETION, types.TEXT_DOCUMENT_COMPLETION}
+RECENT = 1000  # answers kept for status and the bench
+
+
+def invalid_params(message: str) -> JsonRpcException:
+    return JsonRpcException(message, code=types.ErrorCodes.InvalidParams)
+
+
+def request_failed(message: str) -> JsonRpcException:
+    return JsonRpcException(message, code=REQUEST_FAILED)
+
+
+@dataclass
+class Pending:
+    """The model request in flight for one document; identical requests share it."""
+
+    key: tuple
+    job: Job
+    waiters: int = 1
+
+
+@dataclass
+class Counters:
+    model_calls: int = 0
+    cache_hits: int = 0
+    superseded: int = 0
+    cancelled: int = 0
+    stale_dropped: int = 0
+    errors: int = 0
+    steps: int = 0  # denoising steps run
+
+
+@dataclass
+class Timings:
+    latencies_ms: deque = field(default_factory=lambda: deque(maxlen=RECENT))
+    engine_ms: deque = field(default_factory=lambda: deque(maxlen=RECENT))
+    overhead_ms: deque = field(default_factory=lambda: deque(maxlen=RECENT))
+    pending_engine_ms: dict = field(default_factory=dict)  # request id -> engine time
+
+
+class DiffillServer(LanguageServer):
+    def __init__(self, model: str | None = None, threads: int = 0):
+        super().__init__("diffill", VERSION, protocol_cls=DiffillProtocol,
+                         text_document_sync_kind=types.TextDocumentSyncKind.Incremental)
+        self.default_model = model  # from the command line; the setting wins when it is not null
+        self.settings = Settings()
+        self.docs = DocumentStore()
+        self.cache = InfillCache()
+        self.worker = EngineWorker(threads=threads)
+        self.inflight: dict[str, Pending] = {}
+        self.counters = Counters()
+        self.timings = Timings()
+        self.generation = 0  # bumped when the engine changes; part of every cache key
+        self._wanted: tuple[str | None, str | None] | None = None
+        self._load_job: Job | None = None
+
+    # -- messages to the user --------------------------------------------------------------
+
+    def log_message(self, message: str, kind: types.MessageType = types.MessageType.Info) -> None:
+        log.log(logging.WARNING if kind.value <= types.MessageType.Warning.value else logging.INFO, "%s", message)
+        self.window_log_message(types.LogMessageParams(type=kind, message=message))
+
+    def show_message(self, message: str, kind: types.MessageType) -> None:
+        self.log_message(message, kind)
+        self.window_show_message(types.ShowMessageParams(type=kind, message=message))
+
+    # -- settings and the engine -----------------------------------------------------------
+
+    def update_settings(self, raw: Any) -> None:
+        self.settings, problems = merge(self.settings, raw)
+        for p in problems:
+            self.log_message(p, types.MessageType.Warning)
+        self.ensure_engine()
+
+    def workspace_adapter(self) -> str | None:
+        try:
+            folders = [f.uri for f in self.workspace.folders.values()]
+            if self.workspace.root_uri:
+                folders.append(self.workspace.root_uri)
+        except RuntimeError:  # not initialized yet
+            return None
+        for uri in folders:
+            path = to_fs_path(uri)
+            if path and (Path(path) / ".diffill" / "adapter" / "adapter_config.json").is_file():
+                return str(Path(path) / ".diffill" / "adapter")
+        return None
+
+    def wanted_engine(self) -> tuple[str | None, str | None]:
+        s = self.settings
+        adapter = s.adapter
+        if adapter is None and s.use_workspace_adapter:
+            adapter = self.workspace_adapter()
+        return s.model or self.default_model, adapter
+
+    def ensure_engine(self) -> None:
+        """(Re)load the engine in the worker when the wanted model or adapter changed."""
+        wanted = self.wanted_engine()
+        if wanted == self._wanted:
+            return
+        self._wanted = wanted
+        self.generation += 1
+        self.cache.clear()
+        model, adapter = wanted
+        if adapter is not None and not engine_supports_adapters():
+            self.log_message(f"diffill: adapter setting {adapter!r} stored; this engine cannot load adapters yet",
+                             types.MessageType.Warning)
+        self._load_job = job = self.worker.load(model, adapter)
+        job.future.add_done_callback(self._loaded)
+
+    def _loaded(self, future: asyncio.Future) -> None:
+        if future.cancelled() or future.exception() is not None or future.result() is None:
+            return
+        state: LoadState = future.result()
+        if state.loaded:
+            if state.error:
+                self.show_message(state.error, types.MessageType.Warning)
+            adapter = state.info.get("adapter", state.adapter if engine_supports_adapters() else None)
+            self.log_message(f"diffill: model {state.info.get('model')} loaded "
+                             f"({state.info.get('parameters', 0):,} parameters); adapter: {adapter or 'default'}")
+        else:
+            self.show_message(state.error or "diffill cannot load its model", types.MessageType.Error)
+
+    # -- requests --------------------------------------------------------------------------
+
+    def document(self, uri: str) -> Document:
+        try:
+            return self.docs.get(uri)
+        except DiffillError as e:
+            raise invalid_params(str(e)) from None
+
+    def offsets(self, doc: Document, rng: types.Range) -> tuple[int, int]:
+        try:
+            start = doc.offset_at(rng.start.line, rng.start.character)
+            end = doc.offset_at(rng.end.line, rng.end.character)
+        except DiffillError as e:
+            raise invalid_params(str(e)) from None
+        if end < start:
+            raise invalid_params(f"range {rng.start.line}:{rng.start.character}-{rng.end.line}:{rng.end.character} "
+                                 "ends before it starts")
+        return start, end
+
+    def cache_key(self, doc: Document) -> tuple:
+        s = self.settings
+        return doc.language_id, s.max_tokens, s.threshold, s.constraint, self.generation
+
+    async def complete(self, uri: str, position: types.Position) -> tuple[str, types.Position]:
+        """The infill at a cursor ("" when there is none) and the cursor's normalised position."""
+        doc = self.document(uri)
+        pos = types.Position(position.line, position.character)
+        rng = types.Range(pos, pos)
+        start, _ = self.offsets(doc, rng)
+        line, character = doc.position_at(start)
+        pos = types.Position(line, character)
+        if not self.settings.enabled_for(doc.language_id):
+            return "", pos
+        hole, extra, version = Hole.at(doc.text, start), self.cache_key(doc), doc.version
+        cached = self.cache.get(hole, extra)
+        if cached is not None:
+            self.counters.cache_hits += 1
+            return cached, pos
+        result = await self.infill(doc, start, start, kind="complete", max_tokens=self.settings.max_tokens)
+        if result is not None:
+            self.cache.put(hole, extra, result.text)  # still good for forwarding after the edit
+        if self.docs_version(uri) != version:
+            self.counters.stale_dropped += 1
+            return "", pos
+        return (result.text if result is not None else ""), pos
+
+    def docs_version(self, uri: str) -> int | None:
+        return self.docs.get(uri).version if uri in self.docs else None
+
+    async def infill(self, doc: Document, start: int, end: int, kind: str, max_tokens: int | None = None,
+                     on_step=None, cancel_hook=None) -> InfillResult | None:
+        """Run one infill in the worker. A newer request for the same document cancels this one
+        (the answer is then None); identical requests in flight share one model call."""
+        s = self.settings
+        key = (kind, doc.version, start, end, self.cache_key(doc))
+        pending = self.inflight.get(doc.uri)
+        if kind == "complete" and pending and pending.key == key and not pending.job.is_cancelled():
+            pending.waiters += 1
+        else:
+            if pending is not None and not pending.job.future.done():
+                pending.job.cancel()
+                self.counters.superseded += 1
+            req = InfillRequest(doc.text, start, end, language=doc.language_id or None,
+                                path=to_fs_path(doc.uri), max_tokens=max_tokens)
+            threshold, constraint = s.threshold, s.constraint
+
+            def run(engine, job):
+                engine.config.constrained = constraint
+                result = engine.infill(req, cancelled=job.is_cancelled, on_step=on_step,
+                                       sampler=engine.with_sampler(threshold=threshold))
+                self.counters.steps += result.steps
+                return result
+
+            pending = Pending(key, self.worker.submit(run))
+            self.inflight[doc.uri] = pending
+            self.counters.model_calls += 1
+            pending.job.future.add_done_callback(lambda _f, p=pending, uri=doc.uri: self._finished(uri, p))
+            if cancel_hook is not None:
+                cancel_hook(pending.job)
+        try:
+            result: InfillResult | None = await asyncio.shield(pending.job.future)
+        except asyncio.CancelledError:  # $/cancelRequest: stop denoising once nobody waits
+            pending.waiters -= 1
+            if pending.waiters <= 0:
+                pending.job.cancel()
+            self.counters.cancelled += 1
+            raise
+        except DiffillError as e:
+            self.counters.errors += 1
+            raise request_failed(str(e)) from None
+        except Exception as e:
+            self.counters.errors += 1
+            log.exception("infill failed")
+            self.log_message(f"diffill: internal error while filling {doc.uri}: {type(e).__name__}: {e}",
+                             types.MessageType.Error)
+            raise request_failed(f"diffill: internal error: {type(e).__name__}: {e}") from None
+        msg_id = self.protocol.msg_id
+        if msg_id is not None:
+            self.timings.pending_engine_ms[msg_id] = pending.job.engine_ms
+        if result is None or result.cancelled or pending.job.is_cancelled():
+            return None
+        return result
+
+    def _finished(self, uri: str, pending: Pending) -> None:
+        if self.inflight.get(uri) is pending:
+            del self.inflight[uri]
+
+    def record_answer(self, msg_id: Any, method: str, total_ms: float, ok: bool) -> None:
+        engine_ms = self.timings.pending_engine_ms.pop(msg_id, 0.0)
+        if method in COMPLETION_METHODS and ok:
+            self.timings.latencies_ms.append(total_ms)
+            self.timings.engine_ms.append(engine_ms)
+            self.timings.overhead_ms.append(max(0.0, total_ms - engine_ms))
+
+    def status(self) -> dict:
+        state = self.worker.state
+        lat = list(self.timings.latencies_ms)
+        adapter = state.info.get("adapter", state.adapter if engine_supports_adapters() else None)
+        return {
+            "model": state.info.get("model") if state.loaded else state.model,
+            "adapter": adapter,
+            "adapter_setting": self.settings.adapter,
+            "loaded": state.loaded,
+            "error": state.error,
+            "latencies_ms": [round(x, 2) for x in lat[-50:]],
+            "p50_ms": round(statistics.median(lat), 2) if lat else None,
+            "engine_ms": [round(x, 3) for x in self.timings.engine_ms],
+            "overhead_ms": [round(x, 3) for x in self.timings.overhead_ms],
+            "counters": vars(self.counters).copy(),
+            "settings": asdict(self.settings),
+            "documents": len(self.docs),
+            "inflight": len(self.inflight),
+        }
+
+
+# -- handlers ------------------------------------------------------------------------------
+
+
+def on_initialize(ls: DiffillServer, params: types.InitializeParams) -> None:
+    ls.update_settings(params.initialization_options)
+
+
+async def on_initialized(ls: DiffillServer, params: types.InitializedParams) -> None:
+    ls.ensure_engine()
+
+
+def on_did_change_configuration(ls: DiffillServer, params: types.DidChangeConfigurationParams) -> None:
+    ls.update_settings(params.settings)
+
+
+def on_did_change_workspace_folders(ls: DiffillServer, params: types.DidChangeWorkspaceFoldersParams) -> None:
+    ls.ensure_engine()
+
+
+def on_did_open(ls: DiffillServer, params: types.DidOpenTextDocumentParams) -> None:
+    d = params.text_document
+    ls.docs.open(d.uri, d.text, d.version, d.language_id)
+
+
+def on_did_change(ls: DiffillServer, params: types.DidChangeTextDocumentParams) -> None:
+    uri = params.text_document.uri
+    if uri not in ls.docs:
+        ls.log_message(f"diffill: change to {uri}, which is not open; ignored", types.MessageType.Warning)
+        return
+    doc = ls.docs.get(uri)
+    try:
+        for change in params.content_changes:
+            if isinstance(change, types.TextDocumentContentChangePartial):
+                rng = change.range
+                doc.apply_change((rng.start.line, rng.start.character), (rng.end.line, rng.end.character), change.text)
+            else:
+                doc.apply_change(None, None, change.text)
+    except DiffillError as e:
+        ls.log_message(f"diffill: bad change to {uri}: {e}; the server's copy may now differ",
+                       types.MessageType.Error)
+    doc.version = params.text_document.version
+    pending = ls.inflight.get(uri)
+    if pending is not None:  # its answer would be stale: stop denoising now
+        pending.job.cancel()
+
+
+def on_did_close(ls: DiffillServer, params: types.DidCloseTextDocumentParams) -> None:
+    uri = params.text_document.uri
+    if (pending := ls.inflight.get(uri)) is not None:
+        pending.job.cancel()
+    ls.docs.close(uri)
+
+
+async def on_inline_completion(ls: DiffillServer, params: types.InlineCompletionParams) -> types.InlineCompletionList:
+    text, pos = await ls.complete(params.text_document.uri, params.position)
+    if not text:
+        return types.InlineCompletionList(items=[])
+    return types.InlineCompletionList(items=[types.InlineCompletionItem(insert_text=text, range=types.Range(pos, pos))])
+
+
+async def on_completion(ls: DiffillServer, params: types.CompletionParams) -> types.CompletionList:
+    text, pos = await ls.complete(params.text_document.uri, params.position)
+    if not text:
+        return types.CompletionList(is_incomplete=True, items=[])
+    first = next((line.strip() for line in text.split("\n") if line.strip()), text.strip())
+    language = ls.docs.get(params.text_document.uri).language_id if params.text_document.uri in ls.docs else ""
+    item = types.CompletionItem(
+        label=first[:80] or text,
+        kind=types.CompletionItemKind.Snippet,
+        detail="diffill",
+        documentation=types.MarkupContent(types.MarkupKind.Markdown, f"```{language}\n{text}\n```"),
+        sort_text="0",
+        filter_text=first[:80] or text,
+        insert_text_format=types.InsertTextFormat.PlainText,
+        text_edit=types.TextEdit(range=types.Range(pos, pos), new_text=text),
+    )
+    return types.CompletionList(is_incomplete=True, items=[item])
+
+
+def on_code_action(ls: DiffillServer, params: types.CodeActionParams) -> list[types.CodeAction]:
+    doc = ls.document(params.text_document.uri)
+    start, end = ls.offsets(doc, params.range)
+    only = params.context.only if params.context else None
+    kind = types.CodeActionKind.RefactorRewrite
+    if start == end or not ls.settings.enabled_for(doc.language_id):
+        return []
+    if only and not any(kind.value == k or kind.value.startswith(f"{k}.") for k in only):
+        return []
+    arg = {"uri": doc.uri, "range": ls.protocol._converter.unstructure(params.range)}
+    return [types.CodeAction(title=INFILL_TITLE, kind=kind,
+                             command=types.Command(title=INFILL_TITLE, command=INFILL_COMMAND, arguments=[arg]))]
+
+
+def _infill_argument(ls: DiffillServer, args: tuple) -> tuple[str, types.Range]:
+    usage = f"{INFILL_COMMAND} takes one argument {{uri, range}}"
+    if len(args) != 1 or not isinstance(args[0], dict):
+        raise invalid_params(f"{usage}, got {len(args)} argument(s)")
+    arg = args[0]
+    if not isinstance(arg.get("uri"), str):
+        raise invalid_params(f"{usage}: uri must be a string")
+    try:
+        rng = ls.protocol._converter.structure(arg.get("range"), types.Range)
+    except Exception:
+        raise invalid_params(f"{usage}: range must be {{start: {{line, character}}, end: {{line, character}}}}") from None
+    return arg["uri"], rng
+
+
+async def on_infill_command(ls: DiffillServer, *args: Any) -> dict:
+    uri, rng = _infill_argument(ls, args)
+    doc = ls.document(uri)
+    start, end = ls.offsets(doc, rng)
+    if not ls.settings.enabled_for(doc.language_id):
+        raise request_failed(f"diffill is disabled for language {doc.language_id!r} (setting diffill.languages)")
+    version = doc.version
+    progress = InfillProgress(ls, command_params.get())
+    await progress.begin()
+    try:
+        result = await ls.infill(doc, start, end, kind="region", on_step=progress.step, cancel_hook=progress.hook)
+    except BaseException:
+        progress.end("failed")
+        raise
+    if ls.docs_version(uri) != version:
+        ls.counters.stale_dropped += 1
+        progress.end("the document changed; result dropped")
+        return {"applied": False, "reason": "the document changed while diffill was working"}
+    if result is None:
+        progress.end("cancelled")
+        return {"applied": False, "reason": "cancelled"}
+    if not result.text and end > start:
+        progress.end("no valid infill")
+        ls.log_message(f"diffill: no valid infill for the selected region of {uri}; the text is left as it was")
+        return {"applied": False, "reason": "diffill found no valid infill for this region", "text": ""}
+    progress.end(f"done in {result.steps} steps")
+    edit = types.TextEdit(range=types.Range(types.Position(*doc.position_at(start)), types.Position(*doc.position_at(end))),
+                          new_text=result.text)
+    try:
+        answer = await ls.workspace_apply_edit_async(types.ApplyWorkspaceEditParams(
+            edit=_workspace_edit(ls, uri, version, edit), label="diffill: infill"))
+    except JsonRpcException as e:
+        return {"applied": False, "reason": f"the client did not apply the edit: {e.message}", "text": result.text}
+    return {"applied": bool(answer.applied), "reason": answer.failure_reason, "text": result.text,
+            "steps": result.steps}
+
+
+def _workspace_edit(ls: DiffillServer, uri: str, version: int | None, edit: types.TextEdit) -> types.WorkspaceEdit:
+    caps = ls.client_capabilities.workspace
+    if caps and caps.workspace_edit and caps.workspace_edit.document_changes:
+        doc_id = types.OptionalVersionedTextDocumentIdentifier(uri=uri, version=version)
+        return types.WorkspaceEdit(document_changes=[types.TextDocumentEdit(text_document=doc_id, edits=[edit])])
+    return types.WorkspaceEdit(changes={uri: [edit]})
+
+
+class InfillProgress:
+    """$/progress for diffill.infill: one report per denoising step; cancellable from the UI."""
+
+    def __init__(self, ls: DiffillServer, params: types.ExecuteCommandParams | None):
+        self.ls = ls
+        self.token = params.work_done_token if params is not None else None
+        self.loop = asyncio.get_running_loop()
+
+    async def begin(self) -> None:
+        window = self.ls.client_capabilities.window
+        if self.token is None and window and window.work_done_progress:
+            token = f"diffill-infill-{uuid.uuid4().hex}"
+            try:
+                await self.ls.work_done_progress.create_async(token)
+                self.token = token
+            except Exception as e:
+                log.info("client refused a progress token: %s", e)
+        if self.token is not None:
+            self.ls.work_done_progress.begin(self.token, types.WorkDoneProgressBegin(
+                title="diffill: infill", cancellable=True, percentage=0, message="denoising"))
+
+    def hook(self, job: Job) -> None:
+        """Cancelling the progress (window/workDoneProgress/cancel) cancels the job."""
+        if self.token is None:
+            return
+        cancelled = self.ls.work_done_progress.tokens.get(self.token)
+        if cancelled is not None:
+            cancelled.add_done_callback(lambda f: job.cancel() if f.cancelled() else None)
+
+    def step(self, trace) -> None:  # called in the worker thread
+        if self.token is None:
+            return
+        canvas = trace.canvas[0]
+        mask = self.ls.worker.engine.tok.mask_id if self.ls.worker.engine else -1
+        done = sum(1 for t in canvas if t != mask)
+        report = types.WorkDoneProgressReport(message=f"step {trace.step}: {done}/{len(canvas)} tokens",
+                                              percentage=int(100 * done / max(1, len(canvas))), cancellable=True)
+        self.loop.call_soon_threadsafe(self.ls.work_done_progress.report, self.token, report)
+
+    def end(self, message: str) -> None:
+        if self.token is None:
+            return
+        self.ls.work_done_progress.end(self.token, types.WorkDoneProgressEnd(message=message))
+        self.ls.work_done_progress.tokens.pop(self.token, None)
+
+
+def on_status_command(ls: DiffillServer, *args: Any) -> dict:
+    return ls.status()
+
+
+def on_shutdown(ls: DiffillServer, params: None) -> None:
+    for pending in ls.inflight.values():
+        pending.job.cancel()
+    ls.worker.stop()
+
+
+def build_server(model: str | None = None, threads: int = 0) -> DiffillServer:
+    server = DiffillServer(model=model, threads=threads)
+    server.feature(types.INITIALIZE)(on_initialize)
+    server.feature(types.INITIALIZED)(on_initialized)
+    server.feature(types.SHUTDOWN)(on_shutdown)
+    server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)(on_did_change_configuration)
+    server.feature(types.WORKSPACE_DID_CHANGE_WORKSPACE_FOLDERS)(on_did_change_workspace_folders)
+    server.feature(types.TEXT_DOCUMENT_DID_OPEN)(on_did_open)
+    server.feature(types.TEXT_DOCUMENT_DID_CHANGE)(on_did_change)
+    server.feature(types.TEXT_DOCUMENT_DID_CLOSE)(on_did_close)
+    server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())(on_inline_completion)
+    server.feature(types.TEXT_DOCUMENT_COMPLETION,
+                   types.CompletionOptions(resolve_provider=False))(on_completion)
+    server.feature(types.TEXT_DOCUMENT_CODE_ACTION,
+                   types.CodeActionOptions(code_action_kinds=[types.CodeActionKind.RefactorRewrite]))(on_code_action)
+    server.command(INFILL_COMMAND)(on_infill_command)
+    server.command(STATUS_COMMAND)(on_status_command)
+    return server

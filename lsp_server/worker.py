@@ -1,0 +1,160 @@
+"""The one thread that owns the engine. Handlers submit jobs and await them; the event loop
+never runs model code.
+
+A job carries a cancel flag that the engine checks between denoising steps. Jobs cancelled
+before they start are skipped. Loading (or reloading) the model is a job too, so requests
+queued behind it see the new engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from diffill.engine import Engine, EngineConfig
+from diffill.errors import DiffillError
+
+log = logging.getLogger(__name__)
+
+MISSING_MODEL_HELP = ("Set the diffill.model setting (or start `diffill serve --model PATH`) to a checkpoint "
+                      "folder, or run `make model` in the diffill checkout to build the default model.")
+
+
+def engine_config(model: str | None, adapter: str | None, threads: int = 0) -> EngineConfig:
+    """An EngineConfig; the adapter is passed only when the engine knows about adapters."""
+    cfg = EngineConfig(model=model, threads=threads)
+    if adapter is not None and "adapter" in {f.name for f in fields(EngineConfig)}:
+        cfg.adapter = adapter  # type: ignore[attr-defined]
+    return cfg
+
+
+def engine_supports_adapters() -> bool:
+    return "adapter" in {f.name for f in fields(EngineConfig)}
+
+
+def default_adapter() -> str | None:
+    """The engine's own default adapter setting (used when the user sets none)."""
+    return getattr(EngineConfig(), "adapter", None)
+
+
+@dataclass
+class Job:
+    run: Callable[[Engine, Job], Any]
+    future: asyncio.Future
+    needs_engine: bool = True
+    engine_ms: float = 0.0
+    _cancel: threading.Event = field(default_factory=threading.Event)
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    def is_cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+
+@dataclass
+class LoadState:
+    model: str | None = None  # what was asked for (None: the shipped default)
+    adapter: str | None = None
+    loaded: bool = False
+    error: str | None = None
+    info: dict = field(default_factory=dict)
+
+
+class EngineWorker:
+    def __init__(self, factory: Callable[[EngineConfig], Engine] = Engine, threads: int = 0):
+        self.factory = factory
+        self.threads = threads
+        self.engine: Engine | None = None
+        self.state = LoadState()
+        self._queue: queue.Queue[Job | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._loop, name="diffill-engine", daemon=True)
+        self._thread.start()
+
+    # -- called on the event loop ----------------------------------------------------------
+
+    def submit(self, run: Callable[[Engine, Job], Any], needs_engine: bool = True) -> Job:
+        job = Job(run, asyncio.get_running_loop().create_future(), needs_engine)
+        self._queue.put(job)
+        return job
+
+    def load(self, model: str | None, adapter: str | None) -> Job:
+        """Replace the engine by one for ``model`` and ``adapter`` (in the worker thread)."""
+        def run(_engine, _job):
+            return self._load(model, adapter)
+        return self.submit(run, needs_engine=False)
+
+    def stop(self) -> None:
+        self._queue.put(None)
+
+    @property
+    def pending(self) -> int:
+        return self._queue.qsize()
+
+    # -- the worker thread -----------------------------------------------------------------
+
+    def _load(self, model: str | None, adapter: str | None) -> LoadState:
+        engine = self.engine
+        if engine is not None and self.state.loaded and self.state.model == model and hasattr(engine, "use_adapter"):
+            try:  # same base model: switch the adapter in place
+                engine.use_adapter(adapter if adapter is not None else default_adapter())
+                self.state = LoadState(model, adapter, True, None, engine.info())
+                return self.state
+            except DiffillError as e:
+                log.warning("switching the adapter failed (%s); reloading the model", e)
+        self.engine = None
+        try:
+            try:
+                self.engine = self.factory(engine_config(model, adapter, self.threads))
+                problem = None
+            except DiffillError as e:
+                if adapter is None:
+                    raise
+                # a bad adapter should not cost the user the model: serve the default instead
+                problem = f"diffill cannot use adapter {adapter}: {e}; using the default adapter"
+                self.engine = self.factory(engine_config(model, None, self.threads))
+            self.state = LoadState(model, adapter, True, problem, self.engine.info())
+        except DiffillError as e:
+            self.state = LoadState(model, adapter, False, f"diffill cannot load its model: {e}. {MISSING_MODEL_HELP}")
+        except Exception as e:  # a damaged checkpoint may raise anything; the server must live on
+            log.exception("loading the model failed")
+            self.state = LoadState(model, adapter, False, f"diffill cannot load its model: {type(e).__name__}: {e}")
+        return self.state
+
+    def _loop(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            if job.is_cancelled() or job.future.done():
+                self._resolve(job, None, None)
+                continue
+            t0 = time.perf_counter()
+            try:
+                if job.needs_engine and self.engine is None:
+                    raise DiffillError(self.state.error or "diffill has no model loaded yet")
+                result, error = job.run(self.engine, job), None
+            except Exception as e:  # handed to the awaiting handler, which reports it
+                result, error = None, e
+            job.engine_ms = (time.perf_counter() - t0) * 1000.0
+            self._resolve(job, result, error)
+
+    @staticmethod
+    def _resolve(job: Job, result: Any, error: BaseException | None) -> None:
+        def settle():
+            if job.future.done():
+                return
+            if error is not None:
+                job.future.set_exception(error)
+            else:
+                job.future.set_result(result)
+        try:
+            job.future.get_loop().call_soon_threadsafe(settle)
+        except RuntimeError:  # the event loop is closed: the server is shutting down
+            pass
