@@ -246,11 +246,12 @@ class HoleChecker:
         """Whether a node of the filled document is an error the document had without the fill."""
         h = self.hole
 
-        def back(p: int) -> tuple[int, ...]:
-            # a document offset -> the offsets it may have had without the fill
+        def back(p: int, strict: bool = False) -> tuple[int, ...]:
+            # a document offset -> the offsets it may have had without the fill (``strict``: the
+            # end of the fill is not the hole, as for an empty body the fill itself opened)
             if p < h:
                 return (p,)
-            if p == h or p == h + delta:
+            if p == h or (p == h + delta and not strict):
                 return (h,)
             if p > h + delta:
                 return (p - delta,)
@@ -258,7 +259,8 @@ class HoleChecker:
 
         def test(node: ts.Node, kind: str | None = None) -> bool:
             kind = kind or _kind(node)
+            strict = kind == EMPTY_BLOCK
             return any((kind, a, b) in self.base_errors
-                       for a in back(node.start_byte) for b in back(node.end_byte))
+                       for a in back(node.start_byte, strict) for b in back(node.end_byte, strict))
 
         return test
