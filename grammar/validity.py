@@ -238,7 +238,7 @@ class HoleChecker:
         if self._empty_blocks is None:
             return []
         cursor = ts.QueryCursor(self._empty_blocks)
-        cursor.set_byte_range(max(0, lo - 1), hi)
+        cursor.set_byte_range(max(0, lo - 1), hi + 1)
         return [n for nodes in cursor.captures(self.tree.root_node).values() for n in nodes
                 if n.named_child_count == 0 and lo <= n.start_byte <= hi]
 
