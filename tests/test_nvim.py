@@ -220,3 +220,23 @@ def test_infill_command_rewrites_a_visual_selection_and_the_file_still_parses(nv
     assert after["lines"][COMMENT_ROW - 1].startswith("    # ")
     assert after["lines"][-3:] == original[-3:]
     assert parses(after["lines"])
+
+
+def test_checkhealth_reports_the_running_server_and_its_model(nvim, tiny_checkpoint):
+    nvim.send(":checkhealth diffill<CR>")
+    report = nvim.wait(lambda: "model:" in (t := nvim.expr('join(getline(1, "$"), "\\n")')) and t, "the health report")
+    nvim.send(":tabclose<CR>")
+    assert "ERROR" not in report
+    assert "server offers textDocument/inlineCompletion" in report
+    assert f"model: {tiny_checkpoint}" in report
+
+
+def test_restart_starts_a_new_server_that_attaches_to_the_open_buffer(nvim):
+    first = int(nvim.expr("luaeval('vim.lsp.get_clients({name = \"diffill\"})[1].id')"))
+    nvim.send(":DiffillRestart<CR>")
+    ids = nvim.wait(lambda: (out := nvim.expr("json_encode(luaeval('vim.tbl_map(function(c) return c.id end, "
+                                                "vim.lsp.get_clients({bufnr = 0, name = \"diffill\"}))'))"))
+                    and (ids := json.loads(out)) and first not in ids and ids, "a new client")
+    assert len(ids) == 1
+    nvim.send(f"<Esc>{COMMENT_ROW}GA,")  # and the new server answers
+    assert nvim.wait(lambda: ghost_text(nvim.state()), "ghost text from the new server")

@@ -20,6 +20,10 @@ vim.api.nvim_create_user_command('DiffillStatus', function()
   require('diffill').status()
 end, { desc = 'diffill: model, adapter and latency of the language server' })
 
+vim.api.nvim_create_user_command('DiffillRestart', function()
+  require('diffill').restart()
+end, { desc = 'diffill: restart the language server (e.g. to load a new workspace adapter)' })
+
 local group = vim.api.nvim_create_augroup('diffill', { clear = true })
 
 vim.api.nvim_create_autocmd('LspAttach', {

@@ -49,6 +49,27 @@ function M.status()
   end)
 end
 
+--- Stops the diffill clients and, once they are gone, starts them again for the open buffers.
+function M.restart()
+  local clients = vim.lsp.get_clients({ name = M.name })
+  vim.lsp.enable(M.name, false) -- stops the clients
+  local deadline = vim.uv.now() + 5000
+  local function start_when_stopped()
+    local alive = vim.tbl_filter(function(c)
+      return not c:is_stopped()
+    end, clients)
+    if #alive > 0 and vim.uv.now() < deadline then
+      vim.defer_fn(start_when_stopped, 50)
+      return
+    end
+    for _, c in ipairs(alive) do
+      c:stop(true)
+    end
+    vim.lsp.enable(M.name) -- attaches a new client to every open buffer of its filetypes
+  end
+  start_when_stopped()
+end
+
 -- Ghost text: accept, dismiss, cycle, trigger (see :help diffill-inline).
 for _, name in ipairs({ 'accept', 'dismiss', 'next', 'prev', 'trigger', 'visible' }) do
   M[name] = function(...)
