@@ -143,3 +143,13 @@ def test_limit_and_max_tokens_are_checked(capsys):
     assert main(["eval", "humaneval-infill", str(DATA), "--max-tokens", "0"]) == 2
     assert "--max-tokens" in capsys.readouterr().err
 
+
+
+def test_every_canonical_solution_of_the_small_set_passes():
+    """tests/data/humaneval_infill_small.jsonl is the set diffill's pass@1 is measured on here."""
+    problems = load_problems(Path(__file__).parent / "data" / "humaneval_infill_small.jsonl")
+    assert {p.variant for p in problems} == {"single-line", "multi-line", "random-span"}
+    cases = evaluate(problems, [p.canonical_solution for p in problems])
+    assert [c.task_id for c in cases if not c.passed] == []
+    wrong = evaluate(problems[:3], ["    return None\n"] * 3)
+    assert not any(c.passed for c in wrong)

@@ -63,11 +63,13 @@ def test_every_plot_is_drawn_from_the_benches_json(inputs):
     assert "pass@1" in page
 
 
-def test_latency_histogram_comes_from_the_speed_results(inputs):
+def test_latency_histogram_shows_the_default_setting_of_the_speed_results(inputs, tmp_path):
     f = gather(inputs, run_missing=False)
-    assert set(f.latencies) == {"single_line / one_per_step", "single_line / threshold",
-                                "single_line / threshold_cache"}
+    assert f.latencies == {"single_line (threshold)": [25.0, 30.0, 60.0]}
     assert f.latency_source == f"from {inputs['speed']}"
+    cached = dict(SPEED, default={"cache": True, "threshold": 0.9})
+    Path(inputs["speed"]).write_text(json.dumps(cached))
+    assert list(gather(inputs, run_missing=False).latencies) == ["single_line (threshold_cache)"]
 
 
 def test_missing_figures_are_marked_not_measured(tmp_path, capsys):

@@ -170,6 +170,22 @@ def measure_latencies(cases: int, model: str | None) -> list[float]:
     return out[1:]
 
 
+def default_setting(speed: dict) -> str:
+    """The speed bench's setting that matches the engine's default sampler (its "default")."""
+    d = speed.get("default") or {}
+    if d.get("max_per_step") == 1:
+        return "one_per_step"
+    return "threshold_cache" if d.get("cache") else "threshold"
+
+
+def speed_latencies(speed: dict) -> dict[str, list[float]]:
+    """Per-case latencies of the default setting, one series per kind of hole (every result
+    that has them when no result is of the default setting)."""
+    results = [r for r in speed.get("results", []) if r.get("latencies_ms")]
+    chosen = [r for r in results if r.get("setting") == default_setting(speed)] or results
+    return {f"{r['kind']} ({r['setting']})": [float(v) for v in r["latencies_ms"]] for r in chosen}
+
+
 def gather(files: dict[str, str | None], run_missing: bool, cases: int = 40,
            model: str | None = None) -> Figures:
     figures = Figures()
@@ -187,8 +203,7 @@ def gather(files: dict[str, str | None], run_missing: bool, cases: int = 40,
         else:
             figures.data[inp.name], figures.source[inp.name] = measure(inp, cases, model)
     speed = figures.data.get("speed")
-    per_case = {f"{r['kind']} / {r['setting']}": [float(v) for v in r["latencies_ms"]]
-                for r in (speed or {}).get("results", []) if r.get("latencies_ms")}
+    per_case = speed_latencies(speed) if speed else {}
     if per_case:
         figures.latencies, figures.latency_source = per_case, figures.source["speed"]
     elif run_missing:

@@ -61,6 +61,7 @@ def register_humaneval(esub) -> None:
     h.add_argument("--samples", default=None, metavar="OUT.jsonl",
                    help="write the completions in upstream's samples format")
     h.add_argument("--model", default=None)
+    add_adapter_option(h)
     h.add_argument("--json", action="store_true")
     h.set_defaults(run=run_humaneval)
 
@@ -77,7 +78,7 @@ def run_humaneval(args) -> int:
     if args.samples and not Path(args.samples).resolve().parent.is_dir():
         raise DiffillError(f"no folder for the samples file: {Path(args.samples).parent}")
     problems = load_problems(args.path, args.limit)
-    engine = Engine(EngineConfig(model=args.model))
+    engine = Engine(EngineConfig(model=args.model, adapter=args.adapter))
     report = run_humaneval(engine, problems, HumanEvalConfig(max_tokens=args.max_tokens))
     if args.samples:
         write_samples(args.samples, report.cases)
