@@ -58,17 +58,21 @@ class Collection:
 
 
 def _git_files(root: Path) -> list[str] | None:
-    """Paths git tracks under ``root``, or None when ``root`` is not in a git work tree."""
+    """Paths git tracks under ``root``, or None when ``root`` is not in a git work tree (or is an
+    untracked folder inside one, like a download under a git-managed home folder)."""
     try:
-        inside = subprocess.run(["git", "-C", str(root), "rev-parse", "--is-inside-work-tree"],
-                                check=False, capture_output=True, text=True, timeout=30)
-        if inside.returncode != 0 or inside.stdout.strip() != "true":
+        top = subprocess.run(["git", "-C", str(root), "rev-parse", "--show-toplevel"],
+                             check=False, capture_output=True, text=True, timeout=30)
+        if top.returncode != 0 or not top.stdout.strip():
             return None
         out = subprocess.run(["git", "-C", str(root), "ls-files", "-z", "--cached"],
                              capture_output=True, timeout=120, check=True)
     except (OSError, subprocess.SubprocessError):
         return None
-    return [p for p in out.stdout.decode("utf-8", "replace").split("\0") if p]
+    files = [p for p in out.stdout.decode("utf-8", "replace").split("\0") if p]
+    if not files and Path(top.stdout.strip()).resolve() != root.resolve():
+        return None
+    return files
 
 
 def _walk_files(root: Path) -> list[str]:

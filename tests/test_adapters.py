@@ -255,6 +255,14 @@ def test_collect_uses_git_tracked_files_in_a_git_repository(tmp_path):
     assert coll.skipped["vendored"] == 1
 
 
+@pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+def test_an_untracked_folder_inside_a_git_repository_is_walked(tmp_path):
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    make_repo(tmp_path / "download")
+    coll = collect_sources(tmp_path / "download")
+    assert coll.source == "walk" and len(coll.files) == 3
+
+
 def test_heldout_split_is_deterministic_and_about_ten_percent():
     files = [RepoFile(f"m{i}.py", "x = 1\n", "python") for i in range(50)]
     train, held = split_heldout(files)
