@@ -160,10 +160,12 @@ def _problem(record, path: Path, n: int, seen: set[str]) -> Problem:
 
 
 def fit_completion(problem: Problem, text: str) -> str:
-    """A whole-line hole's completion ends its last line, so the suffix starts a new one."""
-    if problem.whole_lines and text and not text.endswith("\n"):
-        return text + "\n"
-    return text
+    """A whole-line hole's completion ends its last line, so the suffix starts a new one (spaces
+    after its last newline would indent the suffix's first line)."""
+    if not problem.whole_lines:
+        return text
+    text = text.rstrip(" \t")
+    return text + "\n" if text and not text.endswith("\n") else text
 
 
 def complete_with_engine(engine, problems: list[Problem], config: HumanEvalConfig) -> list[str]:

@@ -42,6 +42,10 @@ def test_whole_line_holes_get_their_newline():
     line = by_id["SingleLineInfilling/Tiny/0/L0"]
     assert fit_completion(line, "    return a + b") == "    return a + b\n"
     assert fit_completion(line, "") == ""
+    assert fit_completion(line, "  \t") == ""
+    block = by_id["MultiLineInfilling/Tiny/1/L1_L2"]  # the suffix's line brings its own indent
+    assert fit_completion(block, "    for n in numbers:\n        total += n * n\n    ") == (
+        "    for n in numbers:\n        total += n * n\n")
     span = by_id["RandomSpanInfilling/Tiny/2/0"]
     assert fit_completion(span, "len(best):") == "len(best):"
     partial = by_id["Tiny/5"]  # canonical "    return " continues on the suffix's line
