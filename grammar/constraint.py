@@ -5,11 +5,13 @@ guess) and which slots are committed and proposed. The constraint renders prefix
 suffix, truncated at the first ``<eoi>``, asks the hole's ``HoleChecker`` for new error nodes,
 and maps them back to slots through each token's bytes:
 
-- proposals inside an error region are not committed this step. Their guessed token is banned
-  at that slot, unless an uncommitted, unproposed guess shares the region (the error may be
-  that guess's fault) and some other proposal of the row survives (so the row still moves);
-- committed slots of an error region that holds nothing uncommitted are re-masked (the sampler
-  bounds how often) and their token is banned there: the in-loop repair.
+- tree-sitter reports an error where the parse could not go on, so the last slot of an error
+  region (a token, or the <eoi> that ends the fill too early) is to blame: a proposal there is
+  banned (not committed, its guess banned at the slot); a committed token there, when the
+  region holds no open guess, is re-masked and banned (the sampler bounds how often): the
+  in-loop repair. An open guess there is left to change by itself;
+- other proposals in an error region are held (not committed this step, not banned); if that
+  would hold every proposal of the row, the last one is banned so the row still moves.
 """
 
 from __future__ import annotations
@@ -92,25 +94,40 @@ class SyntaxConstraint:
             pos += len(piece)
         return b"".join(out), spans
 
+    def regions(self, fill: bytes) -> list[tuple[int, int]]:
+        """New errors as byte ranges of the fill; an error that runs on past the fill ends at
+        ``len(fill) + 1``, so the <eoi> that ends the fill there is part of it."""
+        n, base = len(fill), self.checker.offset + self.checker.hole
+        out = []
+        for e in self.checker.errors(fill):
+            a, b = e.start - base, e.end - base
+            out.append((min(max(a, 0), n), min(max(b, 0), n + 1) if b > n else max(b, 0)))
+        return out
+
     def check(self, row: int, tokens: list[int], committed: list[bool], proposed: list[bool]) -> Verdict:
         fill, spans = self.render(tokens)
         self.checks += 1
-        regions = self.checker.fill_regions(fill)
-        verdict = Verdict.empty()
+        regions = self.regions(fill)
         if not regions:
-            return verdict
-        hit = [any(_touches(s, e, a, b) for a, b in regions) for s, e in spans]
-        open_guess = any(h and not c and not p for h, c, p in zip(hit, committed, proposed))
-        others_move = any(p and not h for h, p in zip(hit, proposed))
-        proposal_hit = any(h and p for h, p in zip(hit, proposed))
-        for i, (h, c, p) in enumerate(zip(hit, committed, proposed)):
-            if not h:
+            return Verdict.empty()
+        # slots that can be blamed: the fill's tokens and the <eoi> that ends it
+        end = tokens.index(self.eoi_id) if self.eoi_id in tokens else len(tokens) - 1
+        hold, ban, remask = set(), set(), set()
+        for a, b in regions:
+            hit = [i for i in range(end + 1) if _touches(*spans[i], a, b)]
+            if not hit:
                 continue
-            if p:
-                (verdict.hold if open_guess and others_move else verdict.ban).add(i)
-            elif c and not open_guess and not proposal_hit:
-                verdict.remask.add(i)
-        return verdict
+            # tree-sitter reports an error where the parse could not go on: blame the last slot
+            last = hit[-1]
+            earlier = {i for i in hit[:-1] if proposed[i]}
+            if proposed[last]:
+                ban.add(last)
+            elif committed[last] and all(committed[i] or proposed[i] for i in hit):
+                remask.add(last)
+            hold |= earlier
+        if hold and not ban and not remask and all(i in hold for i, p in enumerate(proposed) if p):
+            ban.add(max(hold))  # every proposal held: ban one so the row still moves
+        return Verdict(hold - ban, ban, remask)
 
 
 def _touches(s: int, e: int, a: int, b: int) -> bool:
@@ -118,7 +135,7 @@ def _touches(s: int, e: int, a: int, b: int) -> bool:
     if a == b:
         return s <= a <= e
     if s == e:
-        return a <= s <= b
+        return a <= s < b
     return s < b and e > a
 
 
@@ -138,5 +155,5 @@ def slots_in_errors(constraint: SyntaxConstraint, tokens: list[int], fill: bytes
     """Slots of ``tokens`` whose bytes meet a new error of ``fill`` (default: the tokens' own
     render); used to ban them when the engine resamples a hole."""
     rendered, spans = constraint.render(tokens)
-    regions = constraint.checker.fill_regions(rendered if fill is None else fill)
+    regions = constraint.regions(rendered if fill is None else fill)
     return [i for i, (s, e) in enumerate(spans) if any(_touches(s, e, a, b) for a, b in regions)]
