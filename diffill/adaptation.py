@@ -13,8 +13,6 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from adapters.lora import DEFAULT_ADAPTER, base_fingerprint, save_adapter
 from adapters.sources import HELDOUT_PERCENT, SYNTAX_SPAN_LANGUAGES, collect_sources, split_heldout
 from adapters.training import SYNTAX_MIX, AdaptConfig, TrainingFile, token_stream, train_adapter
@@ -164,7 +162,7 @@ def train_shipped_adapter(corpus: str | Path, out: str | Path | None = None, mod
         raise DiffillError(f"corpus {corpus} has an empty training or held-out split")
     before = exact_match(model, tok, held, cases)
     cfg = shipped_adapter_config()
-    stream = load_tokens(corpus, "train").astype(np.int64)
+    stream = load_tokens(corpus, "train")  # uint16; plain_example widens the slices it takes
     files = [TrainingFile(t, True) for t in train_texts]
     peft_model, result = train_adapter(model, tok, files, cfg, minutes=minutes if steps is None else None,
                                        steps=steps, progress=progress, stream=stream)
