@@ -38,6 +38,7 @@ from diffill.errors import DiffillError
 log = logging.getLogger(__name__)
 
 MAIN_PLOT = "plot-accuracy-speed"
+RUN_TIMEOUT_S = 3600  # one bench run for a missing input
 
 
 @dataclass(frozen=True)
@@ -136,8 +137,11 @@ def measure(inp: Input, cases: int, model: str | None) -> tuple[dict | None, str
         args += ["--model", model]
     shown = "diffill " + " ".join(args)
     log.info("measuring %s: %s", inp.name, shown)
-    proc = subprocess.run([sys.executable, "-m", "diffill.cli", *args], capture_output=True,
-                          text=True, stdin=subprocess.DEVNULL)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "diffill.cli", *args], capture_output=True,
+                              text=True, stdin=subprocess.DEVNULL, timeout=RUN_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        return None, f"`{shown}` did not finish in {RUN_TIMEOUT_S} s"
     if proc.returncode != 0:
         reason = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
         return None, f"`{shown}` failed: {reason}"
