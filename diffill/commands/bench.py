@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-BENCHES: list[str] = ["report"]
+BENCHES: list[str] = ["report", "validity"]
 
 
 def register(sub) -> None:
