@@ -21,6 +21,7 @@ from model.tokenizer import CodeTokenizer
 EPS = 1e-3
 CANVAS_BUDGETS = (16, 24, 32, 64)
 MAX_CANVAS = 80
+SHAPE_QUANTUM = 32  # pad widths and logit counts to multiples: few distinct shapes, bounded memory
 
 
 @dataclass
@@ -150,7 +151,7 @@ class Batch:
 def noise_batch(examples: list[Example], tok: CodeTokenizer, rng: np.random.Generator,
                 t: np.ndarray | None = None) -> Batch:
     """Pad, then mask each eligible position with probability t (one t per sequence)."""
-    width = max(len(e.ids) for e in examples)
+    width = -(-max(len(e.ids) for e in examples) // SHAPE_QUANTUM) * SHAPE_QUANTUM
     b = len(examples)
     targets = np.full((b, width), tok.pad_id, dtype=np.int64)
     eligible = np.zeros((b, width), dtype=bool)
@@ -177,12 +178,26 @@ def noise_batch(examples: list[Example], tok: CodeTokenizer, rng: np.random.Gene
     )
 
 
+def _quantized_selection(batch: Batch, quantum: int = 4 * SHAPE_QUANTUM) -> torch.Tensor:
+    """The masked positions plus a few unmasked ones, so the number of logit rows is a multiple
+    of ``quantum`` (CPU kernels cache one plan per shape; arbitrary counts grow memory)."""
+    sel = batch.masked.clone()
+    need = (-int(sel.sum())) % quantum
+    if need:
+        spare = torch.nonzero((~sel).view(-1)).squeeze(1)[:need]
+        sel.view(-1)[spare] = True
+    return sel
+
+
 def diffusion_loss(model, batch: Batch) -> tuple[torch.Tensor, dict]:
     """sum over masked positions of CE / t, divided by the number of eligible positions."""
-    logits = model(batch.input_ids, attention_mask=batch.attention_mask, logits_at=batch.masked).logits
-    targets = batch.targets[batch.masked]
+    sel = _quantized_selection(batch)
+    logits = model(batch.input_ids, attention_mask=batch.attention_mask, logits_at=sel).logits
+    targets = batch.targets[sel]
+    weights = (batch.weights * batch.masked)[sel]  # padding rows weigh nothing
     ce = F.cross_entropy(logits.float(), targets, reduction="none")
-    loss = (ce * batch.weights[batch.masked]).sum() / max(1, batch.n_eligible)
+    loss = (ce * weights).sum() / max(1, batch.n_eligible)
     with torch.no_grad():
-        acc = (logits.argmax(-1) == targets).float().mean().item()
-    return loss, {"ce": ce.mean().item(), "masked_acc": acc, "masked": int(targets.numel())}
+        real = batch.masked[sel]
+        acc = (logits.argmax(-1)[real] == targets[real]).float().mean().item()
+    return loss, {"ce": ce[real].mean().item(), "masked_acc": acc, "masked": int(real.sum())}

@@ -87,8 +87,6 @@ def _save_atomic(out: Path, model, optimizer, state: dict, tokenizer_dir: Path) 
     opt_tensors, opt_meta = {}, {"param_groups": [], "steps": {}}
     for group in optimizer.param_groups:
         opt_meta["param_groups"].append({k: v for k, v in group.items() if k != "params"})
-    for i, (p, st) in enumerate(optimizer.state.items()):
-        pass
     names = {id(p): n for n, p in model.named_parameters()}
     for p, st in optimizer.state.items():
         name = names[id(p)]
@@ -144,6 +142,7 @@ def train(corpus: Path, out: Path, cfg: TrainConfig, minutes: float | None = Non
     elif init is not None:
         model = DiffillForMaskedLM.from_pretrained(str(init), dtype=torch.float32)
     else:
+        torch.manual_seed(cfg.seed)
         mcfg = DiffillConfig(vocab_size=tok.vocab_size, pad_token_id=tok.pad_id, mask_token_id=tok.mask_id,
                              eoi_token_id=tok.eoi_id, bos_token_id=tok.bos_id, **cfg.model)
         model = DiffillForMaskedLM(mcfg)

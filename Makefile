@@ -1,0 +1,43 @@
+# diffill: set-up, demo, tests and the training recipe of the shipped model.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+RUNS ?= runs
+CORPUS ?= $(RUNS)/corpus
+# The shipped model's recipe (see model/checkpoints/diffill-base/README.md)
+TRAIN_MINUTES ?= 150
+TRAIN_ARGS ?= --set total_steps=5000
+
+.PHONY: install run test lint model corpus train bench
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
+	touch $(STAMP)
+
+run: install
+	@echo "--- diffill/examples/stats.py, hole at 18:5 (the body of stdev) ---"
+	$(VENV)/bin/diffill infill diffill/examples/stats.py --at 18:5 --full
+
+test: install
+	$(PY) -m pytest -q -p no:cacheprovider
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+corpus: $(CORPUS)/manifest.json
+
+$(CORPUS)/manifest.json: | install
+	$(VENV)/bin/diffill corpus build $(CORPUS)
+
+train: corpus
+	$(VENV)/bin/diffill train --corpus $(CORPUS) --out $(RUNS)/base --minutes $(TRAIN_MINUTES) --resume $(TRAIN_ARGS)
+
+# Reproduce the shipped weights: corpus, training, then export as bf16 into the checkpoint folder.
+model: train
+	$(PY) -m model.export $(RUNS)/base/checkpoint model/checkpoints/diffill-base

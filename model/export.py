@@ -1,0 +1,35 @@
+"""Export a training checkpoint as the shipped model: bf16 safetensors, config, tokenizer.
+
+    python -m model.export RUN/checkpoint model/checkpoints/diffill-base
+
+The model card (README.md) in the destination is kept; optimizer state is not copied.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+from model.network import DiffillForMaskedLM
+from model.tokenizer import load_tokenizer
+
+
+def export(src: Path, dst: Path) -> Path:
+    model = DiffillForMaskedLM.from_pretrained(str(src), dtype=torch.float32)
+    dst.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=dst.parent) as tmp:
+        model.to(torch.bfloat16).save_pretrained(tmp, safe_serialization=True)
+        load_tokenizer(src).save_pretrained(tmp)
+        for f in Path(tmp).iterdir():
+            shutil.move(str(f), dst / f.name)
+    return dst
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3:
+        sys.exit("usage: python -m model.export CHECKPOINT DEST")
+    print(export(Path(sys.argv[1]), Path(sys.argv[2])))

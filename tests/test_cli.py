@@ -1,0 +1,89 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+SRC = "def add(a, b):\n    return a + b\n\n\ndef mul(a, b):\n    \n"
+
+
+def run(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "diffill.cli", *args], capture_output=True, text=True,
+                          timeout=300, cwd=cwd, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
+
+
+@pytest.fixture
+def src(tmp_path):
+    p = tmp_path / "m.py"
+    p.write_text(SRC)
+    return p
+
+
+def test_infill_json_reports_the_hole_and_counts(src, tiny_checkpoint):
+    before = src.read_text()
+    r = run("infill", str(src), "--at", "6:5", "--model", str(tiny_checkpoint), "--json", "--max-tokens", "8")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert set(out) == {"text", "start", "end", "steps", "forward_passes", "tokens", "latency_ms"}
+    assert out["start"] == out["end"] == SRC.index("    \n") + 4
+    assert out["forward_passes"] >= 1
+    assert src.read_text() == before, "infill never modifies the file"
+
+
+def test_range_infill_replaces_the_region(src, tiny_checkpoint):
+    r = run("infill", str(src), "--range", "2:12-2:17", "--model", str(tiny_checkpoint), "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert (out["start"], out["end"]) == (SRC.index("a + b"), SRC.index("a + b") + 5)
+
+
+def _err(r, *needles):
+    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
+    line = r.stderr.strip().splitlines()[-1]
+    assert line.startswith("diffill: error:")
+    for n in needles:
+        assert n in line, line
+    assert "Traceback" not in r.stderr
+
+
+def test_missing_file(tmp_path, tiny_checkpoint):
+    _err(run("infill", str(tmp_path / "nope.py"), "--at", "1:1", "--model", str(tiny_checkpoint)), "no such file")
+
+
+@pytest.mark.parametrize("at,needle", [("99:1", "line 99"), ("1:80", "column 80"), ("0:1", "line 0"), ("x", "bad position")])
+def test_position_outside_the_file(src, tiny_checkpoint, at, needle):
+    _err(run("infill", str(src), "--at", at, "--model", str(tiny_checkpoint)), needle)
+
+
+def test_reversed_range(src, tiny_checkpoint):
+    _err(run("infill", str(src), "--range", "2:5-1:1", "--model", str(tiny_checkpoint)), "ends before it starts")
+
+
+def test_binary_file(tmp_path, tiny_checkpoint):
+    p = tmp_path / "b.py"
+    p.write_bytes(b"\x7fELF\x00\x01\x02")
+    _err(run("infill", str(p), "--at", "1:1", "--model", str(tiny_checkpoint)), "binary")
+
+
+def test_undecodable_file(tmp_path, tiny_checkpoint):
+    p = tmp_path / "l1.py"
+    p.write_bytes("x = 'caf\xe9'\n".encode("latin-1"))
+    _err(run("infill", str(p), "--at", "1:1", "--model", str(tiny_checkpoint)), "UTF-8")
+
+
+def test_missing_weights(src, tmp_path):
+    _err(run("infill", str(src), "--at", "1:1", "--model", str(tmp_path / "no-model")), "not found")
+
+
+def test_corrupt_weights(src, tiny_checkpoint, tmp_path):
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(tiny_checkpoint, bad)
+    (bad / "model.safetensors").write_bytes(b"this is not a safetensors file")
+    _err(run("infill", str(src), "--at", "1:1", "--model", str(bad)), "cannot load weights")
+
+
+def test_usage_error_exits_2(src):
+    r = run("infill", str(src))
+    assert r.returncode == 2 and "error" in r.stderr

@@ -1,0 +1,63 @@
+import torch
+from transformers import AutoConfig, AutoModelForMaskedLM
+
+from model.configuration import DiffillConfig
+from model.network import DiffillForMaskedLM
+
+CFG = dict(vocab_size=300, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=48)
+
+
+def _model(seed=0):
+    torch.manual_seed(seed)
+    return DiffillForMaskedLM(DiffillConfig(**CFG)).eval()
+
+
+def test_save_and_reload_give_identical_logits(tmp_path):
+    m = _model()
+    ids = torch.randint(4, 300, (2, 17))
+    before = m(ids).logits
+    m.save_pretrained(str(tmp_path))
+    assert (tmp_path / "model.safetensors").is_file()
+    assert not list(tmp_path.glob("*.bin"))
+    again = DiffillForMaskedLM.from_pretrained(str(tmp_path))
+    assert torch.equal(again(ids).logits, before)
+
+
+def test_registered_with_auto_classes(tmp_path):
+    _model().save_pretrained(str(tmp_path))
+    assert AutoConfig.from_pretrained(str(tmp_path)).model_type == "diffill"
+    assert isinstance(AutoModelForMaskedLM.from_pretrained(str(tmp_path)), DiffillForMaskedLM)
+
+
+def test_attention_is_bidirectional():
+    m = _model()
+    ids = torch.randint(4, 300, (1, 10))
+    other = ids.clone()
+    other[0, 9] = (ids[0, 9] + 1) % 300
+    # changing the last token changes the first position's logits: no causal mask
+    assert not torch.allclose(m(ids).logits[0, 0], m(other).logits[0, 0])
+
+
+def test_logits_at_selects_rows_of_the_full_output():
+    m = _model()
+    ids = torch.randint(4, 300, (2, 12))
+    full = m(ids).logits
+    sel = torch.zeros_like(ids, dtype=torch.bool)
+    sel[0, 3] = sel[1, 7] = True
+    torch.testing.assert_close(m(ids, logits_at=sel).logits, full[sel])
+    idx = torch.tensor([[1, 2], [5, 6]])
+    torch.testing.assert_close(m(ids, logits_at=idx).logits, torch.stack([full[0, 1:3], full[1, 5:7]]))
+
+
+def test_padding_does_not_change_real_positions():
+    m = _model()
+    ids = torch.randint(4, 300, (1, 9))
+    padded = torch.cat([ids, torch.zeros((1, 5), dtype=torch.long)], 1)
+    attn = torch.cat([torch.ones((1, 9)), torch.zeros((1, 5))], 1).long()
+    torch.testing.assert_close(m(padded, attention_mask=attn).logits[:, :9], m(ids).logits, atol=1e-5, rtol=1e-4)
+
+
+def test_input_and_output_embeddings_are_tied():
+    m = _model()
+    names = [n for n, _ in m.named_parameters()]
+    assert "embed_tokens.weight" in names and not any("lm_head" in n for n in names)

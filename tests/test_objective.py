@@ -1,0 +1,112 @@
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from model.objective import (
+    Example,
+    ObjectiveConfig,
+    diffusion_loss,
+    infill_example,
+    noise_batch,
+    pick_middle,
+)
+from model.tokenizer import CodeTokenizer, load_tokenizer
+
+SRC = ("import os\n\n\ndef walk(root):\n    for name in os.listdir(root):\n"
+       "        path = os.path.join(root, name)\n        if os.path.isdir(path):\n"
+       "            yield from walk(path)\n        else:\n            yield path\n")
+
+
+@pytest.fixture(scope="module")
+def tok(tiny_corpus):
+    return CodeTokenizer(load_tokenizer(tiny_corpus / "tokenizer"))
+
+
+def test_only_eligible_positions_are_masked(tok):
+    rng = np.random.default_rng(0)
+    ex = Example(ids=list(range(10, 30)), eligible=[i % 3 == 0 for i in range(20)])
+    for _ in range(20):
+        b = noise_batch([ex], tok, rng)
+        el = torch.tensor(ex.eligible + [False] * (b.masked.shape[1] - 20))
+        assert not (b.masked[0] & ~el).any()
+        assert b.masked.any()
+        assert (b.input_ids[b.masked] == tok.mask_id).all()
+        assert torch.equal(b.input_ids[~b.masked], b.targets[~b.masked])
+
+
+def test_mask_rate_follows_t(tok):
+    rng = np.random.default_rng(0)
+    ex = Example(ids=[7] * 400, eligible=[True] * 400)
+    b = noise_batch([ex] * 8, tok, rng, t=np.full(8, 0.25))
+    assert 0.2 < b.masked.float()[:, :400].mean().item() < 0.3
+
+
+class _Fixed(torch.nn.Module):
+    """Returns fixed logits at selected rows, to check the loss arithmetic."""
+
+    def __init__(self, vocab):
+        super().__init__()
+        self.vocab = vocab
+
+    def forward(self, ids, attention_mask=None, logits_at=None):
+        full = torch.log_softmax(torch.arange(self.vocab, dtype=torch.float).repeat(*ids.shape, 1), -1)
+        return type("O", (), {"logits": full[logits_at]})()
+
+
+def test_loss_weights_masked_cross_entropy_by_one_over_t(tok):
+    rng = np.random.default_rng(1)
+    exs = [Example(ids=[5, 6, 7, 8], eligible=[True, True, False, True]),
+           Example(ids=[9, 10, 11, 12], eligible=[True] * 4)]
+    t = np.array([0.5, 0.8])
+    b = noise_batch(exs, tok, rng, t=t)
+    loss, _ = diffusion_loss(_Fixed(tok.vocab_size), b)
+    logp = torch.log_softmax(torch.arange(tok.vocab_size, dtype=torch.float), -1)
+    expected = 0.0
+    for i in range(2):
+        for j in torch.nonzero(b.masked[i]).squeeze(1).tolist():
+            expected += -logp[b.targets[i, j]].item() / t[i]
+    expected /= 7  # eligible positions in the batch
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_infill_canvas_is_middle_then_eoi_and_only_canvas_is_eligible(tok):
+    rng = np.random.default_rng(3)
+    cfg = ObjectiveConfig()
+    for kind in ["line", "line_rest", "lines", "node", "chars"]:
+        ex = None
+        while ex is None:
+            ex = infill_example(SRC, tok, rng, cfg, kind=kind)
+        el = np.array(ex.eligible)
+        ids = np.array(ex.ids)
+        canvas = ids[el].tolist()
+        assert el.any() and np.all(np.diff(np.nonzero(el)[0]) == 1), "canvas is one contiguous run"
+        body = canvas[: canvas.index(tok.eoi_id)] if tok.eoi_id in canvas else canvas
+        assert all(t == tok.eoi_id for t in canvas[len(body):])
+        # prefix + middle + suffix reassemble a piece of the source
+        text = tok.decode(ids[: np.argmax(el)].tolist()) + tok.decode(body) + tok.decode(ids[np.nonzero(el)[0][-1] + 1:].tolist())
+        assert text in SRC
+
+
+def test_line_middle_is_the_text_of_a_line_after_its_indentation():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        s, e = pick_middle(SRC, "line", rng)
+        piece = SRC[s:e]
+        assert "\n" not in piece and piece.strip() and piece == piece.rstrip()
+        assert SRC[e:e + 1] in ("\n", "")
+
+
+def test_plain_and_infill_losses_are_finite_on_a_real_model(tiny_checkpoint, tok):
+    from model.network import DiffillForMaskedLM
+
+    m = DiffillForMaskedLM.from_pretrained(str(tiny_checkpoint))
+    rng = np.random.default_rng(0)
+    exs = [e for e in (infill_example(SRC, tok, rng, ObjectiveConfig()) for _ in range(8)) if e]
+    loss, stats = diffusion_loss(m, noise_batch(exs, tok, rng))
+    assert torch.isfinite(loss) and loss.item() > 0
+    assert 0 <= stats["masked_acc"] <= 1
+    loss.backward()
+    assert m.embed_tokens.weight.grad is not None
+
+

@@ -1,0 +1,56 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import torch
+from safetensors.torch import load_file
+
+from model.train import TrainConfig, lr_at, train
+
+TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
+
+
+def _cfg():
+    return TrainConfig(batch_size=4, warmup_steps=2, total_steps=20, model=dict(TINY), eval_minutes=1e9)
+
+
+def test_schedule_warms_up_then_decays():
+    cfg = TrainConfig(lr=1.0, warmup_steps=10, total_steps=110, min_lr_ratio=0.1)
+    assert lr_at(0, cfg) == 0.1 and lr_at(9, cfg) == 1.0
+    assert lr_at(60, cfg) < 1.0 and abs(lr_at(110, cfg) - 0.1) < 1e-9
+
+
+def test_resumed_run_matches_an_uninterrupted_one(tiny_corpus, tmp_path):
+    straight = train(tiny_corpus, tmp_path / "a", _cfg(), steps=4, progress=False)
+    train(tiny_corpus, tmp_path / "b", _cfg(), steps=2, progress=False)
+    resumed = train(tiny_corpus, tmp_path / "b", _cfg(), steps=2, resume=True, progress=False)
+    assert straight["step"] == resumed["step"] == 4
+    wa = load_file(str(tmp_path / "a" / "checkpoint" / "model.safetensors"))
+    wb = load_file(str(tmp_path / "b" / "checkpoint" / "model.safetensors"))
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], atol=1e-5, rtol=1e-4)
+
+
+def test_killed_run_resumes_at_its_checkpointed_step(tiny_corpus, tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "diffill.cli", "train", "--corpus", str(tiny_corpus), "--out", str(out),
+           "--set", "batch_size=2", "--set", "checkpoint_minutes=0.0001", "--set", "eval_minutes=1e9"]
+    cmd += [x for k, v in TINY.items() for x in ("--set", f"model.{k}={v}")]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen(cmd + ["--steps", "100000"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = out / "checkpoint" / "trainer_state.json"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (state.is_file() and json.loads(state.read_text())["step"] >= 3):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = json.loads(state.read_text())["step"]
+    assert killed_at >= 3
+    done = subprocess.run(cmd + ["--steps", "2", "--resume"], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(state.read_text())["step"] == killed_at + 2
+    steps = [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines() if '"loss"' in line]
+    assert steps[-2:] == [killed_at + 1, killed_at + 2]
