@@ -9,6 +9,7 @@
 from adapters.lora import (
     DEFAULT_ADAPTER,
     TARGET_MODULES,
+    WORKSPACE_ADAPTER,
     AdapterError,
     AdapterInfo,
     LoraSettings,
@@ -17,8 +18,10 @@ from adapters.lora import (
     list_adapters,
     read_info,
     save_adapter,
+    workspace_adapter,
 )
 from adapters.serving import AdaptedModel
 
-__all__ = ["DEFAULT_ADAPTER", "TARGET_MODULES", "AdaptedModel", "AdapterError", "AdapterInfo", "LoraSettings",
-           "attach", "base_fingerprint", "list_adapters", "read_info", "save_adapter"]
+__all__ = ["DEFAULT_ADAPTER", "TARGET_MODULES", "WORKSPACE_ADAPTER", "AdaptedModel", "AdapterError",
+           "AdapterInfo", "LoraSettings", "attach", "base_fingerprint", "list_adapters", "read_info",
+           "save_adapter", "workspace_adapter"]

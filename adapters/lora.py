@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 DEFAULT_ADAPTER = Path(__file__).resolve().parent / "checkpoints" / "infill"
+WORKSPACE_ADAPTER = Path(".diffill") / "adapter"  # where `diffill adapt DIR` saves, relative to DIR
 META_FILE = "diffill_adapter.json"
 CARD_FILE = "README.md"
 FORMAT_VERSION = 1
@@ -126,6 +127,16 @@ def list_adapters(root: str | Path) -> list[AdapterInfo]:
         except AdapterError:
             continue
     return found
+
+
+def workspace_adapter(folder: str | Path) -> Path | None:
+    """The adapter ``diffill adapt`` saved for a workspace folder, if there is a complete one."""
+    path = Path(folder) / WORKSPACE_ADAPTER
+    try:
+        _check_folder(path)
+    except AdapterError:
+        return None
+    return path
 
 
 def write_card(path: Path, title: str, body: str) -> None:

@@ -13,7 +13,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from adapters.lora import DEFAULT_ADAPTER, base_fingerprint, save_adapter
+from adapters.lora import DEFAULT_ADAPTER, WORKSPACE_ADAPTER, base_fingerprint, save_adapter
 from adapters.sources import HELDOUT_PERCENT, SYNTAX_SPAN_LANGUAGES, collect_sources, split_heldout
 from adapters.training import SYNTAX_MIX, AdaptConfig, TrainingFile, token_stream, train_adapter
 from diffill.errors import DiffillError
@@ -24,8 +24,6 @@ from model.objective import ObjectiveConfig
 from model.sampler import SamplerConfig
 
 log = logging.getLogger(__name__)
-
-WORKSPACE_ADAPTER = Path(".diffill") / "adapter"
 
 
 @dataclass

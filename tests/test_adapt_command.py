@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from adapters import read_info
+from adapters import read_info, workspace_adapter
 from diffill.cli import main
 
 
@@ -55,7 +55,7 @@ def test_adapt_runs_end_to_end_and_the_adapter_serves(repo, tiny_checkpoint, cap
     assert report["files"] + report["heldout_files"] == n_sources  # README and third_party/ skipped
     assert report["heldout_files"] == 1 and report["tokens"] > 1000 and report["steps"] == 2
     adapter = repo / ".diffill" / "adapter"
-    assert report["adapter"] == str(adapter)
+    assert report["adapter"] == str(adapter) and workspace_adapter(repo) == adapter
     info = read_info(adapter)
     assert info.training["files"] == report["files"] and info.metrics["after"] == report["after"]
     target = next((repo / "src").glob("*.py"))
@@ -71,7 +71,7 @@ def test_adapt_prints_before_and_after(repo, tiny_checkpoint, tmp_path, capsys):
     text = capsys.readouterr().out
     assert "before" in text and "after" in text and str(out) in text
     assert read_info(out).training["steps"] == 1
-    assert not (repo / ".diffill").exists()
+    assert not (repo / ".diffill").exists() and workspace_adapter(repo) is None
 
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
