@@ -1,0 +1,88 @@
+"""``diffill refactor PATH... (--holes | --query TSQUERY)``: fill regions across a codebase.
+
+A dry run prints a unified diff; ``--write`` replaces each file atomically. Exit codes: 0 every
+region filled, 1 some regions rejected or files skipped, 2 bad arguments.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+
+from diffill.commands.common import add_model_options, engine_config_from_args
+from diffill.errors import DiffillError
+
+
+def register(sub) -> None:
+    p = sub.add_parser("refactor", help="fill placeholders, fill markers or query captures across files")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="files or folders (nothing outside them is read or written)")
+    p.add_argument("--holes", action="store_true",
+                   help="fill placeholder bodies (..., pass, raise NotImplementedError, "
+                        "throw new Error('not implemented'), panic(\"not implemented\"), todo!()) "
+                        "and 'TODO: fill' / 'diffill: fill' comments")
+    p.add_argument("--query", metavar="TSQUERY", default=None,
+                   help="a tree-sitter query; every capture named @fill is regenerated")
+    p.add_argument("--lang", action="append", default=None, metavar="LANG",
+                   help="only these languages (repeat or comma-separate: python,javascript,go...)")
+    p.add_argument("--include", action="append", default=[], metavar="GLOB", help="only files matching this glob")
+    p.add_argument("--exclude", action="append", default=[], metavar="GLOB", help="skip files matching this glob")
+    p.add_argument("--no-gitignore", action="store_true", help="also read files .gitignore excludes")
+    p.add_argument("--write", action="store_true", help="apply the changes (default: print a diff)")
+    p.add_argument("--jobs", type=int, default=1, metavar="N", help="processes filling regions")
+    p.add_argument("--batch-size", type=int, default=16, metavar="N", help="regions sharing forward passes")
+    add_model_options(p)
+    p.add_argument("--json", action="store_true", help="print one JSON summary instead of diffs and a table")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(run=run)
+
+
+def make_engine(config):
+    """An Engine for one process (module-level so worker processes can build their own)."""
+    from diffill.engine import Engine
+
+    return Engine(config)
+
+
+def parse_langs(values: list[str] | None) -> set[str] | None:
+    from diffill.refactor.syntax import LANGUAGES, canonical_language
+
+    if not values:
+        return None
+    langs = set()
+    for name in (n.strip() for v in values for n in v.split(",") if n.strip()):
+        lang = canonical_language(name)
+        if lang is None:
+            raise DiffillError(f"unknown language {name!r} (known: {', '.join(LANGUAGES)})")
+        langs.add(lang)
+    return langs
+
+
+def run(args) -> int:
+    from diffill.refactor import FileFilter, RefactorConfig, run_refactor
+    from diffill.refactor.report import summary_table, unified_diff
+
+    if args.model is not None and not os.path.isdir(args.model):
+        raise DiffillError(f"no such model folder: {args.model}")
+    filt = FileFilter(langs=parse_langs(args.lang), include=args.include, exclude=args.exclude,
+                      gitignore=not args.no_gitignore)
+    config = RefactorConfig(paths=args.paths, holes=args.holes, query=args.query, filter=filt,
+                            write=args.write, jobs=args.jobs, batch_size=args.batch_size,
+                            progress=not args.no_progress and not args.json)
+    threads = max(1, (os.cpu_count() or 1) // max(1, args.jobs))
+    factory = functools.partial(make_engine, engine_config_from_args(args, threads=threads if args.jobs > 1 else 0))
+
+    def show(outcome) -> None:
+        if not args.write and not args.json:
+            diff = unified_diff(outcome.path, outcome.old, outcome.new)
+            if diff:
+                sys.stdout.write(diff)
+                sys.stdout.flush()
+
+    summary = run_refactor(config, factory, on_file=show)
+    if args.json:
+        print(json.dumps(summary.as_json()))
+    else:
+        sys.stderr.write(summary_table(summary))
+    return 0 if summary.ok else 1
