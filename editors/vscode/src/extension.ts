@@ -27,6 +27,7 @@ import {
 import { type ClientState, parseStatus, type ServerStatus, statusView } from "./status";
 
 const STATUS_REFRESH_DELAY_MS = 300;
+const LOADING_POLL_MS = 2000;
 
 function settings(): Settings {
   const config = vscode.workspace.getConfiguration("diffill");
@@ -254,9 +255,9 @@ class Diffill implements vscode.Disposable {
     if (choice === "Show Output") this.output.show();
   }
 
-  private refreshStatusSoon(): void {
+  private refreshStatusSoon(delayMs = STATUS_REFRESH_DELAY_MS): void {
     if (this.statusTimer !== undefined) clearTimeout(this.statusTimer);
-    this.statusTimer = setTimeout(() => void this.refreshStatus(), STATUS_REFRESH_DELAY_MS);
+    this.statusTimer = setTimeout(() => void this.refreshStatus(), delayMs);
   }
 
   private async refreshStatus(): Promise<void> {
@@ -265,6 +266,9 @@ class Diffill implements vscode.Disposable {
       try {
         const answer: unknown = await client.sendRequest(ExecuteCommandRequest.type, { command: "diffill.status", arguments: [] });
         this.status = parseStatus(answer) ?? this.status;
+        if (this.status?.loaded === false && this.status.error === null) {
+          this.refreshStatusSoon(LOADING_POLL_MS); // show "loaded" as soon as it is
+        }
       } catch (err) {
         this.output.warn(`diffill.status failed: ${String(err)}`);
       }

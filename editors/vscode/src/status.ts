@@ -7,6 +7,8 @@ export interface ServerStatus {
   adapter: string | null;
   latencies_ms: number[];
   p50_ms: number | null;
+  loaded: boolean | null; // null: the server did not say
+  error: string | null; // why the model could not be loaded
 }
 
 export type ClientState = "starting" | "running" | "stopped" | "failed";
@@ -25,7 +27,10 @@ export function parseStatus(value: unknown): ServerStatus | undefined {
     ? v.latencies_ms.filter((x): x is number => typeof x === "number" && Number.isFinite(x))
     : [];
   const p50 = typeof v.p50_ms === "number" && Number.isFinite(v.p50_ms) ? v.p50_ms : null;
-  return { model: name(v.model), adapter: name(v.adapter), latencies_ms: latencies, p50_ms: p50 };
+  return {
+    model: name(v.model), adapter: name(v.adapter), latencies_ms: latencies, p50_ms: p50,
+    loaded: typeof v.loaded === "boolean" ? v.loaded : null, error: name(v.error),
+  };
 }
 
 /** The last path component of a model or adapter folder ("/a/b/diffill-base/" -> "diffill-base"). */
@@ -45,6 +50,12 @@ export function statusView(state: ClientState, status: ServerStatus | undefined)
   if (state === "failed") return { text: "$(error) diffill", tooltip: "diffill: the language server failed; see the output channel, then run diffill: Restart Server" };
   if (state === "stopped") return { text: "$(circle-slash) diffill", tooltip: "diffill: the language server is stopped" };
   if (status === undefined) return { text: "$(sparkle) diffill", tooltip: "diffill: running" };
+  if (status.error !== null) {
+    return { text: "$(warning) diffill", tooltip: `diffill: the model could not be loaded: ${status.error}` };
+  }
+  if (status.loaded === false) {
+    return { text: "$(sync~spin) diffill", tooltip: `diffill: loading ${status.model ?? "the shipped model"}` };
+  }
   const model = status.model === null ? "default model" : shortName(status.model);
   const adapter = status.adapter === null ? null : shortName(status.adapter);
   const last = status.latencies_ms.length > 0 ? status.latencies_ms[status.latencies_ms.length - 1] : null;
