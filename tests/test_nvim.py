@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parent.parent
 PLUGIN = REPO / "editors" / "nvim"
 BIN = Path(sys.executable).parent
 NVIM = shutil.which("nvim", path=str(BIN)) or shutil.which("nvim")
-DIFFILL = BIN / "diffill"
+DIFFILL = BIN / "diffill" if (BIN / "diffill").exists() else Path(shutil.which("diffill") or BIN / "diffill")
 WAIT_S = 120  # the first answer includes starting the server and loading the model
 
 SAMPLE = '''import os
@@ -147,6 +147,7 @@ class Neovim:
 @pytest.fixture(scope="module")
 def editor(tmp_path_factory, tiny_checkpoint):
     """One Neovim and one server for the module: starting them and loading the model is the slow part."""
+    assert DIFFILL.exists(), f"the diffill command is not installed next to {sys.executable} (pip install -e .)"
     workdir = tmp_path_factory.mktemp("nvim")
     (workdir / ".git").mkdir()  # the workspace root
     (workdir / "sample.py").write_text(SAMPLE)
