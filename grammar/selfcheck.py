@@ -31,7 +31,8 @@ CASES: dict[str, SelfCheckCase] = {
         ("for (const x of xs) { s += x; }", "s = xs.reduce((a, b) => a + b, 0);"),
         ("for (const x of xs) { s += x;", "s = xs.reduce((a, b) => a + b, 0;", "s += ;")),
     "typescript": SelfCheckCase(
-        "function other(): void {\n  let y: number = ;\n}\n\nfunction total(xs: number[]): number {\n  let s: number = 0;\n  <|>\n  return s;\n}\n",
+        "function other(): void {\n  let y: number = ;\n}\n\n"
+        "function total(xs: number[]): number {\n  let s: number = 0;\n  <|>\n  return s;\n}\n",
         ("for (const x of xs) { s += x; }", "const t: number[] = xs.map((x: number) => x * 2);"),
         ("const t: number[] = xs.map((x: number) => x * 2;", "let t: number = (1;")),
     "tsx": SelfCheckCase(
@@ -56,7 +57,8 @@ CASES: dict[str, SelfCheckCase] = {
         ("for (int i = 0; i < n; i++) { s += xs[i]; }", "s = xs[0] + n;"),
         ("for (int i = 0; i < n; i++) { s += xs[i];", "s = xs[0] + ;", "s = (xs[0];")),
     "cpp": SelfCheckCase(
-        "int other() {\n  int y = ;\n}\n\nint total(const std::vector<int>& xs) {\n  int s = 0;\n  <|>\n  return s;\n}\n",
+        "int other() {\n  int y = ;\n}\n\n"
+        "int total(const std::vector<int>& xs) {\n  int s = 0;\n  <|>\n  return s;\n}\n",
         ("for (int x : xs) { s += x; }", "s = std::accumulate(xs.begin(), xs.end(), 0);"),
         ("for (int x : xs) { s += x;", "s = std::accumulate(xs.begin(), xs.end(), 0;", "s = ;")),
 }

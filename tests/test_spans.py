@@ -49,16 +49,84 @@ def test_select_spans_matches_python_spans_plus_lines():
     assert ("line", "total = w * h") in _texts(PY, spans)
 
 
-SNIPPETS = dict(python=PY, **{
- "javascript": "function f(a, b) {\n  const x = foo(a, b.c) + 1;\n  if (x > 2) { return [1, 2]; }\n  for (let i = 0; i < 3; i++) { g(i); }\n  return x ? a : b;\n}\nclass A { m() { return this.x; } }\nconst h = (y) => y * 2;\n",
- "typescript": "function f(a: number, b: string): number {\n  const x = foo(a, b.c) + 1;\n  if (x > 2) { return 3; }\n  return x;\n}\ninterface I { a: number; }\n",
- "tsx": "function C(p: P) {\n  const x = foo(p.a) + 1;\n  return <div>{x}</div>;\n}\n",
- "go": "package main\n\nfunc f(a int, b int) int {\n\tx := foo(a, b) + 1\n\tif x > 2 {\n\t\treturn s.c[0]\n\t}\n\tfor i := 0; i < 3; i++ {\n\t\tg(i)\n\t}\n\tvar y = T{a: 1}\n\treturn x\n}\n",
- "rust": "fn f(a: i32, b: i32) -> i32 {\n    let x = foo(a, b) + 1;\n    if x > 2 { return s.c[0]; }\n    println!(\"{}\", x);\n    v.iter().map(|y| y * 2).count();\n    x\n}\n",
- "java": "class A {\n  int f(int a, int b) {\n    int x = foo(a, b) + 1;\n    if (x > 2) { return s.c[0]; }\n    for (int i = 0; i < 3; i++) { g(i); }\n    return x > 1 ? a : new B(a);\n  }\n}\n",
- "c": "int f(int a, int b) {\n  int x = foo(a, b) + 1;\n  if (x > 2) { return s.c[0]; }\n  for (int i = 0; i < 3; i++) { g(i); }\n  return x > 1 ? a : p->b;\n}\n",
- "cpp": "int f(int a, int b) {\n  auto x = foo(a, b) + 1;\n  if (x > 2) { return s.c[0]; }\n  for (int i = 0; i < 3; i++) { g(i); }\n  std::vector<int> v{1, 2};\n  return x > 1 ? a : p->b;\n}\n",
-})
+SNIPPETS = {
+    "python": PY,
+    "javascript": (
+        "function f(a, b) {\n"
+        "  const x = foo(a, b.c) + 1;\n"
+        "  if (x > 2) { return [1, 2]; }\n"
+        "  for (let i = 0; i < 3; i++) { g(i); }\n"
+        "  return x ? a : b;\n"
+        "}\n"
+        "class A { m() { return this.x; } }\n"
+        "const h = (y) => y * 2;\n"
+    ),
+    "typescript": (
+        "function f(a: number, b: string): number {\n"
+        "  const x = foo(a, b.c) + 1;\n"
+        "  if (x > 2) { return 3; }\n"
+        "  return x;\n"
+        "}\n"
+        "interface I { a: number; }\n"
+    ),
+    "tsx": (
+        "function C(p: P) {\n"
+        "  const x = foo(p.a) + 1;\n"
+        "  return <div>{x}</div>;\n"
+        "}\n"
+    ),
+    "go": (
+        "package main\n"
+        "\n"
+        "func f(a int, b int) int {\n"
+        "\tx := foo(a, b) + 1\n"
+        "\tif x > 2 {\n"
+        "\t\treturn s.c[0]\n"
+        "\t}\n"
+        "\tfor i := 0; i < 3; i++ {\n"
+        "\t\tg(i)\n"
+        "\t}\n"
+        "\tvar y = T{a: 1}\n"
+        "\treturn x\n"
+        "}\n"
+    ),
+    "rust": (
+        "fn f(a: i32, b: i32) -> i32 {\n"
+        "    let x = foo(a, b) + 1;\n"
+        "    if x > 2 { return s.c[0]; }\n"
+        '    println!("{}", x);\n'
+        "    v.iter().map(|y| y * 2).count();\n"
+        "    x\n"
+        "}\n"
+    ),
+    "java": (
+        "class A {\n"
+        "  int f(int a, int b) {\n"
+        "    int x = foo(a, b) + 1;\n"
+        "    if (x > 2) { return s.c[0]; }\n"
+        "    for (int i = 0; i < 3; i++) { g(i); }\n"
+        "    return x > 1 ? a : new B(a);\n"
+        "  }\n"
+        "}\n"
+    ),
+    "c": (
+        "int f(int a, int b) {\n"
+        "  int x = foo(a, b) + 1;\n"
+        "  if (x > 2) { return s.c[0]; }\n"
+        "  for (int i = 0; i < 3; i++) { g(i); }\n"
+        "  return x > 1 ? a : p->b;\n"
+        "}\n"
+    ),
+    "cpp": (
+        "int f(int a, int b) {\n"
+        "  auto x = foo(a, b) + 1;\n"
+        "  if (x > 2) { return s.c[0]; }\n"
+        "  for (int i = 0; i < 3; i++) { g(i); }\n"
+        "  std::vector<int> v{1, 2};\n"
+        "  return x > 1 ? a : p->b;\n"
+        "}\n"
+    ),
+}
 
 
 @pytest.mark.parametrize("language", GRAMMAR_NAMES)
