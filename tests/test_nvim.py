@@ -201,6 +201,16 @@ def test_ghost_text_appears_at_the_cursor_and_accepting_inserts_it(nvim):
     assert parses(after["lines"])
 
 
+def test_typing_what_the_ghost_text_shows_keeps_the_rest_of_it(nvim):
+    nvim.send(f"<Esc>{COMMENT_ROW}GA,")
+    shown = nvim.wait(lambda: ghost_text(nvim.state()), "ghost text")
+    typed = shown[0][0]
+    nvim.send(typed.replace("<", "<lt>"))
+    state = nvim.wait(lambda: (s := nvim.state())["lines"][COMMENT_ROW - 1].endswith("," + typed) and s,
+                      "the typed character")
+    assert ghost_text(state) == [shown[0][1:], *shown[1:]]
+
+
 def test_dismiss_hides_the_ghost_text_and_leaves_the_buffer(nvim):
     nvim.send(f"<Esc>{COMMENT_ROW}GA,")
     state = nvim.wait(lambda: (s := nvim.state()) and ghost_text(s) and s, "ghost text")

@@ -337,12 +337,12 @@ function M.prev(bufnr)
   cycle(bufnr, -1)
 end
 
---- Asks for a completion now, without waiting for the debounce.
+--- Asks for a completion now, without waiting for the debounce. (Neovim 0.12+ asks by
+--- itself as you type and has no way to ask on demand, so this does nothing there.)
 ---@param bufnr? integer
 function M.trigger(bufnr)
   bufnr = resolve(bufnr)
   if config.use_native() then
-    vim.lsp.inline_completion.get({ bufnr = bufnr })
     return
   end
   M.request(bufnr, TRIGGER_INVOKED)
@@ -376,7 +376,7 @@ local function map_keys(bufnr)
     M.prev(bufnr)
     return true
   end)
-  map(keys.trigger, 'diffill: complete now', function()
+  map(not config.use_native() and keys.trigger, 'diffill: complete now', function()
     M.trigger(bufnr)
     return true
   end)
