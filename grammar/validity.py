@@ -96,26 +96,87 @@ def error_nodes(tree: ts.Tree, lo: int, hi: int, enter=lambda node: True) -> lis
     return out
 
 
-def _top_level_window(tree: ts.Tree, lo: int, hi: int) -> tuple[int, int]:
-    """Byte range of the top-level nodes overlapping [lo, hi] plus one neighbour on each side."""
-    root = tree.root_node
-    kids = root.children
+def _inside_text(node: ts.Node | None) -> bool:
+    while node is not None:
+        if node.type in ("string", "comment", "string_content", "concatenated_string"):
+            return True
+        node = node.parent
+    return False
+
+
+def _open_quote(text: bytes) -> int | None:
+    """Offset of a single-quoted Python string that ``text`` (whole lines) leaves unterminated
+    at the end of a line, or None (also None when a triple-quoted string is left open: that
+    may legally go on)."""
+    i, n = 0, len(text)
+    quote, opened, triple = b"", 0, False
+    while i < n:
+        c = text[i : i + 1]
+        if quote:
+            if c == b"\\":
+                i += 2
+                continue
+            if triple and text.startswith(quote * 3, i):
+                quote, i = b"", i + 3
+                continue
+            if not triple and c == quote:
+                quote = b""
+            elif not triple and c == b"\n":
+                return opened
+            i += 1
+            continue
+        if c == b"#":
+            nl = text.find(b"\n", i)
+            i = n if nl < 0 else nl
+        elif c in (b"'", b'"'):
+            triple = text.startswith(c * 3, i)
+            quote, opened = c, i
+            i += 3 if triple else 1
+        else:
+            i += 1
+    return opened if quote and not triple else None
+
+
+WINDOW_BYTES = 8000  # a larger Python slice is narrowed to the class or function body around the hole
+_NESTED = ("class_definition", "function_definition")
+
+
+def _around(parent: ts.Node, lo: int, hi: int) -> tuple[int, int]:
+    """Byte range of ``parent``'s children overlapping [lo, hi] plus one neighbour on each side
+    (to the parent's own ends when they are its first or last child)."""
+    kids = parent.children
+    if not kids:
+        return parent.start_byte, parent.end_byte
     hit = [i for i, k in enumerate(kids) if k.start_byte <= hi and k.end_byte >= lo]
     if hit:
         first, last = max(0, hit[0] - 1), min(len(kids) - 1, hit[-1] + 1)
     else:
-        after = [i for i, k in enumerate(kids) if k.start_byte > hi]
-        nxt = after[0] if after else len(kids)
+        nxt = next((i for i, k in enumerate(kids) if k.start_byte > hi), len(kids))
         first, last = max(0, nxt - 1), min(len(kids) - 1, nxt)
-    if not kids:
-        return 0, root.end_byte
-    start = min(lo, kids[first].start_byte)
-    end = max(hi, kids[last].end_byte)
-    if first == 0:
-        start = 0
-    if last == len(kids) - 1:
-        end = root.end_byte
+    start = parent.start_byte if first == 0 else kids[first].start_byte
+    end = parent.end_byte if last == len(kids) - 1 else kids[last].end_byte
     return start, end
+
+
+def _window(tree: ts.Tree, data: bytes, lo: int, hi: int, nested: bool) -> tuple[int, int]:
+    """The slice of ``data`` that later checks reparse: the top-level constructs around the
+    hole's lines [lo, hi]; with ``nested`` (Python, whose grammar takes indented code on its
+    own), a large slice is narrowed to the statements around the hole inside the class or
+    function body that holds it, from the start of their first line."""
+    parent = tree.root_node
+    start, end = _around(parent, lo, hi)
+    start = 0 if start == parent.start_byte else start
+    while nested and end - start > WINDOW_BYTES:
+        inner = next((k for k in parent.children if k.start_byte <= lo and k.end_byte >= hi), None)
+        if inner is not None and inner.type == "decorated_definition":
+            inner = inner.child_by_field_name("definition")
+        body = inner.child_by_field_name("body") if inner is not None and inner.type in _NESTED else None
+        if body is None or body.type != "block" or body.start_byte > lo:
+            break
+        s, end = _around(body, lo, hi)
+        start = data.rfind(b"\n", 0, s) + 1
+        parent = body
+    return min(start, lo), max(end, hi)
 
 
 EMPTY_BLOCK = "EMPTY block"
@@ -138,7 +199,8 @@ class HoleChecker:
         hi = len(prefix) + (len(suffix) if nl < 0 else nl)
         # Parse once, then keep only the top-level constructs around the hole: later checks
         # reparse this slice, so their cost does not grow with the file.
-        cut_lo, cut_hi = _top_level_window(self.parser.parse(prefix + suffix), lo, hi)
+        data = prefix + suffix
+        cut_lo, cut_hi = _window(self.parser.parse(data), data, lo, hi, grammar.name == "python")
         self.offset = cut_lo  # document offset of the slice
         self.prefix, self.suffix = prefix[cut_lo:], suffix[: cut_hi - len(prefix)]
         self.hole = len(self.prefix)
@@ -155,6 +217,9 @@ class HoleChecker:
         self.base_errors |= {(EMPTY_BLOCK, n.start_byte, n.end_byte)
                              for n in self._empty(self.line_start, self.hole + self.rest_of_line)}
         self._cache: OrderedDict[bytes, list[SyntaxError_]] = OrderedDict()
+        # the lexical pre-check needs the hole's line to start outside any string or comment
+        at = self.tree.root_node.descendant_for_byte_range(self.line_start, self.hole)
+        self._lexical_ok = grammar.name == "python" and not _inside_text(at)
 
     # -- public ----------------------------------------------------------------------------
 
@@ -165,7 +230,7 @@ class HoleChecker:
         if hit is not None:
             self._cache.move_to_end(fill)
             return hit
-        found = self._errors(fill) if fill else []
+        found = (self._lexical(fill) or self._errors(fill)) if fill else []
         self._cache[fill] = found
         if len(self._cache) > CACHE_SIZE:
             self._cache.popitem(last=False)
@@ -216,6 +281,19 @@ class HoleChecker:
         self.tree = self.parser.parse(new_doc, self.tree)
         self.fill = fill
         return new_doc
+
+    def _lexical(self, fill: bytes) -> list[SyntaxError_]:
+        """Cheap pre-check before a parse (Python): a quote the fill leaves open at the end of a
+        line. A parse would catch it too, but an open quote re-lexes the rest of the file."""
+        if not self._lexical_ok:
+            return []
+        end = len(self.prefix) + len(fill) + self.rest_of_line
+        text = self.prefix[self.line_start :] + fill + self.suffix[: self.rest_of_line]
+        at = _open_quote(text)
+        if at is None:
+            return []
+        start = self.line_start + at + self.offset
+        return [SyntaxError_("UNTERMINATED string", start, max(start + 1, end + self.offset))]
 
     def _errors(self, fill: bytes) -> list[SyntaxError_]:
         self._reparse(fill)

@@ -29,7 +29,7 @@ def test_constrained_run_is_always_valid_and_figures_are_complete(tiny_engine, t
 
 def test_check_latency_is_measured_on_a_thousand_line_file(tiny_sources):
     out = check_latency(_texts(tiny_sources))
-    assert out["check_file_lines"] == 1000 and out["check_edits"] > 5 and out["check_ms"] > 0
+    assert out["check_file_lines"] >= 1000 and out["check_edits"] > 5 and out["check_ms"] > 0
 
 
 def _heldout_corpus(folder, texts):

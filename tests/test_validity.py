@@ -100,3 +100,22 @@ def test_self_check_classifies_valid_and_broken_fills_in_every_grammar(name):
 
 def test_self_check_reports_every_grammar():
     assert self_check() == dict.fromkeys(GRAMMAR_NAMES, True)
+
+
+def test_an_unterminated_quote_is_caught_before_a_parse():
+    check = hole("def f(a):\n    x = <|>\n    return x\n")
+    assert not check.is_valid("'abc")
+    assert not check.is_valid('f("abc)')
+    assert check.is_valid("'abc'") and check.is_valid("'it\\'s'") and check.is_valid("1  # it's")
+    (error,) = check.errors("'abc")
+    assert error.kind == "UNTERMINATED string"
+    in_docstring = hole('def f(a):\n    """Doc <|> more.\n    """\n')
+    assert in_docstring.is_valid("it's")  # inside a string the pre-check stays out of the way
+
+
+def test_a_large_class_is_narrowed_to_the_method_around_the_hole():
+    methods = "".join(f"    def m{i}(self, x):\n        return x + {i}\n\n" for i in range(400))
+    check = hole("class Big:\n" + methods + "    def g(self, y):\n        return <|>\n\n" + methods)
+    assert len(check.prefix) + len(check.suffix) < 500
+    assert check.is_valid("y * 2") and not check.is_valid("y * ")
+    assert check.is_valid("y\n        z = 1")  # the slice keeps the method's indentation

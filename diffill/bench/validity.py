@@ -143,22 +143,30 @@ def compare(engine, holes: list[Hole]) -> dict:
 
 
 def check_latency(texts: list[str], lines: int = CHECK_FILE_LINES) -> dict:
-    """Median ms of one incremental check while a line of a ``lines``-line Python file is typed
-    in again character by character (every prefix is one check, as the sampler's steps are)."""
+    """Median ms of one incremental check while a statement in a method of a ``lines``-line
+    Python file (held-out files joined) is typed in again character by character: every prefix
+    is one check, an edit of the previous one, as the sampler's steps are."""
     from grammar.registry import grammar
     from grammar.validity import HoleChecker
 
     pool: list[str] = []
-    for t in sorted(texts, key=len, reverse=True):
-        pool += t.split("\n")
+    for i in np.random.default_rng(0).permutation(len(texts)):
+        pool += texts[int(i)].rstrip("\n").split("\n") + [""]
         if len(pool) >= lines:
             break
     if len(pool) < lines:
         raise DiffillError(f"the held-out files have fewer than {lines} lines in all")
-    doc_lines = pool[:lines]
+    # whole files, cut after the top-level statement that holds line ``lines`` (a cut inside a
+    # construct would leave the file broken)
+    whole = "\n".join(pool)
+    root = grammar("python").parser().parse(whole.encode()).root_node
+    last = next((k for k in root.children if k.end_point[0] >= lines - 1), None)
+    doc_lines = pool[: last.end_point[0] + 1] if last is not None else pool
+    lines = len(doc_lines)
+    # a whole simple statement in a method body, near the middle of the file
     middle = [j for j in range(lines // 3, 2 * lines // 3)
               if doc_lines[j].startswith("        ") and len(doc_lines[j].strip()) > 20
-              and not doc_lines[j].strip().startswith("#")]
+              and _is_statement(doc_lines[j].strip())]
     j = middle[len(middle) // 2] if middle else lines // 2
     line = doc_lines[j]
     indent = len(line) - len(line.lstrip())
@@ -173,6 +181,16 @@ def check_latency(texts: list[str], lines: int = CHECK_FILE_LINES) -> dict:
         times.append((time.perf_counter() - t0) * 1000.0)
     return {"check_ms": round(float(np.median(times)), 4), "check_p95_ms": round(float(np.percentile(times, 95)), 4),
             "check_file_lines": lines, "check_edits": len(times)}
+
+
+def _is_statement(line: str) -> bool:
+    import ast
+
+    try:
+        tree = ast.parse(line)
+    except SyntaxError:
+        return False
+    return len(tree.body) == 1 and not isinstance(tree.body[0], ast.Expr)
 
 
 def _texts(corpus: str | None) -> list[str]:
