@@ -184,6 +184,18 @@ def test_nothing_outside_the_given_paths_is_touched(tmp_path):
     assert (root / "web/util.js").read_text() == UTIL_JS
 
 
+def test_crlf_files_keep_their_line_endings(tmp_path):
+    f = tmp_path / "a.py"
+    f.write_bytes(b"def f(): pass\r\n\r\n\r\ndef g():\r\n    # TODO: fill\r\n")
+    summary, _ = run([tmp_path], FakeEngine(fill="x = 1\n    return x"), write=True)
+    assert summary.filled == 2
+    assert f.read_bytes() == (b"def f():\r\n    x = 1\r\n    return x\r\n\r\n\r\n"
+                              b"def g():\r\n    x = 1\r\n    return x\r\n")
+    f.write_bytes(b"def h():\r\n    # diffill: fill\r\n    y = 2\r\n    # diffill: end\r\n    return y\r\n")
+    run([tmp_path], FakeEngine(fill="y = 3"), write=True)
+    assert f.read_bytes() == b"def h():\r\n    y = 3\r\n    return y\r\n"
+
+
 def test_file_filters_limit_the_run(tmp_path):
     root = make_tree(tmp_path)
     summary, outcomes = run([root], filter=FileFilter(langs={"go", "javascript"}, exclude=["web/"]), write=True)

@@ -16,7 +16,15 @@ from tqdm import tqdm
 from diffill.engine import InfillRequest, InfillResult
 from diffill.errors import DiffillError
 from diffill.refactor.files import FileFilter, Skipped, Snapshot, collect_files, read_snapshot
-from diffill.refactor.selection import Region, compile_query, find_holes, find_query, merge, still_a_hole
+from diffill.refactor.selection import (
+    Region,
+    compile_query,
+    find_holes,
+    find_query,
+    merge,
+    newline_of,
+    still_a_hole,
+)
 from diffill.refactor.syntax import fill_is_valid
 from diffill.refactor.writing import WriteSkipped, write_atomic
 
@@ -108,10 +116,15 @@ def _request(snap: Snapshot, region: Region) -> InfillRequest:
 
 
 def clean_fill(fill: str, snap: Snapshot, region: Region) -> str:
+    """The engine's fill fitted to its place: no whitespace around it where its line ends
+    anyway, and the file's line endings."""
     after = region.trail + snap.text[region.end :]
     if not after or after.startswith(("\n", "\r\n")):
         fill = fill.rstrip()
-    return fill.lstrip("\n") if not region.regenerate else fill
+    if newline_of(snap.text) == "\r\n":
+        fill = fill.replace("\r\n", "\n").replace("\n", "\r\n")
+    # a cursor hole starts after its line's indentation: the fill's first line starts with code
+    return fill if region.regenerate else fill.lstrip()
 
 
 def _rejection(fill: str, lang: str) -> str | None:

@@ -171,23 +171,32 @@ def _unit(text: str, lang: str) -> str:
     return m.group(1) if m and len(m.group(1)) <= 8 else "    "
 
 
+def newline_of(text: str) -> str:
+    """The file's line ending: ``\\r\\n`` when its first line ends so, else ``\\n``."""
+    first = text.find("\n")
+    return "\r\n" if first > 0 and text[first - 1] == "\r" else "\n"
+
+
 def _cursor_region(t: _Text, a: int, b: int, kind: str, lang: str) -> Region:
     """A cursor hole where ``text[a:b]`` (a placeholder or a marker) was: when code comes before it
     on its line (``def f(): ...``, ``{ // TODO: fill }``) the fill goes on a new, indented line."""
     text = t.text
+    if b > a and text[b - 1] == "\r":  # a comment token may end with a CRLF's carriage return
+        b -= 1
     line_start, line_end = _line_bounds(text, a)
     before, after = text[line_start:a], text[b : _line_bounds(text, b)[1]]
-    indent = _indent_of(text[line_start:line_end])
+    indent = _indent_of(text[line_start:line_end].rstrip("\r"))
+    newline = newline_of(text)
     lead = trail = ""
     start, end = a, b
     if before.strip():
         start = line_start + len(before.rstrip())
-        lead = "\n" + indent + _unit(text, lang)
+        lead = newline + indent + _unit(text, lang)
     if after.strip().startswith(_CLOSERS):
         end = b + len(after) - len(after.lstrip())
-        trail = "\n" + (indent if before.strip() else indent[: -len(_unit(text, lang))] if indent else "")
+        trail = newline + (indent if before.strip() else indent[: -len(_unit(text, lang))] if indent else "")
     elif not after.strip():
-        end = b + len(after)  # drop trailing spaces with the marker
+        end = b + len(after.rstrip("\r"))  # drop trailing spaces with the marker
     return Region(start, end, kind, t.line(start), lead, trail)
 
 
@@ -197,6 +206,8 @@ def _marker_regions(t: _Text, comments: list[ts.Node], lang: str) -> list[Region
     open_marker: tuple[int, int] | None = None
     for node in comments:
         a, b = t.span(node)
+        if b > a and text[b - 1] == "\r":
+            b -= 1
         body = text[a:b]
         if _END_MARKER.match(body) and open_marker is not None:
             start = open_marker[0]

@@ -46,6 +46,11 @@ def write_atomic(snap: Snapshot, new_text: str) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, stat.S_IMODE(st.st_mode))
+        if (st.st_uid, st.st_gid) != (os.getuid(), os.getgid()):
+            try:  # keep the owner when allowed (running as root over another user's files)
+                os.chown(tmp, st.st_uid, st.st_gid)
+            except OSError:
+                pass
         if not _unchanged(path, snap):  # checked as late as possible, right before the swap
             raise WriteSkipped("changed since it was read")
         os.replace(tmp, path)
