@@ -132,12 +132,17 @@ export interface DocumentFilter {
   language?: string;
 }
 
+/** The VS Code language ids the server has a grammar for (grammar/registry.py). */
+export const SUPPORTED_LANGUAGES = [
+  "python", "javascript", "javascriptreact", "typescript", "typescriptreact",
+  "go", "rust", "java", "c", "cpp",
+];
+
 /** Which documents the client sends to the server: files (and unsaved buffers) in the
- * configured languages, or in any language when none are configured. */
+ * configured languages, or in every supported language when none are configured. */
 export function documentSelector(languages: string[] | null): DocumentFilter[] {
   const schemes = ["file", "untitled"];
-  if (languages === null) return schemes.map((scheme) => ({ scheme }));
-  return languages.flatMap((language) => schemes.map((scheme) => ({ scheme, language })));
+  return (languages ?? SUPPORTED_LANGUAGES).flatMap((language) => schemes.map((scheme) => ({ scheme, language })));
 }
 
 /** What a configuration change calls for: nothing, a push of the new configuration to the

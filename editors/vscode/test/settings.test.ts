@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { describe, it } from "node:test";
@@ -12,6 +13,7 @@ import {
   readSettings,
   resolvedServerConfiguration,
   serverCommand,
+  SUPPORTED_LANGUAGES,
 } from "../src/settings";
 
 const from = (values: Record<string, unknown>) => (key: string) => values[key];
@@ -83,8 +85,15 @@ describe("paths and command lines", () => {
 });
 
 describe("documentSelector", () => {
-  it("covers files and unsaved buffers of any language when none are configured", () => {
-    assert.deepEqual(documentSelector(null), [{ scheme: "file" }, { scheme: "untitled" }]);
+  it("covers files and unsaved buffers of every supported language when none are configured", () => {
+    const selector = documentSelector(null);
+    assert.equal(selector.length, 2 * SUPPORTED_LANGUAGES.length);
+    assert.deepEqual(selector.slice(0, 2), [{ scheme: "file", language: "python" }, { scheme: "untitled", language: "python" }]);
+  });
+
+  it("activates the extension for exactly the supported languages", () => {
+    const manifest = JSON.parse(readFileSync(path.join(__dirname, "..", "..", "package.json"), "utf8"));
+    assert.deepEqual(manifest.activationEvents, SUPPORTED_LANGUAGES.map((l) => `onLanguage:${l}`));
   });
 
   it("limits to the configured languages", () => {
