@@ -19,7 +19,7 @@ from diffill.errors import DiffillError
 from diffill.postprocess import HoleContext, postprocess
 from diffill.syntax import HoleGuard, ensure_valid, guard_for
 from grammar.constraint import RowConstraints
-from model.backend import DiffillBackend
+from model.backend import DiffillBackend, load_backend
 from model.context import Window, encode_window
 from model.loading import ModelLoadError, load_checkpoint
 from model.sampler import Request, Sampler, SamplerConfig, StepTrace
@@ -40,6 +40,9 @@ class EngineConfig:
     # LoRA adapter merged at start: "default" (the shipped adapter when it exists and was made for
     # this base), an adapter folder, or None / "none" (the bare base)
     adapter: str | None = "default"
+    backend: str = "diffill"  # diffill | masked_lm | diffusion_gemma (model.backend.BACKENDS)
+    trust_remote_code: bool = False  # run a checkpoint's own code (Dream, LLaDA); only when asked
+    dtype: str = "float32"  # inference weights: float32 | bfloat16 (bench speed --dtype compares them)
 
 
 @dataclass
@@ -88,8 +91,13 @@ class Engine:
         self.config = config or EngineConfig()
         if self.config.threads:
             torch.set_num_threads(self.config.threads)
+        if self.config.backend != "diffill":
+            self._foreign_backend()
+            return
         try:
-            self.model, self.tok = load_checkpoint(self.config.model)
+            if self.config.dtype not in ("float32", "bfloat16"):
+                raise ModelLoadError(f"dtype must be float32 or bfloat16, not {self.config.dtype!r}")
+            self.model, self.tok = load_checkpoint(self.config.model, dtype=getattr(torch, self.config.dtype))
         except ModelLoadError as e:
             raise DiffillError(str(e)) from e
         self.backend = DiffillBackend(self.model, self.tok)
@@ -97,9 +105,26 @@ class Engine:
         self.adapter: str | None = None  # folder of the merged adapter
         self.use_adapter(self.config.adapter)
 
+    def _foreign_backend(self) -> None:
+        """Another diffusion LM through ``model.backend.load_backend`` (no adapters)."""
+        if not self.config.model:
+            raise DiffillError(f"--backend {self.config.backend} needs --model FOLDER")
+        try:
+            self.backend, self.tok = load_backend(self.config.backend, self.config.model,
+                                                  self.config.trust_remote_code)
+        except ModelLoadError as e:
+            raise DiffillError(str(e)) from e
+        self.model = self.backend.model
+        self.adapters = None
+        self.adapter = None
+
     def use_adapter(self, adapter: str | None) -> str | None:
         """Serve base + ``adapter`` merged (see ``EngineConfig.adapter``); returns its folder.
         Not thread-safe: switch only while no request is running."""
+        if self.adapters is None:
+            if adapter not in (None, "none", "default"):
+                raise DiffillError(f"adapters apply to the diffill backend only, not {self.config.backend}")
+            return None
         try:
             info = self.adapters.use(adapter)
         except AdapterError as e:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-BENCHES: list[str] = ["report", "validity", "refactor"]
+BENCHES: list[str] = ["report", "speed", "lsp", "validity", "refactor"]
 
 
 def register(sub) -> None:

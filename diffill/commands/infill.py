@@ -24,6 +24,11 @@ def register(sub) -> None:
                    help="do not keep the infill syntactically valid (for comparison)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--trace", action="store_true", help="print the canvas after every denoising step")
+    p.add_argument("--backend", default="diffill",
+                   help="model kind: diffill (default), masked_lm (a transformers masked-LM folder, "
+                        "Dream/LLaDA with --trust-remote-code) or diffusion_gemma")
+    p.add_argument("--trust-remote-code", action="store_true",
+                   help="let a --model folder run its own Python code (off unless given)")
     p.add_argument("--full", action="store_true", help="print the whole file with the infill applied")
     p.set_defaults(run=run)
 
@@ -42,7 +47,8 @@ def run(args) -> int:
             raise DiffillError(f"range {args.range} ends before it starts")
     if args.max_tokens is not None and not 1 <= args.max_tokens <= 1024:
         raise DiffillError("--max-tokens must be between 1 and 1024")
-    engine = Engine(EngineConfig(model=args.model, constrained=not args.no_constraint, adapter=args.adapter))
+    engine = Engine(EngineConfig(model=args.model, constrained=not args.no_constraint, adapter=args.adapter,
+                                  backend=args.backend, trust_remote_code=args.trust_remote_code))
     printer = TracePrinter(engine.tok, sys.stderr) if args.trace else None
     result = engine.infill(InfillRequest(text, start, end, path=args.file, max_tokens=args.max_tokens),
                            on_step=printer)

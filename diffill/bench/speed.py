@@ -1,0 +1,231 @@
+"""``diffill bench speed [--cases N] [--json]``: latency, tokens per forward pass and accuracy of
+the sampler settings, on the same held-out holes for every setting.
+
+Two kinds of hole, drawn with a fixed seed from held-out files:
+
+* ``single_line``: the rest of one code line from a cursor (at the line's first character or
+  after a word boundary), 16-token budget, as when a user types and pauses;
+* ``multi_line``: a block of 2 to 6 whole lines: a syntax node from ``grammar.spans`` that starts
+  and ends at line boundaries (statements, blocks), 64-token budget.
+
+Settings: ``one_per_step`` (one token committed per forward pass), ``threshold`` (parallel
+decoding by confidence) and ``threshold_cache`` (the same with the prefix/suffix cache). Each case
+is one request through the engine, one at a time, timed as a user would see it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from diffill.errors import DiffillError
+
+log = logging.getLogger(__name__)
+
+KINDS = {"single_line": 16, "multi_line": 64}
+SETTINGS = ("one_per_step", "threshold", "threshold_cache")
+MAX_LINE_TOKENS = 15  # the target must fit the single-line budget with room for <eoi>
+MAX_BLOCK_TOKENS = 60
+
+
+@dataclass(frozen=True)
+class Hole:
+    kind: str
+    text: str  # the document with the hole removed
+    at: int  # the cursor
+    target: str
+
+
+def register(bsub) -> None:
+    p = bsub.add_parser("speed", help="latency and tokens per forward pass of the sampler settings")
+    p.add_argument("--cases", type=int, default=200, help="holes of each kind (default 200)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--model", default=None, help="checkpoint folder (default: the shipped model)")
+    p.add_argument("--corpus", default=None, help="draw holes from this corpus's held-out split")
+    p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"), help="inference weights")
+    p.add_argument("--kinds", default=",".join(KINDS), help="comma-separated subset of " + ", ".join(KINDS))
+    p.add_argument("--settings", default=",".join(SETTINGS), help="comma-separated subset of " + ", ".join(SETTINGS))
+    p.set_defaults(run=run)
+
+
+# -- holes --------------------------------------------------------------------------------------
+
+
+def _is_code(line: str) -> bool:
+    s = line.strip()
+    return bool(s) and not s.startswith(("#", '"""', "'''"))
+
+
+def line_holes(texts: list[str], n: int, count_tokens, rng: np.random.Generator) -> list[Hole]:
+    """Cursor holes: the rest of a code line from its first character or a word boundary."""
+    holes: list[Hole] = []
+    for i in rng.permutation(len(texts)):
+        text = texts[i]
+        lines = text.split("\n")
+        starts = np.cumsum([0] + [len(x) + 1 for x in lines[:-1]])
+        candidates = [j for j, line in enumerate(lines) if _is_code(line) and len(line) < 200]
+        for j in rng.permutation(candidates)[:3]:
+            line = lines[j]
+            indent = len(line) - len(line.lstrip())
+            cuts = [indent] + [k + 1 for k in range(indent, len(line.rstrip()) - 1)
+                               if not line[k].isalnum() and line[k] != "_" and line[k + 1] != " "]
+            cut = int(cuts[rng.integers(len(cuts))])
+            target = line[cut:].rstrip()
+            if not target or count_tokens(target) > MAX_LINE_TOKENS:
+                continue
+            at = int(starts[j]) + cut
+            end = int(starts[j]) + len(line.rstrip())
+            holes.append(Hole("single_line", text[:at] + text[end:], at, target))
+            if len(holes) == n:
+                return holes
+    return holes
+
+
+def block_holes(texts: list[str], n: int, count_tokens, rng: np.random.Generator) -> list[Hole]:
+    """Multi-line holes: syntax nodes of 2 to 6 whole lines (from the first non-blank character
+    of the first line to the end of the last)."""
+    from grammar.spans import python_spans
+
+    holes: list[Hole] = []
+    for i in rng.permutation(len(texts)):
+        text = texts[i]
+        spans = []
+        for s in python_spans(text, min_chars=20, max_chars=400):
+            line_start = text.rfind("\n", 0, s.start) + 1
+            ends_line = s.end == len(text) or text[s.end] == "\n"
+            lines = text.count("\n", s.start, s.end) + 1
+            if text[line_start:s.start].strip() or not ends_line or not 2 <= lines <= 6:
+                continue
+            spans.append(s)
+        for k in rng.permutation(len(spans))[:2]:
+            s = spans[int(k)]
+            target = text[s.start : s.end]
+            if count_tokens(target) > MAX_BLOCK_TOKENS:
+                continue
+            holes.append(Hole("multi_line", text[: s.start] + text[s.end :], s.start, target))
+            if len(holes) == n:
+                return holes
+    return holes
+
+
+# -- scoring ------------------------------------------------------------------------------------
+
+
+def edit_similarity(a: str, b: str) -> float:
+    """1 - Levenshtein distance / length of the longer string (1.0 for two empty strings)."""
+    if a == b:
+        return 1.0
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        prev = cur
+    return 1.0 - prev[-1] / max(len(a), len(b))
+
+
+def _normal(text: str) -> str:
+    return "\n".join(line.rstrip() for line in text.strip().split("\n"))
+
+
+def setting_config(base, setting: str):
+    if setting == "one_per_step":
+        return replace(base, max_per_step=1, min_per_step=1, cache=False)
+    if setting == "threshold":
+        return replace(base, max_per_step=0, cache=False)
+    if setting == "threshold_cache":
+        return replace(base, max_per_step=0, cache=True)
+    raise DiffillError(f"unknown setting {setting!r} (choose from {', '.join(SETTINGS)})")
+
+
+def measure(engine, holes: list[Hole], setting: str, budget: int) -> dict:
+    from diffill.engine import InfillRequest
+
+    cfg = setting_config(engine.config.sampler, setting)
+    multiline = holes[0].kind == "multi_line" if holes else False
+    for h in holes[:3]:  # warm-up: allocator, thread pool, kernels
+        engine.infill(InfillRequest(h.text, h.at, h.at, max_tokens=budget, multiline=multiline), sampler=cfg)
+    ms, cpu, exact, sim = [], [], 0, 0.0
+    tokens = passes = 0
+    for h in holes:
+        t0, c0 = time.perf_counter(), time.process_time()
+        r = engine.infill(InfillRequest(h.text, h.at, h.at, max_tokens=budget, multiline=multiline), sampler=cfg)
+        ms.append((time.perf_counter() - t0) * 1000.0)
+        cpu.append((time.process_time() - c0) * 1000.0)
+        exact += _normal(r.text) == _normal(h.target)
+        sim += edit_similarity(_normal(r.text), _normal(h.target))
+        tokens += r.tokens
+        passes += r.forward_passes
+    n = max(1, len(holes))
+    return {"kind": holes[0].kind if holes else "", "setting": setting,
+            "p50_ms": round(float(np.percentile(ms, 50)), 2) if ms else None,
+            "p95_ms": round(float(np.percentile(ms, 95)), 2) if ms else None,
+            # CPU time of this process (all its threads): on a shared machine, closer to what an idle
+            # one would take than the wall clock
+            "p50_cpu_ms": round(float(np.percentile(cpu, 50)), 2) if cpu else None,
+            "tokens_per_forward": round(tokens / max(1, passes), 3),
+            "forwards_per_case": round(passes / n, 2),
+            "exact_match": round(exact / n, 4), "edit_similarity": round(sim / n, 4),
+            "cases": len(holes), "latencies_ms": [round(x, 2) for x in ms]}
+
+
+def _texts(corpus: str | None) -> list[str]:
+    from model.corpus import heldout_files, load_texts
+
+    if corpus:
+        if not (Path(corpus) / "manifest.json").is_file():
+            raise DiffillError(f"{corpus} is not a corpus folder (no manifest.json)")
+        return [f.text for f in load_texts(Path(corpus), "heldout")]
+    return [f.text for f in heldout_files()]
+
+
+def run(args) -> int:
+    import torch
+
+    from diffill.engine import Engine, EngineConfig
+
+    if args.cases < 1:
+        raise DiffillError("--cases must be at least 1")
+    if args.threads < 1:
+        raise DiffillError("--threads must be at least 1")
+    kinds = [k for k in args.kinds.split(",") if k]
+    settings = [s for s in args.settings.split(",") if s]
+    for k in kinds:
+        if k not in KINDS:
+            raise DiffillError(f"unknown kind {k!r} (choose from {', '.join(KINDS)})")
+    for s in settings:
+        if s not in SETTINGS:
+            raise DiffillError(f"unknown setting {s!r} (choose from {', '.join(SETTINGS)})")
+    torch.set_num_threads(args.threads)
+    engine = Engine(EngineConfig(model=args.model, threads=args.threads, dtype=args.dtype))
+    texts = _texts(args.corpus)
+    if not texts:
+        raise DiffillError("no held-out files to draw holes from")
+    count = engine.tok.encode
+    results = []
+    for kind in kinds:
+        draw = line_holes if kind == "single_line" else block_holes
+        holes = draw(texts, args.cases, lambda s: len(count(s)), np.random.default_rng(args.seed))
+        if len(holes) < args.cases:
+            log.warning("only %d %s holes in the held-out files (asked for %d)", len(holes), kind, args.cases)
+        for setting in settings:
+            log.info("%s / %s: %d holes", kind, setting, len(holes))
+            results.append(measure(engine, holes, setting, KINDS[kind]))
+    out = {"results": results, "model": engine.info()["model"], "threads": args.threads, "dtype": args.dtype,
+           "default": {k: v for k, v in vars(engine.config.sampler).items()}}
+    if args.json:
+        print(json.dumps(out))
+    else:
+        print(f"model {out['model']}, {args.threads} threads")
+        print(f"{'kind':12} {'setting':16} {'p50 ms':>8} {'p95 ms':>8} {'tok/fwd':>8} {'exact':>7} {'edit sim':>8} {'cases':>6}")
+        for r in results:
+            print(f"{r['kind']:12} {r['setting']:16} {r['p50_ms']:8.1f} {r['p95_ms']:8.1f} {r['tokens_per_forward']:8.2f} "
+                  f"{r['exact_match']:7.3f} {r['edit_similarity']:8.3f} {r['cases']:6d}")
+    return 0
