@@ -1,0 +1,142 @@
+"""The shipped model's card: recipe, corpus, tokens seen, held-out figures, learning curve.
+
+    python -m diffill.modelcard RUN_DIR CHECKPOINT_DIR [--final FIGURES.json]
+
+Reads the run's ``log.jsonl`` (training steps and periodic held-out evaluations),
+``train_config.json`` and the corpus manifest, appends this session to the checkpoint's
+running log (``training_log.json``) and rewrites ``README.md`` and ``learning_curve.svg``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+from pathlib import Path
+
+from diffill.bench.svg import scatter
+
+
+def read_run(run: Path) -> tuple[list[dict], dict]:
+    evals, last = [], {}
+    for line in (run / "log.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        if "eval" in rec:
+            evals.append(rec)
+        elif "loss" in rec:
+            last = rec
+    # a resumed run may log an evaluation twice around a restart: keep the last per step
+    by_step = {e["step"]: e for e in evals}
+    return [by_step[s] for s in sorted(by_step)], last
+
+
+def curve_svg(points: list[dict]) -> str:
+    series = {"line-infill exact match": [(p["cpu_hours"], p["eval"]["line_infill_exact_match"], f"step {p['step']}")
+                                          for p in points]}
+    return scatter("learning-curve", "Held-out line-infill exact match against CPU-hours", series,
+                   "CPU-hours (process CPU time, 2 cores)", "exact match")
+
+
+def write_card(run: Path, dest: Path, final: dict | None = None) -> Path:
+    points, last = read_run(run)
+    cfg = json.loads((run / "train_config.json").read_text())
+    state = json.loads((run / "checkpoint" / "trainer_state.json").read_text())
+    model_cfg = json.loads((dest / "config.json").read_text())
+    corpus_manifest = None
+    history_file = dest / "training_log.json"
+    history = json.loads(history_file.read_text()) if history_file.is_file() else []
+    entry = {"date": dt.date.today().isoformat(), "step": state["step"], "tokens": state["tokens"],
+             "cpu_hours": round(state["cpu_seconds"] / 3600, 3), "figures": final or (points[-1]["eval"] if points else {})}
+    if not history or history[-1]["step"] != entry["step"]:
+        history.append(entry)
+    history_file.write_text(json.dumps(history, indent=2) + "\n")
+    if points:
+        (dest / "learning_curve.svg").write_text(curve_svg(points))
+    for cand in (run.parent / "corpus" / "manifest.json",):
+        if cand.is_file():
+            corpus_manifest = json.loads(cand.read_text())
+    params = None
+    n_layers, hidden = model_cfg["num_hidden_layers"], model_cfg["hidden_size"]
+    params = (model_cfg["vocab_size"] * hidden
+              + n_layers * (4 * hidden * hidden + 3 * hidden * model_cfg["intermediate_size"] + 2 * hidden) + hidden)
+    lines = [
+        "# diffill-base",
+        "",
+        "The default model of diffill: a small bidirectional transformer trained as a masked diffusion",
+        "language model for code infilling, by the project's own recipe, on CPU.",
+        "",
+        "## Model",
+        "",
+        f"- Architecture: {n_layers} layers, hidden {hidden}, {model_cfg['num_attention_heads']} heads, "
+        f"SwiGLU {model_cfg['intermediate_size']}, RoPE, RMSNorm, no causal mask, tied embeddings; "
+        f"{params / 1e6:.2f}M parameters; weights stored as bf16 safetensors.",
+        f"- Tokenizer: byte-level BPE, {model_cfg['vocab_size']} entries, trained on the corpus; special tokens "
+        "`<pad> <mask> <eoi> <bos>`.",
+        "",
+        "## Recipe (`make model`)",
+        "",
+        "1. `diffill corpus build runs/corpus`: Python files of the standard library and the installed "
+        "site-packages; generated, minified and huge files dropped; test files capped at a quarter; exact "
+        "and whitespace-insensitive duplicates removed; ~3% held out by content hash.",
+        "2. `diffill train --corpus runs/corpus --out runs/base --minutes M --resume`: masked diffusion "
+        "(t ~ U(eps, 1), mask rate t, cross-entropy / t over eligible positions). "
+        f"{int(cfg['objective']['plain_fraction'] * 100)}% plain sequences of "
+        f"{cfg['objective']['plain_length']} tokens; the rest infill sequences: prefix and suffix tokenized "
+        "separately around a middle (a whole line after its indentation, the rest of a line, 1-4 lines, a "
+        "tree-sitter node, a random character span), the middle a canvas padded with `<eoi>` to an "
+        "inference budget (16/24/32/64) or by 0-16 slots; only the canvas is masked. Context window "
+        f"{cfg['objective']['window']['prefix_tokens']} prefix + {cfg['objective']['window']['suffix_tokens']} "
+        "suffix tokens cut at line boundaries.",
+        f"3. AdamW (lr {cfg['lr']}, betas 0.9/0.95, weight decay {cfg['weight_decay']}), batch "
+        f"{cfg['batch_size']}, {cfg['warmup_steps']} warm-up steps, cosine to {cfg['min_lr_ratio']}x over "
+        f"{cfg['total_steps']} steps, gradient clipping {cfg['grad_clip']}, bf16 autocast on CPU.",
+        "4. `python -m model.export runs/base/checkpoint model/checkpoints/diffill-base` (bf16).",
+        "",
+        "## Training so far",
+        "",
+        f"- Steps: {state['step']}; tokens seen: {state['tokens'] / 1e6:.1f}M; "
+        f"CPU time: {state['cpu_seconds'] / 3600:.2f} CPU-hours ({state['wall_seconds'] / 3600:.2f} h wall "
+        "on a shared 2-core machine).",
+    ]
+    if corpus_manifest:
+        tr, ho = corpus_manifest["splits"]["train"], corpus_manifest["splits"]["heldout"]
+        lines.append(f"- Corpus: {tr['files']} training files ({tr['tokens'] / 1e6:.1f}M tokens, "
+                     f"{tr['bytes'] / 1e6:.0f} MB), {ho['files']} held-out files ({ho['tokens'] / 1e6:.2f}M tokens).")
+    if final:
+        lines += ["", "## Held-out figures (`diffill eval heldout --corpus runs/corpus --json`)", "",
+                  "| figure | value |", "|---|---|"]
+        lines += [f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in final.items()]
+    if points:
+        lines += ["", "## Learning curve", "",
+                  "Held-out line infill (200 cases, 24-token budget) during training:", "",
+                  "![learning curve](learning_curve.svg)", "",
+                  "| step | CPU-hours | tokens | line exact match | line overrun | masked-token acc. |",
+                  "|---|---|---|---|---|---|"]
+        for p in points:
+            e = p["eval"]
+            lines.append(f"| {p['step']} | {p['cpu_hours']:.2f} | {p['tokens'] / 1e6:.1f}M | "
+                         f"{e['line_infill_exact_match']:.3f} | {e.get('line_overrun_rate', 0):.3f} | "
+                         f"{e['masked_token_accuracy']:.3f} |")
+    lines += ["", "## Running log", "", "| date | step | tokens | CPU-hours | line exact match |", "|---|---|---|---|---|"]
+    for h in history:
+        lines.append(f"| {h['date']} | {h['step']} | {h['tokens'] / 1e6:.1f}M | {h['cpu_hours']:.2f} | "
+                     f"{h['figures'].get('line_infill_exact_match', float('nan')):.3f} |")
+    lines += ["", "## Limits", "",
+              "A few million parameters trained for a few CPU-hours: infills are short and often generic; "
+              "the model knows Python best (its only training language).", ""]
+    (dest / "README.md").write_text("\n".join(lines))
+    return dest / "README.md"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("run", type=Path)
+    ap.add_argument("dest", type=Path)
+    ap.add_argument("--final", type=Path, help="JSON of `diffill eval heldout --json` on the exported model")
+    a = ap.parse_args()
+    final = json.loads(a.final.read_text()) if a.final else None
+    print(write_card(a.run, a.dest, final))
+
+
+if __name__ == "__main__":
+    main()
