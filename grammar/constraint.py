@@ -152,8 +152,13 @@ class RowConstraints:
 
 
 def slots_in_errors(constraint: SyntaxConstraint, tokens: list[int], fill: bytes | None = None) -> list[int]:
-    """Slots of ``tokens`` whose bytes meet a new error of ``fill`` (default: the tokens' own
-    render); used to ban them when the engine resamples a hole."""
+    """The slot to blame for each new error of ``fill`` (default: the tokens' own render): the
+    last slot the error touches, as in ``check``; the engine bans their tokens when it
+    resamples a hole."""
     rendered, spans = constraint.render(tokens)
-    regions = constraint.regions(rendered if fill is None else fill)
-    return [i for i, (s, e) in enumerate(spans) if any(_touches(s, e, a, b) for a, b in regions)]
+    blamed = set()
+    for a, b in constraint.regions(rendered if fill is None else fill):
+        hit = [i for i, (s, e) in enumerate(spans) if _touches(s, e, a, b)]
+        if hit:
+            blamed.add(hit[-1])
+    return sorted(blamed)
