@@ -81,9 +81,11 @@ export function parseAdaptLine(line: string): AdaptEvent | undefined {
   return { kind: "progress", fraction: fraction === null ? null : clamp01(fraction), message };
 }
 
-/** A percentage from a tqdm-style progress bar on stderr ("  42%|####  | 42/100"), if any. */
-export function parseProgressBar(text: string): number | null {
-  const matches = [...text.matchAll(/(\d{1,3})%\|/g)];
+/** The fraction done of the tqdm bar named `label` on stderr ("adapting:  42%|####  | 42/100"),
+ * from its last update in `text`; other bars (such as loading weights) are ignored. */
+export function parseProgressBar(text: string, label = "adapting"): number | null {
+  const escaped = label.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  const matches = [...text.matchAll(new RegExp(`${escaped}:\\s*(\\d{1,3})%\\|`, "g"))];
   if (matches.length === 0) return null;
   return clamp01(Number(matches[matches.length - 1][1]) / 100);
 }
@@ -104,6 +106,13 @@ export class LineBuffer {
     this.tail = "";
     return rest === "" ? [] : [rest];
   }
+}
+
+/** What `diffill adapt` is doing, for the notification's message. */
+export function adaptPhase(fraction: number | null): string {
+  if (fraction === null) return "loading the model, measuring held-out accuracy";
+  if (fraction < 1) return "training the adapter";
+  return "measuring held-out accuracy after training";
 }
 
 /** Tracks overall progress as the increments a VS Code progress notification expects. */

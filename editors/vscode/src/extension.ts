@@ -14,7 +14,7 @@ import {
   State,
 } from "vscode-languageclient/node";
 
-import { LineBuffer, parseAdaptLine, parseProgressBar, ProgressTracker } from "./adapt";
+import { adaptPhase, LineBuffer, parseAdaptLine, parseProgressBar, ProgressTracker } from "./adapt";
 import {
   adaptCommand,
   changeAction,
@@ -222,11 +222,12 @@ class Diffill implements vscode.Disposable {
         }
       };
       child.stdout.setEncoding("utf8").on("data", (chunk: string) => stdout.push(chunk).forEach(onLine));
+      progress.report({ message: adaptPhase(null) });
       child.stderr.setEncoding("utf8").on("data", (chunk: string) => {
         const fraction = parseProgressBar(chunk);
-        if (fraction !== null) progress.report({ increment: tracker.advance(fraction) });
+        if (fraction !== null) progress.report({ message: adaptPhase(fraction), increment: tracker.advance(fraction) });
         for (const line of chunk.split(/\r|\n/)) {
-          if (line.trim() !== "" && parseProgressBar(line) === null) {
+          if (line.trim() !== "" && !/\d%\|/.test(line)) {
             lastError = line.trim();
             this.output.warn(lastError);
           }

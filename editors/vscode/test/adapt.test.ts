@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import * as path from "node:path";
 import { describe, it } from "node:test";
 
-import { LineBuffer, parseAdaptLine, parseProgressBar, ProgressTracker } from "../src/adapt";
+import { adaptPhase, LineBuffer, parseAdaptLine, parseProgressBar, ProgressTracker } from "../src/adapt";
 
 describe("parseAdaptLine", () => {
   it("reads step progress with its loss", () => {
@@ -51,9 +53,22 @@ describe("parseAdaptLine", () => {
 });
 
 describe("parseProgressBar", () => {
-  it("takes the last percentage of a tqdm bar", () => {
-    assert.equal(parseProgressBar("adapt:  10%|#   | 1/10\radapt:  42%|####  | 42/100"), 0.42);
+  it("takes the last update of the adapting bar", () => {
+    assert.equal(parseProgressBar("adapting:  10%|#   | 1/10\radapting:  42%|####  | 42/100"), 0.42);
     assert.equal(parseProgressBar("no bar here 50%"), null);
+  });
+
+  it("ignores other bars", () => {
+    assert.equal(parseProgressBar("\rLoading weights: 100%|##########| 56/56"), null);
+    assert.equal(parseProgressBar("Loading weights: 100%|###| 56/56\radapting:   3%|  | 18/600"), 0.03);
+  });
+});
+
+describe("adaptPhase", () => {
+  it("names what happens before, during and after training", () => {
+    assert.match(adaptPhase(null), /measuring/);
+    assert.match(adaptPhase(0.5), /training/);
+    assert.match(adaptPhase(1), /after training/);
   });
 });
 
@@ -74,5 +89,31 @@ describe("ProgressTracker", () => {
     assert.equal(t.advance(0.2), 0);
     assert.equal(t.advance(0.5), 20);
     assert.equal(t.advance(2), 50);
+  });
+});
+
+describe("a recorded run of diffill adapt --json --steps 3", () => {
+  const fixture = (name: string) => readFileSync(path.join(__dirname, "..", "..", "test", "fixtures", name), "utf8");
+
+  it("moves the bar only with the adapting bar, up to 100%", () => {
+    const tracker = new ProgressTracker();
+    let total = 0;
+    const seen: number[] = [];
+    for (const update of fixture("adapt-steps3.stderr").split("\r")) {
+      const fraction = parseProgressBar(update);
+      if (fraction !== null) {
+        seen.push(fraction);
+        total += tracker.advance(fraction);
+      }
+    }
+    assert.deepEqual([...new Set(seen)], [0, 0.33, 0.67, 1]);
+    assert.equal(total, 100);
+  });
+
+  it("reports the held-out accuracy and where the adapter went", () => {
+    const events = fixture("adapt-steps3.stdout").split("\n").map(parseAdaptLine).filter((e) => e !== undefined);
+    assert.deepEqual(events, [{
+      kind: "result", adapter: "/tmp/adapt_out", message: "held-out accuracy 0.0% -> 0.0%, saved to /tmp/adapt_out",
+    }]);
   });
 });
