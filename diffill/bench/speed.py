@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from diffill.commands.common import add_model_options, engine_config_from_args
 from diffill.errors import DiffillError
 
 log = logging.getLogger(__name__)
@@ -45,8 +46,10 @@ def register(bsub) -> None:
     p = bsub.add_parser("speed", help="latency and tokens per forward pass of the sampler settings")
     p.add_argument("--cases", type=int, default=200, help="holes of each kind (default 200)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--model", default=None, help="checkpoint folder (default: the shipped model)")
-    p.add_argument("--corpus", default=None, help="draw holes from this corpus's held-out split")
+    add_model_options(p)
+    p.add_argument("--corpus", default=None,
+                   help="draw holes from this corpus's held-out split, or from the .py files of a folder "
+                        "(default: the held-out split of this machine's Python sources)")
     p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"), help="inference weights")
@@ -180,16 +183,19 @@ def _texts(corpus: str | None) -> list[str]:
     from model.corpus import heldout_files, load_texts
 
     if corpus:
-        if not (Path(corpus) / "manifest.json").is_file():
-            raise DiffillError(f"{corpus} is not a corpus folder (no manifest.json)")
-        return [f.text for f in load_texts(Path(corpus), "heldout")]
+        folder = Path(corpus)
+        if (folder / "manifest.json").is_file():  # a corpus built by `diffill corpus`: its held-out split
+            return [f.text for f in load_texts(folder, "heldout")]
+        if folder.is_dir():  # any folder of Python sources
+            return [p.read_text(encoding="utf-8", errors="replace") for p in sorted(folder.rglob("*.py"))]
+        raise DiffillError(f"--corpus {corpus}: no such folder")
     return [f.text for f in heldout_files()]
 
 
 def run(args) -> int:
     import torch
 
-    from diffill.engine import Engine, EngineConfig
+    from diffill.engine import Engine
 
     if args.cases < 1:
         raise DiffillError("--cases must be at least 1")
@@ -204,7 +210,7 @@ def run(args) -> int:
         if s not in SETTINGS:
             raise DiffillError(f"unknown setting {s!r} (choose from {', '.join(SETTINGS)})")
     torch.set_num_threads(args.threads)
-    engine = Engine(EngineConfig(model=args.model, threads=args.threads, dtype=args.dtype))
+    engine = Engine(engine_config_from_args(args, threads=args.threads, dtype=args.dtype))
     texts = _texts(args.corpus)
     if not texts:
         raise DiffillError("no held-out files to draw holes from")

@@ -1,0 +1,85 @@
+"""``diffill bench speed``: held-out holes of two kinds, three settings, one JSON shape."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from diffill.bench.speed import block_holes, edit_similarity, line_holes, setting_config
+from diffill.cli import main
+from model.sampler import SamplerConfig
+
+
+@pytest.fixture(scope="module")
+def texts(tiny_sources):
+    return [p.read_text() for p in sorted(tiny_sources.glob("*.py"))]
+
+
+def _words(s: str) -> int:
+    return len(s.split())
+
+
+def test_line_holes_are_the_rest_of_one_line(texts):
+    holes = line_holes(texts, 30, _words, np.random.default_rng(0))
+    assert len(holes) == 30
+    originals = set(texts)
+    for h in holes:
+        assert h.kind == "single_line" and h.target and "\n" not in h.target
+        assert h.text[: h.at] + h.target + h.text[h.at :] in originals
+        assert h.text[h.at : h.at + 1] in ("", "\n", " ", "\t")  # the hole reaches the end of its line
+
+
+def test_block_holes_are_whole_lines(texts):
+    holes = block_holes(texts, 20, _words, np.random.default_rng(0))
+    assert len(holes) == 20
+    originals = set(texts)
+    for h in holes:
+        assert h.kind == "multi_line" and 2 <= h.target.count("\n") + 1 <= 6
+        assert h.text[: h.at] + h.target + h.text[h.at :] in originals
+        assert not h.text[h.text.rfind("\n", 0, h.at) + 1 : h.at].strip()  # starts its line
+
+
+def test_same_seed_same_holes(texts):
+    a = line_holes(texts, 10, _words, np.random.default_rng(3))
+    b = line_holes(texts, 10, _words, np.random.default_rng(3))
+    assert a == b
+
+
+def test_edit_similarity():
+    assert edit_similarity("abc", "abc") == 1.0
+    assert edit_similarity("", "") == 1.0
+    assert edit_similarity("abcd", "abed") == pytest.approx(0.75)
+    assert edit_similarity("", "xy") == 0.0
+
+
+def test_settings_differ_only_in_the_knobs_they_name():
+    base = SamplerConfig(threshold=0.7)
+    one = setting_config(base, "one_per_step")
+    assert one.max_per_step == 1 and not one.cache
+    par = setting_config(base, "threshold")
+    assert par.threshold == 0.7 and par.max_per_step == 0 and not par.cache
+    assert setting_config(base, "threshold_cache").cache
+
+
+def test_bench_speed_json(tiny_checkpoint, tiny_sources, capsys):
+    rc = main(["bench", "speed", "--cases", "3", "--json", "--threads", "1", "--model", str(tiny_checkpoint),
+               "--adapter", "none", "--corpus", str(tiny_sources)])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["threads"] == 1 and out["model"]
+    rows = {(r["kind"], r["setting"]): r for r in out["results"]}
+    assert set(rows) == {(k, s) for k in ("single_line", "multi_line")
+                         for s in ("one_per_step", "threshold", "threshold_cache")}
+    for r in out["results"]:
+        assert r["cases"] == 3 and len(r["latencies_ms"]) == 3
+        assert 0 < r["p50_ms"] <= r["p95_ms"]
+        assert 0 <= r["exact_match"] <= 1 and 0 <= r["edit_similarity"] <= 1
+    # one token per step: at most one settled slot per forward pass
+    assert rows[("single_line", "one_per_step")]["tokens_per_forward"] <= 1.0
+
+
+def test_bad_arguments_exit_2(tiny_checkpoint, tiny_sources):
+    assert main(["bench", "speed", "--cases", "0"]) == 2
+    assert main(["bench", "speed", "--kinds", "paragraph", "--model", str(tiny_checkpoint)]) == 2
