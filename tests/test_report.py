@@ -100,6 +100,11 @@ def test_a_file_of_the_wrong_shape_is_a_clear_error(tmp_path, capsys):
                  "--no-run"]) == 2
 
 
+def test_a_corpus_without_manifest_is_refused(tmp_path, capsys):
+    assert main(["bench", "report", str(tmp_path / "r.html"), "--corpus", str(tmp_path)]) == 2
+    assert "not a corpus folder" in capsys.readouterr().err
+
+
 def test_a_bench_that_fails_to_run_degrades_to_not_measured():
     data, source = measure(Input("nope", "`diffill bench nope`", ("x",), ("bench", "nope", "--json")),
                            cases=1, model=None)

@@ -84,6 +84,9 @@ def register(bsub) -> None:
     p.add_argument("--no-run", action="store_true",
                    help="measure nothing: missing inputs are shown as not measured")
     p.add_argument("--model", default=None, help="checkpoint for the runs made here")
+    p.add_argument("--corpus", default=None,
+                   help="runs made here draw their holes from this corpus's held-out split "
+                        "(much faster than scanning the installed packages)")
     p.add_argument("--png", default=None,
                    help="PNG of the main plot (default: OUT with .png; 'none' to skip)")
     p.set_defaults(run=run)
@@ -95,8 +98,11 @@ def run(args) -> int:
     out = Path(args.out)
     if not out.resolve().parent.is_dir():
         raise DiffillError(f"no folder for the report: {out.parent}")
+    if args.corpus and not (Path(args.corpus) / "manifest.json").is_file():
+        raise DiffillError(f"{args.corpus} is not a corpus folder (no manifest.json)")
     files = {inp.name: getattr(args, inp.name) for inp in INPUTS}
-    figures = gather(files, run_missing=not args.no_run, cases=args.cases, model=args.model)
+    figures = gather(files, run_missing=not args.no_run, cases=args.cases, model=args.model,
+                     corpus=args.corpus)
     page = render(figures, model=args.model)
     out.write_text(page, encoding="utf-8")
     print(f"wrote {out}")
@@ -130,11 +136,14 @@ def load_input(inp: Input, path: str) -> dict:
     return data
 
 
-def measure(inp: Input, cases: int, model: str | None) -> tuple[dict | None, str]:
+def measure(inp: Input, cases: int, model: str | None, corpus: str | None = None
+            ) -> tuple[dict | None, str]:
     """Run the input's diffill command at a small size; (JSON, source) or (None, reason)."""
     args = [a.format(cases=cases) for a in inp.command]
     if model:
         args += ["--model", model]
+    if corpus:
+        args += ["--corpus", corpus]
     shown = "diffill " + " ".join(args)
     log.info("measuring %s: %s", inp.name, shown)
     try:
@@ -154,17 +163,20 @@ def measure(inp: Input, cases: int, model: str | None) -> tuple[dict | None, str
     return data, f"measured for this report: `{shown}`"
 
 
-def measure_latencies(cases: int, model: str | None) -> list[float]:
-    """Latency of ``cases`` single-line holes from held-out standard-library files, default
-    settings, one request at a time (after one warm-up request)."""
+def measure_latencies(cases: int, model: str | None, corpus: str | None = None) -> list[float]:
+    """Latency of ``cases`` single-line holes from held-out files (the corpus's held-out split,
+    else the standard library's), default settings, one request at a time, after a warm-up."""
     import sysconfig
 
     from diffill.engine import Engine, EngineConfig, InfillRequest
     from diffill.evaluation import line_cases
-    from model.corpus import heldout_files
+    from model.corpus import heldout_files, load_texts
 
     engine = Engine(EngineConfig(model=model))
-    texts = [f.text for f in heldout_files([Path(sysconfig.get_paths()["stdlib"])])]
+    if corpus:
+        texts = [f.text for f in load_texts(Path(corpus), "heldout")]
+    else:
+        texts = [f.text for f in heldout_files([Path(sysconfig.get_paths()["stdlib"])])]
     holes = line_cases(texts, cases + 1, seed=0)
     out = []
     for c in holes:
@@ -191,7 +203,7 @@ def speed_latencies(speed: dict) -> dict[str, list[float]]:
 
 
 def gather(files: dict[str, str | None], run_missing: bool, cases: int = 40,
-           model: str | None = None) -> Figures:
+           model: str | None = None, corpus: str | None = None) -> Figures:
     figures = Figures()
     for inp in INPUTS:
         path = files.get(inp.name)
@@ -205,14 +217,15 @@ def gather(files: dict[str, str | None], run_missing: bool, cases: int = 40,
             figures.data[inp.name] = None
             figures.source[inp.name] = "not given, and --no-run"
         else:
-            figures.data[inp.name], figures.source[inp.name] = measure(inp, cases, model)
+            figures.data[inp.name], figures.source[inp.name] = measure(inp, cases, model, corpus)
     speed = figures.data.get("speed")
     per_case = speed_latencies(speed) if speed else {}
     if per_case:
         figures.latencies, figures.latency_source = per_case, figures.source["speed"]
     elif run_missing:
         try:
-            figures.latencies = {"single line, default settings": measure_latencies(cases, model)}
+            figures.latencies = {"single line, default settings":
+                                 measure_latencies(cases, model, corpus)}
             figures.latency_source = (f"measured for this report: {cases} single-line held-out "
                                       "holes, one request at a time")
         except DiffillError as e:
