@@ -53,6 +53,10 @@ def register(bsub) -> None:
     p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"), help="inference weights")
+    p.add_argument("--no-constraint", action="store_true", help="sample without the syntax constraint")
+    p.add_argument("--threshold", type=float, default=None, help="override the default confidence threshold")
+    p.add_argument("--confidence", default=None, choices=("prob", "margin", "entropy"),
+                   help="override the default confidence measure")
     p.add_argument("--kinds", default=",".join(KINDS), help="comma-separated subset of " + ", ".join(KINDS))
     p.add_argument("--settings", default=",".join(SETTINGS), help="comma-separated subset of " + ", ".join(SETTINGS))
     p.set_defaults(run=run)
@@ -153,13 +157,15 @@ def measure(engine, holes: list[Hole], setting: str, budget: int) -> dict:
 
     cfg = setting_config(engine.config.sampler, setting)
     multiline = holes[0].kind == "multi_line" if holes else False
-    for h in holes[:3]:  # warm-up: allocator, thread pool, kernels
-        engine.infill(InfillRequest(h.text, h.at, h.at, max_tokens=budget, multiline=multiline), sampler=cfg)
+    reqs = [InfillRequest(h.text, h.at, h.at, max_tokens=budget, multiline=multiline, language="python")
+            for h in holes]
+    for req in reqs[:3]:  # warm-up: allocator, thread pool, kernels
+        engine.infill(req, sampler=cfg)
     ms, cpu, exact, sim = [], [], 0, 0.0
     tokens = passes = 0
-    for h in holes:
+    for h, req in zip(holes, reqs):
         t0, c0 = time.perf_counter(), time.process_time()
-        r = engine.infill(InfillRequest(h.text, h.at, h.at, max_tokens=budget, multiline=multiline), sampler=cfg)
+        r = engine.infill(req, sampler=cfg)
         ms.append((time.perf_counter() - t0) * 1000.0)
         cpu.append((time.process_time() - c0) * 1000.0)
         exact += _normal(r.text) == _normal(h.target)
@@ -210,7 +216,11 @@ def run(args) -> int:
         if s not in SETTINGS:
             raise DiffillError(f"unknown setting {s!r} (choose from {', '.join(SETTINGS)})")
     torch.set_num_threads(args.threads)
-    engine = Engine(engine_config_from_args(args, threads=args.threads, dtype=args.dtype))
+    engine = Engine(engine_config_from_args(args, threads=args.threads, dtype=args.dtype,
+                                            constrained=not args.no_constraint))
+    overrides = {k: v for k, v in (("threshold", args.threshold), ("confidence", args.confidence)) if v is not None}
+    if overrides:
+        engine.config.sampler = replace(engine.config.sampler, **overrides)
     texts = _texts(args.corpus)
     if not texts:
         raise DiffillError("no held-out files to draw holes from")
@@ -225,7 +235,8 @@ def run(args) -> int:
             log.info("%s / %s: %d holes", kind, setting, len(holes))
             results.append(measure(engine, holes, setting, KINDS[kind]))
     out = {"results": results, "model": engine.info()["model"], "threads": args.threads, "dtype": args.dtype,
-           "default": {k: v for k, v in vars(engine.config.sampler).items()}}
+           "constrained": not args.no_constraint,
+           "sampler": dict(vars(engine.config.sampler))}
     if args.json:
         print(json.dumps(out))
     else:
