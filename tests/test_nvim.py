@@ -55,6 +55,35 @@ vim.lsp.config('diffill', {
 vim.lsp.enable('diffill')
 require('diffill').setup({ debounce_ms = 50 })
 
+-- Count the plugin's inlineCompletion requests and cancellations.
+_G.diffill_test_log = { requests = {}, cancels = {} }
+vim.api.nvim_create_autocmd('LspAttach', {
+  callback = function(args)
+    local client = vim.lsp.get_client_by_id(args.data.client_id)
+    if not client or client.name ~= 'diffill' or client.diffill_test_wrapped then
+      return
+    end
+    client.diffill_test_wrapped = true
+    local request, cancel = client.request, client.cancel_request
+    client.request = function(self, method, ...)
+      local ok, id = request(self, method, ...)
+      if method == 'textDocument/inlineCompletion' then
+        table.insert(_G.diffill_test_log.requests, id)
+      end
+      return ok, id
+    end
+    client.cancel_request = function(self, id)
+      table.insert(_G.diffill_test_log.cancels, id)
+      return cancel(self, id)
+    end
+  end,
+})
+
+function _G.diffill_test_reset(debounce_ms)
+  _G.diffill_test_log = { requests = {}, cancels = {} }
+  require('diffill.config').options.debounce_ms = debounce_ms
+end
+
 function _G.diffill_test_state()
   local ns = vim.api.nvim_get_namespaces()['diffill.inline']
   local ghost = {}
@@ -84,6 +113,8 @@ function _G.diffill_test_state()
     cursor = cursor,
     ghost = ghost,
     attached = #vim.lsp.get_clients({ bufnr = 0, name = 'diffill' }),
+    requests = _G.diffill_test_log.requests,
+    cancels = _G.diffill_test_log.cancels,
     ready = vim.g.diffill_test_ready or false,
   }
 end
@@ -128,7 +159,7 @@ class Neovim:
             value = predicate()
             if value:
                 return value
-            time.sleep(0.1)
+            time.sleep(0.2)
         raise AssertionError(f"timed out waiting for {what}; last state: {self.state()}\n{self.lsp_log()}")
 
     def lsp_log(self) -> str:
@@ -164,6 +195,7 @@ def editor(tmp_path_factory, tiny_checkpoint):
 def nvim(editor):
     """The editor with sample.py as it is on disk, in normal mode."""
     editor.send("<Esc>:edit! sample.py<CR>")
+    editor.expr("v:lua.diffill_test_reset(50)")
     editor.wait(lambda: (s := editor.state())["lines"] == SAMPLE.split("\n")[:-1] and s["mode"] == "n",
                 "sample.py to be reloaded")
     return editor
@@ -199,6 +231,29 @@ def test_ghost_text_appears_at_the_cursor_and_accepting_inserts_it(nvim):
     assert row == COMMENT_ROW + len(shown) - 1  # the cursor ends after the inserted text
     assert col == len(expected[row - 1].encode())  # byte column
     assert parses(after["lines"])
+
+
+def test_a_burst_of_keystrokes_sends_one_request_after_the_debounce(nvim):
+    nvim.expr("v:lua.diffill_test_reset(3000)")  # far longer than the gaps between the keystrokes below
+    nvim.send(f"<Esc>{COMMENT_ROW}A")
+    for key in " and":
+        nvim.send(key)
+    assert nvim.state()["requests"] == []  # still waiting for the pause
+    state = nvim.wait(lambda: (s := nvim.state()) and ghost_text(s) and s, "ghost text")
+    assert len(state["requests"]) == 1
+    assert state["lines"][COMMENT_ROW - 1].endswith(" and")
+
+
+def test_a_new_request_cancels_the_one_in_flight(nvim):
+    nvim.send(f"<Esc>{COMMENT_ROW}A,")
+    nvim.wait(lambda: ghost_text(nvim.state()), "ghost text")
+    nvim.expr("v:lua.diffill_test_reset(50)")
+    # two requests in one go: the first is still in flight when the second is sent
+    nvim.expr("luaeval('require(\"diffill.inline\").request(0, 1) or require(\"diffill.inline\").request(0, 1)')")
+    state = nvim.wait(lambda: (s := nvim.state()) and ghost_text(s) and s, "ghost text")
+    first, second = state["requests"]
+    assert state["cancels"] == [first]
+    assert first != second
 
 
 def test_typing_what_the_ghost_text_shows_keeps_the_rest_of_it(nvim):
