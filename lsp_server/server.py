@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import statistics
+import time
 import uuid
 from collections import deque
 from dataclasses import asdict, dataclass, field
@@ -75,6 +76,7 @@ class Timings:
     latencies_ms: deque = field(default_factory=lambda: deque(maxlen=RECENT))
     engine_ms: deque = field(default_factory=lambda: deque(maxlen=RECENT))
     overhead_ms: deque = field(default_factory=lambda: deque(maxlen=RECENT))
+    handoff_ms: deque = field(default_factory=lambda: deque(maxlen=RECENT))  # part of overhead_ms
     pending_engine_ms: dict = field(default_factory=dict)  # request id -> engine time
 
 
@@ -258,7 +260,9 @@ class DiffillServer(LanguageServer):
             raise request_failed(f"diffill: internal error: {type(e).__name__}: {e}") from None
         msg_id = self.protocol.msg_id
         if msg_id is not None:
-            self.timings.pending_engine_ms[msg_id] = pending.job.engine_ms
+            job = pending.job  # thread hand-offs: queue to worker, worker back to the event loop
+            handoff_ms = ((job.started - job.submitted) + (time.perf_counter() - job.finished)) * 1000.0
+            self.timings.pending_engine_ms[msg_id] = (job.engine_ms, handoff_ms)
         if result is None or result.cancelled or pending.job.is_cancelled():
             return None
         return result
@@ -268,11 +272,12 @@ class DiffillServer(LanguageServer):
             del self.inflight[uri]
 
     def record_answer(self, msg_id: Any, method: str, total_ms: float, ok: bool) -> None:
-        engine_ms = self.timings.pending_engine_ms.pop(msg_id, 0.0)
+        engine_ms, handoff_ms = self.timings.pending_engine_ms.pop(msg_id, (0.0, 0.0))
         if method in COMPLETION_METHODS and ok:
             self.timings.latencies_ms.append(total_ms)
             self.timings.engine_ms.append(engine_ms)
             self.timings.overhead_ms.append(max(0.0, total_ms - engine_ms))
+            self.timings.handoff_ms.append(handoff_ms)
 
     def status(self) -> dict:
         state = self.worker.state
@@ -288,6 +293,7 @@ class DiffillServer(LanguageServer):
             "p50_ms": round(statistics.median(lat), 2) if lat else None,
             "engine_ms": [round(x, 3) for x in self.timings.engine_ms],
             "overhead_ms": [round(x, 3) for x in self.timings.overhead_ms],
+            "handoff_ms": [round(x, 3) for x in self.timings.handoff_ms],
             "counters": vars(self.counters).copy(),
             "settings": asdict(self.settings),
             "documents": len(self.docs),

@@ -48,7 +48,10 @@ class Job:
     run: Callable[[Engine, Job], Any]
     future: asyncio.Future
     needs_engine: bool = True
-    engine_ms: float = 0.0
+    engine_ms: float = 0.0  # time in the engine
+    submitted: float = field(default_factory=time.perf_counter)
+    started: float = 0.0  # perf_counter() when the worker took it
+    finished: float = 0.0  # ... and when it handed the result back
     _cancel: threading.Event = field(default_factory=threading.Event)
 
     def cancel(self) -> None:
@@ -135,14 +138,15 @@ class EngineWorker:
             if job.is_cancelled() or job.future.done():
                 self._resolve(job, None, None)
                 continue
-            t0 = time.perf_counter()
+            t0 = job.started = time.perf_counter()
             try:
                 if job.needs_engine and self.engine is None:
                     raise DiffillError(self.state.error or "diffill has no model loaded yet")
                 result, error = job.run(self.engine, job), None
             except Exception as e:  # handed to the awaiting handler, which reports it
                 result, error = None, e
-            job.engine_ms = (time.perf_counter() - t0) * 1000.0
+            job.finished = time.perf_counter()
+            job.engine_ms = (job.finished - t0) * 1000.0
             self._resolve(job, result, error)
 
     @staticmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 from diffill.errors import DiffillError
@@ -43,4 +44,10 @@ def run(args) -> int:
         server.start_tcp(*address)
     else:
         server.start_io()
-    return 0
+    # pygls' stdin reader thread may still block on a read: leave without waiting for it.
+    # Exit code as LSP says: 0 after shutdown + exit, 1 when exit came without shutdown.
+    code = 0 if server.protocol._shutdown else 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(code)

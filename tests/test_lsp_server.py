@@ -1,0 +1,594 @@
+"""End-to-end: `diffill serve` over stdio, driven by pytest-lsp as a real LSP client.
+
+The model is the tiny random checkpoint, so these tests check protocol behaviour (answers, ranges,
+cancellation, caching, errors), never the quality of what is filled in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import inspect
+import json
+import os
+import random
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from lsprotocol import types
+from pygls.exceptions import JsonRpcException
+from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
+from pytest_lsp.client import make_test_lsp_client
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+INVALID_PARAMS = -32602
+REQUEST_CANCELLED = -32800
+REQUEST_FAILED = -32803
+
+SOURCE = '''import os
+
+
+def greet(name):
+    message = "hello " + name
+    return message
+
+
+def total(values):
+    result = 0
+    for v in values:
+        result += v
+    return result
+
+
+class Point:
+    def __init__(self, x, y):
+        self.x = x
+        self.y = y
+
+    def norm(self):
+        
+'''
+
+UNICODE = 's = "\U0001F600 \u4f60\u597d"  # emoji and CJK\nx = len(s)\n'
+
+
+def make_client() -> LanguageClient:
+    client = make_test_lsp_client()
+    client.applied_edits = []
+
+    @client.feature(types.WORKSPACE_APPLY_EDIT)
+    def apply_edit(ls: LanguageClient, params: types.ApplyWorkspaceEditParams):
+        ls.applied_edits.append(params)
+        return types.ApplyWorkspaceEditResult(applied=True)
+
+    return client
+
+
+async def start(model: str, tmp: Path, options: dict | None = None) -> LanguageClient:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "diffill.cli", "serve", "--model", model, "--threads", "1"]
+    client = await ClientServerConfig(server_command=cmd, client_factory=make_client, server_env=env).start()
+    caps = client_capabilities("visual-studio-code")
+    folder = types.WorkspaceFolder(uri=tmp.as_uri(), name="ws")
+    client.init_result = await client.initialize_session(types.InitializeParams(
+        capabilities=caps, initialization_options=options, workspace_folders=[folder]))
+    return client
+
+
+async def stop(client: LanguageClient) -> None:
+    await client.shutdown_session()
+    await client.stop()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def client(tiny_checkpoint, tmp_path_factory):
+    c = await start(str(tiny_checkpoint), tmp_path_factory.mktemp("ws"), {"threshold": 0.5, "unknownKey": 1})
+    yield c
+    await stop(c)
+
+
+_uris = iter(range(10**6))
+
+
+def open_doc(client: LanguageClient, text: str = SOURCE, language: str = "python") -> str:
+    uri = f"file:///tmp/diffill-test-{next(_uris)}.py"
+    client.text_document_did_open(types.DidOpenTextDocumentParams(
+        types.TextDocumentItem(uri=uri, language_id=language, version=1, text=text)))
+    return uri
+
+
+def change(client: LanguageClient, uri: str, version: int, rng: types.Range | None, text: str) -> None:
+    event = (types.TextDocumentContentChangePartial(range=rng, text=text) if rng is not None
+             else types.TextDocumentContentChangeWholeDocument(text=text))
+    client.text_document_did_change(types.DidChangeTextDocumentParams(
+        types.VersionedTextDocumentIdentifier(uri=uri, version=version), [event]))
+
+
+def pos(line: int, character: int) -> types.Position:
+    return types.Position(line=line, character=character)
+
+
+def rng(a: tuple[int, int], b: tuple[int, int]) -> types.Range:
+    return types.Range(pos(*a), pos(*b))
+
+
+async def inline(client, uri, line, character) -> types.InlineCompletionList:
+    return await client.text_document_inline_completion_async(types.InlineCompletionParams(
+        text_document=types.TextDocumentIdentifier(uri), position=pos(line, character),
+        context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Automatic)))
+
+
+async def status(client) -> dict:
+    return await client.workspace_execute_command_async(types.ExecuteCommandParams(command="diffill.status"))
+
+
+async def configure(client, **settings) -> None:
+    client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings={"diffill": settings}))
+    await status(client)  # notifications are handled in order: once status answers, the change is in
+
+
+def send_raw(client, method: str, params, msg_id=None, plain_result=False):
+    """A request with a chosen id (so it can be cancelled), as an asyncio future. With
+    ``plain_result`` the answer stays JSON (lsprotocol's client hook reads any code action that
+    has a ``command`` field as a bare Command)."""
+    msg_id = msg_id or str(uuid.uuid4())
+    future = client.protocol.send_request(method, params, msg_id=msg_id)
+    if plain_result:
+        client.protocol._result_types[msg_id] = None
+    return msg_id, asyncio.wrap_future(future)
+
+
+def send_json(client, method: str, params) -> asyncio.Future:
+    """A request written as raw JSON, for parameters no typed client would produce."""
+    msg_id = str(uuid.uuid4())
+    body = json.dumps({"jsonrpc": "2.0", "id": msg_id, "method": method, "params": params}).encode()
+    future = concurrent.futures.Future()
+    client.protocol._request_futures[msg_id] = future
+    written = client.protocol.writer.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    if inspect.isawaitable(written):
+        asyncio.ensure_future(written)
+    return asyncio.wrap_future(future)
+
+
+async def code_actions(client, uri, selection, only=None) -> list[dict]:
+    params = types.CodeActionParams(types.TextDocumentIdentifier(uri), selection,
+                                    types.CodeActionContext(diagnostics=[], only=only))
+    _, fut = send_raw(client, types.TEXT_DOCUMENT_CODE_ACTION, params, plain_result=True)
+    return await fut
+
+
+def cancel(client, msg_id) -> None:
+    client.protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id=msg_id))
+
+
+async def slow(client) -> None:
+    """Settings under which the tiny model denoises one token per step over a long canvas."""
+    await configure(client, threshold=1.0, maxTokens=600)
+
+
+async def wait_idle(client) -> dict:
+    for _ in range(500):
+        s = await status(client)
+        if s["inflight"] == 0:
+            return s
+        await asyncio.sleep(0.02)
+    raise AssertionError("the server never became idle")
+
+
+async def some_suggestion(client, uri: str, text: str) -> tuple[int, int, str]:
+    """A mid-line cursor where the tiny model suggests something (it is random: try several)."""
+    lines = text.split("\n")
+    for i, line in enumerate(lines):
+        for j in range(2, len(line), 3):
+            result = await inline(client, uri, i, j)
+            if result.items and len(result.items[0].insert_text) >= 2:
+                return i, j, result.items[0].insert_text
+    pytest.fail("the tiny model suggested nothing anywhere")
+
+
+# -- capabilities --------------------------------------------------------------------------
+
+
+async def test_capabilities_advertise_every_feature(client):
+    caps = client.init_result.capabilities
+    sync = caps.text_document_sync
+    assert (sync.change if hasattr(sync, "change") else sync) == types.TextDocumentSyncKind.Incremental
+    assert caps.inline_completion_provider is not None
+    assert caps.completion_provider is not None
+    assert types.CodeActionKind.RefactorRewrite in caps.code_action_provider.code_action_kinds
+    assert set(caps.execute_command_provider.commands) >= {"diffill.infill", "diffill.status"}
+    assert caps.position_encoding in (None, types.PositionEncodingKind.Utf16)
+    assert client.init_result.server_info.name == "diffill"
+
+
+async def test_status_reports_model_adapter_and_latencies(client, tiny_checkpoint):
+    uri = open_doc(client)
+    await inline(client, uri, 4, 20)
+    s = await status(client)
+    assert s["loaded"] and s["error"] is None
+    assert s["model"] == str(tiny_checkpoint)
+    assert "adapter" in s
+    assert s["latencies_ms"] and all(x >= 0 for x in s["latencies_ms"])
+    assert s["p50_ms"] >= 0
+    assert s["settings"]["threshold"] == 0.5  # from initializationOptions; the unknown key was ignored
+
+
+# -- inline completion and completion --------------------------------------------------------
+
+
+async def test_inline_completion_inserts_at_the_cursor(client):
+    uri = open_doc(client)
+    line, character, text = await some_suggestion(client, uri, SOURCE)
+    result = await inline(client, uri, line, character)
+    item = result.items[0]
+    assert item.insert_text == text
+    assert item.range == rng((line, character), (line, character))
+    assert "\n" not in item.insert_text  # mid-line cursor: one line
+
+
+async def test_blank_line_in_a_block_may_get_several_lines_mid_line_gets_one(client):
+    uri = open_doc(client)
+    blank = SOURCE.split("\n").index("        ")
+    multi = await inline(client, uri, blank, 8)
+    single = await inline(client, uri, 4, 12)
+    for result in (multi, single):
+        assert isinstance(result, types.InlineCompletionList)
+    assert all("\n" not in i.insert_text for i in single.items)
+
+
+async def test_completion_item_carries_the_infill_as_a_text_edit(client):
+    uri = open_doc(client)
+    line, character, text = await some_suggestion(client, uri, SOURCE)
+    result = await client.text_document_completion_async(types.CompletionParams(
+        text_document=types.TextDocumentIdentifier(uri), position=pos(line, character)))
+    assert result.is_incomplete
+    (item,) = result.items
+    assert item.text_edit.new_text == text
+    assert item.text_edit.range == rng((line, character), (line, character))
+    assert item.label and item.detail == "diffill"
+
+
+async def test_typing_into_a_suggestion_is_answered_from_the_cache(client):
+    uri = open_doc(client)
+    line, character, text = await some_suggestion(client, uri, SOURCE)
+    before = (await status(client))["counters"]
+    change(client, uri, 2, rng((line, character), (line, character)), text[0])
+    result = await inline(client, uri, line, character + 1)
+    after = (await status(client))["counters"]
+    assert result.items[0].insert_text == text[1:]
+    assert after["model_calls"] == before["model_calls"]
+    assert after["cache_hits"] == before["cache_hits"] + 1
+
+
+async def test_disabled_language_gets_nothing_without_a_model_call(client):
+    uri = open_doc(client)
+    await configure(client, languages=["rust"])
+    try:
+        before = (await status(client))["counters"]["model_calls"]
+        result = await inline(client, uri, 4, 10)
+        actions = await code_actions(client, uri, rng((4, 0), (5, 0)))
+        assert not result.items and not actions
+        assert (await status(client))["counters"]["model_calls"] == before
+    finally:
+        await configure(client, languages=None)
+
+
+# -- code action and the infill command ------------------------------------------------------
+
+
+async def test_code_action_offers_infill_for_a_selection_only(client):
+    uri = open_doc(client)
+    selection = rng((4, 4), (5, 18))
+    (action,) = await code_actions(client, uri, selection)
+    assert action["title"] == "Infill selection (diffill)"
+    assert action["kind"] == "refactor.rewrite"
+    assert action["command"]["command"] == "diffill.infill"
+    assert action["command"]["arguments"] == [{"uri": uri, "range": {"start": {"line": 4, "character": 4},
+                                                                     "end": {"line": 5, "character": 18}}}]
+    assert await code_actions(client, uri, rng((4, 4), (4, 4))) == []
+    assert await code_actions(client, uri, selection, only=["quickfix"]) == []
+    assert len(await code_actions(client, uri, selection, only=["refactor"])) == 1
+
+
+async def _run_infill(client, uri, selection, token=None) -> dict:
+    args = [{"uri": uri, "range": {"start": {"line": selection.start.line, "character": selection.start.character},
+                                   "end": {"line": selection.end.line, "character": selection.end.character}}}]
+    return await client.workspace_execute_command_async(types.ExecuteCommandParams(
+        command="diffill.infill", arguments=args, work_done_token=token))
+
+
+async def test_infill_command_applies_the_edit_and_reports_progress_per_step(client):
+    uri = open_doc(client)
+    selection = rng((10, 4), (12, 0))
+    client.applied_edits.clear()
+    token = "client-token-1"
+    client.progress_reports[token] = []
+    result = await _run_infill(client, uri, selection, token)
+    reports = client.progress_reports[token]
+    assert isinstance(reports[0], types.WorkDoneProgressBegin) and reports[0].cancellable
+    assert isinstance(reports[-1], types.WorkDoneProgressEnd)
+    steps = [r for r in reports if isinstance(r, types.WorkDoneProgressReport)]
+    assert len(steps) >= 1 and all(r.message.startswith("step ") for r in steps)
+    if result["applied"]:
+        assert len(steps) == result["steps"]
+        (params,) = client.applied_edits
+        (doc_edit,) = params.edit.document_changes
+        assert doc_edit.text_document.uri == uri and doc_edit.text_document.version == 1
+        assert doc_edit.edits[0].range == selection
+        assert doc_edit.edits[0].new_text == result["text"]
+    else:  # the random model found nothing valid: the text must be left alone
+        assert result["reason"] and client.applied_edits == []
+
+
+async def test_infill_command_creates_its_own_progress_token_when_the_client_gives_none(client):
+    uri = open_doc(client)
+    known = set(client.progress_reports)
+    await _run_infill(client, uri, rng((4, 4), (5, 0)))
+    (token,) = set(client.progress_reports) - known
+    kinds = [type(r) for r in client.progress_reports[token]]
+    assert kinds[0] is types.WorkDoneProgressBegin and kinds[-1] is types.WorkDoneProgressEnd
+
+
+async def test_infill_is_cancellable_from_the_progress_ui(client):
+    uri = open_doc(client)
+    await slow(client)
+    try:
+        known = set(client.progress_reports)
+        task = asyncio.ensure_future(_run_infill(client, uri, rng((0, 0), (20, 0))))
+        token = None
+        for _ in range(500):
+            new = set(client.progress_reports) - known
+            if new and len(client.progress_reports[next(iter(new))]) >= 2:
+                token = next(iter(new))
+                break
+            await asyncio.sleep(0.01)
+        assert token is not None, "no progress was reported"
+        client.window_work_done_progress_cancel(types.WorkDoneProgressCancelParams(token=token))
+        result = await task
+        assert result == {"applied": False, "reason": "cancelled"}
+        steps = [r for r in client.progress_reports[token] if isinstance(r, types.WorkDoneProgressReport)]
+        assert len(steps) < 200  # the canvas has 256 slots, one committed per step
+    finally:
+        await configure(client, threshold=0.5, maxTokens=None)
+
+
+# -- cancellation and staleness --------------------------------------------------------------
+
+
+def _inline_params(uri, line, character):
+    return types.InlineCompletionParams(
+        text_document=types.TextDocumentIdentifier(uri), position=pos(line, character),
+        context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Invoked))
+
+
+async def test_cancel_request_stops_denoising(client):
+    uri = open_doc(client)
+    await slow(client)
+    try:
+        steps_before = (await wait_idle(client))["counters"]["steps"]
+        msg_id, fut = send_raw(client, types.TEXT_DOCUMENT_INLINE_COMPLETION, _inline_params(uri, 21, 8))
+        await asyncio.sleep(0.2)
+        cancel(client, msg_id)
+        with pytest.raises(JsonRpcException) as err:
+            await fut
+        assert err.value.code == REQUEST_CANCELLED
+        s = await wait_idle(client)
+        assert s["counters"]["steps"] - steps_before < 500  # a full run is 600 steps
+    finally:
+        await configure(client, threshold=0.5, maxTokens=None)
+
+
+async def test_a_new_request_for_a_document_supersedes_the_previous_one(client):
+    uri = open_doc(client)
+    await slow(client)
+    try:
+        before = (await wait_idle(client))["counters"]
+        first = asyncio.ensure_future(inline(client, uri, 21, 8))
+        await asyncio.sleep(0.1)
+        await configure(client, threshold=0.5, maxTokens=8)
+        second = await inline(client, uri, 4, 12)
+        assert not (await first).items
+        assert isinstance(second, types.InlineCompletionList)
+        after = await wait_idle(client)
+        assert after["counters"]["superseded"] == before["superseded"] + 1
+    finally:
+        await configure(client, threshold=0.5, maxTokens=None)
+
+
+async def test_a_result_for_an_older_version_is_dropped(client):
+    uri = open_doc(client)
+    await slow(client)
+    try:
+        before = (await wait_idle(client))["counters"]
+        request = asyncio.ensure_future(inline(client, uri, 21, 8))
+        await asyncio.sleep(0.1)
+        change(client, uri, 2, rng((0, 0), (0, 0)), "# edited\n")
+        assert not (await request).items
+        after = await wait_idle(client)
+        assert after["counters"]["stale_dropped"] == before["stale_dropped"] + 1
+    finally:
+        await configure(client, threshold=0.5, maxTokens=None)
+
+
+# -- positions ---------------------------------------------------------------------------------
+
+
+async def test_utf16_positions_on_lines_with_emoji_and_cjk(client):
+    uri = open_doc(client, UNICODE)
+    line0 = UNICODE.split("\n")[0]
+    end16 = len(line0.encode("utf-16-le")) // 2
+    assert end16 == len(line0) + 1  # the emoji is two UTF-16 units
+    after_cjk = line0.index("\u597d") + 2  # one past the CJK pair, in UTF-16 units (+1 for the emoji)
+    result = await inline(client, uri, 0, after_cjk)
+    assert all(i.range == rng((0, after_cjk), (0, after_cjk)) for i in result.items)
+    # a character past the end of the line means the end of the line
+    clamped = await inline(client, uri, 0, end16 + 40)
+    assert all(i.range == rng((0, end16), (0, end16)) for i in clamped.items)
+    # an incremental edit after the emoji lands after it: replace "你好" by "ok"
+    start16 = line0.index("\u4f60") + 1
+    change(client, uri, 2, rng((0, start16), (0, start16 + 2)), "ok")
+    client.applied_edits.clear()
+    selection = rng((0, start16), (0, start16 + 2))
+    result = await _run_infill(client, uri, selection)
+    if result["applied"]:
+        assert client.applied_edits[0].edit.document_changes[0].edits[0].range == selection
+    (action,) = await code_actions(client, uri, selection)
+    assert action["command"]["arguments"][0]["range"]["end"]["character"] == start16 + 2
+
+
+# -- errors ------------------------------------------------------------------------------------
+
+
+async def test_unknown_document_is_an_invalid_params_error(client):
+    with pytest.raises(JsonRpcException) as err:
+        await inline(client, "file:///nowhere/never-opened.py", 0, 0)
+    assert err.value.code == INVALID_PARAMS and "not open" in err.value.message
+
+
+async def test_position_past_the_end_is_an_invalid_params_error(client):
+    uri = open_doc(client)
+    with pytest.raises(JsonRpcException) as err:
+        await inline(client, uri, 999, 0)
+    assert err.value.code == INVALID_PARAMS and "outside the document" in err.value.message
+
+
+async def test_reversed_range_is_an_invalid_params_error(client):
+    uri = open_doc(client)
+    backwards = rng((5, 0), (4, 0))
+    with pytest.raises(JsonRpcException) as err:
+        await code_actions(client, uri, backwards)
+    assert err.value.code == INVALID_PARAMS and "ends before it starts" in err.value.message
+    with pytest.raises(JsonRpcException) as err:
+        await _run_infill(client, uri, backwards)
+    assert err.value.code == INVALID_PARAMS and "ends before it starts" in err.value.message
+
+
+async def test_malformed_parameters_are_answered_not_ignored(client):
+    uri = open_doc(client)
+    bad = {"textDocument": {"uri": uri}, "position": {"line": "three", "character": 0}}
+    fut = send_json(client, types.TEXT_DOCUMENT_INLINE_COMPLETION, bad)
+    with pytest.raises(JsonRpcException) as err:
+        await asyncio.wait_for(fut, 30)
+    assert err.value.code == INVALID_PARAMS and "line" in err.value.message
+    for args in ([], [{"uri": uri}], ["x", "y"]):
+        with pytest.raises(JsonRpcException) as err:
+            await client.workspace_execute_command_async(types.ExecuteCommandParams(
+                command="diffill.infill", arguments=args))
+        assert err.value.code == INVALID_PARAMS and "diffill.infill takes one argument" in err.value.message
+    assert (await status(client))["loaded"]
+
+
+async def test_bad_setting_values_are_logged_and_the_old_values_kept(client):
+    client.log_messages.clear()
+    await configure(client, threshold="high", maxTokens=-3, constraint=True, somethingNew=[1])
+    s = await status(client)
+    assert s["settings"]["threshold"] == 0.5 and s["settings"]["max_tokens"] is None
+    texts = [m.message for m in client.log_messages if m.type == types.MessageType.Warning]
+    assert any("threshold" in t for t in texts) and any("maxTokens" in t for t in texts)
+    assert not any("somethingNew" in t for t in texts)
+
+
+async def test_missing_model_says_so_and_how_to_fix_it(client, tiny_checkpoint, tmp_path):
+    uri = open_doc(client)
+    client.messages.clear()
+    await configure(client, model=str(tmp_path / "no-model-here"))
+    try:
+        with pytest.raises(JsonRpcException) as err:
+            await inline(client, uri, 4, 10)
+        assert err.value.code == REQUEST_FAILED
+        assert "model folder not found" in err.value.message and "diffill.model" in err.value.message
+        s = await status(client)
+        assert not s["loaded"] and "diffill.model" in s["error"]
+        assert any("diffill.model" in m.message for m in client.messages)
+    finally:
+        await configure(client, model=str(tiny_checkpoint))
+    assert isinstance(await inline(client, uri, 4, 10), types.InlineCompletionList)
+    assert (await status(client))["loaded"]
+
+
+# -- stress ------------------------------------------------------------------------------------
+
+
+def _rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+async def test_stress_500_mixed_requests(client):
+    rnd = random.Random(7)
+    uris = [open_doc(client) for _ in range(3)]
+    versions = dict.fromkeys(uris, 1)
+    texts = dict.fromkeys(uris, SOURCE)
+    await configure(client, threshold=0.5, maxTokens=12)
+    pid = client._server.pid
+    futures, cancelled_ids = [], set()
+
+    def random_position(uri):
+        lines = texts[uri].split("\n")
+        line = rnd.randrange(len(lines))
+        return line, rnd.randint(0, len(lines[line]))
+
+    async def round_of(n):
+        for _ in range(n):
+            uri = rnd.choice(uris)
+            kind = rnd.random()
+            line, character = random_position(uri)
+            if kind < 0.15:  # a random edit: insert or delete a little text
+                versions[uri] += 1
+                lines = texts[uri].split("\n")
+                text = rnd.choice(["x", "(", "\n", "  ", "\u00e9", ""])
+                end = (line, min(len(lines[line]), character + rnd.randint(0, 3)))
+                offset = sum(len(ln) + 1 for ln in lines[:line])
+                texts[uri] = texts[uri][: offset + character] + text + texts[uri][offset + end[1]:]
+                change(client, uri, versions[uri], rng((line, character), end), text)
+                continue
+            if kind < 0.2:
+                client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings={"diffill": {
+                    "threshold": rnd.choice([0.3, 0.5, 0.9]), "constraint": rnd.random() < 0.5,
+                    "maxTokens": rnd.choice([4, 8, 12])}}))
+                continue
+            if kind < 0.55:
+                method, params = types.TEXT_DOCUMENT_INLINE_COMPLETION, _inline_params(uri, line, character)
+            elif kind < 0.75:
+                method, params = types.TEXT_DOCUMENT_COMPLETION, types.CompletionParams(
+                    types.TextDocumentIdentifier(uri), pos(line, character))
+            elif kind < 0.9:
+                method, params = types.TEXT_DOCUMENT_CODE_ACTION, types.CodeActionParams(
+                    types.TextDocumentIdentifier(uri), rng((max(0, line - 1), 0), (line, character)),
+                    types.CodeActionContext(diagnostics=[]))
+            else:
+                method, params = types.WORKSPACE_EXECUTE_COMMAND, types.ExecuteCommandParams(command="diffill.status")
+            msg_id, fut = send_raw(client, method, params)
+            futures.append((msg_id, fut))
+            if rnd.random() < 0.2:
+                await asyncio.sleep(rnd.random() * 0.005)
+                cancel(client, msg_id)
+                cancelled_ids.add(msg_id)
+            if rnd.random() < 0.3:
+                await asyncio.sleep(0.002)
+
+    await round_of(60)  # warm up: the first answers allocate what later ones reuse
+    await asyncio.gather(*(f for _, f in futures), return_exceptions=True)
+    rss_before = _rss_kb(pid)
+    await round_of(500)
+    outcomes = await asyncio.wait_for(asyncio.gather(*(f for _, f in futures), return_exceptions=True), 120)
+    answered = cancelled = 0
+    for (msg_id, _), outcome in zip(futures, outcomes):
+        if isinstance(outcome, JsonRpcException):
+            assert outcome.code == REQUEST_CANCELLED and msg_id in cancelled_ids, outcome
+            cancelled += 1
+        else:
+            assert not isinstance(outcome, BaseException), outcome
+            answered += 1
+    assert answered + cancelled == len(futures) and len(futures) > 400
+    s = await wait_idle(client)
+    assert s["loaded"]
+    growth_mb = (_rss_kb(pid) - rss_before) / 1024
+    assert growth_mb < 50, f"resident memory grew by {growth_mb:.1f} MB"
+    await configure(client, threshold=0.5, maxTokens=None, constraint=True)

@@ -1,0 +1,84 @@
+"""The engine worker thread (lsp_server/worker.py), with a stand-in engine."""
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from diffill.errors import DiffillError
+from lsp_server.worker import EngineWorker
+
+
+class FakeEngine:
+    def __init__(self, config):
+        if config.model == "missing":
+            raise DiffillError("model folder not found: missing")
+        self.config = config
+        self.thread = None
+
+    def info(self):
+        return {"model": self.config.model, "parameters": 1}
+
+
+async def test_jobs_run_in_the_worker_thread_not_the_event_loop():
+    worker = EngineWorker(factory=FakeEngine)
+    assert (await worker.load("m", None).future).loaded
+    job = worker.submit(lambda engine, job: threading.current_thread().name)
+    assert await job.future == "diffill-engine"
+    assert job.engine_ms >= 0
+    worker.stop()
+
+
+async def test_missing_model_fails_requests_with_the_reason_and_how_to_fix_it():
+    worker = EngineWorker(factory=FakeEngine)
+    state = await worker.load("missing", None).future
+    assert not state.loaded and "model folder not found" in state.error and "diffill.model" in state.error
+    with pytest.raises(DiffillError, match="model folder not found"):
+        await worker.submit(lambda engine, job: 1).future
+    worker.stop()
+
+
+async def test_a_job_cancelled_before_it_starts_is_skipped():
+    worker = EngineWorker(factory=FakeEngine)
+    await worker.load("m", None).future
+    gate = threading.Event()
+    first = worker.submit(lambda engine, job: gate.wait(5))
+    ran = []
+    second = worker.submit(lambda engine, job: ran.append(1))
+    second.cancel()
+    gate.set()
+    assert await first.future is True
+    assert await second.future is None and ran == []
+    worker.stop()
+
+
+async def test_errors_in_a_job_reach_the_caller_and_the_worker_lives_on():
+    worker = EngineWorker(factory=FakeEngine)
+    await worker.load("m", None).future
+
+    def boom(engine, job):
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        await worker.submit(boom).future
+    assert await worker.submit(lambda engine, job: engine.config.model).future == "m"
+    worker.stop()
+
+
+async def test_cancel_flag_is_visible_to_the_running_job():
+    worker = EngineWorker(factory=FakeEngine)
+    await worker.load("m", None).future
+    started = threading.Event()
+
+    def run(engine, job):
+        started.set()
+        while not job.is_cancelled():
+            time.sleep(0.001)
+        return "stopped"
+
+    job = worker.submit(run)
+    await asyncio.get_running_loop().run_in_executor(None, started.wait, 5)
+    job.cancel()
+    assert await job.future == "stopped"
+    worker.stop()
