@@ -306,3 +306,26 @@ def test_restart_starts_a_new_server_that_attaches_to_the_open_buffer(nvim):
     assert len(ids) == 1
     nvim.send(f"<Esc>{COMMENT_ROW}GA,")  # and the new server answers
     assert nvim.wait(lambda: ghost_text(nvim.state()), "ghost text from the new server")
+
+
+def test_options_merge_vim_g_diffill_then_setup_and_reject_bad_values(tmp_path):
+    script = tmp_path / "options.lua"
+    script.write_text(r"""
+vim.opt.runtimepath:prepend(vim.env.DIFFILL_PLUGIN)
+vim.g.diffill = { debounce_ms = 77, keymaps = { accept = '<C-y>' } }
+local config = require('diffill.config')
+local out = { from_g = vim.deepcopy(config.options) }
+require('diffill').setup({ debounce_ms = 5, keymaps = { next = false } })
+out.after_setup = vim.deepcopy(config.options)
+out.bad = select(2, pcall(require('diffill').setup, { debounce_ms = 'soon' }))
+io.stdout:write(vim.json.encode(out))
+""")
+    done = subprocess.run([NVIM, "--headless", "--clean", "-l", str(script)], capture_output=True, text=True,
+                          timeout=60, env=dict(os.environ, DIFFILL_PLUGIN=str(PLUGIN)))
+    out = json.loads(done.stdout)
+    assert out["from_g"]["debounce_ms"] == 77
+    assert out["from_g"]["keymaps"] == {"accept": "<C-y>", "dismiss": "<C-]>", "next": "<M-]>", "prev": "<M-[>",
+                                        "trigger": "<M-\\>"}
+    assert out["after_setup"]["debounce_ms"] == 5
+    assert out["after_setup"]["keymaps"]["accept"] == "<C-y>" and out["after_setup"]["keymaps"]["next"] is False
+    assert "debounce_ms: expected number" in out["bad"]

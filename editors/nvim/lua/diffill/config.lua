@@ -30,8 +30,6 @@ M.defaults = {
   },
 }
 
----@type diffill.Options
-M.options = vim.deepcopy(M.defaults)
 
 --- Merges `opts` (and `vim.g.diffill`) over the defaults and validates the result.
 ---@param opts? table
@@ -62,5 +60,8 @@ function M.use_native()
   end
   return native and vim.lsp.inline_completion ~= nil
 end
+
+---@type diffill.Options
+M.options = M.set() -- picks up vim.g.diffill; setup() may override later
 
 return M
