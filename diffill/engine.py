@@ -68,6 +68,7 @@ class InfillResult:
     multiline: bool
     cancelled: bool = False
     raw: str = ""  # the sampler's text before post-processing
+    syntax: str = "unconstrained"  # the syntax guard's verdict: valid | repaired | truncated | empty
 
     def as_json(self) -> dict:
         return {"text": self.text, "start": self.start, "end": self.end, "steps": self.steps,
@@ -186,15 +187,17 @@ class Engine:
                 raw = self.tok.decode(out.tokens)
                 ctx = HoleContext(r.text[: r.start], r.text[r.end :], plans[i][0])
                 text = postprocess(raw, ctx) if (out.complete or raw) else ""
+                row_ms, syntax = ms, "unconstrained"
                 if k in guards:
                     t1 = time.perf_counter()
                     text = self._keep_valid(guards[k], rows[k], budget, cfg, out.tokens, text, ctx,
                                             None if was_cancelled else cancelled)
-                    ms += (time.perf_counter() - t1) * 1000.0
+                    row_ms += (time.perf_counter() - t1) * 1000.0
+                    syntax = guards[k].outcome
                 results[i] = InfillResult(text=text, start=r.start, end=r.end, steps=out.steps,
                                           forward_passes=out.forward_passes, tokens=len(out.tokens),
-                                          latency_ms=ms, multiline=plans[i][0],
-                                          cancelled=was_cancelled, raw=raw)
+                                          latency_ms=row_ms, multiline=plans[i][0],
+                                          cancelled=was_cancelled, raw=raw, syntax=syntax)
         return results  # type: ignore[return-value]
 
     def _guards(self, reqs: list[InfillRequest]) -> dict[int, HoleGuard]:

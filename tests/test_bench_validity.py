@@ -24,6 +24,7 @@ def test_constrained_run_is_always_valid_and_figures_are_complete(tiny_engine, t
     assert out["constrained"]["validity"] == 1.0
     assert set(out["unconstrained"]) == {"validity", "exact_match", "p50_ms"}
     assert out["overhead"] is not None and out["cases"] == 10
+    assert sum(out["outcomes"].values()) == 10 and set(out["outcomes"]) <= {"valid", "repaired", "truncated", "empty"}
     assert tiny_engine.config.constrained  # restored
 
 

@@ -193,6 +193,7 @@ def test_constrained_engine_results_are_always_valid_on_a_random_model(tiny_engi
     for r, c, f in zip(reqs, constrained, free):
         check = HoleChecker(grammar("python"), text[: r.start], text[r.end :])
         assert check.is_valid(c.text), (c.raw, c.text)
+        assert c.syntax in ("valid", "repaired", "truncated", "empty") and f.syntax == "unconstrained"
         invalid_free += not check.is_valid(f.text)
     assert invalid_free > 0  # the random model alone does break the code
 

@@ -103,6 +103,7 @@ def compare(engine, holes: list[Hole]) -> dict:
 
     runs = {True: {"valid": 0, "exact": 0, "ms": []}, False: {"valid": 0, "exact": 0, "ms": []}}
     by_kind: dict[str, dict] = {}
+    outcomes: dict[str, int] = {}
     python = grammar("python")
     for h in holes[:2]:  # warm-up: allocator, thread pool
         engine.infill(request(h))
@@ -114,6 +115,8 @@ def compare(engine, holes: list[Hole]) -> dict:
             r = engine.infill(request(h))
             ms = (time.perf_counter() - t0) * 1000.0
             valid, exact = check.is_valid(r.text), _normal(r.text) == _normal(h.target)
+            if constrained:
+                outcomes[r.syntax] = outcomes.get(r.syntax, 0) + 1
             run = runs[constrained]
             run["valid"] += valid
             run["exact"] += exact
@@ -138,6 +141,7 @@ def compare(engine, holes: list[Hole]) -> dict:
                           "unconstrained": {"validity": v["unconstrained"][0] / max(1, v["cases"]),
                                             "exact_match": v["unconstrained"][1] / max(1, v["cases"])}}
                       for k, v in by_kind.items()}
+    out["outcomes"] = outcomes  # the constrained run's guard verdicts: valid, repaired, truncated, empty
     out["cases"] = len(holes)
     return out
 
@@ -237,6 +241,7 @@ def run(args) -> int:
         print(f"{name:14} {r['validity']:9.3f} {r['exact_match']:7.3f} {r['p50_ms']:8.1f}")
     print(f"overhead {out['overhead']:+.1%}   incremental check on a {out['check_file_lines']}-line file: "
           f"{out['check_ms']:.3f} ms (p95 {out['check_p95_ms']:.3f})")
+    print("constrained outcomes: " + ", ".join(f"{k} {v}" for k, v in sorted(out["outcomes"].items())))
     for kind, v in out["by_kind"].items():
         print(f"  {kind:11} {v['cases']:4d} holes  valid {v['constrained']['validity']:.2f} / "
               f"{v['unconstrained']['validity']:.2f}  exact {v['constrained']['exact_match']:.2f} / "
