@@ -190,7 +190,7 @@ def _empty_block_query(language: ts.Language) -> ts.Query:
 class HoleChecker:
     """Checks candidate fills of the hole between ``prefix`` and ``suffix`` (the whole document)."""
 
-    def __init__(self, grammar: Grammar, prefix: str | bytes, suffix: str | bytes):
+    def __init__(self, grammar: Grammar, prefix: str | bytes, suffix: str | bytes, window: bool = True):
         self.grammar = grammar
         self.parser = grammar.parser()
         prefix, suffix = _as_bytes(prefix), _as_bytes(suffix)
@@ -200,7 +200,13 @@ class HoleChecker:
         # Parse once, then keep only the top-level constructs around the hole: later checks
         # reparse this slice, so their cost does not grow with the file.
         data = prefix + suffix
-        cut_lo, cut_hi = _window(self.parser.parse(data), data, lo, hi, grammar.name == "python")
+        cut_lo, cut_hi = _window(self.parser.parse(data), data, lo, hi, grammar.name == "python") \
+            if window else (0, len(data))
+        # the slice is cut where the document *without* the fill has its constructs; a fill can
+        # join lines beyond it (reopen a dict whose first line was the hole), so a verdict of
+        # "invalid" is confirmed on the whole document
+        self._document = (prefix, suffix) if (cut_lo, cut_hi) != (0, len(data)) else None
+        self._whole: HoleChecker | None = None
         self.offset = cut_lo  # document offset of the slice
         self.prefix, self.suffix = prefix[cut_lo:], suffix[: cut_hi - len(prefix)]
         self.hole = len(self.prefix)
@@ -224,7 +230,7 @@ class HoleChecker:
     # -- public ----------------------------------------------------------------------------
 
     def errors(self, fill: str | bytes) -> list[SyntaxError_]:
-        """New error nodes that overlap the fill's lines, in document byte offsets."""
+        """New error nodes at or after the fill's lines in the slice, in document byte offsets."""
         fill = _as_bytes(fill)
         hit = self._cache.get(fill)
         if hit is not None:
@@ -237,7 +243,15 @@ class HoleChecker:
         return found
 
     def is_valid(self, fill: str | bytes) -> bool:
-        return not self.errors(fill)
+        """The verdict: ``errors`` (fast, on the slice, what steering uses), confirmed on the
+        whole document when the slice finds any."""
+        if not self.errors(fill):
+            return True
+        if self._document is None:
+            return False
+        if self._whole is None:
+            self._whole = HoleChecker(self.grammar, *self._document, window=False)
+        return self._whole.is_valid(fill)
 
     def fill_regions(self, fill: str | bytes) -> list[tuple[int, int]]:
         """The new errors as byte ranges inside the fill (clamped; a zero-width range marks an

@@ -119,3 +119,11 @@ def test_a_large_class_is_narrowed_to_the_method_around_the_hole():
     assert len(check.prefix) + len(check.suffix) < 500
     assert check.is_valid("y * 2") and not check.is_valid("y * ")
     assert check.is_valid("y\n        z = 1")  # the slice keeps the method's indentation
+
+
+def test_a_fill_that_rejoins_lines_beyond_the_slice_is_judged_on_the_whole_document():
+    entries = "".join(f"    'k{i}': {i},\n" for i in range(40))
+    funcs = "".join(f"def f{i}(x):\n    return x + {i}\n\n\n" for i in range(40))
+    check = hole(funcs + "<|>\n" + entries + "}\n\n\n" + funcs)
+    assert check.is_valid("TABLE = {")  # the original line: the dict is whole again
+    assert not check.is_valid("TABLE = {{")

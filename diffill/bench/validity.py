@@ -104,11 +104,13 @@ def compare(engine, holes: list[Hole]) -> dict:
     runs = {True: {"valid": 0, "exact": 0, "ms": []}, False: {"valid": 0, "exact": 0, "ms": []}}
     by_kind: dict[str, dict] = {}
     outcomes: dict[str, int] = {}
+    targets_valid = 0
     python = grammar("python")
     for h in holes[:2]:  # warm-up: allocator, thread pool
         engine.infill(request(h))
     for n, h in enumerate(holes):
         check = HoleChecker(python, h.text[: h.at], h.text[h.at :])
+        targets_valid += check.is_valid(h.target)  # the check must accept the original code
         for constrained in ((True, False) if n % 2 == 0 else (False, True)):
             engine.config.constrained = constrained
             t0 = time.perf_counter()
@@ -142,6 +144,7 @@ def compare(engine, holes: list[Hole]) -> dict:
                                             "exact_match": v["unconstrained"][1] / max(1, v["cases"])}}
                       for k, v in by_kind.items()}
     out["outcomes"] = outcomes  # the constrained run's guard verdicts: valid, repaired, truncated, empty
+    out["target_validity"] = round(targets_valid / total, 4)
     out["cases"] = len(holes)
     return out
 
@@ -241,6 +244,7 @@ def run(args) -> int:
         print(f"{name:14} {r['validity']:9.3f} {r['exact_match']:7.3f} {r['p50_ms']:8.1f}")
     print(f"overhead {out['overhead']:+.1%}   incremental check on a {out['check_file_lines']}-line file: "
           f"{out['check_ms']:.3f} ms (p95 {out['check_p95_ms']:.3f})")
+    print(f"the check accepts {out['target_validity']:.1%} of the original fills")
     print("constrained outcomes: " + ", ".join(f"{k} {v}" for k, v in sorted(out["outcomes"].items())))
     for kind, v in out["by_kind"].items():
         print(f"  {kind:11} {v['cases']:4d} holes  valid {v['constrained']['validity']:.2f} / "
