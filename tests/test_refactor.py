@@ -137,6 +137,14 @@ def test_invalid_fills_are_rejected_and_never_written(tmp_path):
     assert contents(root) == before
 
 
+def test_a_fill_that_adds_an_error_anywhere_in_the_file_is_rejected(tmp_path):
+    f = tmp_path / "a.py"
+    f.write_text(CALC_PY)
+    summary, _ = run([tmp_path], FakeEngine(fill=",_,__"), write=True)  # MISSING node on the header line
+    assert (summary.filled, summary.rejected, summary.written) == (0, 2, 0)
+    assert f.read_text() == CALC_PY
+
+
 def test_fills_that_are_still_placeholders_are_rejected(tmp_path):
     (tmp_path / "a.py").write_text("def f():\n    ...\n")
     summary, _ = run([tmp_path], FakeEngine(fill="pass"), write=True)

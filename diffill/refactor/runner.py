@@ -25,7 +25,7 @@ from diffill.refactor.selection import (
     newline_of,
     still_a_hole,
 )
-from diffill.refactor.syntax import fill_is_valid
+from diffill.refactor.syntax import fill_is_valid, syntax_errors
 from diffill.refactor.writing import WriteSkipped, write_atomic
 
 log = logging.getLogger(__name__)
@@ -136,24 +136,39 @@ def _rejection(fill: str, lang: str) -> str | None:
     return None
 
 
+def _compose(snap: Snapshot, regions: list[Region], fills: list[str | None],
+             keep: list[bool]) -> tuple[str, list[tuple[int, int, int]]]:
+    """The file with the kept fills in place, and (region index, start, end) of each fill in it."""
+    parts, spans, cursor, size = [], [], 0, 0
+    for i, (r, f) in enumerate(zip(regions, fills)):
+        if not keep[i] or f is None:
+            continue
+        head = snap.text[cursor : r.start] + r.lead
+        parts += [head, f, r.trail]
+        size += len(head)
+        spans.append((i, size, size + len(f)))
+        size += len(f) + len(r.trail)
+        cursor = r.end
+    return "".join(parts) + snap.text[cursor:], spans
+
+
 def apply_fills(snap: Snapshot, regions: list[Region], fills: list[str | None]) -> tuple[str, int]:
-    """The file with every valid fill applied, and how many fills were kept. A fill is kept when,
-    with all other kept fills in place, it brings no new syntax error; invalid ones are dropped
-    until the rest hold together."""
+    """The file with every valid fill applied, and how many fills were kept.
+
+    A fill is kept when, with the other kept fills in place, it brings no new syntax error near
+    it (``grammar.validity``) and the file as a whole has no more error nodes than before; fills
+    that fail are dropped until the rest hold together."""
     keep = [f is not None and _rejection(f, snap.lang) is None for f in fills]
+    baseline = syntax_errors(snap.text, snap.lang)
     while True:
-        parts, spans, cursor, size = [], [], 0, 0
-        for i, (r, f) in enumerate(zip(regions, fills)):
-            if not keep[i]:
-                continue
-            head = snap.text[cursor : r.start] + r.lead
-            parts += [head, f, r.trail]  # type: ignore[list-item]
-            size += len(head)
-            spans.append((i, size, size + len(f)))  # type: ignore[arg-type]
-            size += len(f) + len(r.trail)  # type: ignore[arg-type]
-            cursor = r.end
-        text = "".join(parts) + snap.text[cursor:]
+        text, spans = _compose(snap, regions, fills, keep)
         bad = [i for i, a, b in spans if not fill_is_valid(text[:a], text[a:b], text[b:], snap.lang)]
+        if not bad and spans and syntax_errors(text, snap.lang) > baseline:
+            # an error the local check did not see: drop the fills that bring one on their own
+            alone = [[j == i for j in range(len(keep))] for i, _, _ in spans]
+            bad = [i for (i, _, _), only in zip(spans, alone)
+                   if syntax_errors(_compose(snap, regions, fills, only)[0], snap.lang) > baseline]
+            bad = bad or [i for i, _, _ in spans]  # each is fine alone, together they are not
         if not bad:
             return text, len(spans)
         for i in bad:

@@ -39,3 +39,15 @@ def fill_is_valid(prefix: str, fill: str, suffix: str, lang: str) -> bool:
     """Whether ``prefix + fill + suffix`` has no new syntax error on or below the fill's lines
     (``grammar.validity``'s rule: errors the document already had elsewhere are ignored)."""
     return HoleChecker(registry.grammar(lang), prefix, suffix).is_valid(fill)
+
+
+def syntax_errors(text: str, lang: str) -> int:
+    """How many ERROR and MISSING nodes the whole document has."""
+    count = 0
+    stack = [parse(text, lang).root_node]
+    while stack:
+        node = stack.pop()
+        if node.is_error or node.is_missing:
+            count += 1
+        stack.extend(c for c in node.children if c.has_error or c.is_missing)
+    return count
