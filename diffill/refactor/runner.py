@@ -152,8 +152,8 @@ def _compose(snap: Snapshot, regions: list[Region], fills: list[str | None],
     return "".join(parts) + snap.text[cursor:], spans
 
 
-def apply_fills(snap: Snapshot, regions: list[Region], fills: list[str | None]) -> tuple[str, int]:
-    """The file with every valid fill applied, and how many fills were kept.
+def apply_fills(snap: Snapshot, regions: list[Region], fills: list[str | None]) -> tuple[str, list[int]]:
+    """The file with every valid fill applied, and the indices of the regions whose fill was kept.
 
     A fill is kept when, with the other kept fills in place, it brings no new syntax error near
     it (``grammar.validity``) and the file as a whole has no more error nodes than before; fills
@@ -170,7 +170,7 @@ def apply_fills(snap: Snapshot, regions: list[Region], fills: list[str | None]) 
                    if syntax_errors(_compose(snap, regions, fills, only)[0], snap.lang) > baseline]
             bad = bad or [i for i, _, _ in spans]  # each is fine alone, together they are not
         if not bad:
-            return text, len(spans)
+            return text, [i for i, _, _ in spans]
         for i in bad:
             keep[i] = False
 
@@ -267,8 +267,9 @@ def run_refactor(config: RefactorConfig, engine_factory: EngineFactory,
     for i, n in enumerate(remaining):
         if n == 0:
             finish(i)
-    bar = tqdm(total=len(jobs), unit="region", desc="refactor", disable=not config.progress or not jobs,
-               dynamic_ncols=True, leave=False)
+    show_bar = config.progress and bool(jobs)
+    bar = tqdm(total=len(jobs), unit="region", desc="refactor", dynamic_ncols=True, leave=False,
+               disable=None if show_bar else True)  # None: only when stderr is a terminal
     try:
         for done in _filled(engine_factory, _chunks(jobs, config.batch_size), config.jobs) if jobs else ():
             for (i, j), text in done:
@@ -285,8 +286,11 @@ def run_refactor(config: RefactorConfig, engine_factory: EngineFactory,
 
 
 def _finish(snap: Snapshot, regions: list[Region], fills: list[str | None], write: bool) -> FileOutcome:
-    new, kept = apply_fills(snap, regions, fills) if regions else (snap.text, 0)
-    outcome = FileOutcome(snap.path, snap.text, new, len(regions), kept, len(regions) - kept)
+    new, kept = apply_fills(snap, regions, fills) if regions else (snap.text, [])
+    for j in sorted(set(range(len(regions))) - set(kept)):
+        log.info("%s:%d: %s fill rejected: %s", snap.path, regions[j].line, regions[j].kind,
+                 _rejection(fills[j] or "", snap.lang) or "not valid syntax")
+    outcome = FileOutcome(snap.path, snap.text, new, len(regions), len(kept), len(regions) - len(kept))
     if write and new != snap.text:
         try:
             write_atomic(snap, new)
