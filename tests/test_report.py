@@ -27,7 +27,9 @@ SPEED = {"results": [
     "model": "diffill-base", "threads": 2}
 VALIDITY = {"constrained": {"validity": 1.0, "exact_match": 0.21, "p50_ms": 44.0},
             "unconstrained": {"validity": 0.83, "exact_match": 0.20, "p50_ms": 39.0},
-            "overhead": 0.128, "grammars": {"python": True, "go": False}}
+            "overhead": 0.128, "grammars": {"python": True, "go": False},
+            "by_kind": {"block": {"cases": 3, "constrained": {"validity": 1.0, "exact_match": 0.0},
+                                  "unconstrained": {"validity": 0.67, "exact_match": 0.0}}}}
 HELDOUT = {"line_infill_exact_match": 0.26, "masked_token_accuracy": 0.5, "cases": 500, "model": "m"}
 HELDOUT_BASE = {"line_infill_exact_match": 0.22, "masked_token_accuracy": 0.48, "cases": 500, "model": "m"}
 ADAPT = {"before": {"line_infill_exact_match": 0.18}, "after": {"line_infill_exact_match": 0.25},
@@ -61,6 +63,7 @@ def test_every_plot_is_drawn_from_the_benches_json(inputs):
     assert "not measured" not in page
     assert "threshold_cache" in page and "Latency overhead of the constraint" in page
     assert "pass@1" in page
+    assert "<td>block</td>" in page  # validity by span kind
 
 
 def test_latency_histogram_shows_the_default_setting_of_the_speed_results(inputs, tmp_path):

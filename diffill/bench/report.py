@@ -322,8 +322,14 @@ def validity_section(f: Figures) -> str:
              off.get("p50_ms", "")]]
     html = _figure(plot, f"Source: {f.source['validity']}.")
     html += _table(["", "validity", "exact match", "p50 ms"], rows)
-    if "overhead" in v:
-        html += f"<p>Latency overhead of the constraint: <strong>{_num(v['overhead'])}</strong>.</p>"
+    if v.get("overhead") is not None:
+        html += ("<p>Latency overhead of the constraint (p50 constrained / unconstrained - 1): "
+                 f"<strong>{_num(v['overhead'])}</strong>.</p>")
+    if v.get("by_kind"):
+        html += _table(["span kind", "cases", "validity on", "validity off", "exact on", "exact off"],
+                       [[k, d.get("cases", ""), d["constrained"]["validity"],
+                         d["unconstrained"]["validity"], d["constrained"]["exact_match"],
+                         d["unconstrained"]["exact_match"]] for k, d in v["by_kind"].items()])
     if v.get("grammars"):
         html += _table(["grammar", "self-check passed"], [[k, bool(ok)] for k, ok in v["grammars"].items()])
     return html
