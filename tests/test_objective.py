@@ -27,12 +27,20 @@ def test_only_eligible_positions_are_masked(tok):
     rng = np.random.default_rng(0)
     ex = Example(ids=list(range(10, 30)), eligible=[i % 3 == 0 for i in range(20)])
     for _ in range(20):
-        b = noise_batch([ex], tok, rng)
+        b = noise_batch([ex], tok, rng, t=np.array([0.6]))
         el = torch.tensor(ex.eligible + [False] * (b.masked.shape[1] - 20))
         assert not (b.masked[0] & ~el).any()
         assert b.masked.any()
         assert (b.input_ids[b.masked] == tok.mask_id).all()
         assert torch.equal(b.input_ids[~b.masked], b.targets[~b.masked])
+
+
+def test_t_is_stratified_over_the_batch():
+    from model.objective import EPS, stratified_t
+
+    t = np.sort(stratified_t(8, np.random.default_rng(0)))
+    assert EPS <= t[0] and t[-1] <= 1.0
+    assert np.all(np.diff(t) == pytest.approx((1 - EPS) / 8))
 
 
 def test_mask_rate_follows_t(tok):
