@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import threading
 import time
 from typing import Any
 
@@ -36,6 +37,29 @@ class MalformedRequest:
     message: str
 
 
+class _TimedWriter:
+    """Calls this thread's pending ``before(now)`` hook just before a write."""
+
+    def __init__(self, writer, times: threading.local):
+        self._writer, self._times = writer, times
+
+    def write(self, data: bytes):
+        before = getattr(self._times, "before", None)
+        if before is not None:
+            self._times.before = None
+            try:
+                before(time.perf_counter())
+            except Exception:  # timing must never cost an answer
+                log.exception("recording an answer's time failed")
+        return self._writer.write(data)
+
+    def close(self):
+        return self._writer.close()
+
+    def __getattr__(self, name):
+        return getattr(self._writer, name)
+
+
 def _describe(exc: BaseException) -> str:
     cause = exc.__cause__ or exc
     if isinstance(cause, BaseValidationError):
@@ -48,7 +72,10 @@ def _describe(exc: BaseException) -> str:
 class DiffillProtocol(LanguageServerProtocol):
     def __init__(self, server, converter):
         super().__init__(server, converter)
-        self._arrivals: dict[Any, tuple[str, float]] = {}
+        self._arrivals: dict[Any, tuple[str, float]] = {}  # requests not answered yet
+        self._answered_early: set[Any] = set()
+        self._answer_lock = threading.Lock()
+        self._write_times = threading.local()
 
     # -- messages --------------------------------------------------------------------------
 
@@ -72,11 +99,43 @@ class DiffillProtocol(LanguageServerProtocol):
         super().handle_message(message)
 
     def _send_response(self, msg_id, result=None, error=None):
-        super()._send_response(msg_id, result, error)
+        with self._answer_lock:
+            if msg_id in self._answered_early:  # the worker answered already: this is the same answer
+                self._answered_early.discard(msg_id)
+                return
+            self._answer(msg_id, result, error)
+
+    def answer_from_worker(self, msg_id, result) -> bool:
+        """Answer a request from the engine's thread the moment its result exists. The handler's own
+        answer, sent later from the event loop, is then dropped. False if it was answered already
+        (cancelled, for example)."""
+        with self._answer_lock:
+            if msg_id not in self._arrivals:
+                return False
+            self._answered_early.add(msg_id)
+            self._answer(msg_id, result, None)
+            return True
+
+    def is_waiting(self, msg_id) -> bool:
+        """The request has not been answered yet."""
+        return msg_id in self._arrivals
+
+    def _answer(self, msg_id, result, error) -> None:
         arrival = self._arrivals.pop(msg_id, None)
         if arrival is not None:
+            # "answer out" is when the bytes go to the OS (a write that wakes the client may hand it
+            # the CPU at once, and that wait is not the server's); it is recorded before the write,
+            # so a request the client sends after reading this answer sees it
             method, t0 = arrival
-            self._server.record_answer(msg_id, method, (time.perf_counter() - t0) * 1000.0, error is None)
+            self._write_times.before = lambda now: self._server.record_answer(
+                msg_id, method, (now - t0) * 1000.0, error is None)
+        try:
+            super()._send_response(msg_id, result, error)
+        finally:
+            self._write_times.before = None
+
+    def set_writer(self, writer, include_headers: bool = True):
+        super().set_writer(_TimedWriter(writer, self._write_times), include_headers)
 
     # -- built-in features -----------------------------------------------------------------
 

@@ -15,6 +15,7 @@ import statistics
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -185,8 +186,11 @@ class DiffillServer(LanguageServer):
         s = self.settings
         return doc.language_id, s.max_tokens, s.threshold, s.constraint, self.generation
 
-    async def complete(self, uri: str, position: types.Position) -> tuple[str, types.Position]:
-        """The infill at a cursor ("" when there is none) and the cursor's normalised position."""
+    async def complete(self, uri: str, position: types.Position, answer: Callable[[str, types.Position], Any]) -> Any:
+        """``answer(infill, position)`` for the cursor ("" when there is none; the position is
+        normalised). When the model runs, the worker sends the answer itself as soon as the engine
+        returns (no wait for the event loop to be scheduled); the loop's identical answer is then
+        dropped by the protocol."""
         doc = self.document(uri)
         pos = types.Position(position.line, position.character)
         rng = types.Range(pos, pos)
@@ -194,25 +198,36 @@ class DiffillServer(LanguageServer):
         line, character = doc.position_at(start)
         pos = types.Position(line, character)
         if not self.settings.enabled_for(doc.language_id):
-            return "", pos
+            return answer("", pos)
         hole, extra, version = Hole.at(doc.text, start), self.cache_key(doc), doc.version
         cached = self.cache.get(hole, extra)
         if cached is not None:
             self.counters.cache_hits += 1
-            return cached, pos
-        result = await self.infill(doc, start, start, kind="complete", max_tokens=self.settings.max_tokens)
+            return answer(cached, pos)
+        msg_id = self.protocol.msg_id
+
+        def answer_now(result: InfillResult, job: Job) -> None:  # in the worker thread
+            if msg_id is None or result.cancelled:
+                return
+            self.cache.put(hole, extra, result.text)
+            if self.docs_version(uri) == version:
+                self.timings.pending_engine_ms[msg_id] = (job.engine_ms, (job.started - job.submitted) * 1000.0)
+                self.protocol.answer_from_worker(msg_id, answer(result.text, pos))
+
+        result = await self.infill(doc, start, start, kind="complete", max_tokens=self.settings.max_tokens,
+                                   after=answer_now)
         if result is not None:
             self.cache.put(hole, extra, result.text)  # still good for forwarding after the edit
         if self.docs_version(uri) != version:
             self.counters.stale_dropped += 1
-            return "", pos
-        return (result.text if result is not None else ""), pos
+            return answer("", pos)
+        return answer(result.text if result is not None else "", pos)
 
     def docs_version(self, uri: str) -> int | None:
         return self.docs.get(uri).version if uri in self.docs else None
 
     async def infill(self, doc: Document, start: int, end: int, kind: str, max_tokens: int | None = None,
-                     on_step=None, cancel_hook=None) -> InfillResult | None:
+                     on_step=None, cancel_hook=None, after=None) -> InfillResult | None:
         """Run one infill in the worker. A newer request for the same document cancels this one
         (the answer is then None); identical requests in flight share one model call."""
         s = self.settings
@@ -230,9 +245,13 @@ class DiffillServer(LanguageServer):
 
             def run(engine, job):
                 engine.config.constrained = constraint
+                t0 = time.perf_counter()
                 result = engine.infill(req, cancelled=job.is_cancelled, on_step=on_step,
                                        sampler=engine.with_sampler(threshold=threshold))
+                job.engine_ms = (time.perf_counter() - t0) * 1000.0
                 self.counters.steps += result.steps
+                if after is not None and not job.is_cancelled():
+                    after(result, job)
                 return result
 
             pending = Pending(key, self.worker.submit(run))
@@ -259,7 +278,7 @@ class DiffillServer(LanguageServer):
                              types.MessageType.Error)
             raise request_failed(f"diffill: internal error: {type(e).__name__}: {e}") from None
         msg_id = self.protocol.msg_id
-        if msg_id is not None:
+        if msg_id is not None and self.protocol.is_waiting(msg_id):  # not answered by the worker
             job = pending.job  # thread hand-offs: queue to worker, worker back to the event loop
             handoff_ms = ((job.started - job.submitted) + (time.perf_counter() - job.finished)) * 1000.0
             self.timings.pending_engine_ms[msg_id] = (job.engine_ms, handoff_ms)
@@ -312,8 +331,17 @@ async def on_initialized(ls: DiffillServer, params: types.InitializedParams) -> 
     ls.ensure_engine()
 
 
-def on_did_change_configuration(ls: DiffillServer, params: types.DidChangeConfigurationParams) -> None:
-    ls.update_settings(params.settings)
+async def on_did_change_configuration(ls: DiffillServer, params: types.DidChangeConfigurationParams) -> None:
+    raw = params.settings
+    workspace = ls.client_capabilities.workspace
+    if raw is None and workspace is not None and workspace.configuration:  # pull model
+        try:
+            (raw,) = await ls.workspace_configuration_async(
+                types.ConfigurationParams(items=[types.ConfigurationItem(section="diffill")]))
+        except Exception as e:
+            ls.log_message(f"diffill: could not read the diffill settings: {e}", types.MessageType.Warning)
+            return
+    ls.update_settings(raw)
 
 
 def on_did_change_workspace_folders(ls: DiffillServer, params: types.DidChangeWorkspaceFoldersParams) -> None:
@@ -354,19 +382,26 @@ def on_did_close(ls: DiffillServer, params: types.DidCloseTextDocumentParams) ->
     ls.docs.close(uri)
 
 
-async def on_inline_completion(ls: DiffillServer, params: types.InlineCompletionParams) -> types.InlineCompletionList:
-    text, pos = await ls.complete(params.text_document.uri, params.position)
+def inline_answer(text: str, pos: types.Position) -> types.InlineCompletionList:
     if not text:
         return types.InlineCompletionList(items=[])
     return types.InlineCompletionList(items=[types.InlineCompletionItem(insert_text=text, range=types.Range(pos, pos))])
 
 
+async def on_inline_completion(ls: DiffillServer, params: types.InlineCompletionParams) -> types.InlineCompletionList:
+    return await ls.complete(params.text_document.uri, params.position, inline_answer)
+
+
 async def on_completion(ls: DiffillServer, params: types.CompletionParams) -> types.CompletionList:
-    text, pos = await ls.complete(params.text_document.uri, params.position)
+    language = ls.docs.get(params.text_document.uri).language_id if params.text_document.uri in ls.docs else ""
+    return await ls.complete(params.text_document.uri, params.position,
+                             lambda text, pos: completion_answer(text, pos, language))
+
+
+def completion_answer(text: str, pos: types.Position, language: str) -> types.CompletionList:
     if not text:
         return types.CompletionList(is_incomplete=True, items=[])
     first = next((line.strip() for line in text.split("\n") if line.strip()), text.strip())
-    language = ls.docs.get(params.text_document.uri).language_id if params.text_document.uri in ls.docs else ""
     item = types.CompletionItem(
         label=first[:80] or text,
         kind=types.CompletionItemKind.Snippet,
