@@ -52,6 +52,21 @@ def stop_at_dedent(text: str, ctx: HoleContext) -> str:
     return text
 
 
+def drop_repeated_suffix_lines(text: str, ctx: HoleContext) -> str:
+    """In a multi-line fill, drop ending lines that repeat the lines right after the hole
+    (the model wrote ``return y`` and the next line already is ``return y``)."""
+    if not ctx.multiline or "\n" not in text:
+        return text
+    following = [line.strip() for line in ctx.suffix.split("\n")[1:] if line.strip()]
+    lines = text.split("\n")
+    ends = [i for i in range(1, len(lines)) if lines[i].strip()]  # fill lines that may be repeats
+    for k in range(min(len(ends), len(following)), 0, -1):
+        tail = [lines[i].strip() for i in ends[-k:]]
+        if tail == following[:k] and all(not line.strip() for line in lines[ends[-1] + 1 :]):
+            return "\n".join(lines[: ends[-k]]).rstrip()
+    return text
+
+
 def trim_trailing_space(text: str, ctx: HoleContext) -> str:
     """No trailing whitespace at the end of a fill unless the suffix continues the same line."""
     if ctx.suffix.startswith("\n") or not ctx.suffix:
@@ -59,7 +74,8 @@ def trim_trailing_space(text: str, ctx: HoleContext) -> str:
     return text
 
 
-FILTERS: list[Filter] = [single_line, stop_at_dedent, drop_suffix_overlap, trim_trailing_space]
+FILTERS: list[Filter] = [single_line, stop_at_dedent, drop_repeated_suffix_lines, drop_suffix_overlap,
+                         trim_trailing_space]
 
 
 def postprocess(text: str, ctx: HoleContext, filters: list[Filter] = FILTERS) -> str:
