@@ -6,10 +6,11 @@ the output projection is about half the FLOPs of a small model.
 
 Two paths for the sampler:
 * exact: ``forward(prefix + canvas + suffix)`` every step;
-* cached: ``encode_context`` computes each layer's keys and values for prefix and suffix once,
-  then ``forward_canvas`` runs only the canvas through the layers, attending to that cache
-  (Fast-dLLM's dual cache; approximate, since under bidirectional attention the context states
-  would in truth change as the canvas fills).
+* cached: ``encode_context`` runs the whole row once (its canvas logits are the first step's,
+  exact) and returns each layer's keys and values; the backend keeps those of the prefix and
+  suffix, then ``forward_canvas`` runs only the canvas through the layers, attending to that
+  cache (Fast-dLLM's dual cache; approximate, since under bidirectional attention the context
+  states would in truth change as the canvas fills).
 """
 
 from __future__ import annotations
