@@ -99,19 +99,25 @@ async def _measure(args, source: Path, text: str) -> dict:
         client.text_document_did_open(types.DidOpenTextDocumentParams(
             types.TextDocumentItem(uri=uri, language_id="python", version=1, text=text)))
 
-        async def complete(line: int, character: int) -> float:
+        async def complete(line: int, character: int) -> tuple[float, bool]:
+            """Round-trip time, and whether something was suggested."""
             t0 = time.perf_counter()
-            await client.text_document_inline_completion_async(types.InlineCompletionParams(
+            answer = await client.text_document_inline_completion_async(types.InlineCompletionParams(
                 text_document=types.TextDocumentIdentifier(uri), position=types.Position(line, character),
                 context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Automatic)))
-            return (time.perf_counter() - t0) * 1000.0
+            return (time.perf_counter() - t0) * 1000.0, bool(answer and answer.items)
 
         points = cursors(text, args.requests + 5)
         for p in points[:5]:  # warm-up
             await complete(*p)
         points = points[5:]
-        misses = [await complete(*p) for p in points]
-        hits = [await complete(*points[i % len(points)]) for i in range(args.cache_requests)]
+        misses, shown = [], []
+        for p in points:
+            ms, suggested = await complete(*p)
+            misses.append(ms)
+            if suggested:  # only what was suggested is cached
+                shown.append(p)
+        hits = [(await complete(*shown[i % len(shown)]))[0] for i in range(args.cache_requests if shown else 0)]
         s = await status()
         await client.shutdown_async(None)
         client.exit(None)
