@@ -23,8 +23,10 @@ from functools import lru_cache
 
 import tree_sitter as ts
 
+from grammar.indentation import IndentScan
 from grammar.registry import Grammar
 
+SUFFIX_SCAN = 4000  # bytes of the suffix the indentation pre-check may read
 CACHE_SIZE = 64  # fills remembered per hole (sampler steps often re-render the same text)
 
 
@@ -226,6 +228,10 @@ class HoleChecker:
         # the lexical pre-check needs the hole's line to start outside any string or comment
         at = self.tree.root_node.descendant_for_byte_range(self.line_start, self.hole)
         self._lexical_ok = grammar.name == "python" and not _inside_text(at)
+        if self._lexical_ok:
+            self._indent = IndentScan()
+            self._indent.feed(self.prefix[: self.line_start], check=False)
+            self._indent_base = self._indent_error(b"")
 
     # -- public ----------------------------------------------------------------------------
 
@@ -297,17 +303,30 @@ class HoleChecker:
         return new_doc
 
     def _lexical(self, fill: bytes) -> list[SyntaxError_]:
-        """Cheap pre-check before a parse (Python): a quote the fill leaves open at the end of a
-        line. A parse would catch it too, but an open quote re-lexes the rest of the file."""
+        """Cheap pre-checks before a parse (Python): a quote the fill leaves open at the end of a
+        line (a parse would catch it too, but an open quote re-lexes the rest of the file), and
+        a wrong indentation (which tree-sitter's Python grammar lets through)."""
         if not self._lexical_ok:
             return []
         end = len(self.prefix) + len(fill) + self.rest_of_line
         text = self.prefix[self.line_start :] + fill + self.suffix[: self.rest_of_line]
         at = _open_quote(text)
-        if at is None:
-            return []
+        if at is not None:
+            start = self.line_start + at + self.offset
+            return [SyntaxError_("UNTERMINATED string", start, max(start + 1, end + self.offset))]
+        at = self._indent_error(fill)
+        line = self.hole - self.line_start
+        if at is None or (at >= line + len(fill) and at - len(fill) == self._indent_base):
+            return []  # no indentation error, or the one the document already had
         start = self.line_start + at + self.offset
-        return [SyntaxError_("UNTERMINATED string", start, max(start + 1, end + self.offset))]
+        return [SyntaxError_("INDENTATION", start, start + 1)]
+
+    def _indent_error(self, fill: bytes) -> int | None:
+        """Offset (from the hole's line start) of the first line with a wrong indentation, from
+        the hole's line to the first logical line after the fill's."""
+        text = self.prefix[self.line_start :] + fill + self.suffix[: self.rest_of_line + SUFFIX_SCAN]
+        stop = len(self.prefix) - self.line_start + len(fill) + self.rest_of_line
+        return self._indent.copy().feed(text, stop_after=stop)
 
     def _errors(self, fill: bytes) -> list[SyntaxError_]:
         self._reparse(fill)

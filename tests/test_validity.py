@@ -127,3 +127,20 @@ def test_a_fill_that_rejoins_lines_beyond_the_slice_is_judged_on_the_whole_docum
     check = hole(funcs + "<|>\n" + entries + "}\n\n\n" + funcs)
     assert check.is_valid("TABLE = {")  # the original line: the dict is whole again
     assert not check.is_valid("TABLE = {{")
+
+
+def test_python_indentation_is_checked_lexically():
+    check = hole("def f(xs):\n    s = 0\n    <|>\n    return s\n")
+    assert check.is_valid("for x in xs:\n        s += x\n    s *= 2")
+    assert not check.is_valid("s += 1\n       s += 2")  # unexpected indent
+    assert not check.is_valid("if s:\n        s = 1\n      s = 2")  # dedent to no open level
+    assert not check.is_valid("while s:")  # the next line is not deeper
+    assert check.is_valid("total = f(1,\n        2)")  # continuation lines are free
+    assert check.is_valid('doc = """\n  free text:\n"""')
+    (error,) = check.errors("s += 1\n       s += 2")
+    assert error.kind == "INDENTATION"
+
+
+def test_an_indentation_error_the_document_already_has_is_not_blamed_on_the_fill():
+    check = hole("def f(xs):\n    s = 0\n    <|>\n          return s\n")
+    assert check.is_valid("s += 1")
