@@ -306,6 +306,7 @@ class DiffillServer(LanguageServer):
             "model": state.info.get("model") if state.loaded else state.model,
             "adapter": adapter,
             "adapter_setting": self.settings.adapter,
+            "adapter_requested": self._wanted[1] if self._wanted else None,  # after workspace lookup
             "loaded": state.loaded,
             "error": state.error,
             "latencies_ms": [round(x, 2) for x in lat[-50:]],

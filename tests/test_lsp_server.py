@@ -74,6 +74,7 @@ async def start(model: str, tmp: Path, options: dict | None = None) -> LanguageC
     client = await ClientServerConfig(server_command=cmd, client_factory=make_client, server_env=env).start()
     caps = client_capabilities("visual-studio-code")
     folder = types.WorkspaceFolder(uri=tmp.as_uri(), name="ws")
+    client.workspace_path = tmp
     client.init_result = await client.initialize_session(types.InitializeParams(
         capabilities=caps, initialization_options=options, workspace_folders=[folder]))
     return client
@@ -508,6 +509,25 @@ async def test_missing_model_says_so_and_how_to_fix_it(client, tiny_checkpoint, 
         await configure(client, model=str(tiny_checkpoint))
     assert isinstance(await inline(client, uri, 4, 10), types.InlineCompletionList)
     assert (await status(client))["loaded"]
+
+
+async def test_workspace_adapter_is_used_when_allowed_and_explicit_settings_win(client):
+    adapter = client.workspace_path / ".diffill" / "adapter"
+    adapter.mkdir(parents=True)
+    (adapter / "adapter_config.json").write_text("{}")
+    folders = types.WorkspaceFoldersChangeEvent(added=[], removed=[])
+    try:
+        client.workspace_did_change_workspace_folders(types.DidChangeWorkspaceFoldersParams(folders))
+        assert (await status(client))["adapter_requested"] == str(adapter)
+        await configure(client, adapter="none")
+        assert (await status(client))["adapter_requested"] == "none"
+        await configure(client, adapter=None, useWorkspaceAdapter=False)
+        assert (await status(client))["adapter_requested"] is None
+    finally:
+        (adapter / "adapter_config.json").unlink()
+        await configure(client, adapter=None, useWorkspaceAdapter=True)
+    s = await wait_idle(client)
+    assert s["adapter_requested"] is None and s["loaded"]
 
 
 # -- stress ------------------------------------------------------------------------------------
