@@ -230,7 +230,7 @@ class Sampler:
         order = torch.argsort(conf, dim=-1, descending=True, stable=True)
         rank = torch.empty_like(order)
         rank.scatter_(1, order, torch.arange(conf.shape[1]).expand_as(order))
-        eligible = conf > -math.inf
+        eligible = conf >= 0  # masked, and not an <eoi> with a <mask> on its left (conf -1)
         propose |= (rank < max(1, cfg.min_per_step)) & eligible
         if cfg.max_per_step:
             propose &= rank < cfg.max_per_step

@@ -103,6 +103,19 @@ def test_eoi_is_monotone_and_decided_after_the_content():
             assert MASK not in c[:first]  # an <eoi> never has a <mask> on its left
 
 
+def test_min_per_step_never_forces_an_early_eoi():
+    # one uncertain content slot, then <eoi> everywhere: two commits a step are asked for, but an
+    # <eoi> with a <mask> on its left may not be one of them
+    be = ScriptedBackend([10, 11], conf=[0.6, 0.6], eoi_conf=0.999)
+    canvases = []
+    (r,) = Sampler(be, SamplerConfig(threshold=0.99, min_per_step=3, max_per_step=3)).sample(
+        [Request([5], [6])], 6, on_step=lambda t: canvases.append(t.canvas[0]))
+    assert r.tokens == [10, 11]
+    for c in canvases:
+        if EOI in c:
+            assert MASK not in c[: c.index(EOI)]
+
+
 def test_bans_are_respected_and_can_be_added_from_outside():
     be = ScriptedBackend([10, 11, 12], conf=[0.95] * 3)
     bans = {(0, 1): {11}}
