@@ -234,6 +234,7 @@ def run(args) -> int:
         for setting in settings:
             log.info("%s / %s: %d holes", kind, setting, len(holes))
             results.append(measure(engine, holes, setting, KINDS[kind]))
+            log.info("%s", {k: v for k, v in results[-1].items() if k != "latencies_ms"})
     out = {"results": results, "model": engine.info()["model"], "threads": args.threads, "dtype": args.dtype,
            "constrained": not args.no_constraint,
            "sampler": dict(vars(engine.config.sampler))}
