@@ -214,6 +214,7 @@ class HoleChecker:
         self.hole = len(self.prefix)
         self.line_start = lo - cut_lo
         self.rest_of_line = hi - len(prefix)  # bytes from the hole to the end of its line
+        self.code_end = len(self.prefix[: self.line_start].rstrip())  # end of the code above
         self.tree = self.parser.parse(self.prefix + self.suffix)
         self.fill = b""
         # Python's grammar accepts a compound statement with an empty body (``for x in xs:``
@@ -221,7 +222,7 @@ class HoleChecker:
         self._empty_blocks = _empty_block_query(grammar.language) if grammar.name == "python" else None
         end = len(self.prefix) + len(self.suffix)
         self.base_errors = {(_kind(n), n.start_byte, n.end_byte)
-                            for n in error_nodes(self.tree, self.line_start, end)}
+                            for n in error_nodes(self.tree, self.code_end, end)}
         self.base_errors |= {(EMPTY_BLOCK, n.start_byte, n.end_byte)
                              for n in self._empty(self.line_start, self.hole + self.rest_of_line)}
         self._cache: OrderedDict[bytes, list[SyntaxError_]] = OrderedDict()
@@ -330,9 +331,10 @@ class HoleChecker:
 
     def _errors(self, fill: bytes) -> list[SyntaxError_]:
         self._reparse(fill)
-        # from the fill's first line to the end of the slice: a fill that opens a bracket may
-        # leave its MISSING close lines below
-        lo = self.line_start
+        # from the end of the code before the fill's line (tree-sitter may place a MISSING node
+        # right after the previous token) to the end of the slice (a fill that opens a bracket
+        # may leave its MISSING close lines below)
+        lo = self.code_end
         hi = len(self.prefix) + len(fill) + len(self.suffix)
         pre_existing = self._pre_existing(len(fill))
         found = []

@@ -144,3 +144,9 @@ def test_python_indentation_is_checked_lexically():
 def test_an_indentation_error_the_document_already_has_is_not_blamed_on_the_fill():
     check = hole("def f(xs):\n    s = 0\n    <|>\n          return s\n")
     assert check.is_valid("s += 1")
+
+
+def test_a_missing_node_placed_at_the_end_of_the_line_above_counts():
+    check = hole('def add(a, b):\n    """Add two numbers."""\n    <|>\n\n\ndef keep(a):\n    return a\n')
+    assert not check.is_valid(",_,__")  # tree-sitter puts its MISSING identifier after the docstring
+    assert check.is_valid("return a + b")
