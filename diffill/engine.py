@@ -26,6 +26,8 @@ from model.sampler import Request, Sampler, SamplerConfig, StepTrace
 
 log = logging.getLogger(__name__)
 
+REPAIR_PARALLEL = 4  # slots committed per step, at least, when a hole is resampled to repair it
+
 
 @dataclass
 class EngineConfig:
@@ -212,9 +214,14 @@ class Engine:
                     cancelled: Callable[[], bool] | None) -> str:
         """Repair (resample with the error slots' tokens banned), truncate, or drop an invalid fill;
         a cancelled request is not resampled."""
+        # the resample commits at least REPAIR_PARALLEL slots a step: a repair costs about a
+        # quarter of the first sampling, not as much again
+        least = max(cfg.min_per_step, REPAIR_PARALLEL)
+        quick = replace(cfg, min_per_step=least, max_per_step=cfg.max_per_step and max(cfg.max_per_step, least))
+
         def resample(bans):
-            out = Sampler(self.backend, cfg).sample([row], budget, constraint=RowConstraints({0: guard.constraint}),
-                                                    bans=bans, cancelled=cancelled or (lambda: False))[0]
+            out = Sampler(self.backend, quick).sample([row], budget, constraint=RowConstraints({0: guard.constraint}),
+                                                      bans=bans, cancelled=cancelled or (lambda: False))[0]
             raw = self.tok.decode(out.tokens)
             return out.tokens, postprocess(raw, ctx) if (out.complete or raw) else ""
 
