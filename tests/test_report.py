@@ -115,6 +115,16 @@ def test_a_bench_that_fails_to_run_degrades_to_not_measured():
     assert "failed" in source and "diffill bench nope --json" in source
 
 
+def test_a_bench_run_here_feeds_the_report(tiny_checkpoint):
+    data_file = Path(__file__).parent / "data" / "humaneval_infill_tiny.jsonl"
+    inp = Input("humaneval", "`diffill eval humaneval-infill --json`", ("pass_at_1", "exact_match"),
+                ("eval", "humaneval-infill", str(data_file), "--json", "--limit", "{cases}"))
+    data, source = measure(inp, cases=1, model=str(tiny_checkpoint))
+    assert data is not None and data["cases"] == 1
+    assert source.startswith("measured for this report: `diffill eval humaneval-infill")
+    assert f"--model {tiny_checkpoint}" in source
+
+
 def test_every_input_has_an_option_and_a_known_shape():
     assert {i.name for i in INPUTS} == set(ALL)
     for i in INPUTS:
