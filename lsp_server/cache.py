@@ -9,6 +9,7 @@ cursor is ``line + typed``, where ``typed`` starts the infill, gets the rest of 
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Hashable
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ class InfillCache:
         self.capacity = capacity
         self.lines_per_key = lines_per_key
         self._entries: OrderedDict[tuple, list[tuple[str, str]]] = OrderedDict()
+        self._lock = threading.Lock()  # the engine thread stores results while the event loop reads
         self.hits = 0
         self.misses = 0
 
@@ -47,29 +49,30 @@ class InfillCache:
         if not infill:
             return
         key = self._key(hole, extra)
-        found = self._entries.pop(key, [])
-        found = [(line, text) for line, text in found if line != hole.line][: self.lines_per_key - 1]
-        self._entries[key] = [(hole.line, infill), *found]
-        while len(self._entries) > self.capacity:
-            self._entries.popitem(last=False)
+        with self._lock:
+            found = self._entries.pop(key, [])
+            found = [(line, text) for line, text in found if line != hole.line][: self.lines_per_key - 1]
+            self._entries[key] = [(hole.line, infill), *found]
+            while len(self._entries) > self.capacity:
+                self._entries.popitem(last=False)
 
     def get(self, hole: Hole, extra: Hashable) -> str | None:
         """The infill for this hole: an exact hit, or the rest of a suggestion the user typed into."""
         key = self._key(hole, extra)
-        found = self._entries.get(key)
-        if found:
-            for line, text in found:
+        with self._lock:
+            for line, text in self._entries.get(key, ()):
                 if hole.line.startswith(line):
                     typed = hole.line[len(line) :]
                     if len(typed) < len(text) and text.startswith(typed):
                         self._entries.move_to_end(key)
                         self.hits += 1
                         return text[len(typed) :]
-        self.misses += 1
-        return None
+            self.misses += 1
+            return None
 
     def clear(self) -> None:
-        self._entries.clear()
+        with self._lock:
+            self._entries.clear()
 
     def __len__(self) -> int:
         return len(self._entries)

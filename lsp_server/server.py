@@ -18,20 +18,22 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 from pygls.lsp.server import LanguageServer
 from pygls.uris import to_fs_path
 
-from diffill.engine import InfillRequest, InfillResult
 from diffill.errors import DiffillError
 from lsp_server.cache import Hole, InfillCache
 from lsp_server.documents import Document, DocumentStore
 from lsp_server.protocol import DiffillProtocol, command_params
 from lsp_server.settings import Settings, merge
-from lsp_server.worker import EngineWorker, Job, LoadState, engine_supports_adapters
+from lsp_server.worker import EngineWorker, Job, LoadState
+
+if TYPE_CHECKING:
+    from diffill.engine import InfillResult
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +99,17 @@ class DiffillServer(LanguageServer):
         self._wanted: tuple[str | None, str | None] | None = None
         self._load_job: Job | None = None
 
+    def shutdown(self) -> None:
+        """As pygls', without waiting for the stdin reader thread (it may block on a read until the
+        client closes the pipe): `diffill serve` exits right after."""
+        if self._stop_event is not None:
+            self._stop_event.set()
+        if self._thread_pool:
+            self._thread_pool.shutdown(wait=False, cancel_futures=True)
+        if self._server:
+            self._server.close()
+        self.worker.stop()
+
     # -- messages to the user --------------------------------------------------------------
 
     def log_message(self, message: str, kind: types.MessageType = types.MessageType.Info) -> None:
@@ -144,9 +157,6 @@ class DiffillServer(LanguageServer):
         self.generation += 1
         self.cache.clear()
         model, adapter = wanted
-        if adapter is not None and not engine_supports_adapters():
-            self.log_message(f"diffill: adapter setting {adapter!r} stored; this engine cannot load adapters yet",
-                             types.MessageType.Warning)
         self._load_job = job = self.worker.load(model, adapter)
         job.future.add_done_callback(self._loaded)
 
@@ -157,7 +167,10 @@ class DiffillServer(LanguageServer):
         if state.loaded:
             if state.error:
                 self.show_message(state.error, types.MessageType.Warning)
-            adapter = state.info.get("adapter", state.adapter if engine_supports_adapters() else None)
+            if state.adapter is not None and not state.adapters:
+                self.log_message(f"diffill: adapter setting {state.adapter!r} stored; this engine cannot load "
+                                 "adapters yet", types.MessageType.Warning)
+            adapter = state.info.get("adapter", state.adapter if state.adapters else None)
             self.log_message(f"diffill: model {state.info.get('model')} loaded "
                              f"({state.info.get('parameters', 0):,} parameters); adapter: {adapter or 'default'}")
         else:
@@ -212,7 +225,8 @@ class DiffillServer(LanguageServer):
             self.cache.put(hole, extra, result.text)
             if self.docs_version(uri) == version:
                 self.timings.pending_engine_ms[msg_id] = (job.engine_ms, (job.started - job.submitted) * 1000.0)
-                self.protocol.answer_from_worker(msg_id, answer(result.text, pos))
+                if not self.protocol.answer_from_worker(msg_id, answer(result.text, pos)):
+                    self.timings.pending_engine_ms.pop(msg_id, None)  # answered already (cancelled)
 
         result = await self.infill(doc, start, start, kind="complete", max_tokens=self.settings.max_tokens,
                                    after=answer_now)
@@ -239,11 +253,13 @@ class DiffillServer(LanguageServer):
             if pending is not None and not pending.job.future.done():
                 pending.job.cancel()
                 self.counters.superseded += 1
-            req = InfillRequest(doc.text, start, end, language=doc.language_id or None,
-                                path=to_fs_path(doc.uri), max_tokens=max_tokens)
+            text, language, path = doc.text, doc.language_id or None, to_fs_path(doc.uri)
             threshold, constraint = s.threshold, s.constraint
 
             def run(engine, job):
+                from diffill.engine import InfillRequest  # imported by the worker with the engine
+
+                req = InfillRequest(text, start, end, language=language, path=path, max_tokens=max_tokens)
                 engine.config.constrained = constraint
                 t0 = time.perf_counter()
                 result = engine.infill(req, cancelled=job.is_cancelled, on_step=on_step,
@@ -300,8 +316,10 @@ class DiffillServer(LanguageServer):
 
     def status(self) -> dict:
         state = self.worker.state
-        lat = list(self.timings.latencies_ms)
-        adapter = state.info.get("adapter", state.adapter if engine_supports_adapters() else None)
+        # copies first: the engine thread appends to these while the event loop reads them
+        lat, t = list(self.timings.latencies_ms), self.timings
+        engine_ms, overhead_ms, handoff_ms = list(t.engine_ms), list(t.overhead_ms), list(t.handoff_ms)
+        adapter = state.info.get("adapter", state.adapter if state.adapters else None)
         return {
             "model": state.info.get("model") if state.loaded else state.model,
             "adapter": adapter,
@@ -311,9 +329,9 @@ class DiffillServer(LanguageServer):
             "error": state.error,
             "latencies_ms": [round(x, 2) for x in lat[-50:]],
             "p50_ms": round(statistics.median(lat), 2) if lat else None,
-            "engine_ms": [round(x, 3) for x in self.timings.engine_ms],
-            "overhead_ms": [round(x, 3) for x in self.timings.overhead_ms],
-            "handoff_ms": [round(x, 3) for x in self.timings.handoff_ms],
+            "engine_ms": [round(x, 3) for x in engine_ms],
+            "overhead_ms": [round(x, 3) for x in overhead_ms],
+            "handoff_ms": [round(x, 3) for x in handoff_ms],
             "counters": vars(self.counters).copy(),
             "settings": asdict(self.settings),
             "documents": len(self.docs),

@@ -15,10 +15,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from diffill.engine import Engine, EngineConfig
 from diffill.errors import DiffillError
+
+if TYPE_CHECKING:  # the engine (torch, transformers) is imported in the worker thread, so the
+    from diffill.engine import Engine, EngineConfig  # server answers `initialize` at once
 
 log = logging.getLogger(__name__)
 
@@ -28,18 +30,24 @@ MISSING_MODEL_HELP = ("Set the diffill.model setting (or start `diffill serve --
 
 def engine_config(model: str | None, adapter: str | None, threads: int = 0) -> EngineConfig:
     """An EngineConfig; the adapter is passed only when the engine knows about adapters."""
+    from diffill.engine import EngineConfig
+
     cfg = EngineConfig(model=model, threads=threads)
-    if adapter is not None and "adapter" in {f.name for f in fields(EngineConfig)}:
+    if adapter is not None and engine_supports_adapters():
         cfg.adapter = adapter  # type: ignore[attr-defined]
     return cfg
 
 
 def engine_supports_adapters() -> bool:
+    from diffill.engine import EngineConfig
+
     return "adapter" in {f.name for f in fields(EngineConfig)}
 
 
 def default_adapter() -> str | None:
     """The engine's own default adapter setting (used when the user sets none)."""
+    from diffill.engine import EngineConfig
+
     return getattr(EngineConfig(), "adapter", None)
 
 
@@ -68,10 +76,11 @@ class LoadState:
     loaded: bool = False
     error: str | None = None
     info: dict = field(default_factory=dict)
+    adapters: bool = False  # the engine can load adapters
 
 
 class EngineWorker:
-    def __init__(self, factory: Callable[[EngineConfig], Engine] = Engine, threads: int = 0):
+    def __init__(self, factory: Callable[[EngineConfig], Engine] | None = None, threads: int = 0):
         self.factory = factory
         self.threads = threads
         self.engine: Engine | None = None
@@ -103,6 +112,20 @@ class EngineWorker:
     # -- the worker thread -----------------------------------------------------------------
 
     def _load(self, model: str | None, adapter: str | None) -> LoadState:
+        try:
+            state = self._load_engine(model, adapter)
+        except Exception as e:  # not even the engine's code could be imported
+            log.exception("loading the engine failed")
+            state = LoadState(model, adapter, False, f"diffill cannot load its engine: {type(e).__name__}: {e}")
+        state.adapters = engine_supports_adapters() if state.loaded else False
+        self.state = state
+        return state
+
+    def _load_engine(self, model: str | None, adapter: str | None) -> LoadState:
+        if self.factory is None:
+            from diffill.engine import Engine
+
+            self.factory = Engine
         engine = self.engine
         if engine is not None and self.state.loaded and self.state.model == model and hasattr(engine, "use_adapter"):
             try:  # same base model: switch the adapter in place

@@ -47,7 +47,10 @@ def run(args) -> int:
     # pygls' stdin reader thread may still block on a read: leave without waiting for it.
     # Exit code as LSP says: 0 after shutdown + exit, 1 when exit came without shutdown.
     code = 0 if server.protocol._shutdown else 1
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # pygls closes stdout on exit
+            pass
     logging.shutdown()
     os._exit(code)
