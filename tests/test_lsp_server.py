@@ -610,5 +610,6 @@ async def test_stress_500_mixed_requests(client):
     s = await wait_idle(client)
     assert s["loaded"]
     growth_mb = (_rss_kb(pid) - rss_before) / 1024
+    print(f"stress: {answered} answered, {cancelled} cancelled, resident memory growth {growth_mb:.1f} MB")
     assert growth_mb < 50, f"resident memory grew by {growth_mb:.1f} MB"
     await configure(client, threshold=0.5, maxTokens=None, constraint=True)
