@@ -250,7 +250,7 @@ class DiffillServer(LanguageServer):
         if kind == "complete" and pending and pending.key == key and not pending.job.is_cancelled():
             pending.waiters += 1
         else:
-            if pending is not None and not pending.job.future.done():
+            if pending is not None and not pending.job.finished:  # still queued or denoising
                 pending.job.cancel()
                 self.counters.superseded += 1
             text, language, path = doc.text, doc.language_id or None, to_fs_path(doc.uri)
@@ -264,7 +264,8 @@ class DiffillServer(LanguageServer):
                 t0 = time.perf_counter()
                 result = engine.infill(req, cancelled=job.is_cancelled, on_step=on_step,
                                        sampler=engine.with_sampler(threshold=threshold))
-                job.engine_ms = (time.perf_counter() - t0) * 1000.0
+                job.finished = time.perf_counter()  # the engine is done (the worker sets it again)
+                job.engine_ms = (job.finished - t0) * 1000.0
                 self.counters.steps += result.steps
                 if after is not None and not job.is_cancelled():
                     after(result, job)
