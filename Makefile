@@ -9,7 +9,7 @@ CORPUS ?= $(RUNS)/corpus
 TRAIN_MINUTES ?= 150
 TRAIN_ARGS ?= --set total_steps=5000
 
-.PHONY: install run test lint model corpus train bench
+.PHONY: install run test lint model corpus train system-deps vscode
 
 install: $(STAMP)
 
@@ -24,8 +24,18 @@ run: install
 	@echo "--- diffill/examples/stats.py, hole at 18:5 (the body of stdev) ---"
 	$(VENV)/bin/diffill infill diffill/examples/stats.py --at 18:5 --full
 
-test: install
+# The VS Code checks run first so that pytest's summary is the last thing printed.
+test: install system-deps vscode
 	$(PY) -m pytest -q -p no:cacheprovider
+
+# Headless Chromium renders the bench report in tests (Debian's package; root installs it).
+system-deps:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
+		|| echo "chromium could not be installed: the report-rendering tests will skip"
+
+# VS Code extension: npm ci, tsc --noEmit, unit tests, .vsix package
+vscode:
+	$(MAKE) -C editors/vscode ci
 
 lint: install
 	$(VENV)/bin/ruff check .
