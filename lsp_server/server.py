@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import statistics
+import sys
 import time
 import uuid
 from collections import deque
@@ -564,8 +566,23 @@ def on_shutdown(ls: DiffillServer, params: None) -> None:
     ls.worker.stop()
 
 
+def on_exit(ls: DiffillServer, params: None) -> None:
+    """Leave now (0 after shutdown, 1 without, as LSP says). pygls would raise SystemExit inside
+    the message loop, which in TCP mode leaves the process serving."""
+    for pending in ls.inflight.values():
+        pending.job.cancel()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    logging.shutdown()
+    os._exit(0 if ls.protocol._shutdown else 1)
+
+
 def build_server(model: str | None = None, threads: int = 0) -> DiffillServer:
     server = DiffillServer(model=model, threads=threads)
+    server.feature(types.EXIT)(on_exit)
     server.feature(types.INITIALIZE)(on_initialize)
     server.feature(types.INITIALIZED)(on_initialized)
     server.feature(types.SHUTDOWN)(on_shutdown)
