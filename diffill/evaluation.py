@@ -8,10 +8,12 @@ holds out).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from diffill.errors import DiffillError
 from model.backend import DiffillBackend
 from model.context import Window, encode_window
 from model.objective import noise_batch, plain_example
@@ -19,6 +21,27 @@ from model.sampler import Request, Sampler, SamplerConfig
 from model.tokenizer import CodeTokenizer
 
 LINE_BUDGET = 24
+
+
+def heldout_texts(corpus: str | Path | None = None, roots: list[Path] | None = None) -> list[str]:
+    """Texts to draw held-out holes from: a corpus folder's held-out split, any folder of Python
+    sources, or (no ``corpus``) the files of this interpreter's library that the content-hash
+    split holds out (under ``roots``, default: the standard library and site-packages)."""
+    from model.corpus import heldout_files, load_texts
+
+    if corpus:
+        folder = Path(corpus)
+        if (folder / "manifest.json").is_file():
+            texts = [f.text for f in load_texts(folder, "heldout")]
+        elif folder.is_dir():
+            texts = [p.read_text(encoding="utf-8", errors="replace") for p in sorted(folder.rglob("*.py"))]
+        else:
+            raise DiffillError(f"--corpus {corpus}: no such folder")
+    else:
+        texts = [f.text for f in heldout_files(roots)]
+    if not texts:
+        raise DiffillError("no held-out files to draw holes from")
+    return texts
 
 
 @dataclass

@@ -169,14 +169,10 @@ def measure_latencies(cases: int, model: str | None, corpus: str | None = None) 
     import sysconfig
 
     from diffill.engine import Engine, EngineConfig, InfillRequest
-    from diffill.evaluation import line_cases
-    from model.corpus import heldout_files, load_texts
+    from diffill.evaluation import heldout_texts, line_cases
 
     engine = Engine(EngineConfig(model=model))
-    if corpus:
-        texts = [f.text for f in load_texts(Path(corpus), "heldout")]
-    else:
-        texts = [f.text for f in heldout_files([Path(sysconfig.get_paths()["stdlib"])])]
+    texts = heldout_texts(corpus, roots=None if corpus else [Path(sysconfig.get_paths()["stdlib"])])
     holes = line_cases(texts, cases + 1, seed=0)
     out = []
     for c in holes:

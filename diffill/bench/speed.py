@@ -19,7 +19,6 @@ import json
 import logging
 import time
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import numpy as np
 
@@ -185,19 +184,6 @@ def measure(engine, holes: list[Hole], setting: str, budget: int) -> dict:
             "cases": len(holes), "latencies_ms": [round(x, 2) for x in ms]}
 
 
-def _texts(corpus: str | None) -> list[str]:
-    from model.corpus import heldout_files, load_texts
-
-    if corpus:
-        folder = Path(corpus)
-        if (folder / "manifest.json").is_file():  # a corpus built by `diffill corpus`: its held-out split
-            return [f.text for f in load_texts(folder, "heldout")]
-        if folder.is_dir():  # any folder of Python sources
-            return [p.read_text(encoding="utf-8", errors="replace") for p in sorted(folder.rglob("*.py"))]
-        raise DiffillError(f"--corpus {corpus}: no such folder")
-    return [f.text for f in heldout_files()]
-
-
 def run(args) -> int:
     import torch
 
@@ -221,9 +207,9 @@ def run(args) -> int:
     overrides = {k: v for k, v in (("threshold", args.threshold), ("confidence", args.confidence)) if v is not None}
     if overrides:
         engine.config.sampler = replace(engine.config.sampler, **overrides)
-    texts = _texts(args.corpus)
-    if not texts:
-        raise DiffillError("no held-out files to draw holes from")
+    from diffill.evaluation import heldout_texts
+
+    texts = heldout_texts(args.corpus)
     count = engine.tok.encode
     results = []
     for kind in kinds:

@@ -200,18 +200,6 @@ def _is_statement(line: str) -> bool:
     return len(tree.body) == 1 and not isinstance(tree.body[0], ast.Expr)
 
 
-def _texts(corpus: str | None) -> list[str]:
-    from pathlib import Path
-
-    from model.corpus import heldout_files, load_texts
-
-    if corpus:
-        if not (Path(corpus) / "manifest.json").is_file():
-            raise DiffillError(f"{corpus} is not a corpus folder (no manifest.json)")
-        return [f.text for f in load_texts(Path(corpus), "heldout")]
-    return [f.text for f in heldout_files()]
-
-
 def run(args) -> int:
     import torch
 
@@ -223,9 +211,9 @@ def run(args) -> int:
     if args.threads < 1:
         raise DiffillError("--threads must be at least 1")
     torch.set_num_threads(args.threads)
-    texts = _texts(args.corpus)
-    if not texts:
-        raise DiffillError("no held-out files to draw holes from")
+    from diffill.evaluation import heldout_texts
+
+    texts = heldout_texts(args.corpus)
     engine = Engine(EngineConfig(model=args.model, threads=args.threads))
     holes = draw_holes(texts, args.cases, lambda s: len(engine.tok.encode(s)), args.seed)
     if len(holes) < args.cases:

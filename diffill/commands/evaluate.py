@@ -28,18 +28,12 @@ def register(sub) -> None:
 def run_heldout(args) -> int:
     from diffill.engine import Engine, EngineConfig
     from diffill.errors import DiffillError
-    from diffill.evaluation import heldout_figures
-    from model.corpus import heldout_files, load_texts
+    from diffill.evaluation import heldout_figures, heldout_texts
 
     if args.cases < 1:
         raise DiffillError("--cases must be at least 1")
     engine = Engine(EngineConfig(model=args.model, adapter=args.adapter))
-    if args.corpus:
-        texts = [f.text for f in load_texts(Path(args.corpus), "heldout")]
-    else:
-        texts = [f.text for f in heldout_files()]
-    if not texts:
-        raise DiffillError("no held-out files found")
+    texts = heldout_texts(args.corpus)
     figures = heldout_figures(engine.model, engine.tok, texts, cases=args.cases, seed=args.seed)
     figures["model"] = engine.info()["model"]
     figures["adapter"] = engine.info()["adapter"]
