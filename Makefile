@@ -6,8 +6,8 @@ STAMP := $(VENV)/.installed
 RUNS ?= runs
 CORPUS ?= $(RUNS)/corpus
 # The shipped model's recipe (see model/checkpoints/diffill-base/README.md)
-TRAIN_MINUTES ?= 150
-TRAIN_ARGS ?= --set total_steps=5000
+TRAIN_STEPS ?= 2200
+TRAIN_ARGS ?= --set total_steps=$(TRAIN_STEPS)
 
 .PHONY: install run test lint model corpus train system-deps vscode
 
@@ -46,7 +46,7 @@ $(CORPUS)/manifest.json: | install
 	$(VENV)/bin/diffill corpus build $(CORPUS)
 
 train: corpus
-	$(VENV)/bin/diffill train --corpus $(CORPUS) --out $(RUNS)/base --minutes $(TRAIN_MINUTES) --resume $(TRAIN_ARGS)
+	$(VENV)/bin/diffill train --corpus $(CORPUS) --out $(RUNS)/base --until-step $(TRAIN_STEPS) --resume $(TRAIN_ARGS)
 
 # Reproduce the shipped weights: corpus, training, then export as bf16 into the checkpoint folder.
 model: train

@@ -37,12 +37,11 @@ def curve_svg(points: list[dict]) -> str:
                    "CPU-hours (process CPU time, 2 cores)", "exact match")
 
 
-def write_card(run: Path, dest: Path, final: dict | None = None) -> Path:
+def write_card(run: Path, dest: Path, final: dict | None = None, notes: str | None = None) -> Path:
     points, last = read_run(run)
     cfg = json.loads((run / "train_config.json").read_text())
     state = json.loads((run / "checkpoint" / "trainer_state.json").read_text())
     model_cfg = json.loads((dest / "config.json").read_text())
-    corpus_manifest = None
     history_file = dest / "training_log.json"
     history = json.loads(history_file.read_text()) if history_file.is_file() else []
     entry = {"date": dt.date.today().isoformat(), "step": state["step"], "tokens": state["tokens"],
@@ -52,10 +51,8 @@ def write_card(run: Path, dest: Path, final: dict | None = None) -> Path:
     history_file.write_text(json.dumps(history, indent=2) + "\n")
     if points:
         (dest / "learning_curve.svg").write_text(curve_svg(points))
-    for cand in (run.parent / "corpus" / "manifest.json",):
-        if cand.is_file():
-            corpus_manifest = json.loads(cand.read_text())
-    params = None
+    manifest_file = run.parent / "corpus" / "manifest.json"
+    corpus_manifest = json.loads(manifest_file.read_text()) if manifest_file.is_file() else None
     n_layers, hidden = model_cfg["num_hidden_layers"], model_cfg["hidden_size"]
     params = (model_cfg["vocab_size"] * hidden
               + n_layers * (4 * hidden * hidden + 3 * hidden * model_cfg["intermediate_size"] + 2 * hidden) + hidden)
@@ -121,6 +118,8 @@ def write_card(run: Path, dest: Path, final: dict | None = None) -> Path:
     for h in history:
         lines.append(f"| {h['date']} | {h['step']} | {h['tokens'] / 1e6:.1f}M | {h['cpu_hours']:.2f} | "
                      f"{h['figures'].get('line_infill_exact_match', float('nan')):.3f} |")
+    if notes:
+        lines += ["", "## Notes on this run", "", notes.strip()]
     lines += ["", "## Limits", "",
               "A few million parameters trained for a few CPU-hours: infills are short and often generic; "
               "the model knows Python best (its only training language).", ""]
@@ -133,9 +132,10 @@ def main() -> None:
     ap.add_argument("run", type=Path)
     ap.add_argument("dest", type=Path)
     ap.add_argument("--final", type=Path, help="JSON of `diffill eval heldout --json` on the exported model")
+    ap.add_argument("--notes", type=Path, help="Markdown file: what changed during this run, and why")
     a = ap.parse_args()
     final = json.loads(a.final.read_text()) if a.final else None
-    print(write_card(a.run, a.dest, final))
+    print(write_card(a.run, a.dest, final, a.notes.read_text() if a.notes else None))
 
 
 if __name__ == "__main__":

@@ -120,8 +120,9 @@ def _load_optimizer(path: Path, model, optimizer) -> None:
 
 def train(corpus: Path, out: Path, cfg: TrainConfig, minutes: float | None = None,
           steps: int | None = None, resume: bool = False, init: Path | None = None,
-          progress: bool = True, evaluate=None) -> dict:
-    """Train until ``minutes`` or ``steps`` run out; checkpoint to ``out/checkpoint``.
+          progress: bool = True, evaluate=None, until_step: int | None = None) -> dict:
+    """Train until ``minutes`` or ``steps`` run out, or the run reaches step ``until_step``;
+    checkpoint to ``out/checkpoint``.
 
     ``evaluate(model, tokenizer)`` (optional) returns held-out figures, logged every
     ``cfg.eval_minutes`` and at the end.
@@ -160,7 +161,7 @@ def train(corpus: Path, out: Path, cfg: TrainConfig, minutes: float | None = Non
     (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2, default=str))
     logf = open(out / "log.jsonl", "a")
     start_step = state["step"]
-    end_step = start_step + steps if steps is not None else None
+    end_step = start_step + steps if steps is not None else until_step
     deadline = time.time() + minutes * 60 if minutes is not None else None
     t_wall, t_cpu = time.time(), time.process_time()
     base_wall, base_cpu = state["wall_seconds"], state["cpu_seconds"]

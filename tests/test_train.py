@@ -54,3 +54,9 @@ def test_killed_run_resumes_at_its_checkpointed_step(tiny_corpus, tmp_path):
     assert json.loads(state.read_text())["step"] == killed_at + 2
     steps = [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines() if '"loss"' in line]
     assert steps[-2:] == [killed_at + 1, killed_at + 2]
+
+
+def test_until_step_trains_only_the_missing_steps(tiny_corpus, tmp_path):
+    assert train(tiny_corpus, tmp_path / "r", _cfg(), until_step=3, progress=False)["step"] == 3
+    assert train(tiny_corpus, tmp_path / "r", _cfg(), until_step=5, resume=True, progress=False)["step"] == 5
+    assert train(tiny_corpus, tmp_path / "r", _cfg(), until_step=5, resume=True, progress=False)["step"] == 5

@@ -13,7 +13,8 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="run folder: checkpoint/, log.jsonl")
     budget = p.add_mutually_exclusive_group(required=True)
     budget.add_argument("--minutes", type=float)
-    budget.add_argument("--steps", type=int)
+    budget.add_argument("--steps", type=int, help="train this many more steps")
+    budget.add_argument("--until-step", type=int, help="train until the run has this many steps (resumable)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint if it exists")
     p.add_argument("--init", default=None, help="start from this checkpoint's weights")
     p.add_argument("--config", default=None, help="JSON file of TrainConfig overrides")
@@ -55,7 +56,7 @@ def run(args) -> int:
     def evaluate(model, tok):
         return heldout_figures(model, tok, held, cases=args.eval_cases) if held else {}
 
-    state = train(corpus, Path(args.out), cfg, minutes=args.minutes, steps=args.steps,
+    state = train(corpus, Path(args.out), cfg, minutes=args.minutes, steps=args.steps, until_step=args.until_step,
                   resume=args.resume, init=Path(args.init) if args.init else None, evaluate=evaluate)
     print(json.dumps(state))
     return 0
