@@ -21,8 +21,8 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 run: install
-	@echo "--- diffill/examples/stats.py, hole at 18:5 (the body of stdev) ---"
-	$(VENV)/bin/diffill infill diffill/examples/stats.py --at 18:5 --full
+	@echo "--- diffill/examples/stats.py, hole at 19:5 (the empty body line of stdev) ---"
+	$(VENV)/bin/diffill infill diffill/examples/stats.py --at 19:5 --full
 
 # The VS Code checks run first so that pytest's summary is the last thing printed.
 test: install system-deps vscode
