@@ -21,14 +21,9 @@ def register(sub) -> None:
 def run(args) -> int:
     from adapters.training import AdaptConfig
     from diffill.adaptation import adapt_repository
-    from diffill.errors import DiffillError
+    from diffill.commands.common import check_training_budget
 
-    if args.minutes <= 0:
-        raise DiffillError("--minutes must be positive")
-    if args.steps is not None and args.steps < 1:
-        raise DiffillError("--steps must be at least 1")
-    if args.cases < 1:
-        raise DiffillError("--cases must be at least 1")
+    check_training_budget(args.minutes, args.steps, args.cases)
     report = adapt_repository(args.dir, out=args.out, minutes=args.minutes, steps=args.steps,
                               model_path=args.model, cases=args.cases, config=AdaptConfig(seed=args.seed))
     if args.json:

@@ -23,14 +23,9 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from diffill.adaptation import train_shipped_adapter
-    from diffill.errors import DiffillError
+    from diffill.commands.common import check_training_budget
 
-    if args.minutes is not None and args.minutes <= 0:
-        raise DiffillError("--minutes must be positive")
-    if args.steps is not None and args.steps < 1:
-        raise DiffillError("--steps must be at least 1")
-    if args.cases < 1:
-        raise DiffillError("--cases must be at least 1")
+    check_training_budget(args.minutes, args.steps, args.cases)
     summary = train_shipped_adapter(args.corpus, out=args.out, model_path=args.model, minutes=args.minutes,
                                     steps=args.steps, cases=args.cases)
     print(json.dumps(summary))

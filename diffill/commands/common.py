@@ -25,3 +25,15 @@ def engine_config_from_args(args: argparse.Namespace, **changes):
 
     return EngineConfig(model=getattr(args, "model", None), adapter=getattr(args, "adapter", "default"),
                         **changes)
+
+
+def check_training_budget(minutes: float | None, steps: int | None, cases: int) -> None:
+    """Usage errors of the training commands' ``--minutes``, ``--steps`` and ``--cases``."""
+    from diffill.errors import DiffillError
+
+    if minutes is not None and minutes <= 0:
+        raise DiffillError("--minutes must be positive")
+    if steps is not None and steps < 1:
+        raise DiffillError("--steps must be at least 1")
+    if cases < 1:
+        raise DiffillError("--cases must be at least 1")
