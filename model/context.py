@@ -22,24 +22,15 @@ class Window:
     suffix_tokens: int = 48
 
 
-class LineStarts:
-    """Which vocabulary entries begin with a newline (a token that starts a line)."""
-
-    def __init__(self, tok: CodeTokenizer):
-        self.flags = np.array(
-            [tok.backend.decode([i]).startswith("\n") if i not in tok.special_ids else False
-             for i in range(tok.vocab_size)]
-        )
-
-
-_line_starts: dict[int, LineStarts] = {}
-
-
 def _starts(tok: CodeTokenizer) -> np.ndarray:
-    key = id(tok)
-    if key not in _line_starts:
-        _line_starts[key] = LineStarts(tok)
-    return _line_starts[key].flags
+    """Which vocabulary entries begin with a newline (tokens that start a line), computed once
+    per tokenizer and kept on it."""
+    flags = getattr(tok, "_line_start_flags", None)
+    if flags is None:
+        flags = np.array([i not in tok.special_ids and tok.backend.decode([i]).startswith("\n")
+                          for i in range(tok.vocab_size)])
+        tok._line_start_flags = flags
+    return flags
 
 
 def encode_prefix(tok: CodeTokenizer, prefix: str, budget: int) -> list[int]:

@@ -19,7 +19,6 @@ Defaults were chosen with ``diffill bench speed`` on the base model (see Sampler
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -309,9 +308,3 @@ class Sampler:
         if not complete:
             body = body[: body.index(mask)]
         return SampleResult(body, complete, steps, passes, sum(1 for t in row if t != mask), cancelled)
-
-
-def timed(fn, *args, **kwargs):
-    t0 = time.perf_counter()
-    out = fn(*args, **kwargs)
-    return out, (time.perf_counter() - t0) * 1000.0
