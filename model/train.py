@@ -36,7 +36,9 @@ class TrainConfig:
     lr: float = 2e-3
     min_lr_ratio: float = 0.1
     warmup_steps: int = 200
-    total_steps: int = 20000  # length of the cosine schedule
+    total_steps: int = 20000  # step at which the cosine schedule ends
+    schedule_start: int = 0  # step at which warm-up begins (a later phase of a resumed run re-warms)
+    optimizer: str = "adamw"  # "adamw", or "muon": Muon for hidden matrices, AdamW for embeddings and norms
     weight_decay: float = 0.05
     grad_clip: float = 1.0
     seed: int = 0
@@ -48,10 +50,15 @@ class TrainConfig:
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
 
 
+OPTIMIZERS = ("adamw", "muon")
+
+
 def lr_at(step: int, cfg: TrainConfig) -> float:
+    step -= cfg.schedule_start
     if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.total_steps - cfg.warmup_steps))
+        return cfg.lr * (max(step, 0) + 1) / cfg.warmup_steps
+    length = cfg.total_steps - cfg.schedule_start - cfg.warmup_steps
+    progress = min(1.0, (step - cfg.warmup_steps) / max(1, length))
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
@@ -79,22 +86,46 @@ class Data:
         return noise_batch(examples, self.tok, rng)
 
 
-def _save_atomic(out: Path, model, optimizer, state: dict, tokenizer_dir: Path) -> None:
+def make_optimizers(model, cfg: TrainConfig) -> list[torch.optim.Optimizer]:
+    """AdamW for everything, or Muon for the hidden weight matrices plus AdamW for the rest.
+
+    Muon orthogonalises each update, which only makes sense for the 2-D matrices inside the
+    blocks; the (tied) embedding and the norm gains stay with AdamW. ``match_rms_adamw`` scales
+    Muon's step so the same learning rate and schedule serve both.
+    """
+    if cfg.optimizer not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {cfg.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+    named = list(model.named_parameters())
+    hidden = [p for n, p in named if p.dim() == 2 and "embed" not in n]
+    embed = [p for n, p in named if p.dim() >= 2 and "embed" in n]
+    gains = [p for n, p in named if p.dim() < 2]
+    adam_kw = dict(lr=cfg.lr, betas=(0.9, 0.95), eps=1e-8)
+    if cfg.optimizer == "adamw":
+        return [torch.optim.AdamW([{"params": hidden + embed, "weight_decay": cfg.weight_decay},
+                                   {"params": gains, "weight_decay": 0.0}], **adam_kw)]
+    muon = torch.optim.Muon(hidden, lr=cfg.lr, weight_decay=cfg.weight_decay, adjust_lr_fn="match_rms_adamw")
+    adam = torch.optim.AdamW([{"params": embed, "weight_decay": cfg.weight_decay},
+                              {"params": gains, "weight_decay": 0.0}], **adam_kw)
+    return [muon, adam]
+
+
+def _save_atomic(out: Path, model, optimizers, state: dict, tokenizer_dir: Path, kind: str) -> None:
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(str(tmp), safe_serialization=True)
     load_tokenizer(tokenizer_dir).save_pretrained(str(tmp))
-    opt_tensors, opt_meta = {}, {"param_groups": [], "steps": {}}
-    for group in optimizer.param_groups:
-        opt_meta["param_groups"].append({k: v for k, v in group.items() if k != "params"})
+    opt_tensors, opt_meta = {}, {"optimizer": kind, "param_groups": [], "steps": {}}
     names = {id(p): n for n, p in model.named_parameters()}
-    for p, st in optimizer.state.items():
-        name = names[id(p)]
-        for k, v in st.items():
-            if torch.is_tensor(v) and v.dim() > 0:
-                opt_tensors[f"{name}::{k}"] = v.contiguous()
-            else:
-                opt_meta["steps"][f"{name}::{k}"] = float(v)
+    for optimizer in optimizers:
+        for group in optimizer.param_groups:
+            opt_meta["param_groups"].append({k: v for k, v in group.items() if k != "params"})
+        for p, st in optimizer.state.items():
+            name = names[id(p)]
+            for k, v in st.items():
+                if torch.is_tensor(v) and v.dim() > 0:
+                    opt_tensors[f"{name}::{k}"] = v.contiguous()
+                else:
+                    opt_meta["steps"][f"{name}::{k}"] = float(v)
     save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
     (tmp / "optimizer.json").write_text(json.dumps(opt_meta))
     (tmp / "trainer_state.json").write_text(json.dumps(state, indent=2))
@@ -106,16 +137,21 @@ def _save_atomic(out: Path, model, optimizer, state: dict, tokenizer_dir: Path) 
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _load_optimizer(path: Path, model, optimizer) -> None:
-    tensors = load_file(str(path / "optimizer.safetensors"))
+def _load_optimizer(path: Path, model, optimizers, kind: str) -> None:
     meta = json.loads((path / "optimizer.json").read_text())
+    if meta.get("optimizer", "adamw") != kind:  # a phase that switches optimizer starts its state afresh
+        log.info("checkpoint optimizer is %s, this phase uses %s: optimizer state starts empty",
+                 meta.get("optimizer", "adamw"), kind)
+        return
+    tensors = load_file(str(path / "optimizer.safetensors"))
     params = dict(model.named_parameters())
+    owner = {id(p): opt for opt in optimizers for g in opt.param_groups for p in g["params"]}
     for key, v in tensors.items():
         name, k = key.split("::")
-        optimizer.state[params[name]][k] = v
+        owner[id(params[name])].state[params[name]][k] = v
     for key, v in meta["steps"].items():
         name, k = key.split("::")
-        optimizer.state[params[name]][k] = torch.tensor(v)
+        owner[id(params[name])].state[params[name]][k] = torch.tensor(v)
 
 
 def train(corpus: Path, out: Path, cfg: TrainConfig, minutes: float | None = None,
@@ -147,16 +183,11 @@ def train(corpus: Path, out: Path, cfg: TrainConfig, minutes: float | None = Non
         mcfg = DiffillConfig(vocab_size=tok.vocab_size, pad_token_id=tok.pad_id, mask_token_id=tok.mask_id,
                              eoi_token_id=tok.eoi_id, bos_token_id=tok.bos_id, **cfg.model)
         model = DiffillForMaskedLM(mcfg)
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=cfg.lr, betas=(0.9, 0.95), eps=1e-8,
-    )
+    optimizers = make_optimizers(model, cfg)
     if resume and ckpt.exists():
-        _load_optimizer(ckpt, model, optimizer)
+        _load_optimizer(ckpt, model, optimizers, cfg.optimizer)
     accel = Accelerator(mixed_precision="bf16", cpu=not torch.cuda.is_available())
-    model, optimizer = accel.prepare(model, optimizer)
+    model, *optimizers = accel.prepare(model, *optimizers)
     data = Data(corpus, tok, cfg)
     (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2, default=str))
     logf = open(out / "log.jsonl", "a")
@@ -193,18 +224,21 @@ def train(corpus: Path, out: Path, cfg: TrainConfig, minutes: float | None = Non
         if deadline is not None and time.time() >= deadline:
             break
         batch = data.batch(step)
-        for g in optimizer.param_groups:
-            g["lr"] = lr_at(step, cfg)
+        lr = lr_at(step, cfg)
+        for optimizer in optimizers:
+            for g in optimizer.param_groups:
+                g["lr"] = lr
         with accel.autocast():
             loss, stats = diffusion_loss(model, batch)
         accel.backward(loss)
         gnorm = accel.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        for optimizer in optimizers:
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
         state["step"] = step + 1
         state["tokens"] += int(batch.attention_mask.sum())
         clock()
-        rec = {"step": state["step"], "loss": round(loss.item(), 4), "lr": optimizer.param_groups[0]["lr"],
+        rec = {"step": state["step"], "loss": round(loss.item(), 4), "lr": lr,
                "grad_norm": round(float(gnorm), 3), "tokens": state["tokens"],
                "cpu_hours": round(state["cpu_seconds"] / 3600, 4), **stats}
         logf.write(json.dumps(rec) + "\n")
@@ -212,13 +246,13 @@ def train(corpus: Path, out: Path, cfg: TrainConfig, minutes: float | None = Non
         bar.set_postfix(loss=f"{rec['loss']:.3f}", acc=f"{stats['masked_acc']:.3f}")
         if time.time() - last_ckpt > cfg.checkpoint_minutes * 60:
             logf.flush()
-            _save_atomic(ckpt, accel.unwrap_model(model), optimizer, state, tok_dir)
+            _save_atomic(ckpt, accel.unwrap_model(model), optimizers, state, tok_dir, cfg.optimizer)
             last_ckpt = time.time()
         if time.time() - last_eval > cfg.eval_minutes * 60:
             do_eval()
             last_eval = time.time()
     bar.close()
-    _save_atomic(ckpt, accel.unwrap_model(model), optimizer, state, tok_dir)
+    _save_atomic(ckpt, accel.unwrap_model(model), optimizers, state, tok_dir, cfg.optimizer)
     do_eval()
     logf.close()
     return state

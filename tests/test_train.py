@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import os
 import signal
@@ -5,6 +6,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -23,15 +25,38 @@ def test_schedule_warms_up_then_decays():
     assert lr_at(60, cfg) < 1.0 and abs(lr_at(110, cfg) - 0.1) < 1e-9
 
 
-def test_resumed_run_matches_an_uninterrupted_one(tiny_corpus, tmp_path):
-    straight = train(tiny_corpus, tmp_path / "a", _cfg(), steps=4, progress=False)
-    train(tiny_corpus, tmp_path / "b", _cfg(), steps=2, progress=False)
-    resumed = train(tiny_corpus, tmp_path / "b", _cfg(), steps=2, resume=True, progress=False)
+def test_a_later_phase_re_warms_from_its_schedule_start():
+    cfg = TrainConfig(lr=1.0, warmup_steps=10, total_steps=1110, min_lr_ratio=0.1, schedule_start=1000)
+    assert lr_at(1000, cfg) == 0.1 and lr_at(1009, cfg) == 1.0
+    assert 0.1 < lr_at(1060, cfg) < 1.0 and abs(lr_at(1110, cfg) - 0.1) < 1e-9
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "muon"])
+def test_resumed_run_matches_an_uninterrupted_one(tiny_corpus, tmp_path, optimizer):
+    def cfg():
+        return dataclasses.replace(_cfg(), optimizer=optimizer)
+
+    straight = train(tiny_corpus, tmp_path / "a", cfg(), steps=4, progress=False)
+    train(tiny_corpus, tmp_path / "b", cfg(), steps=2, progress=False)
+    resumed = train(tiny_corpus, tmp_path / "b", cfg(), steps=2, resume=True, progress=False)
     assert straight["step"] == resumed["step"] == 4
     wa = load_file(str(tmp_path / "a" / "checkpoint" / "model.safetensors"))
     wb = load_file(str(tmp_path / "b" / "checkpoint" / "model.safetensors"))
     for k in wa:
         torch.testing.assert_close(wa[k], wb[k], atol=1e-5, rtol=1e-4)
+
+
+def test_switching_optimizer_on_resume_starts_its_state_afresh(tiny_corpus, tmp_path):
+    train(tiny_corpus, tmp_path / "r", _cfg(), steps=2, progress=False)
+    muon = dataclasses.replace(_cfg(), optimizer="muon")
+    state = train(tiny_corpus, tmp_path / "r", muon, steps=2, resume=True, progress=False)
+    assert state["step"] == 4
+    meta = json.loads((tmp_path / "r" / "checkpoint" / "optimizer.json").read_text())
+    assert meta["optimizer"] == "muon"
+    keys = load_file(str(tmp_path / "r" / "checkpoint" / "optimizer.safetensors"))
+    assert any(k.endswith("::momentum_buffer") for k in keys) and any(k.endswith("::exp_avg") for k in keys)
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        train(tiny_corpus, tmp_path / "s", dataclasses.replace(_cfg(), optimizer="sgd"), steps=1, progress=False)
 
 
 def test_killed_run_resumes_at_its_checkpointed_step(tiny_corpus, tmp_path):
