@@ -6,8 +6,7 @@ STAMP := $(VENV)/.installed
 RUNS ?= runs
 CORPUS ?= $(RUNS)/corpus
 # The shipped model's recipe (see model/checkpoints/diffill-base/README.md)
-TRAIN_STEPS ?= 2200
-TRAIN_ARGS ?= --set total_steps=$(TRAIN_STEPS)
+TRAIN_ARGS ?=
 
 .PHONY: install run test lint model corpus train system-deps vscode
 
@@ -45,8 +44,16 @@ corpus: $(CORPUS)/manifest.json
 $(CORPUS)/manifest.json: | install
 	$(VENV)/bin/diffill corpus build $(CORPUS)
 
+# The shipped weights' recipe, in phases (model/recipes/*.json): each phase resumes the run where
+# the last one stopped and trains until its schedule's last step.
+PHASES := model/recipes/phase1.json model/recipes/phase2.json
+
 train: corpus
-	$(VENV)/bin/diffill train --corpus $(CORPUS) --out $(RUNS)/base --until-step $(TRAIN_STEPS) --resume $(TRAIN_ARGS)
+	for phase in $(PHASES); do \
+		steps=$$($(PY) -c "import json,sys; print(json.load(open(sys.argv[1]))['total_steps'])" $$phase) && \
+		$(VENV)/bin/diffill train --corpus $(CORPUS) --out $(RUNS)/base --until-step $$steps --resume \
+			--config $$phase $(TRAIN_ARGS) || exit 1; \
+	done
 
 # Reproduce the shipped weights: corpus, training, then export as bf16 into the checkpoint folder.
 model: train
