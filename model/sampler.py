@@ -28,6 +28,7 @@ import torch
 from model.backend import Backend
 
 CONFIDENCE_MEASURES = ("prob", "margin", "entropy")
+ORDERS = ("confidence", "left_to_right")
 
 
 @dataclass
@@ -36,6 +37,7 @@ class SamplerConfig:
     min_per_step: int = 1  # commit at least this many (the most confident) per step
     max_per_step: int = 0  # 0: no cap; 1: one token per step (the slow baseline)
     confidence: str = "prob"  # prob | margin | entropy
+    order: str = "confidence"  # confidence: most confident slots anywhere; left_to_right: the leftmost run
     max_steps: int = 0  # 0: the canvas length (+ growth) + 8
     grow_by: int = 0  # slots added when code fills the whole canvas; 0: never grow
     max_length: int = 256  # canvas growth stops here
@@ -49,6 +51,8 @@ class SamplerConfig:
     def __post_init__(self) -> None:
         if self.confidence not in CONFIDENCE_MEASURES:
             raise ValueError(f"unknown confidence measure {self.confidence!r} (choose from {CONFIDENCE_MEASURES})")
+        if self.order not in ORDERS:
+            raise ValueError(f"unknown decoding order {self.order!r} (choose from {ORDERS})")
         if self.min_per_step < 1 or self.max_per_step < 0 or (self.max_per_step and self.max_per_step < self.min_per_step):
             raise ValueError("need 1 <= min_per_step <= max_per_step (or max_per_step 0: no cap)")
         if self.grow_by < 0 or self.max_remask < 0 or self.max_steps < 0 or self.cache_refresh < 0:
@@ -225,11 +229,17 @@ class Sampler:
 
     def _select(self, conf, is_mask):
         cfg = self.config
-        propose = (conf >= cfg.threshold) & is_mask
-        order = torch.argsort(conf, dim=-1, descending=True, stable=True)
-        rank = torch.empty_like(order)
-        rank.scatter_(1, order, torch.arange(conf.shape[1]).expand_as(order))
         eligible = conf >= 0  # masked, and not an <eoi> with a <mask> on its left (conf -1)
+        if cfg.order == "left_to_right":
+            # masked slots by position: the first min_per_step of them, then on while confident
+            rank = torch.cumsum(is_mask.long(), 1) - 1
+            take = eligible & ((conf >= cfg.threshold) | (rank < max(1, cfg.min_per_step)))
+            propose = torch.cumprod(torch.where(is_mask, take, True).long(), 1).bool() & is_mask
+        else:
+            propose = (conf >= cfg.threshold) & is_mask
+            order = torch.argsort(conf, dim=-1, descending=True, stable=True)
+            rank = torch.empty_like(order)
+            rank.scatter_(1, order, torch.arange(conf.shape[1]).expand_as(order))
         propose |= (rank < max(1, cfg.min_per_step)) & eligible
         if cfg.max_per_step:
             propose &= rank < cfg.max_per_step

@@ -89,6 +89,22 @@ def test_min_per_step_and_max_per_step_bound_each_step():
     assert steps == [4, 2]
 
 
+def test_left_to_right_commits_the_leading_run_of_confident_slots():
+    # the right end is the most confident, but left_to_right takes the leftmost masked slot and
+    # the confident slots directly after it, never one with a <mask> on its left
+    be = ScriptedBackend([10, 11, 12, 13, 14], conf=[0.5, 0.95, 0.95, 0.5, 0.99])
+    steps = []
+    (r,) = Sampler(be, SamplerConfig(order="left_to_right", threshold=0.9)).sample(
+        [Request([5], [6])], 6, on_step=lambda t: steps.append(t.committed_now[0]))
+    assert r.tokens == [10, 11, 12, 13, 14]
+    assert steps == [[0, 1, 2], [3, 4], [5]]  # the <eoi> (slot 5) only once no <mask> is left of it
+    be = ScriptedBackend([10, 11, 12], conf=[0.99] * 3)
+    steps = []
+    Sampler(be, SamplerConfig(order="left_to_right", max_per_step=1)).sample(
+        [Request([5], [6])], 4, on_step=lambda t: steps.append(t.committed_now[0]))
+    assert steps == [[0], [1], [2], [3]]
+
+
 def test_eoi_is_monotone_and_decided_after_the_content():
     # <eoi> is by far the most confident guess at the right end; content is unsure.
     be = ScriptedBackend([10, 11, 12], conf=[0.6, 0.6, 0.6], eoi_conf=0.999)
@@ -188,6 +204,8 @@ def test_logits_are_asked_only_at_masked_slots():
 def test_bad_settings_are_rejected():
     with pytest.raises(ValueError, match="confidence"):
         SamplerConfig(confidence="vibes")
+    with pytest.raises(ValueError, match="order"):
+        SamplerConfig(order="random")
     with pytest.raises(ValueError):
         SamplerConfig(min_per_step=3, max_per_step=2)
     with pytest.raises(ValueError):
