@@ -37,6 +37,26 @@ def curve_svg(points: list[dict]) -> str:
                    "CPU-hours (process CPU time, 2 cores)", "exact match")
 
 
+RECIPES = Path(__file__).resolve().parents[1] / "model" / "recipes"
+
+
+def describe_phases(folder: Path = RECIPES) -> list[str]:
+    """One line per recipe phase: optimizer, learning-rate schedule and the steps it covers."""
+    from dataclasses import replace
+
+    from model.train import TrainConfig
+
+    out, start = [], 0
+    for path in sorted(folder.glob("*.json")):
+        c = replace(TrainConfig(), **json.loads(path.read_text()))
+        opt = ("Muon for the hidden matrices (lr matched to AdamW's RMS), AdamW for embeddings and norms"
+               if c.optimizer == "muon" else "AdamW (betas 0.9/0.95)")
+        out.append(f"`{path.name}`: steps {start}-{c.total_steps}; {opt}; lr {c.lr}, {c.warmup_steps} warm-up "
+                   f"steps from step {c.schedule_start}, cosine to {c.min_lr_ratio}x at step {c.total_steps}.")
+        start = c.total_steps
+    return out
+
+
 def write_card(run: Path, dest: Path, final: dict | None = None, notes: str | None = None) -> Path:
     points, last = read_run(run)
     cfg = json.loads((run / "train_config.json").read_text())
@@ -75,18 +95,20 @@ def write_card(run: Path, dest: Path, final: dict | None = None, notes: str | No
         "1. `diffill corpus build runs/corpus`: Python files of the standard library and the installed "
         "site-packages; generated, minified and huge files dropped; test files capped at a quarter; exact "
         "and whitespace-insensitive duplicates removed; ~3% held out by content hash.",
-        "2. `diffill train --corpus runs/corpus --out runs/base --minutes M --resume`: masked diffusion "
-        "(t ~ U(eps, 1), mask rate t, cross-entropy / t over eligible positions). "
+        "2. `make train`: `diffill train --corpus runs/corpus --out runs/base --until-step N --resume --config "
+        "PHASE` for each phase below: masked diffusion (t ~ U(eps, 1), mask rate t, cross-entropy / t over "
+        "eligible positions). "
         f"{int(cfg['objective']['plain_fraction'] * 100)}% plain sequences of "
         f"{cfg['objective']['plain_length']} tokens; the rest infill sequences: prefix and suffix tokenized "
         "separately around a middle (a whole line after its indentation, the rest of a line, 1-4 lines, a "
         "tree-sitter node, a random character span), the middle a canvas padded with `<eoi>` to an "
         "inference budget (16/24/32/64) or by 0-16 slots; only the canvas is masked. Context window "
         f"{cfg['objective']['window']['prefix_tokens']} prefix + {cfg['objective']['window']['suffix_tokens']} "
-        "suffix tokens cut at line boundaries.",
-        f"3. AdamW (lr {cfg['lr']}, betas 0.9/0.95, weight decay {cfg['weight_decay']}), batch "
-        f"{cfg['batch_size']}, {cfg['warmup_steps']} warm-up steps, cosine to {cfg['min_lr_ratio']}x over "
-        f"{cfg['total_steps']} steps, gradient clipping {cfg['grad_clip']}, bf16 autocast on CPU.",
+        "suffix tokens cut at line boundaries. Batch "
+        f"{cfg['batch_size']}, gradient clipping {cfg['grad_clip']}, weight decay {cfg['weight_decay']}, "
+        "bf16 autocast on CPU.",
+        "3. The phases (`model/recipes/*.json`; a phase resumes the run and trains until its schedule ends):",
+        *[f"   - {phase}" for phase in describe_phases()],
         "4. `python -m model.export runs/base/checkpoint model/checkpoints/diffill-base` (bf16).",
         "",
         "## Training so far",

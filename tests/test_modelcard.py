@@ -1,0 +1,37 @@
+"""The model card: written from a training run's log, with the recipe's phases and a running log."""
+
+import json
+import shutil
+
+from diffill.modelcard import describe_phases, write_card
+from model.train import TrainConfig, train
+
+TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
+
+
+def test_phases_are_described_in_order_with_their_step_ranges(tmp_path):
+    (tmp_path / "a.json").write_text(json.dumps({"total_steps": 100}))
+    (tmp_path / "b.json").write_text(json.dumps({"optimizer": "muon", "schedule_start": 100, "total_steps": 250}))
+    first, second = describe_phases(tmp_path)
+    assert "steps 0-100" in first and "AdamW" in first
+    assert "steps 100-250" in second and "Muon" in second and "from step 100" in second
+
+
+def test_card_has_the_learning_curve_and_appends_to_the_running_log(tiny_corpus, tmp_path):
+    run = tmp_path / "run"
+    cfg = TrainConfig(batch_size=2, warmup_steps=1, total_steps=4, model=dict(TINY), eval_minutes=1e9)
+    figures = iter([0.25, 0.5])
+
+    def evaluate(model, tok):
+        return {"line_infill_exact_match": next(figures), "line_overrun_rate": 0.1, "masked_token_accuracy": 0.3}
+
+    train(tiny_corpus, run, cfg, steps=2, progress=False, evaluate=evaluate)
+    dest = tmp_path / "model"
+    shutil.copytree(run / "checkpoint", dest)
+    card = write_card(run, dest).read_text()
+    assert "| 2 |" in card and "0.250" in card and (dest / "learning_curve.svg").is_file()
+    train(tiny_corpus, run, cfg, steps=2, resume=True, progress=False, evaluate=evaluate)
+    card = write_card(run, dest, final={"line_infill_exact_match": 0.5}).read_text()
+    history = json.loads((dest / "training_log.json").read_text())
+    assert [h["step"] for h in history] == [2, 4]
+    assert "phase1.json" in card and "| 0.5000 |" in card
