@@ -2,7 +2,10 @@
 
 Input is OpenAI's human-eval-infilling format, one JSON object a line (``.jsonl`` or
 ``.jsonl.gz``): ``task_id``, ``prompt`` (text before the hole), ``suffix``,
-``canonical_solution`` (the hole), ``test`` and ``entry_point``. The variant (single-line,
+``canonical_solution`` (the hole), ``test`` and ``entry_point``. A file of the original
+HumanEval problems (records without ``suffix``, e.g. ``HumanEval.jsonl.gz`` of the
+``human-eval`` package) is expanded into upstream's single-line infilling tasks: each non-blank
+line of a canonical solution in turn is the hole (1,033 tasks for the 164 problems). The variant (single-line,
 multi-line, random-span) comes from the task id (``SingleLineInfilling/HumanEval/0/L0``), or,
 for other ids, from the canonical solution's line count. It sets the canvas budget and whether
 the hole may span lines; the true length of the hole is never given to the engine.
@@ -135,8 +138,13 @@ def load_problems(path: str | Path, limit: int | None = None) -> list[Problem]:
             for n, line in enumerate(f, start=1):
                 if not line.strip():
                     continue
-                problems.append(_problem(json.loads(line), path, n, seen))
+                record = json.loads(line)
+                if isinstance(record, dict) and "suffix" not in record and isinstance(record.get("prompt"), str):
+                    problems += [_problem(r, path, n, seen) for r in single_line_tasks(record)]
+                else:
+                    problems.append(_problem(record, path, n, seen))
                 if limit is not None and len(problems) >= limit:
+                    problems = problems[:limit]
                     break
     except json.JSONDecodeError as e:
         raise DiffillError(f"{path}:{n}: not a JSON object ({e.msg})") from e
@@ -145,6 +153,20 @@ def load_problems(path: str | Path, limit: int | None = None) -> list[Problem]:
     if not problems:
         raise DiffillError(f"{path} holds no problems")
     return problems
+
+
+def single_line_tasks(record: dict) -> list[dict]:
+    """Upstream's single-line infilling tasks of one original HumanEval problem: the hole is one
+    non-blank line of the canonical solution (with its newline), the lines around it are the
+    prompt's end and the suffix. Task ids: ``SingleLineInfilling/<task_id>/L<line index>``."""
+    solution = record.get("canonical_solution")
+    if not isinstance(solution, str):
+        return [record]  # reported as a missing field by the caller
+    lines = solution.splitlines(keepends=True)
+    return [{**record, "task_id": f"SingleLineInfilling/{record.get('task_id')}/L{j}",
+             "prompt": record["prompt"] + "".join(lines[:j]), "canonical_solution": line,
+             "suffix": "".join(lines[j + 1 :])}
+            for j, line in enumerate(lines) if line.strip()]
 
 
 def _problem(record, path: Path, n: int, seen: set[str]) -> Problem:

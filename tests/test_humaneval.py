@@ -26,6 +26,30 @@ def test_loads_jsonl_and_gzip_in_file_order(tmp_path):
     assert [p.task_id for p in load_problems(DATA, limit=2)] == [p.task_id for p in plain[:2]]
 
 
+ORIGINAL = {  # a problem in the original HumanEval format (no suffix)
+    "task_id": "HumanEval/7", "entry_point": "double",
+    "prompt": "def double(xs):\n    \"\"\"Double every item.\"\"\"\n",
+    "canonical_solution": "    out = []\n\n    for x in xs:\n        out.append(2 * x)\n    return out\n",
+    "test": "def check(f):\n    assert f([1, 2]) == [2, 4]\n",
+}
+
+
+def test_original_problems_expand_into_single_line_tasks(tmp_path):
+    path = tmp_path / "HumanEval.jsonl"
+    path.write_text(json.dumps(ORIGINAL) + "\n")
+    tasks = load_problems(path)
+    lines = ORIGINAL["canonical_solution"].splitlines(keepends=True)
+    assert [t.task_id for t in tasks] == [f"SingleLineInfilling/HumanEval/7/L{j}" for j in (0, 2, 3, 4)]
+    for t in tasks:
+        assert t.variant == "single-line" and t.whole_lines
+        assert t.prompt + t.canonical_solution + t.suffix == ORIGINAL["prompt"] + ORIGINAL["canonical_solution"]
+        assert t.canonical_solution in lines
+    # the canonical line passes the tests and a wrong one fails them
+    assert [c.status for c in evaluate(tasks[:1], ["    out = []\n"])] == ["passed"]
+    assert [c.status for c in evaluate(tasks[3:], ["    return None\n"])] == ["failed"]
+    assert len(load_problems(path, limit=2)) == 2
+
+
 def test_variant_from_task_id_or_canonical_solution():
     by_id = {p.task_id: p for p in load_problems(DATA)}
     assert by_id["SingleLineInfilling/Tiny/0/L0"].variant == "single-line"

@@ -48,7 +48,8 @@ def run_heldout(args) -> int:
 def register_humaneval(esub) -> None:
     h = esub.add_parser("humaneval-infill",
                         help="pass@1 on HumanEval-infilling (.jsonl or .jsonl.gz), tests run sandboxed")
-    h.add_argument("path", help="problems in human-eval-infilling format")
+    h.add_argument("path", help="problems in human-eval-infilling format, or the original HumanEval problems "
+                                "(expanded into the 1,033 single-line infilling tasks)")
     h.add_argument("--limit", type=int, default=None, help="only the first N problems")
     h.add_argument("--max-tokens", type=int, default=None,
                    help="canvas budget for every hole (default: by variant, 24 single-line, 64 otherwise)")
