@@ -167,7 +167,7 @@ def train_shipped_adapter(corpus: str | Path, out: str | Path | None = None, mod
     peft_model.merge_adapter()
     after = exact_match(model, tok, held, cases)
     mix = cfg.objective.mix
-    training = {"corpus": str(corpus.resolve()), "files": len(files), "steps": result.steps,
+    training = {"corpus": str(corpus), "files": len(files), "steps": result.steps,
                 "tokens_seen": result.tokens_seen, "minutes": round(result.seconds / 60, 2),
                 "loss": round(result.loss, 4), "batch_size": cfg.batch_size, "lr": cfg.lr, "seed": cfg.seed,
                 "lora": {"r": cfg.lora.r, "alpha": cfg.lora.alpha, "targets": list(cfg.lora.targets)},
