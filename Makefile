@@ -45,8 +45,9 @@ $(CORPUS)/manifest.json: | install
 	$(VENV)/bin/diffill corpus build $(CORPUS)
 
 # The shipped weights' recipe, in phases (model/recipes/*.json): each phase resumes the run where
-# the last one stopped and trains until its schedule's last step.
-PHASES := model/recipes/phase1.json model/recipes/phase2.json
+# the last one stopped and trains until its schedule's last step. Phases tried and not shipped
+# are kept in model/recipes/trials/ (run one with PHASES=...).
+PHASES ?= $(sort $(wildcard model/recipes/*.json))
 
 train: corpus
 	for phase in $(PHASES); do \
