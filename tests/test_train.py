@@ -85,3 +85,17 @@ def test_until_step_trains_only_the_missing_steps(tiny_corpus, tmp_path):
     assert train(tiny_corpus, tmp_path / "r", _cfg(), until_step=3, progress=False)["step"] == 3
     assert train(tiny_corpus, tmp_path / "r", _cfg(), until_step=5, resume=True, progress=False)["step"] == 5
     assert train(tiny_corpus, tmp_path / "r", _cfg(), until_step=5, resume=True, progress=False)["step"] == 5
+
+
+def test_objective_settings_reach_the_nested_config():
+    from diffill.commands.train import _apply
+    from diffill.errors import DiffillError
+
+    cfg = TrainConfig()
+    _apply(cfg, "objective.plain_fraction", 0.1)
+    _apply(cfg, "objective", {"mix": {"line": 0.6, "chars": 0.0}, "plain_length": 96})
+    assert cfg.objective.plain_fraction == 0.1 and cfg.objective.plain_length == 96
+    assert cfg.objective.mix.line == 0.6 and cfg.objective.mix.chars == 0.0
+    for bad in ("objective.nope", "objective.mix.nope", "objective.window.nope", "nope"):
+        with pytest.raises(DiffillError, match="unknown training setting"):
+            _apply(cfg, bad, 1)

@@ -19,7 +19,8 @@ def register(sub) -> None:
     p.add_argument("--init", default=None, help="start from this checkpoint's weights")
     p.add_argument("--config", default=None, help="JSON file of TrainConfig overrides")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="TrainConfig override, e.g. --set batch_size=32 --set model.hidden_size=128")
+                   help="TrainConfig override, e.g. --set batch_size=32 --set model.hidden_size=128 "
+                        "--set objective.plain_fraction=0.1 --set objective.mix.line=0.6")
     p.add_argument("--eval-cases", type=int, default=200, help="held-out line cases per evaluation")
     p.set_defaults(run=run)
 
@@ -29,6 +30,23 @@ def _apply(cfg, key: str, value):
 
     if key.startswith("model."):
         cfg.model[key[6:]] = value
+        return
+    if key == "objective" and isinstance(value, dict):  # nested, as in a --config file
+        for k, v in value.items():
+            _apply(cfg, f"objective.{k}", v)
+        return
+    if key.startswith("objective."):  # objective.plain_fraction, objective.mix.line, ...
+        *path, name = key.split(".")[1:]
+        target = cfg.objective
+        for part in path:
+            target = getattr(target, part, None)
+        if name == "mix" and not path and isinstance(value, dict):
+            for k, v in value.items():
+                _apply(cfg, f"objective.mix.{k}", v)
+            return
+        if target is None or not hasattr(target, name) or isinstance(value, dict):
+            raise DiffillError(f"unknown training setting {key!r}")
+        setattr(target, name, value)
         return
     if key not in {f.name for f in fields(cfg)}:
         raise DiffillError(f"unknown training setting {key!r}")
