@@ -31,26 +31,32 @@ def _apply(cfg, key: str, value):
     if key.startswith("model."):
         cfg.model[key[6:]] = value
         return
-    if key == "objective" and isinstance(value, dict):  # nested, as in a --config file
-        for k, v in value.items():
-            _apply(cfg, f"objective.{k}", v)
-        return
-    if key.startswith("objective."):  # objective.plain_fraction, objective.mix.line, ...
-        *path, name = key.split(".")[1:]
-        target = cfg.objective
-        for part in path:
-            target = getattr(target, part, None)
-        if name == "mix" and not path and isinstance(value, dict):
-            for k, v in value.items():
-                _apply(cfg, f"objective.mix.{k}", v)
-            return
-        if target is None or not hasattr(target, name) or isinstance(value, dict):
-            raise DiffillError(f"unknown training setting {key!r}")
-        setattr(target, name, value)
+    if key == "objective" or key.startswith("objective."):  # objective.mix.line, or a nested dict
+        _set_field(cfg, key.split("."), value, key)
         return
     if key not in {f.name for f in fields(cfg)}:
         raise DiffillError(f"unknown training setting {key!r}")
     setattr(cfg, key, value)
+
+
+def _set_field(obj, parts: list[str], value, key: str) -> None:
+    """Set a (nested) dataclass field; a dict value fills a dataclass field key by key."""
+    from dataclasses import is_dataclass
+
+    from diffill.errors import DiffillError
+
+    for part in parts[:-1]:
+        obj = getattr(obj, part, None)
+    current = getattr(obj, parts[-1], None) if is_dataclass(obj) else None
+    if current is None:
+        raise DiffillError(f"unknown training setting {key!r}")
+    if is_dataclass(current) and isinstance(value, dict):
+        for k, v in value.items():
+            _set_field(current, [k], v, f"{key}.{k}")
+    elif is_dataclass(current) or isinstance(value, dict):
+        raise DiffillError(f"unknown training setting {key!r}")
+    else:
+        setattr(obj, parts[-1], value)
 
 
 def run(args) -> int:
