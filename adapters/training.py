@@ -93,7 +93,7 @@ class SpanData:
             ex = infill_example(f.text, self.tok, rng, obj, kind=self.kinds[rng.choice(len(p), p=p)])
             if ex is not None:
                 examples.append(ex)
-        return noise_batch(examples, self.tok, rng)
+        return noise_batch(examples, self.tok, rng, objective=obj)
 
 
 def token_stream(tok: CodeTokenizer, texts: list[str]) -> np.ndarray:

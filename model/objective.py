@@ -28,6 +28,7 @@ SHAPE_QUANTUM = 32  # pad widths and logit counts to multiples: few distinct sha
 class Example:
     ids: list[int]  # targets: prefix + canvas (middle + <eoi>...) + suffix
     eligible: list[bool]  # positions the loss may mask
+    canvas: bool = False  # an infill sequence: the eligible positions are its canvas
 
 
 @dataclass
@@ -53,6 +54,13 @@ class ObjectiveConfig:
     plain_length: int = 128
     max_eoi_pad: int = 16
     mix: MiddleMix = field(default_factory=MiddleMix)
+    # Canvas noise matched to what the sampler sees. The sampler never shows an <eoi> while
+    # content is still masked on its left, so with ``hide_eoi`` a canvas whose content has any
+    # masked token has all its <eoi> padding masked too (no peeking at the length). A share
+    # ``ordered_fraction`` of canvases is masked from a random cut to the end instead of at
+    # random: the states of left-to-right decoding, which confidence order mostly follows.
+    hide_eoi: bool = False
+    ordered_fraction: float = 0.0
 
 
 def _line_bounds(text: str, pos: int) -> tuple[int, int]:
@@ -129,7 +137,7 @@ def infill_example(text: str, tok: CodeTokenizer, rng: np.random.Generator, cfg:
     canvas = middle + [tok.eoi_id] * (slots - len(middle))
     ids = prefix + canvas + suffix
     eligible = [False] * len(prefix) + [True] * len(canvas) + [False] * len(suffix)
-    return Example(ids, eligible)
+    return Example(ids, eligible, canvas=True)
 
 
 def plain_example(tokens: np.ndarray, rng: np.random.Generator, length: int) -> Example:
@@ -151,14 +159,17 @@ class Batch:
     targets: torch.Tensor
     attention_mask: torch.Tensor
     masked: torch.Tensor  # bool: positions whose loss counts
-    weights: torch.Tensor  # 1/t per masked position's sequence, broadcast to (B, T)
+    weights: torch.Tensor  # (B, T): 1 / the chance each position was masked (1/t, unless a canvas mode says otherwise)
     n_eligible: int
 
 
 def noise_batch(examples: list[Example], tok: CodeTokenizer, rng: np.random.Generator,
-                t: np.ndarray | None = None) -> Batch:
+                t: np.ndarray | None = None, objective: ObjectiveConfig | None = None) -> Batch:
     """Pad, then mask each eligible position with probability t (one t per sequence). No position
-    is forced: a sequence that draws no mask adds nothing, which keeps the 1/t estimate unbiased."""
+    is forced: a sequence that draws no mask adds nothing, which keeps the 1/t estimate unbiased.
+    The ``objective``'s ``hide_eoi`` and ``ordered_fraction`` change how infill canvases are
+    masked; each masked position is then weighted by 1 / its probability of being
+    masked, so every eligible position still counts once in expectation."""
     width = -(-max(len(e.ids) for e in examples) // SHAPE_QUANTUM) * SHAPE_QUANTUM
     b = len(examples)
     targets = np.full((b, width), tok.pad_id, dtype=np.int64)
@@ -171,16 +182,44 @@ def noise_batch(examples: list[Example], tok: CodeTokenizer, rng: np.random.Gene
     if t is None:
         t = stratified_t(b, rng)
     masked = eligible & (rng.random((b, width)) < t[:, None])
+    weights = np.repeat((1.0 / t)[:, None], width, axis=1)
+    if objective is not None and (objective.hide_eoi or objective.ordered_fraction > 0):
+        for i, e in enumerate(examples):
+            if e.canvas:
+                _mask_canvas(i, targets, eligible, masked, weights, float(t[i]), tok.eoi_id, rng,
+                             objective.hide_eoi, objective.ordered_fraction)
     inputs = np.where(masked, tok.mask_id, targets)
-    weights = np.broadcast_to((1.0 / t)[:, None], (b, width))
     return Batch(
         input_ids=torch.from_numpy(inputs),
         targets=torch.from_numpy(targets),
         attention_mask=torch.from_numpy(attn),
         masked=torch.from_numpy(masked),
-        weights=torch.from_numpy(np.ascontiguousarray(weights, dtype=np.float32)),
+        weights=torch.from_numpy(weights.astype(np.float32)),
         n_eligible=int(eligible.sum()),
     )
+
+
+def _mask_canvas(i: int, targets: np.ndarray, eligible: np.ndarray, masked: np.ndarray,
+                 weights: np.ndarray, t: float, eoi: int, rng: np.random.Generator,
+                 hide_eoi: bool, ordered_fraction: float) -> None:
+    """Re-mask row ``i``'s canvas (content tokens, then <eoi> padding) in place."""
+    slots = np.nonzero(eligible[i])[0]
+    pads = slots[targets[i, slots] == eoi]
+    n_content = len(slots) - len(pads)
+    if rng.random() < ordered_fraction:
+        # the first ``cut`` content tokens visible, everything after them masked; ``cut`` uniform
+        # on 0..n_content, so a slot's chance of being masked depends on its place
+        cut = int(rng.integers(0, n_content + 1))
+        masked[i, slots] = np.arange(len(slots)) >= cut
+        p = np.minimum(1.0, (np.arange(len(slots)) + 1) / (n_content + 1))
+        weights[i, slots] = 1.0 / p
+        return
+    if hide_eoi and len(pads):
+        content = slots[targets[i, slots] != eoi]
+        if masked[i, content].any():
+            masked[i, pads] = True
+        p_any = 1.0 - (1.0 - t) ** n_content  # chance some content is masked
+        weights[i, pads] = 1.0 / (p_any + (1.0 - p_any) * t)
 
 
 def _quantized_selection(batch: Batch, quantum: int = 4 * SHAPE_QUANTUM) -> torch.Tensor:

@@ -83,7 +83,7 @@ class Data:
             ex = infill_example(self.files[rng.choice(len(self.files), p=self.weights)], self.tok, rng, obj)
             if ex is not None:
                 examples.append(ex)
-        return noise_batch(examples, self.tok, rng)
+        return noise_batch(examples, self.tok, rng, objective=obj)
 
 
 def make_optimizers(model, cfg: TrainConfig) -> list[torch.optim.Optimizer]:

@@ -95,6 +95,60 @@ def test_infill_canvas_is_middle_then_eoi_and_only_canvas_is_eligible(tok):
         assert text in SRC
 
 
+def _canvas_example(tok, n_content=5, n_pad=11):
+    """prefix (3) + canvas (content then <eoi> padding) + suffix (2)."""
+    ids = [20, 21, 22] + list(range(30, 30 + n_content)) + [tok.eoi_id] * n_pad + [23, 24]
+    eligible = [False] * 3 + [True] * (n_content + n_pad) + [False] * 2
+    return Example(ids, eligible, canvas=True)
+
+
+def test_hide_eoi_masks_the_padding_whenever_content_is_masked(tok):
+    rng = np.random.default_rng(0)
+    ex, plain = _canvas_example(tok), Example(ids=[40 + i for i in range(16)] + [tok.eoi_id] * 4, eligible=[True] * 20)
+    seen_hidden = seen_open = 0
+    for _ in range(200):
+        b = noise_batch([ex, plain], tok, rng, objective=ObjectiveConfig(hide_eoi=True))
+        content, pads = b.masked[0, 3:8], b.masked[0, 8:19]
+        assert not b.masked[0, :3].any() and not b.masked[0, 19:].any()
+        if content.any():
+            assert pads.all()
+            seen_hidden += 1
+        else:
+            seen_open += 1
+        # a plain sequence is masked as before, <eoi>-looking tokens and all
+        assert (b.weights[1] == b.weights[1, 0]).all()
+    assert seen_hidden > 100 and seen_open > 0
+
+
+def test_ordered_canvas_masks_a_suffix_of_the_canvas(tok):
+    rng = np.random.default_rng(1)
+    ex = _canvas_example(tok)
+    cuts = set()
+    for _ in range(200):
+        b = noise_batch([ex], tok, rng, objective=ObjectiveConfig(ordered_fraction=1.0))
+        canvas = b.masked[0, 3:19].tolist()
+        cut = canvas.index(True)
+        assert all(canvas[cut:]) and not any(canvas[:cut])
+        assert cut <= 5, "the <eoi> padding is always masked"
+        cuts.add(cut)
+    assert cuts == set(range(6))
+
+
+@pytest.mark.parametrize("objective", [ObjectiveConfig(hide_eoi=True),
+                                       ObjectiveConfig(ordered_fraction=1.0),
+                                       ObjectiveConfig(hide_eoi=True, ordered_fraction=0.5)])
+def test_canvas_noise_weights_count_every_slot_once_in_expectation(tok, objective):
+    """E[masked * weight] = 1 at every canvas slot: the loss stays an unbiased per-slot average."""
+    rng = np.random.default_rng(2)
+    ex = _canvas_example(tok)
+    total = np.zeros(16)
+    n = 6000
+    for _ in range(n // 8):
+        b = noise_batch([ex] * 8, tok, rng, objective=objective)
+        total += (b.masked[:, 3:19] * b.weights[:, 3:19]).sum(0).numpy()
+    assert total / n == pytest.approx(np.ones(16), abs=0.12)
+
+
 def test_line_middle_is_the_text_of_a_line_after_its_indentation():
     rng = np.random.default_rng(0)
     for _ in range(20):
