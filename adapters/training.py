@@ -43,7 +43,9 @@ class AdaptConfig:
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     seed: int = 0
-    objective: ObjectiveConfig = field(default_factory=lambda: ObjectiveConfig(plain_fraction=0.1))
+    # the base model's late-phase canvas noise (model/recipes): the states the sampler visits
+    objective: ObjectiveConfig = field(default_factory=lambda: ObjectiveConfig(plain_fraction=0.1, hide_eoi=True,
+                                                                               ordered_fraction=0.5))
 
 
 @dataclass

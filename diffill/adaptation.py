@@ -137,7 +137,8 @@ def adapt_repository(root: str | Path, out: str | Path | None = None, minutes: f
 def shipped_adapter_config() -> AdaptConfig:
     """The recipe of the shipped infill adapter: syntax-aware middles weighted up."""
     return AdaptConfig(batch_size=32, lr=1e-3, warmup_steps=50,
-                       objective=ObjectiveConfig(plain_fraction=0.1, mix=SYNTAX_MIX))
+                       objective=ObjectiveConfig(plain_fraction=0.1, mix=SYNTAX_MIX, hide_eoi=True,
+                                                 ordered_fraction=0.5))
 
 
 def train_shipped_adapter(corpus: str | Path, out: str | Path | None = None, model_path: str | None = None,
@@ -171,7 +172,8 @@ def train_shipped_adapter(corpus: str | Path, out: str | Path | None = None, mod
                 "tokens_seen": result.tokens_seen, "minutes": round(result.seconds / 60, 2),
                 "loss": round(result.loss, 4), "batch_size": cfg.batch_size, "lr": cfg.lr, "seed": cfg.seed,
                 "lora": {"r": cfg.lora.r, "alpha": cfg.lora.alpha, "targets": list(cfg.lora.targets)},
-                "mix": vars(mix), "plain_fraction": cfg.objective.plain_fraction}
+                "mix": vars(mix), "plain_fraction": cfg.objective.plain_fraction,
+                "hide_eoi": cfg.objective.hide_eoi, "ordered_fraction": cfg.objective.ordered_fraction}
     budget = f"--steps {steps}" if steps is not None else f"--minutes {minutes:g}"
     card = ("diffill infill adapter (shipped default)", f"""
 LoRA adapter (peft) on the diffill base model. Every command serves base + this adapter,
@@ -184,7 +186,9 @@ merged into the weights, unless given `--adapter none` or another adapter folder
 - Objective: the project's masked-diffusion objective (model/objective.py), infill sequences
   with syntax-aware middles weighted up (tree-sitter nodes {mix.node:.0%}, whole lines {mix.line:.0%},
   line rests {mix.line_rest:.0%}, line runs {mix.lines:.0%}, character spans {mix.chars:.0%}) and
-  {cfg.objective.plain_fraction:.0%} plain sequences.
+  {cfg.objective.plain_fraction:.0%} plain sequences. Canvas noise as the sampler sees it: `<eoi>`
+  padding hidden while content is masked ({cfg.objective.hide_eoi}), {cfg.objective.ordered_fraction:.0%}
+  of canvases masked from a random cut to the end.
 - LoRA r={cfg.lora.r}, alpha={cfg.lora.alpha}, on {", ".join(cfg.lora.targets)}.
 - AdamW lr {cfg.lr:g}, {cfg.warmup_steps} warm-up steps then cosine to {cfg.min_lr_ratio:g}x,
   batch {cfg.batch_size}, seed {cfg.seed}.

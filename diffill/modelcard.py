@@ -48,13 +48,31 @@ def describe_phases(folder: Path = RECIPES) -> list[str]:
 
     out, start = [], 0
     for path in sorted(folder.glob("*.json")):
-        c = replace(TrainConfig(), **json.loads(path.read_text()))
+        overrides = json.loads(path.read_text())
+        objective = overrides.pop("objective", None)
+        c = replace(TrainConfig(), **overrides)
         opt = ("Muon for the hidden matrices (lr matched to AdamW's RMS), AdamW for embeddings and norms"
                if c.optimizer == "muon" else "AdamW (betas 0.9/0.95)")
-        out.append(f"`{path.name}`: steps {start}-{c.total_steps}; {opt}; lr {c.lr}, {c.warmup_steps} warm-up "
-                   f"steps from step {c.schedule_start}, cosine to {c.min_lr_ratio}x at step {c.total_steps}.")
+        line = (f"`{path.name}`: steps {start}-{c.total_steps}; {opt}; lr {c.lr}, {c.warmup_steps} warm-up "
+                f"steps from step {c.schedule_start}, cosine to {c.min_lr_ratio}x at step {c.total_steps}.")
+        if objective:
+            line += f" Objective settings: `{json.dumps(objective, separators=(', ', ': '))}`."
+        out.append(line)
         start = c.total_steps
     return out
+
+
+def _canvas_noise(objective: dict) -> str:
+    """The card's sentence on how canvases are masked, when the run changed it from plain random t."""
+    parts = []
+    if objective.get("hide_eoi"):
+        parts.append("a canvas with any content masked has all its `<eoi>` padding masked too")
+    if objective.get("ordered_fraction"):
+        parts.append(f"{objective['ordered_fraction']:.0%} of canvases are masked from a random cut to the end "
+                     "(the states of left-to-right decoding)")
+    if not parts:
+        return ""
+    return "Canvas noise as the sampler sees it: " + "; ".join(parts) + "; each slot weighted by 1 / its chance of being masked. "
 
 
 def write_card(run: Path, dest: Path, final: dict | None = None, notes: str | None = None) -> Path:
@@ -102,7 +120,8 @@ def write_card(run: Path, dest: Path, final: dict | None = None, notes: str | No
         f"{cfg['objective']['plain_length']} tokens; the rest infill sequences: prefix and suffix tokenized "
         "separately around a middle (a whole line after its indentation, the rest of a line, 1-4 lines, a "
         "tree-sitter node, a random character span), the middle a canvas padded with `<eoi>` to an "
-        "inference budget (16/24/32/64) or by 0-16 slots; only the canvas is masked. Context window "
+        "inference budget (16/24/32/64) or by 0-16 slots; only the canvas is masked. "
+        f"{_canvas_noise(cfg['objective'])}Context window "
         f"{cfg['objective']['window']['prefix_tokens']} prefix + {cfg['objective']['window']['suffix_tokens']} "
         "suffix tokens cut at line boundaries. Batch "
         f"{cfg['batch_size']}, gradient clipping {cfg['grad_clip']}, weight decay {cfg['weight_decay']}, "

@@ -11,10 +11,12 @@ TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "in
 
 def test_phases_are_described_in_order_with_their_step_ranges(tmp_path):
     (tmp_path / "a.json").write_text(json.dumps({"total_steps": 100}))
-    (tmp_path / "b.json").write_text(json.dumps({"optimizer": "muon", "schedule_start": 100, "total_steps": 250}))
+    (tmp_path / "b.json").write_text(json.dumps({"optimizer": "muon", "schedule_start": 100, "total_steps": 250,
+                                                 "objective": {"hide_eoi": True, "mix": {"line": 0.6}}}))
     first, second = describe_phases(tmp_path)
-    assert "steps 0-100" in first and "AdamW" in first
+    assert "steps 0-100" in first and "AdamW" in first and "Objective" not in first
     assert "steps 100-250" in second and "Muon" in second and "from step 100" in second
+    assert '"hide_eoi": true' in second and '"line": 0.6' in second
 
 
 def test_card_has_the_learning_curve_and_appends_to_the_running_log(tiny_corpus, tmp_path):
