@@ -4,6 +4,8 @@ Per sequence: t ~ U(eps, 1); each eligible position is masked with probability t
 (p_mask = t); the loss is cross-entropy on masked positions weighted by 1/t, normalised by the
 number of eligible positions. Plain sequences make every token eligible. Infill sequences make
 only the canvas eligible: the canvas holds the middle's tokens followed by <eoi> padding.
+Optionally (``hide_eoi``, ``ordered_fraction``) canvases are noised the way the sampler sees
+them: no <eoi> visible while content is masked, and a share masked left to right.
 """
 
 from __future__ import annotations

@@ -37,7 +37,9 @@ class SamplerConfig:
     min_per_step: int = 1  # commit at least this many (the most confident) per step
     max_per_step: int = 0  # 0: no cap; 1: one token per step (the slow baseline)
     confidence: str = "prob"  # prob | margin | entropy
-    order: str = "confidence"  # confidence: most confident slots anywhere; left_to_right: the leftmost run
+    # left_to_right: the leftmost masked slot, then on while confident (500 held-out lines, step-7400
+    # model: exact match 0.026 against 0.016 for confidence, the most confident slots anywhere)
+    order: str = "left_to_right"
     max_steps: int = 0  # 0: the canvas length (+ growth) + 8
     grow_by: int = 0  # slots added when code fills the whole canvas; 0: never grow
     max_length: int = 256  # canvas growth stops here
