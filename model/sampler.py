@@ -1,4 +1,7 @@
-"""The denoising sampler: confidence-ordered parallel unmasking of an infill canvas.
+"""The denoising sampler: parallel unmasking of an infill canvas, by confidence.
+
+Two orders: ``left_to_right`` (the default, measured) commits the leftmost masked slot and the
+confident run after it; ``confidence`` commits the most confident slots anywhere.
 
     canvas = [<mask>] * L
     repeat until no <mask> is left, or cancelled, or max steps:
