@@ -206,8 +206,9 @@ def _mask_canvas(i: int, targets: np.ndarray, eligible: np.ndarray, masked: np.n
                  hide_eoi: bool, ordered_fraction: float) -> None:
     """Re-mask row ``i``'s canvas (content tokens, then <eoi> padding) in place."""
     slots = np.nonzero(eligible[i])[0]
-    pads = slots[targets[i, slots] == eoi]
-    n_content = len(slots) - len(pads)
+    is_pad = targets[i, slots] == eoi
+    pads, content = slots[is_pad], slots[~is_pad]
+    n_content = len(content)
     if rng.random() < ordered_fraction:
         # the first ``cut`` content tokens visible, everything after them masked; ``cut`` uniform
         # on 0..n_content, so a slot's chance of being masked depends on its place
@@ -217,7 +218,6 @@ def _mask_canvas(i: int, targets: np.ndarray, eligible: np.ndarray, masked: np.n
         weights[i, slots] = 1.0 / p
         return
     if hide_eoi and len(pads):
-        content = slots[targets[i, slots] != eoi]
         if masked[i, content].any():
             masked[i, pads] = True
         p_any = 1.0 - (1.0 - t) ** n_content  # chance some content is masked
