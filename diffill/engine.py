@@ -175,8 +175,10 @@ class Engine:
         for budget in sorted({b for _, b in plans}):
             idx = [i for i, (_, b) in enumerate(plans) if b == budget]
             t0 = time.perf_counter()
+            # a one-line hole ends at its line's end: a guessed newline is the end of the fill
             rows = [Request(*encode_window(self.tok, reqs[i].text[: reqs[i].start], reqs[i].text[reqs[i].end :],
-                                           self.config.window)) for i in idx]
+                                           self.config.window),
+                            stops=frozenset() if plans[i][0] else self.tok.line_break_ids()) for i in idx]
             cfg = sampler or self.config.sampler
             guards = self._guards([reqs[i] for i in idx])
             constraint = RowConstraints({k: g.constraint for k, g in guards.items()}) if guards else None

@@ -10,8 +10,12 @@ and maps them back to slots through each token's bytes:
   banned (not committed, its guess banned at the slot); a committed token there, when the
   region holds no open guess, is re-masked and banned (the sampler bounds how often): the
   in-loop repair. An open guess there is left to change by itself;
-- other proposals in an error region are held (not committed this step, not banned); if that
-  would hold every proposal of the row, the last one is banned so the row still moves.
+- other proposals in an error region are held (not committed this step, not banned), while
+  some other proposal of the row moves on. When every proposal would be held, the error is
+  blamed on open guesses after them, which change once the proposals are committed: the
+  proposals go through. (Banning one instead cost a forward pass per ban, and left to right,
+  where one slot is proposed at a time against an unchanged canvas, it banned good first
+  tokens one after another until the step budget ran out.)
 """
 
 from __future__ import annotations
@@ -125,8 +129,8 @@ class SyntaxConstraint:
             elif committed[last] and all(committed[i] or proposed[i] for i in hit):
                 remask.add(last)
             hold |= earlier
-        if hold and not ban and not remask and all(i in hold for i, p in enumerate(proposed) if p):
-            ban.add(max(hold))  # every proposal held: ban one so the row still moves
+        if not ban and not remask and all(i in hold for i, p in enumerate(proposed) if p):
+            hold = set()  # every proposal held: blamed on later open guesses, so commit them
         return Verdict(hold - ban, ban, remask)
 
 

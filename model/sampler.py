@@ -5,8 +5,9 @@ confident run after it; ``confidence`` commits the most confident slots anywhere
 
     canvas = [<mask>] * L
     repeat until no <mask> is left, or cancelled, or max steps:
-        logits at the masked canvas slots; banned tokens forbidden
+        logits at the masked canvas slots (reused when the last step changed nothing); banned tokens forbidden
         conf, guess per masked slot (max prob, margin or entropy)
+        a guess among the request's stop tokens (a newline, in a one-line hole) is an <eoi>
         <eoi> proposable at slot i only when no <mask> is left of i (the end is decided last)
         propose every masked slot with conf >= threshold, at least min_per_step, at most max_per_step
         constraint (optional): may veto proposals (their guess gets banned there) and re-mask
@@ -99,6 +100,7 @@ class SampleResult:
 class Request:
     prefix: list[int]
     suffix: list[int]
+    stops: frozenset[int] = frozenset()  # tokens that end the fill where guessed, like <eoi>
 
 
 Bans = dict[tuple[int, int], set[int]]  # (row, slot) -> token ids never committed there
@@ -137,6 +139,8 @@ class Sampler:
         canvas = torch.full((b, length), mask, dtype=torch.long)
         ban = torch.zeros((b, length, 0), dtype=torch.bool)
         remasked = torch.zeros((b, length), dtype=torch.long)
+        stops = None  # (B, V) stop tokens of each row, built at the first step
+        seen = None  # the canvas the current logits were computed for
         steps = passes = 0
         stopped = False
         max_steps = cfg.max_steps or (max(cfg.max_length, length) if cfg.grow_by else length) + 8
@@ -150,12 +154,20 @@ class Sampler:
                     break
                 canvas, ban, remasked, state, length = self._grow(requests, canvas, ban, remasked, length)
                 continue
-            slots = self._slots(canvas, is_mask, eoi)
-            logits = be.logits(state, canvas, slots)
-            passes += 1
+            if seen is None or not torch.equal(canvas, seen):
+                # a step that changed nothing (its proposals vetoed) leaves the same canvas, so the
+                # same logits: they are reused, with the new bans applied, at no forward pass
+                slots = self._slots(canvas, is_mask, eoi)
+                logits = be.logits(state, canvas, slots)
+                seen = canvas.clone()  # the constraint may re-mask slots of canvas in place
+                passes += 1
             steps += 1
             logits = self._forbid(logits, slots, bans, ban)
             conf, guess, p_old = self._confidence(logits, slots, canvas, gen)
+            if stops is None and any(r.stops for r in requests):
+                stops = self._stop_table(requests, logits.shape[-1])
+            if stops is not None:  # a stop token guessed at a masked slot is the end of the fill
+                guess = torch.where(stops.gather(1, guess) & is_mask, torch.full_like(guess, eoi), guess)
             # <eoi> only where no <mask> is left of the slot: the end is decided after the content
             mask_left = torch.cumsum(is_mask.long(), 1) - is_mask.long() > 0
             conf = torch.where((guess == eoi) & mask_left, torch.full_like(conf, -1.0), conf)
@@ -176,6 +188,16 @@ class Sampler:
         return [self._result(row, mask, eoi, steps, passes, stopped) for row in canvas.tolist()]
 
     # -- helpers ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _stop_table(requests, vocab):
+        """(B, V): which tokens end each row's fill."""
+        table = torch.zeros((len(requests), vocab), dtype=torch.bool)
+        for i, r in enumerate(requests):
+            ids = sorted(t for t in r.stops if 0 <= t < vocab)
+            if ids:
+                table[i, ids] = True
+        return table
 
     def _slots(self, canvas, is_mask, eoi):
         """(B, K) canvas slots that need logits: masked ones (and committed code when re-masking is

@@ -86,3 +86,13 @@ class CodeTokenizer:
 
     def token_text(self, token_id: int) -> str:
         return self.decode([token_id])
+
+    def line_break_ids(self) -> frozenset[int]:
+        """Ids of the tokens that end a line: a newline with nothing but blanks before it
+        (computed once). In a one-line hole such a token ends the fill, as <eoi> does."""
+        ids = self.__dict__.get("_line_break_ids")
+        if ids is None:
+            ids = frozenset(i for i in range(self.vocab_size) if i not in self.special_ids
+                            and "\n" in (text := self.backend.decode([i])) and not text.split("\n", 1)[0].strip())
+            self._line_break_ids = ids
+        return ids

@@ -102,6 +102,15 @@ def test_the_last_slot_of_an_error_is_blamed():
     assert not c.check(0, [x, plus, one, EOI], [True, True, False, False], [False, False, True, False]).ban
 
 
+def test_proposals_held_only_by_later_open_guesses_go_through():
+    c = python_hole("def f(x):\n    return <|>\n")
+    x, close = TOK["x"], TOK[")"]
+    # the error is at slot 1, an open guess; slot 0 is the only proposal: it is committed, not
+    # banned (the guess after it changes once it is), so left-to-right decoding moves on
+    verdict = c.check(0, [x, close, EOI, EOI], [False, False, False, False], [True, False, False, False])
+    assert verdict == Verdict(set(), set(), set())
+
+
 def test_a_committed_token_at_an_error_with_no_open_guess_is_remasked():
     c = python_hole("def f(x):\n    return <|>\n")
     x, close, one = TOK["x"], TOK[")"], TOK[" 1"]

@@ -26,6 +26,25 @@ def test_single_line_hole_never_returns_a_newline(tiny_engine):
     assert "\n" not in r.text
 
 
+def test_a_one_line_hole_stops_its_sampler_at_a_newline(tiny_engine, monkeypatch):
+    from model.sampler import Sampler
+
+    seen = []
+    real = Sampler.sample
+
+    def spy(self, requests, *args, **kwargs):
+        seen.extend(requests)
+        return real(self, requests, *args, **kwargs)
+
+    monkeypatch.setattr(Sampler, "sample", spy)
+    pos = SRC.index("a + b")
+    tiny_engine.infill_many([InfillRequest(SRC, pos, pos + 5, multiline=False, max_tokens=12),
+                             InfillRequest(SRC, pos, pos + 5, multiline=True, max_tokens=12)])
+    one, many = seen[:2]
+    assert one.stops == tiny_engine.tok.line_break_ids() and one.stops
+    assert not many.stops
+
+
 def test_hole_outside_document_is_an_error(tiny_engine):
     with pytest.raises(DiffillError, match="outside"):
         tiny_engine.infill(InfillRequest(SRC, 5, len(SRC) + 3))

@@ -145,6 +145,38 @@ def test_bans_are_respected_and_can_be_added_from_outside():
     assert r.tokens == [10, 11, 31]
 
 
+class VetoFirst:
+    """A constraint that vetoes (bans) the first ``n`` proposals it sees, then accepts."""
+
+    def __init__(self, n):
+        self.left = n
+
+    def check(self, row, tokens, committed, proposed):
+        slots = [i for i, p in enumerate(proposed) if p]
+        if self.left and slots:
+            self.left -= 1
+            return set(), {slots[0]}, set()
+        return set(), set(), set()
+
+
+def test_a_step_that_changed_nothing_reuses_its_logits():
+    be = ScriptedBackend([10, 11, 12], conf=[0.95] * 3)
+    (r,) = Sampler(be, SamplerConfig(max_per_step=1)).sample([Request([5], [6])], 4, constraint=VetoFirst(3))
+    # three vetoed steps (10, then the second choice 31, then 31's successor banned) cost no pass
+    assert r.steps == r.forward_passes + 3
+    assert be.calls == r.forward_passes
+    assert r.tokens[1:] == [11, 12] and r.tokens[0] not in (10, 31)
+
+
+def test_stop_tokens_end_a_fill_like_eoi():
+    be = ScriptedBackend([10, 11, 7, 12], conf=[0.95] * 4)
+    (plain,) = Sampler(be, SamplerConfig()).sample([Request([5], [6])], 6)
+    stopped, other = Sampler(be, SamplerConfig()).sample(
+        [Request([5], [6], stops=frozenset({7})), Request([5], [6])], 6)
+    assert plain.tokens == other.tokens == [10, 11, 7, 12]
+    assert stopped.tokens == [10, 11] and stopped.complete
+
+
 def test_cancellation_returns_promptly_with_the_best_partial():
     be = ScriptedBackend([10, 11, 12, 13], conf=[0.95] * 4)
     calls = iter(range(100))

@@ -45,3 +45,15 @@ def test_hf_wrapper_saves_and_loads(tok, tmp_path):
     again = CodeTokenizer(load_tokenizer(tmp_path))
     assert again.encode(TEXTS[0]) == tok.encode(TEXTS[0])
     assert again.hf.mask_token == MASK
+
+
+def test_line_break_ids_are_the_tokens_that_end_a_line(tok):
+    ends = tok.line_break_ids()
+    assert tok.encode("\n")[0] in ends
+    assert all(i in ends for i in tok.encode("\n        ")[:1])
+    assert not ends & set(tok.encode("return x + 1"))
+    assert not ends & tok.special_ids
+    for i in ends:  # a newline with nothing but blanks before it
+        text = tok.decode([i])
+        assert "\n" in text and not text.split("\n", 1)[0].strip()
+    assert tok.line_break_ids() is ends  # computed once
