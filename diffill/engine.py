@@ -44,7 +44,10 @@ class EngineConfig:
     adapter: str | None = "default"
     backend: str = "diffill"  # diffill | masked_lm | diffusion_gemma (model.backend.BACKENDS)
     trust_remote_code: bool = False  # run a checkpoint's own code (Dream, LLaDA); only when asked
-    dtype: str = "float32"  # inference weights: float32 | bfloat16 (bench speed --dtype compares them)
+    # inference weights: auto | float32 | bfloat16. auto: bfloat16 where the CPU computes it natively
+    # (bench speed, step-7400 model, 200 holes: single-line p50 68 -> 48 ms, multi-line 178 -> 117 ms,
+    # same exact match), else float32
+    dtype: str = "auto"
 
 
 @dataclass
@@ -78,6 +81,20 @@ class InfillResult:
                 "latency_ms": round(self.latency_ms, 2)}
 
 
+DTYPES = ("auto", "float32", "bfloat16")
+
+
+def resolve_dtype(dtype: str) -> str:
+    """``auto``: bfloat16 where the CPU has native bf16 kernels (oneDNN), else float32."""
+    if dtype != "auto":
+        return dtype
+    try:
+        native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        native = False
+    return "bfloat16" if native else "float32"
+
+
 def wants_multiline(text: str, start: int, end: int) -> bool:
     """A selected region, or a cursor on an otherwise blank line, gets several lines;
     a cursor with code before or after it on its line gets the rest of one line."""
@@ -98,9 +115,10 @@ class Engine:
             self._foreign_backend()
             return
         try:
-            if self.config.dtype not in ("float32", "bfloat16"):
-                raise ModelLoadError(f"dtype must be float32 or bfloat16, not {self.config.dtype!r}")
-            self.model, self.tok = load_checkpoint(self.config.model, dtype=getattr(torch, self.config.dtype))
+            if self.config.dtype not in DTYPES:
+                raise ModelLoadError(f"dtype must be one of {', '.join(DTYPES)}, not {self.config.dtype!r}")
+            self.dtype = resolve_dtype(self.config.dtype)
+            self.model, self.tok = load_checkpoint(self.config.model, dtype=getattr(torch, self.dtype))
         except ModelLoadError as e:
             raise DiffillError(str(e)) from e
         self.backend = DiffillBackend(self.model, self.tok)
@@ -118,6 +136,7 @@ class Engine:
         except ModelLoadError as e:
             raise DiffillError(str(e)) from e
         self.model = self.backend.model
+        self.dtype = str(next(self.model.parameters()).dtype).removeprefix("torch.")
         self.adapters = None
         self.adapter = None
 

@@ -55,3 +55,16 @@ def test_batch_equals_sequential(tiny_engine):
     together = [r.text for r in tiny_engine.infill_many(reqs)]
     alone = [tiny_engine.infill(r).text for r in reqs]
     assert together == alone
+
+
+def test_dtype_auto_picks_bf16_only_where_native_and_unknown_dtypes_are_refused(tiny_checkpoint):
+    import torch
+
+    from diffill.engine import Engine, EngineConfig, resolve_dtype
+
+    assert resolve_dtype("float32") == "float32" and resolve_dtype("bfloat16") == "bfloat16"
+    assert resolve_dtype("auto") == ("bfloat16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "float32")
+    engine = Engine(EngineConfig(model=str(tiny_checkpoint), dtype="float32"))
+    assert engine.dtype == "float32" and next(engine.model.parameters()).dtype == torch.float32
+    with pytest.raises(DiffillError, match="dtype"):
+        Engine(EngineConfig(model=str(tiny_checkpoint), dtype="float16"))
