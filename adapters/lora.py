@@ -63,16 +63,18 @@ class AdapterInfo:
 
 
 def base_fingerprint(model: torch.nn.Module) -> str:
-    """sha256 over the names, shapes and float32 values of a bare model's state dict.
+    """sha256 over the names, shapes and values (rounded to bfloat16) of a bare model's state dict.
 
-    Independent of file layout and of the dtype the model was loaded in. Compute it before any
-    adapter is attached: LoRA layers change the state dict."""
+    Independent of file layout and of the dtype the model was loaded in: float32 weights loaded
+    as bfloat16 for inference (``EngineConfig.dtype``) keep their fingerprint. Compute it before
+    any adapter is attached: LoRA layers change the state dict."""
     state = model.state_dict()
     if any("lora_" in k or ".base_layer." in k for k in state):
         raise AdapterError("cannot fingerprint a model that already has LoRA layers attached")
     h = hashlib.sha256()
     for name in sorted(state):
-        t = state[name].detach().to("cpu", torch.float32).contiguous()
+        t = state[name].detach().to("cpu")
+        t = (t.to(torch.bfloat16) if t.is_floating_point() else t).to(torch.float32).contiguous()
         h.update(f"{name}:{tuple(t.shape)};".encode())
         h.update(t.numpy().tobytes())
     return h.hexdigest()
