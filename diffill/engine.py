@@ -44,10 +44,12 @@ class EngineConfig:
     adapter: str | None = "default"
     backend: str = "diffill"  # diffill | masked_lm | diffusion_gemma (model.backend.BACKENDS)
     trust_remote_code: bool = False  # run a checkpoint's own code (Dream, LLaDA); only when asked
-    # inference weights: auto | float32 | bfloat16. auto: bfloat16 where the CPU computes it natively
-    # (bench speed, step-7400 model, 200 holes: single-line p50 68 -> 48 ms, multi-line 178 -> 117 ms,
-    # same exact match), else float32
-    dtype: str = "auto"
+    # inference weights: float32 | bfloat16 | auto (bfloat16 where the CPU has native bf16 kernels).
+    # bfloat16 is faster (bench speed, step-7400 model, 200 holes: single-line p50 68 -> 48 ms,
+    # multi-line 178 -> 117 ms, same exact match) but oneDNN's bf16 path keeps growing the resident
+    # memory as request shapes vary (413 -> 646 MB over 800 one-line holes; float32 426 -> 438 MB), which a
+    # long-running server cannot afford: float32 stays the default
+    dtype: str = "float32"
 
 
 @dataclass

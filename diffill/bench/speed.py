@@ -51,8 +51,8 @@ def register(bsub) -> None:
                         "(default: the held-out split of this machine's Python sources)")
     p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16"),
-                   help="inference weights (default auto: bfloat16 where the CPU has native bf16 kernels)")
+    p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "auto"),
+                   help="inference weights (auto: bfloat16 where the CPU has native bf16 kernels)")
     p.add_argument("--no-constraint", action="store_true", help="sample without the syntax constraint")
     p.add_argument("--threshold", type=float, default=None, help="override the default confidence threshold")
     p.add_argument("--confidence", default=None, choices=("prob", "margin", "entropy"),
