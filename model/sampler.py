@@ -139,7 +139,8 @@ class Sampler:
         canvas = torch.full((b, length), mask, dtype=torch.long)
         ban = torch.zeros((b, length, 0), dtype=torch.bool)
         remasked = torch.zeros((b, length), dtype=torch.long)
-        stops = None  # (B, V) stop tokens of each row, built at the first step
+        stops = None  # (B, V) stop tokens of each row, built at the first step when any row has some
+        has_stops = any(r.stops for r in requests)
         seen = None  # the canvas the current logits were computed for
         steps = passes = 0
         stopped = False
@@ -164,7 +165,7 @@ class Sampler:
             steps += 1
             logits = self._forbid(logits, slots, bans, ban)
             conf, guess, p_old = self._confidence(logits, slots, canvas, gen)
-            if stops is None and any(r.stops for r in requests):
+            if stops is None and has_stops:
                 stops = self._stop_table(requests, logits.shape[-1])
             if stops is not None:  # a stop token guessed at a masked slot is the end of the fill
                 guess = torch.where(stops.gather(1, guess) & is_mask, torch.full_like(guess, eoi), guess)
