@@ -10,6 +10,7 @@ confident run after it; ``confidence`` commits the most confident slots anywhere
         a guess among the request's stop tokens (a newline, in a one-line hole) is an <eoi>
         <eoi> proposable at slot i only when no <mask> is left of i (the end is decided last)
         propose every masked slot with conf >= threshold, at least min_per_step, at most max_per_step
+        a confident <eoi> right after the last proposed content closes the fill in the same step
         constraint (optional): may veto proposals (their guess gets banned there) and re-mask
             committed slots (bounded)
         commit; a committed <eoi> at slot i makes every slot after i <eoi>
@@ -51,7 +52,10 @@ class SamplerConfig:
     max_remask: int = 1  # times any one slot may be re-masked
     temperature: float = 0.0  # 0: greedy
     seed: int = 0
-    cache: bool = False  # prefix/suffix keys and values computed once (approximate)
+    # prefix/suffix keys and values computed once (approximate; False: the exact path). Measured on
+    # the step-9800 model: 500 held-out lines exact match 0.038 either way; bench speed one-line
+    # holes p50 106 -> 59 ms, same exact match (0.045), multi-line 437 -> 280 ms, edit sim 0.143 -> 0.140
+    cache: bool = True
     cache_refresh: int = 0  # with cache: recompute the context every this many steps; 0: never
 
     def __post_init__(self) -> None:
@@ -170,13 +174,16 @@ class Sampler:
             if stops is not None:  # a stop token guessed at a masked slot is the end of the fill
                 guess = torch.where(stops.gather(1, guess) & is_mask, torch.full_like(guess, eoi), guess)
             # <eoi> only where no <mask> is left of the slot: the end is decided after the content
-            mask_left = torch.cumsum(is_mask.long(), 1) - is_mask.long() > 0
-            conf = torch.where((guess == eoi) & mask_left, torch.full_like(conf, -1.0), conf)
+            is_end = (guess == eoi) & is_mask
+            end_conf = conf
+            conf = torch.where(is_end & self._open_left(is_mask), torch.full_like(conf, -1.0), conf)
             conf = torch.where(is_mask, conf, torch.full_like(conf, -math.inf))
-            propose = self._select(conf, is_mask)
+            propose = self._close(self._select(conf, is_mask), end_conf, is_end, is_mask)
             if constraint is not None:
                 ban, remask = self._apply_constraint(constraint, canvas, guess, propose, ban, remasked)
                 propose &= ~remask  # vetoed proposals drop out; remask holds re-masked slots
+            # an <eoi> is never committed with a <mask> left of it (a veto or re-mask may leave one)
+            propose &= ~(is_end & self._open_left((canvas == mask) & ~propose))
             new = torch.where(propose, guess, canvas)
             new = self._eoi_fill(new, eoi, mask)
             if cfg.remask_below > 0:
@@ -272,6 +279,21 @@ class Sampler:
         if cfg.max_per_step:
             propose &= rank < cfg.max_per_step
         return propose
+
+    @staticmethod
+    def _open_left(open_slots):
+        """(B, L): whether any open slot lies left of each slot."""
+        return torch.cumsum(open_slots.long(), 1) - open_slots.long() > 0
+
+    def _close(self, propose, conf, is_end, is_mask):
+        """The end of the fill in the step that commits its last content: a confident <eoi> guess
+        at slot i joins the proposals when every masked slot left of i is proposed too, so no
+        forward pass is spent on the end alone (the <eoi> still never has a <mask> on its left)."""
+        cfg = self.config
+        end = is_end & ~propose & (conf >= cfg.threshold) & ~self._open_left(is_mask & ~propose)
+        if cfg.max_per_step:
+            end &= propose.sum(1, keepdim=True) < cfg.max_per_step
+        return propose | end
 
     def _apply_constraint(self, constraint, canvas, guess, propose, ban, remasked):
         """Ask the constraint about each row's view; returns the grown ban tensor and the

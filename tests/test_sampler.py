@@ -64,8 +64,8 @@ def test_confident_slots_are_committed_together():
     be = ScriptedBackend([10, 11, 12, 13], conf=[0.95] * 4)
     (r,) = run(be, 8, threshold=0.9)
     assert r.tokens == [10, 11, 12, 13] and r.complete
-    # content in one step, then the <eoi> slots (decided after the content) in the next
-    assert r.forward_passes == 2
+    # the content and the confident <eoi> right after it in one step
+    assert r.forward_passes == 1
 
 
 def test_one_per_step_commits_exactly_one_token_a_step():
@@ -97,7 +97,7 @@ def test_left_to_right_commits_the_leading_run_of_confident_slots():
     (r,) = Sampler(be, SamplerConfig(order="left_to_right", threshold=0.9)).sample(
         [Request([5], [6])], 6, on_step=lambda t: steps.append(t.committed_now[0]))
     assert r.tokens == [10, 11, 12, 13, 14]
-    assert steps == [[0, 1, 2], [3, 4], [5]]  # the <eoi> (slot 5) only once no <mask> is left of it
+    assert steps == [[0, 1, 2], [3, 4, 5]]  # the <eoi> (slot 5) with the last content, never before
     be = ScriptedBackend([10, 11, 12], conf=[0.99] * 3)
     steps = []
     Sampler(be, SamplerConfig(order="left_to_right", max_per_step=1)).sample(
@@ -117,6 +117,44 @@ def test_eoi_is_monotone_and_decided_after_the_content():
             first = c.index(EOI)
             assert all(t == EOI for t in c[first:])
             assert MASK not in c[:first]  # an <eoi> never has a <mask> on its left
+
+
+class HoldSlot:
+    """A constraint that holds every proposal at ``slot`` for the first ``n`` checks."""
+
+    def __init__(self, slot, n=1):
+        self.slot, self.left = slot, n
+
+    def check(self, row, tokens, committed, proposed):
+        if self.left and proposed[self.slot]:
+            self.left -= 1
+            return {self.slot}, set(), set()
+        return set(), set(), set()
+
+
+def test_a_confident_end_closes_the_fill_with_its_last_content():
+    # the end comes in the step that commits the content before it, when confident enough
+    be = ScriptedBackend([10, 11], conf=[0.95, 0.5], eoi_conf=0.95)
+    steps = []
+    (r,) = Sampler(be, SamplerConfig(threshold=0.9)).sample(
+        [Request([5], [6])], 5, on_step=lambda t: steps.append(t.committed_now[0]))
+    assert r.tokens == [10, 11] and steps == [[0], [1, 2, 3, 4]]
+    # an unsure end waits for a pass of its own
+    be = ScriptedBackend([10, 11], conf=[0.95, 0.95], eoi_conf=0.5)
+    steps = []
+    (r,) = Sampler(be, SamplerConfig(threshold=0.9)).sample(
+        [Request([5], [6])], 4, on_step=lambda t: steps.append(t.committed_now[0]))
+    assert r.tokens == [10, 11] and steps == [[0, 1], [2, 3]]
+    # a content proposal held by the constraint keeps the end open
+    be = ScriptedBackend([10, 11], conf=[0.95, 0.95], eoi_conf=0.99)
+    canvases = []
+    (r,) = Sampler(be, SamplerConfig(threshold=0.9)).sample(
+        [Request([5], [6])], 4, constraint=HoldSlot(1), on_step=lambda t: canvases.append(t.canvas[0]))
+    assert r.tokens == [10, 11]
+    assert canvases[0] == [10, MASK, MASK, MASK]
+    # and the one-token-a-step baseline still spends a step on the end
+    (r,) = run(ScriptedBackend([10], conf=[0.99]), 3, max_per_step=1)
+    assert r.forward_passes == 2
 
 
 def test_min_per_step_never_forces_an_early_eoi():
