@@ -17,6 +17,7 @@ from adapters.lora import AdapterError
 from adapters.serving import AdaptedModel
 from diffill.errors import DiffillError
 from diffill.postprocess import HoleContext, postprocess
+from diffill.precision import DTYPES, resolve_dtype
 from diffill.syntax import HoleGuard, ensure_valid, guard_for
 from grammar.constraint import RowConstraints
 from model.backend import DiffillBackend, load_backend
@@ -45,11 +46,10 @@ class EngineConfig:
     backend: str = "diffill"  # diffill | masked_lm | diffusion_gemma (model.backend.BACKENDS)
     trust_remote_code: bool = False  # run a checkpoint's own code (Dream, LLaDA); only when asked
     # inference weights: float32 | bfloat16 | auto (bfloat16 where the CPU has native bf16 kernels).
-    # bfloat16 is faster (bench speed, step-7400 model, 200 holes: single-line p50 68 -> 48 ms,
-    # multi-line 178 -> 117 ms, same exact match) but oneDNN's bf16 path keeps growing the resident
-    # memory as request shapes vary (413 -> 646 MB over 800 one-line holes; float32 426 -> 438 MB), which a
-    # long-running server cannot afford: float32 stays the default
-    dtype: str = "float32"
+    # bfloat16 is faster (bench speed, step-9800 model, 600 one-line holes: p50 69 -> 48 ms) at the
+    # same held-out figures; its resident memory stays flat because the backend rounds row widths
+    # up (model.backend.DiffillBackend.BF16_WIDTH_MULTIPLE)
+    dtype: str = "auto"
 
 
 @dataclass
@@ -81,20 +81,6 @@ class InfillResult:
         return {"text": self.text, "start": self.start, "end": self.end, "steps": self.steps,
                 "forward_passes": self.forward_passes, "tokens": self.tokens,
                 "latency_ms": round(self.latency_ms, 2)}
-
-
-DTYPES = ("auto", "float32", "bfloat16")
-
-
-def resolve_dtype(dtype: str) -> str:
-    """``auto``: bfloat16 where the CPU has native bf16 kernels (oneDNN), else float32."""
-    if dtype != "auto":
-        return dtype
-    try:
-        native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        native = False
-    return "bfloat16" if native else "float32"
 
 
 def wants_multiline(text: str, start: int, end: int) -> bool:

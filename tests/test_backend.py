@@ -87,6 +87,40 @@ def test_shifted_layout_reads_the_logits_one_position_earlier():
         layout_rows([[]], [[]], 2, mask_id=1, pad_id=0, shifted=True)
 
 
+def test_rows_can_be_rounded_up_to_a_width_multiple():
+    lay = layout_rows([[5, 6, 7], [5]], [[8], []], 2, mask_id=1, pad_id=0, multiple=4)
+    assert lay.input_ids.tolist() == [[5, 6, 7, 1, 1, 8, 0, 0], [5, 1, 1, 0, 0, 0, 0, 0]]
+    assert lay.attention_mask.tolist() == [[1] * 6 + [0] * 2, [1] * 3 + [0] * 5]
+
+
+@pytest.mark.parametrize("cache", [False, True])
+def test_bfloat16_rows_come_in_few_widths_with_the_same_logits(tiny_checkpoint, cache):
+    model, tok = load_checkpoint(tiny_checkpoint, dtype=torch.bfloat16)
+    with torch.no_grad():  # sharpened, as in the ``diffill`` fixture, so that padding would show
+        for p in model.parameters():
+            if p.dim() > 1:
+                p.mul_(20.0)
+    be = DiffillBackend(model, tok)
+    assert be.width_multiple == DiffillBackend.BF16_WIDTH_MULTIPLE
+    assert DiffillBackend(load_checkpoint(tiny_checkpoint)[0], tok).width_multiple == 1  # float32
+    pre, suf = _rows(tok)
+    canvas = torch.full((2, 6), tok.mask_id)
+    canvas[:, 0] = 20
+
+    def passes():  # the full pass, then (cached) the canvas alone
+        state = be.prepare(pre, suf, 6, cache=cache)
+        return state, [_logprobs(be.logits(state, canvas)) for _ in range(2)]
+
+    state, rounded = passes()
+    assert state.input_ids.shape[1] % DiffillBackend.BF16_WIDTH_MULTIPLE == 0
+    be.width_multiple = 1
+    state, plain = passes()
+    assert state.input_ids.shape[1] % DiffillBackend.BF16_WIDTH_MULTIPLE != 0
+    for a, b in zip(rounded, plain):  # bf16 rounding only (attending to the padding moves them by ~3)
+        assert torch.equal(a.argmax(-1), b.argmax(-1))
+        assert float((a - b).abs().max()) < 0.5
+
+
 # -- transformers masked LMs ----------------------------------------------------------------------
 
 

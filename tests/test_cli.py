@@ -37,6 +37,15 @@ def test_range_infill_replaces_the_region(src, tiny_checkpoint):
     assert (out["start"], out["end"]) == (SRC.index("a + b"), SRC.index("a + b") + 5)
 
 
+def test_dtype_is_a_choice_of_every_model_command(src, tiny_checkpoint):
+    r = run("infill", str(src), "--at", "6:5", "--model", str(tiny_checkpoint), "--json", "--max-tokens", "4",
+            "--dtype", "bfloat16")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["forward_passes"] >= 1
+    r = run("infill", str(src), "--at", "6:5", "--dtype", "float16")
+    assert r.returncode == 2 and "--dtype" in r.stderr
+
+
 def _err(r, *needles):
     assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
     line = r.stderr.strip().splitlines()[-1]

@@ -60,7 +60,8 @@ def test_batch_equals_sequential(tiny_engine):
 def test_dtype_auto_picks_bf16_only_where_native_and_unknown_dtypes_are_refused(tiny_checkpoint):
     import torch
 
-    from diffill.engine import Engine, EngineConfig, resolve_dtype
+    from diffill.engine import Engine, EngineConfig
+    from diffill.precision import resolve_dtype
 
     assert resolve_dtype("float32") == "float32" and resolve_dtype("bfloat16") == "bfloat16"
     assert resolve_dtype("auto") == ("bfloat16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "float32")

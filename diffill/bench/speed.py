@@ -51,8 +51,6 @@ def register(bsub) -> None:
                         "(default: the held-out split of this machine's Python sources)")
     p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "auto"),
-                   help="inference weights (auto: bfloat16 where the CPU has native bf16 kernels)")
     p.add_argument("--no-constraint", action="store_true", help="sample without the syntax constraint")
     p.add_argument("--threshold", type=float, default=None, help="override the default confidence threshold")
     p.add_argument("--confidence", default=None, choices=("prob", "margin", "entropy"),
@@ -203,7 +201,7 @@ def run(args) -> int:
         if s not in SETTINGS:
             raise DiffillError(f"unknown setting {s!r} (choose from {', '.join(SETTINGS)})")
     torch.set_num_threads(args.threads)
-    engine = Engine(engine_config_from_args(args, threads=args.threads, dtype=args.dtype,
+    engine = Engine(engine_config_from_args(args, threads=args.threads,
                                             constrained=not args.no_constraint))
     overrides = {k: v for k, v in (("threshold", args.threshold), ("confidence", args.confidence)) if v is not None}
     if overrides:

@@ -1,8 +1,10 @@
-"""Options every model-using command shares: ``--model PATH`` and ``--adapter PATH|none``."""
+"""Options every model-using command shares: ``--model PATH``, ``--adapter PATH|none``, ``--dtype``."""
 
 from __future__ import annotations
 
 import argparse
+
+from diffill.precision import DTYPES
 
 ADAPTER_HELP = ("LoRA adapter folder merged into the model, or 'none' for the bare base "
                 "(default: the shipped infill adapter, when it exists and fits the model)")
@@ -12,19 +14,26 @@ def add_adapter_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--adapter", default="default", metavar="PATH|none", help=ADAPTER_HELP)
 
 
+def add_dtype_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dtype", default="auto", choices=DTYPES,
+                        help="inference weights (default auto: bfloat16 where the CPU has native bf16 kernels, "
+                             "else float32)")
+
+
 def add_model_options(parser: argparse.ArgumentParser) -> None:
-    """``--model PATH`` and ``--adapter PATH|none``."""
+    """``--model PATH``, ``--adapter PATH|none`` and ``--dtype``."""
     parser.add_argument("--model", default=None, metavar="PATH",
                         help="checkpoint folder (default: the shipped model)")
     add_adapter_option(parser)
+    add_dtype_option(parser)
 
 
 def engine_config_from_args(args: argparse.Namespace, **changes):
-    """An EngineConfig from ``--model`` / ``--adapter`` (absent options keep their defaults)."""
+    """An EngineConfig from ``--model`` / ``--adapter`` / ``--dtype`` (absent options keep their defaults)."""
     from diffill.engine import EngineConfig
 
-    return EngineConfig(model=getattr(args, "model", None), adapter=getattr(args, "adapter", "default"),
-                        **changes)
+    given = {k: getattr(args, k) for k in ("model", "adapter", "dtype") if hasattr(args, k)}
+    return EngineConfig(**{**given, **changes})
 
 
 def check_training_budget(minutes: float | None, steps: int | None, cases: int) -> None:

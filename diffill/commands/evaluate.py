@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from diffill.commands.common import add_adapter_option
+from diffill.commands.common import add_adapter_option, add_dtype_option, engine_config_from_args
 
 
 def register(sub) -> None:
@@ -20,23 +20,25 @@ def register(sub) -> None:
     h.add_argument("--model", default=None)
     h.add_argument("--corpus", default=None, help="use this corpus's held-out split")
     add_adapter_option(h)
+    add_dtype_option(h)
     h.add_argument("--json", action="store_true")
     h.set_defaults(run=run_heldout)
     register_humaneval(esub)
 
 
 def run_heldout(args) -> int:
-    from diffill.engine import Engine, EngineConfig
+    from diffill.engine import Engine
     from diffill.errors import DiffillError
     from diffill.evaluation import heldout_figures, heldout_texts
 
     if args.cases < 1:
         raise DiffillError("--cases must be at least 1")
-    engine = Engine(EngineConfig(model=args.model, adapter=args.adapter))
+    engine = Engine(engine_config_from_args(args))
     texts = heldout_texts(args.corpus)
     figures = heldout_figures(engine.model, engine.tok, texts, cases=args.cases, seed=args.seed)
     figures["model"] = engine.info()["model"]
     figures["adapter"] = engine.info()["adapter"]
+    figures["dtype"] = engine.dtype
     if args.json:
         print(json.dumps(figures))
     else:
@@ -57,12 +59,13 @@ def register_humaneval(esub) -> None:
                    help="write the completions in upstream's samples format")
     h.add_argument("--model", default=None)
     add_adapter_option(h)
+    add_dtype_option(h)
     h.add_argument("--json", action="store_true")
     h.set_defaults(run=run_humaneval)
 
 
 def run_humaneval(args) -> int:
-    from diffill.engine import Engine, EngineConfig
+    from diffill.engine import Engine
     from diffill.errors import DiffillError
     from diffill.humaneval import HumanEvalConfig, load_problems, run_humaneval, write_samples
 
@@ -73,7 +76,7 @@ def run_humaneval(args) -> int:
     if args.samples and not Path(args.samples).resolve().parent.is_dir():
         raise DiffillError(f"no folder for the samples file: {Path(args.samples).parent}")
     problems = load_problems(args.path, args.limit)
-    engine = Engine(EngineConfig(model=args.model, adapter=args.adapter))
+    engine = Engine(engine_config_from_args(args))
     report = run_humaneval(engine, problems, HumanEvalConfig(max_tokens=args.max_tokens))
     if args.samples:
         write_samples(args.samples, report.cases)
