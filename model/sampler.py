@@ -6,6 +6,7 @@ confident run after it; ``confidence`` commits the most confident slots anywhere
     canvas = [<mask>] * L
     repeat until no <mask> is left, or cancelled, or max steps:
         logits at the masked canvas slots (reused when the last step changed nothing); banned tokens forbidden
+            (and, at the first masked slot, the start of a fourth back-to-back copy of a short unit)
         conf, guess per masked slot (max prob, margin or entropy)
         a guess among the request's stop tokens (a newline, in a one-line hole) is an <eoi>
         <eoi> proposable at slot i only when no <mask> is left of i (the end is decided last)
@@ -57,6 +58,12 @@ class SamplerConfig:
     # holes p50 106 -> 59 ms, same exact match (0.045), multi-line 437 -> 280 ms, edit sim 0.143 -> 0.140
     cache: bool = True
     cache_refresh: int = 0  # with cache: recompute the context every this many steps; 0: never
+    # a unit of 1-4 tokens repeated back to back this many times may not start again at the next
+    # slot (greedy decoding of a small model falls into loops: `_to_to_to_to...`); 0: no limit.
+    # Measured on the step-12400 model, 3 against 0: 500 held-out lines exact match 0.048 either
+    # way; bench speed holes (200 each, context cache) one-line edit similarity 0.227 -> 0.229 and
+    # forwards 5.33 -> 5.09, multi-line 0.135 -> 0.138 and 17.0 -> 15.7, exact match unchanged
+    max_repeats: int = 3
 
     def __post_init__(self) -> None:
         if self.confidence not in CONFIDENCE_MEASURES:
@@ -65,8 +72,8 @@ class SamplerConfig:
             raise ValueError(f"unknown decoding order {self.order!r} (choose from {ORDERS})")
         if self.min_per_step < 1 or self.max_per_step < 0 or (self.max_per_step and self.max_per_step < self.min_per_step):
             raise ValueError("need 1 <= min_per_step <= max_per_step (or max_per_step 0: no cap)")
-        if self.grow_by < 0 or self.max_remask < 0 or self.max_steps < 0 or self.cache_refresh < 0:
-            raise ValueError("grow_by, max_remask, max_steps and cache_refresh must not be negative")
+        if min(self.grow_by, self.max_remask, self.max_steps, self.cache_refresh, self.max_repeats) < 0:
+            raise ValueError("grow_by, max_remask, max_steps, cache_refresh and max_repeats must not be negative")
         if self.temperature < 0:
             raise ValueError("temperature must not be negative")
 
@@ -167,6 +174,8 @@ class Sampler:
                 seen = canvas.clone()  # the constraint may re-mask slots of canvas in place
                 passes += 1
             steps += 1
+            if cfg.max_repeats:
+                ban = self._ban_loops(canvas, is_mask, ban)
             logits = self._forbid(logits, slots, bans, ban)
             conf, guess, p_old = self._confidence(logits, slots, canvas, gen)
             if stops is None and has_stops:
@@ -279,6 +288,22 @@ class Sampler:
         if cfg.max_per_step:
             propose &= rank < cfg.max_per_step
         return propose
+
+    def _ban_loops(self, canvas, is_mask, ban):
+        """At each row's first masked slot (all committed on its left): when the committed tokens
+        end in ``max_repeats`` back-to-back copies of a unit of 1-4 tokens, the unit's first token
+        is banned there, so the loop cannot go on."""
+        n = self.config.max_repeats
+        for i, row in enumerate(canvas.tolist()):
+            first = int(is_mask[i].long().argmax()) if bool(is_mask[i].any()) else -1
+            if first <= 0:
+                continue
+            done = row[:first]
+            for p in range(1, 5):
+                unit = done[-p:]
+                if len(done) >= p * n and done[-p * n :] == unit * n:
+                    ban = self._ban(ban, i, first, unit[0])
+        return ban
 
     @staticmethod
     def _open_left(open_slots):

@@ -215,6 +215,21 @@ def test_stop_tokens_end_a_fill_like_eoi():
     assert stopped.tokens == [10, 11] and stopped.complete
 
 
+def test_a_loop_of_repeated_units_is_cut_after_max_repeats():
+    # the model wants 10, then 11 12 11 12 ... to the end of the canvas
+    loop = [10] + [11, 12] * 6
+    (free,) = Sampler(ScriptedBackend(loop), SamplerConfig(max_per_step=1, max_repeats=0)).sample(
+        [Request([5], [6])], 13)
+    assert free.tokens == loop
+    (cut,) = Sampler(ScriptedBackend(loop), SamplerConfig(max_per_step=1, max_repeats=2)).sample(
+        [Request([5], [6])], 13)
+    # after two copies of (11, 12) another 11 is banned: the second choice (31) comes instead
+    assert cut.tokens[:6] == [10, 11, 12, 11, 12, 31]
+    (one,) = Sampler(ScriptedBackend([7, 7, 7, 7, 7]), SamplerConfig(max_per_step=1, max_repeats=3)).sample(
+        [Request([5], [6])], 5)
+    assert one.tokens[:4] == [7, 7, 7, 31]
+
+
 def test_cancellation_returns_promptly_with_the_best_partial():
     be = ScriptedBackend([10, 11, 12, 13], conf=[0.95] * 4)
     calls = iter(range(100))
@@ -278,6 +293,8 @@ def test_bad_settings_are_rejected():
         SamplerConfig(order="random")
     with pytest.raises(ValueError):
         SamplerConfig(min_per_step=3, max_per_step=2)
+    with pytest.raises(ValueError, match="max_repeats"):
+        SamplerConfig(max_repeats=-1)
     with pytest.raises(ValueError):
         Sampler(ScriptedBackend([10]), SamplerConfig()).sample([Request([5], [6])], 0)
 
