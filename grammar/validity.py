@@ -73,16 +73,24 @@ def _overlaps(start: int, end: int, lo: int, hi: int) -> bool:
     return start < hi and end > lo
 
 
+def hides_error(node: ts.Node) -> bool:
+    """A node that has an error but no ERROR or MISSING node below it to show where: tree-sitter
+    recovers so from a missing invisible token (Python's `a < b c` on one line: two statements,
+    no newline between them). The node itself is the error's place."""
+    return (node.has_error and not node.is_error and not node.is_missing
+            and not any(c.has_error or c.is_missing for c in node.children))
+
+
 def error_nodes(tree: ts.Tree, lo: int, hi: int, enter=lambda node: True) -> list[ts.Node]:
-    """ERROR and MISSING nodes overlapping [lo, hi], outermost first; nested ones too, inside
-    the ERROR nodes for which ``enter`` is true."""
+    """ERROR and MISSING nodes overlapping [lo, hi] (and nodes that hide an error), outermost
+    first; nested ones too, inside the ERROR nodes for which ``enter`` is true."""
     out: list[ts.Node] = []
     stack = [tree.root_node]
     while stack:
         node = stack.pop()
-        if node.is_error or node.is_missing:
+        if node.is_error or node.is_missing or hides_error(node):
             out.append(node)
-            if node.is_missing or not enter(node):
+            if node.is_missing or not node.is_error or not enter(node):
                 continue
         cursor = node.walk()
         if cursor.goto_first_child_for_byte(max(0, lo - 1)) is None:

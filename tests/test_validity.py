@@ -22,6 +22,18 @@ def test_new_errors_at_the_infill_make_it_invalid():
     assert check.is_valid("")  # the empty infill adds nothing
 
 
+def test_an_error_tree_sitter_leaves_without_an_error_node_still_counts():
+    # `x < a b` on one line parses as two statements with no ERROR or MISSING node; only the
+    # enclosing block says it has an error
+    check = hole('def add(a, b):\n    """Add."""\n    <|>\n\n\ndef k():\n    return 1\n')
+    assert check.is_valid("x < a")
+    assert not check.is_valid("x < a b")
+    from diffill.refactor.syntax import syntax_errors
+
+    assert syntax_errors("def f():\n    x < a b\n", "python") == 1
+    assert syntax_errors("def f():\n    x < a\n", "python") == 0
+
+
 def test_errors_elsewhere_in_a_half_edited_file_are_ignored():
     doc = "def broken(:\n    pass\n\nitems = [1, 2]]\n\n\ndef ok(a):\n    return <|>\n\n\ndef later(:\n"
     check = hole(doc)

@@ -10,7 +10,7 @@ from pathlib import Path
 import tree_sitter as ts
 
 from grammar import registry
-from grammar.validity import HoleChecker
+from grammar.validity import HoleChecker, hides_error
 
 LANGUAGES: tuple[str, ...] = registry.GRAMMAR_NAMES
 
@@ -42,12 +42,12 @@ def fill_is_valid(prefix: str, fill: str, suffix: str, lang: str) -> bool:
 
 
 def syntax_errors(text: str, lang: str) -> int:
-    """How many ERROR and MISSING nodes the whole document has."""
+    """How many ERROR and MISSING nodes (and nodes hiding an error) the whole document has."""
     count = 0
     stack = [parse(text, lang).root_node]
     while stack:
         node = stack.pop()
-        if node.is_error or node.is_missing:
+        if node.is_error or node.is_missing or hides_error(node):
             count += 1
         stack.extend(c for c in node.children if c.has_error or c.is_missing)
     return count
