@@ -6,7 +6,8 @@ confident run after it; ``confidence`` commits the most confident slots anywhere
     canvas = [<mask>] * L
     repeat until no <mask> is left, or cancelled, or max steps:
         logits at the masked canvas slots (reused when the last step changed nothing); banned tokens forbidden
-            (and, at the first masked slot, the start of a fourth back-to-back copy of a short unit)
+            (and, at the first masked slot, the start of one more back-to-back copy of a short unit
+            already repeated max_repeats times)
         conf, guess per masked slot (max prob, margin or entropy)
         a guess among the request's stop tokens (a newline, in a one-line hole) is an <eoi>
         <eoi> proposable at slot i only when no <mask> is left of i (the end is decided last)
