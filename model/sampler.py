@@ -174,9 +174,9 @@ class Sampler:
                 logits = be.logits(state, canvas, slots)
                 seen = canvas.clone()  # the constraint may re-mask slots of canvas in place
                 passes += 1
+                if cfg.max_repeats:  # bans persist: an unchanged canvas needs no new ones
+                    ban = self._ban_loops(canvas, is_mask, ban)
             steps += 1
-            if cfg.max_repeats:
-                ban = self._ban_loops(canvas, is_mask, ban)
             logits = self._forbid(logits, slots, bans, ban)
             conf, guess, p_old = self._confidence(logits, slots, canvas, gen)
             if stops is None and has_stops:
@@ -295,8 +295,8 @@ class Sampler:
         end in ``max_repeats`` back-to-back copies of a unit of 1-4 tokens, the unit's first token
         is banned there, so the loop cannot go on."""
         n = self.config.max_repeats
-        for i, row in enumerate(canvas.tolist()):
-            first = int(is_mask[i].long().argmax()) if bool(is_mask[i].any()) else -1
+        firsts = torch.where(is_mask.any(1), is_mask.long().argmax(1), -1).tolist()
+        for i, (row, first) in enumerate(zip(canvas.tolist(), firsts)):
             if first <= 0:
                 continue
             done = row[:first]
