@@ -4,6 +4,10 @@ active one merged into the base weights so inference costs the same as the bare 
 ``AdaptedModel.model`` is always the same module object (the base network, with peft's LoRA
 layers injected once the first adapter is loaded), so a backend built on it keeps working
 across switches. Switching is not thread-safe: do not switch while the model is running.
+
+Unmerging restores the base weights from a copy taken before the first merge instead of
+subtracting the LoRA product: in bfloat16 ``(W + d) - d`` is not ``W``, and a server that
+switches between workspace adapters would drift its base a little at every switch.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from pathlib import Path
 
 import torch
 from peft import PeftModel
+from peft.tuners.lora import LoraLayer
 
 from adapters.lora import (
     DEFAULT_ADAPTER,
@@ -35,6 +40,7 @@ class AdaptedModel:
         self._loaded: dict[Path, tuple[str, AdapterInfo]] = {}  # folder -> (peft name, info)
         self.active: AdapterInfo | None = None
         self._merged = False
+        self._pristine: dict[str, torch.Tensor] = {}  # base weights under LoRA layers, before any merge
 
     @property
     def base_sha256(self) -> str:
@@ -71,8 +77,7 @@ class AdaptedModel:
         if path is not None and Path(path).resolve() not in self._loaded:
             check_base(read_info(path), self.base_sha256)  # refuse before touching the served weights
         if self._merged:
-            self._peft.unmerge_adapter()  # peft loads and switches adapters on unmerged weights only
-            self._merged = False
+            self._unmerge()  # peft loads and switches adapters on unmerged weights only
         info = self.load(path) if path is not None else None
         if self._peft is not None:
             if info is None:
@@ -81,10 +86,27 @@ class AdaptedModel:
                 self._peft.base_model.enable_adapter_layers()
                 self._peft.set_adapter(self._loaded[info.path][0])
                 if merge:
-                    self._peft.merge_adapter()
-                    self._merged = True
+                    self._merge()
         self.active = info
         return info
+
+    def _lora_base_weights(self) -> dict[str, torch.Tensor]:
+        return {name: m.get_base_layer().weight for name, m in self._peft.named_modules()
+                if isinstance(m, LoraLayer)}
+
+    def _merge(self) -> None:
+        for name, w in self._lora_base_weights().items():  # unmerged here, so these are the base's
+            if name not in self._pristine:
+                self._pristine[name] = w.detach().clone()
+        self._peft.merge_adapter()
+        self._merged = True
+
+    def _unmerge(self) -> None:
+        self._peft.unmerge_adapter()  # peft's bookkeeping; the weights are then restored exactly
+        with torch.no_grad():
+            for name, w in self._lora_base_weights().items():
+                w.copy_(self._pristine[name])
+        self._merged = False
 
     def use(self, spec: str | Path | None) -> AdapterInfo | None:
         """``"default"``: the shipped adapter when it exists and was made for this base (else the

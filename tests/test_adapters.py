@@ -108,6 +108,24 @@ def test_switching_between_adapters_and_back_to_the_base(saved, tiny_checkpoint)
     assert len(served.loaded()) == 2
 
 
+def test_switching_back_restores_the_bfloat16_base_exactly(saved, tiny_checkpoint):
+    """Unmerging by subtraction drifts bfloat16 weights; the server restores them instead."""
+    root, _, _ = saved
+    base, _ = load_checkpoint(tiny_checkpoint, dtype=torch.bfloat16)
+    bare = {k: v.clone() for k, v in base.state_dict().items()}
+    bare_logits = logits(base)
+    served = AdaptedModel(base)
+    for _ in range(10):
+        for path in ("one", "two", None):
+            served.switch(root / path if path else None)
+    assert not served.active
+    for name, w in base.state_dict().items():
+        key = name.replace("base_model.model.", "").replace(".base_layer", "")
+        if "lora_" not in name:
+            assert torch.equal(w, bare[key]), name
+    assert torch.equal(logits(base), bare_logits)
+
+
 def test_adapter_on_the_wrong_base_is_refused(saved, other_base):
     root, _, _ = saved
     model, _ = load_checkpoint(other_base)
