@@ -8,7 +8,7 @@ CORPUS ?= $(RUNS)/corpus
 # The shipped model's recipe (see model/checkpoints/diffill-base/README.md)
 TRAIN_ARGS ?=
 
-.PHONY: install run test lint model corpus train system-deps vscode
+.PHONY: install run test lint model adapter corpus train system-deps vscode
 
 install: $(STAMP)
 
@@ -56,6 +56,11 @@ train: corpus
 			--config $$phase $(TRAIN_ARGS) || exit 1; \
 	done
 
-# Reproduce the shipped weights: corpus, training, then export as bf16 into the checkpoint folder.
+# Reproduce the shipped weights: corpus, training, export as bf16 into the checkpoint folder, then
+# the shipped infill adapter on top of that base (adapters/checkpoints/infill).
 model: train
 	$(PY) -m model.export $(RUNS)/base/checkpoint model/checkpoints/diffill-base
+	$(MAKE) adapter
+
+adapter: corpus
+	$(VENV)/bin/diffill adapt-base --corpus $(CORPUS)

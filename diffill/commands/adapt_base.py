@@ -14,9 +14,9 @@ def register(sub) -> None:
     p.add_argument("--corpus", required=True, help="folder made by `diffill corpus build`")
     p.add_argument("--out", default=None, help="adapter folder (default: adapters/checkpoints/infill)")
     budget = p.add_mutually_exclusive_group()
-    budget.add_argument("--minutes", type=float, default=60.0, help="training time budget (default 60)")
-    budget.add_argument("--steps", type=int, default=None)
-    p.add_argument("--cases", type=int, default=300, help="held-out lines evaluated before and after")
+    budget.add_argument("--steps", type=int, default=600, help="training steps (default 600: the recipe)")
+    budget.add_argument("--minutes", type=float, default=None, help="a time budget instead of steps")
+    p.add_argument("--cases", type=int, default=500, help="held-out lines evaluated before and after")
     p.add_argument("--model", default=None, metavar="PATH", help="base checkpoint (default: the shipped model)")
     p.set_defaults(run=run)
 
@@ -26,7 +26,8 @@ def run(args) -> int:
     from diffill.commands.common import check_training_budget
 
     check_training_budget(args.minutes, args.steps, args.cases)
+    steps = None if args.minutes is not None else args.steps
     summary = train_shipped_adapter(args.corpus, out=args.out, model_path=args.model, minutes=args.minutes,
-                                    steps=args.steps, cases=args.cases)
+                                    steps=steps, cases=args.cases)
     print(json.dumps(summary))
     return 0
