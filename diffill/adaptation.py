@@ -181,9 +181,10 @@ def train_shipped_adapter(corpus: str | Path, out: str | Path | None = None, mod
                 "mix": vars(mix), "plain_fraction": cfg.objective.plain_fraction,
                 "hide_eoi": cfg.objective.hide_eoi, "ordered_fraction": cfg.objective.ordered_fraction}
     budget = f"--steps {steps}" if steps is not None else f"--minutes {minutes:g}"
-    card = ("diffill infill adapter (shipped default)", f"""
-LoRA adapter (peft) on the diffill base model. Every command serves base + this adapter,
-merged into the weights, unless given `--adapter none` or another adapter folder.
+    card = ("diffill infill adapter", f"""
+LoRA adapter (peft) on the diffill base model. In `adapters/checkpoints/infill/`, every command
+serves base + this adapter, merged into the weights, unless given `--adapter none` or another
+adapter folder.
 
 ## Recipe
 
