@@ -135,7 +135,7 @@ def adapt_repository(root: str | Path, out: str | Path | None = None, minutes: f
 
 
 def shipped_adapter_config() -> AdaptConfig:
-    """The recipe of the shipped infill adapter: line and rest-of-line middles at a gentle lr."""
+    """The default infill adapter's recipe: line and rest-of-line middles at a gentle lr."""
     return AdaptConfig(batch_size=16, lr=3e-4, warmup_steps=20,
                        objective=ObjectiveConfig(plain_fraction=0.1, mix=LINE_MIX, hide_eoi=True,
                                                  ordered_fraction=0.5))
