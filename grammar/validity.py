@@ -81,6 +81,11 @@ def hides_error(node: ts.Node) -> bool:
             and not any(c.has_error or c.is_missing for c in node.children))
 
 
+def marks_error(node: ts.Node) -> bool:
+    """Whether ``node`` is a place of a syntax error: ERROR, MISSING, or hiding one."""
+    return node.is_error or node.is_missing or hides_error(node)
+
+
 def error_nodes(tree: ts.Tree, lo: int, hi: int, enter=lambda node: True) -> list[ts.Node]:
     """ERROR and MISSING nodes overlapping [lo, hi] (and nodes that hide an error), outermost
     first; nested ones too, inside the ERROR nodes for which ``enter`` is true."""
@@ -88,7 +93,7 @@ def error_nodes(tree: ts.Tree, lo: int, hi: int, enter=lambda node: True) -> lis
     stack = [tree.root_node]
     while stack:
         node = stack.pop()
-        if node.is_error or node.is_missing or hides_error(node):
+        if marks_error(node):
             out.append(node)
             if node.is_missing or not node.is_error or not enter(node):
                 continue

@@ -2,6 +2,7 @@
 
 import pytest
 
+from diffill.refactor.syntax import syntax_errors
 from grammar.registry import GRAMMAR_NAMES, grammar
 from grammar.selfcheck import CASES, checker_for, self_check
 from grammar.validity import HoleChecker
@@ -28,8 +29,6 @@ def test_an_error_tree_sitter_leaves_without_an_error_node_still_counts():
     check = hole('def add(a, b):\n    """Add."""\n    <|>\n\n\ndef k():\n    return 1\n')
     assert check.is_valid("x < a")
     assert not check.is_valid("x < a b")
-    from diffill.refactor.syntax import syntax_errors
-
     assert syntax_errors("def f():\n    x < a b\n", "python") == 1
     assert syntax_errors("def f():\n    x < a\n", "python") == 0
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import tree_sitter as ts
 
 from grammar import registry
-from grammar.validity import HoleChecker, hides_error
+from grammar.validity import HoleChecker, marks_error
 
 LANGUAGES: tuple[str, ...] = registry.GRAMMAR_NAMES
 
@@ -47,7 +47,7 @@ def syntax_errors(text: str, lang: str) -> int:
     stack = [parse(text, lang).root_node]
     while stack:
         node = stack.pop()
-        if node.is_error or node.is_missing or hides_error(node):
+        if marks_error(node):
             count += 1
         stack.extend(c for c in node.children if c.has_error or c.is_missing)
     return count
