@@ -51,7 +51,8 @@ class LineCase:
     target: str
 
 
-def _is_code_line(stripped: str) -> bool:
+def is_code_line(stripped: str) -> bool:
+    """The lines ``line_cases`` may pick: not blank, not a comment, not a lone docstring quote."""
     return bool(stripped) and not stripped.startswith("#") and stripped not in ('"""', "'''")
 
 
@@ -64,7 +65,7 @@ def line_cases(texts: list[str], n: int, seed: int = 0) -> list[LineCase]:
     while len(cases) < n:
         for i in order:
             lines = texts[i].split("\n")
-            candidates = [j for j, line in enumerate(lines) if _is_code_line(line.strip())]
+            candidates = [j for j, line in enumerate(lines) if is_code_line(line.strip())]
             for j in rng.choice(candidates, size=min(per_file, len(candidates)), replace=False) if candidates else []:
                 line = lines[j]
                 indent = len(line) - len(line.lstrip())

@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from diffill.bench.speed import block_holes, edit_similarity, line_holes, setting_config
+from diffill.bench.profile import PHASES
+from diffill.bench.speed import block_holes, edit_similarity, line_holes, profile, setting_config
 from diffill.cli import main
 from model.sampler import SamplerConfig
 
@@ -83,3 +84,27 @@ def test_bench_speed_json(tiny_checkpoint, tiny_sources, capsys):
 def test_bad_arguments_exit_2(tiny_checkpoint, tiny_sources):
     assert main(["bench", "speed", "--cases", "0"]) == 2
     assert main(["bench", "speed", "--kinds", "paragraph", "--model", str(tiny_checkpoint)]) == 2
+
+
+def test_profile_splits_each_request_into_phases(tiny_engine, texts):
+    holes = block_holes(texts, 4, _words, np.random.default_rng(0))
+    cached = profile(tiny_engine, holes, "threshold_cache", 12)
+    assert cached["cases"] == 4 and set(cached["phases"]) == set(PHASES)
+    ms = {k: v["ms_per_case"] for k, v in cached["phases"].items()}
+    assert sum(ms.values()) == pytest.approx(cached["ms_per_case"], rel=0.02, abs=0.05)
+    assert ms["context_encode"] > 0 and cached["ms_per_context_encode"] > 0
+    assert sum(v["share"] for v in cached["phases"].values()) == pytest.approx(1.0, abs=0.01)
+    # without the cache every pass is a whole row: no context encode, no canvas-only pass
+    plain = profile(tiny_engine, holes, "threshold", 12)
+    assert plain["phases"]["context_encode"]["ms_per_case"] == 0
+    assert plain["phases"]["canvas_steps"]["ms_per_case"] == 0
+    assert plain["phases"]["full_forward"]["ms_per_case"] > 0
+
+
+def test_bench_speed_profile_in_json(tiny_checkpoint, tiny_sources, capsys):
+    rc = main(["bench", "speed", "--cases", "2", "--json", "--threads", "1", "--model", str(tiny_checkpoint),
+               "--adapter", "none", "--corpus", str(tiny_sources), "--settings", "threshold", "--profile"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [(p["kind"], p["setting"]) for p in out["profiles"]] == [("single_line", "threshold_cache"),
+                                                                   ("multi_line", "threshold_cache")]

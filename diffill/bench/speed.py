@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from diffill.bench.profile import format_profile, profile_requests, split_phases
 from diffill.commands.common import add_model_options, engine_config_from_args
 from diffill.errors import DiffillError
 
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 
 KINDS = {"single_line": 16, "multi_line": 64}
 SETTINGS = ("one_per_step", "threshold", "threshold_cache")
+PROFILED = "threshold_cache"  # the engine's default: what users get
 MAX_LINE_TOKENS = 15  # the target must fit the single-line budget with room for <eoi>
 MAX_BLOCK_TOKENS = 60
 
@@ -57,6 +59,9 @@ def register(bsub) -> None:
                    help="override the default confidence measure")
     p.add_argument("--kinds", default=",".join(KINDS), help="comma-separated subset of " + ", ".join(KINDS))
     p.add_argument("--settings", default=",".join(SETTINGS), help="comma-separated subset of " + ", ".join(SETTINGS))
+    p.add_argument("--profile", action="store_true",
+                   help="one more pass of the default setting (threshold_cache) under cProfile: "
+                        "where each request's time goes")
     p.set_defaults(run=run)
 
 
@@ -150,13 +155,17 @@ def setting_config(base, setting: str):
     raise DiffillError(f"unknown setting {setting!r} (choose from {', '.join(SETTINGS)})")
 
 
-def measure(engine, holes: list[Hole], setting: str, budget: int) -> dict:
+def _requests(holes: list[Hole], budget: int) -> list:
     from diffill.engine import InfillRequest
 
-    cfg = setting_config(engine.config.sampler, setting)
     multiline = holes[0].kind == "multi_line" if holes else False
-    reqs = [InfillRequest(h.text, h.at, h.at, max_tokens=budget, multiline=multiline, language="python")
+    return [InfillRequest(h.text, h.at, h.at, max_tokens=budget, multiline=multiline, language="python")
             for h in holes]
+
+
+def measure(engine, holes: list[Hole], setting: str, budget: int) -> dict:
+    cfg = setting_config(engine.config.sampler, setting)
+    reqs = _requests(holes, budget)
     for req in reqs[:3]:  # warm-up: allocator, thread pool, kernels
         engine.infill(req, sampler=cfg)
     ms, cpu, exact, sim = [], [], 0, 0.0
@@ -181,6 +190,14 @@ def measure(engine, holes: list[Hole], setting: str, budget: int) -> dict:
             "forwards_per_case": round(passes / n, 2),
             "exact_match": round(exact / n, 4), "edit_similarity": round(sim / n, 4),
             "cases": len(holes), "latencies_ms": [round(x, 2) for x in ms]}
+
+
+def profile(engine, holes: list[Hole], setting: str, budget: int) -> dict:
+    """Where the time of ``setting`` goes on these holes (diffill.bench.profile)."""
+    cfg = setting_config(engine.config.sampler, setting)
+    reqs = _requests(holes, budget)
+    stats, _ = profile_requests(lambda: [engine.infill(r, sampler=cfg) for r in reqs])
+    return {"kind": holes[0].kind if holes else "", "setting": setting, **split_phases(stats, len(reqs))}
 
 
 def run(args) -> int:
@@ -210,7 +227,7 @@ def run(args) -> int:
 
     texts = heldout_texts(args.corpus)
     count = engine.tok.encode
-    results = []
+    results, profiles = [], []
     for kind in kinds:
         draw = line_holes if kind == "single_line" else block_holes
         holes = draw(texts, args.cases, lambda s: len(count(s)), np.random.default_rng(args.seed))
@@ -220,9 +237,14 @@ def run(args) -> int:
             log.info("%s / %s: %d holes", kind, setting, len(holes))
             results.append(measure(engine, holes, setting, KINDS[kind]))
             log.info("%s", {k: v for k, v in results[-1].items() if k != "latencies_ms"})
+        if args.profile and holes:
+            log.info("%s / %s under cProfile", kind, PROFILED)
+            profiles.append(profile(engine, holes, PROFILED, KINDS[kind]))
     out = {"results": results, "model": engine.info()["model"], "threads": args.threads, "dtype": engine.dtype,
            "constrained": not args.no_constraint,
            "sampler": dict(vars(engine.config.sampler))}
+    if args.profile:
+        out["profiles"] = profiles
     if args.json:
         print(json.dumps(out))
     else:
@@ -231,4 +253,6 @@ def run(args) -> int:
         for r in results:
             print(f"{r['kind']:12} {r['setting']:16} {r['p50_ms']:8.1f} {r['p95_ms']:8.1f} {r['tokens_per_forward']:8.2f} "
                   f"{r['exact_match']:7.3f} {r['edit_similarity']:8.3f} {r['cases']:6d}")
+        for p in profiles:
+            print("\n".join(format_profile(p["kind"], p["setting"], p)))
     return 0
