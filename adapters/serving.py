@@ -8,6 +8,9 @@ across switches. Switching is not thread-safe: do not switch while the model is 
 Unmerging restores the base weights from a copy taken before the first merge instead of
 subtracting the LoRA product: in bfloat16 ``(W + d) - d`` is not ``W``, and a server that
 switches between workspace adapters would drift its base a little at every switch.
+
+After every load and switch the network re-fuses its projections from the weights now served
+(``DiffillForMaskedLM.fuse_projections``); it refuses while an adapter runs unmerged.
 """
 
 from __future__ import annotations
@@ -69,6 +72,7 @@ class AdaptedModel:
             raise AdapterError(f"cannot load adapter {path}: {e}") from e
         self.model.eval()
         self._loaded[path] = (name, info)
+        self.model.fuse_projections()  # peft made the new adapter's LoRA matmuls live: refused then
         return info
 
     def switch(self, path: str | Path | None, merge: bool = True) -> AdapterInfo | None:
@@ -76,6 +80,7 @@ class AdaptedModel:
         as separate LoRA matmuls: exact, slower); None: the bare base."""
         if path is not None and Path(path).resolve() not in self._loaded:
             check_base(read_info(path), self.base_sha256)  # refuse before touching the served weights
+        self.model.unfuse_projections()  # the weights are about to change
         if self._merged:
             self._unmerge()  # peft loads and switches adapters on unmerged weights only
         info = self.load(path) if path is not None else None
@@ -88,6 +93,7 @@ class AdaptedModel:
                 if merge:
                     self._merge()
         self.active = info
+        self.model.fuse_projections()  # from the weights now served (refused while LoRA runs unmerged)
         return info
 
     def _lora_base_weights(self) -> dict[str, torch.Tensor]:

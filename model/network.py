@@ -50,13 +50,13 @@ class Attention(nn.Module):
         self.k_proj = nn.Linear(h, h, bias=False)
         self.v_proj = nn.Linear(h, h, bias=False)
         self.o_proj = nn.Linear(h, h, bias=False)
+        self.fused: torch.Tensor | None = None  # q, k, v in one matrix (DiffillForMaskedLM.fuse_projections)
 
     def forward(self, x, cos, sin, attn_mask=None, context: KV | None = None):
         b, t, _ = x.shape
-        q, k, v = (
-            proj(x).view(b, t, self.n_heads, self.head_dim).transpose(1, 2)
-            for proj in (self.q_proj, self.k_proj, self.v_proj)
-        )
+        qkv = (F.linear(x, self.fused).chunk(3, dim=-1) if self.fused is not None
+               else (self.q_proj(x), self.k_proj(x), self.v_proj(x)))
+        q, k, v = (y.reshape(b, t, self.n_heads, self.head_dim).transpose(1, 2) for y in qkv)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         own = (k, v)
         if context is not None:
@@ -72,9 +72,14 @@ class MLP(nn.Module):
         self.gate_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
         self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
         self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=False)
+        self.fused: torch.Tensor | None = None  # gate and up in one matrix (DiffillForMaskedLM.fuse_projections)
 
     def forward(self, x):
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        if self.fused is not None:
+            gate, up = F.linear(x, self.fused).chunk(2, dim=-1)
+        else:
+            gate, up = self.gate_proj(x), self.up_proj(x)
+        return self.down_proj(F.silu(gate) * up)
 
 
 class Block(nn.Module):
@@ -107,6 +112,18 @@ class DiffillPreTrainedModel(PreTrainedModel):
             nn.init.ones_(module.weight)
 
 
+def _applied_weight(proj: nn.Module) -> torch.Tensor | None:
+    """The weight a projection applies: a plain Linear's, or the base weight of a peft LoRA layer
+    whose adapter is merged in or inactive. None while LoRA matmuls run beside the base."""
+    base = getattr(proj, "base_layer", None)
+    if base is None:
+        return proj.weight
+    live = [a for a in proj.active_adapters if a in proj.lora_A]
+    if proj.merged or proj.disable_adapters or not live:
+        return base.weight
+    return None
+
+
 def _key_mask(attention_mask: torch.Tensor | None, extra: int = 0) -> torch.Tensor | None:
     """(B, T) 1/0 padding mask -> boolean SDPA mask (B, 1, 1, extra + T)."""
     if attention_mask is None:
@@ -127,6 +144,42 @@ class DiffillForMaskedLM(DiffillPreTrainedModel):
 
     def set_input_embeddings(self, value):
         self.embed_tokens = value
+
+    @torch.no_grad()
+    def fuse_projections(self) -> bool:
+        """For inference: q/k/v, and gate/up, each become one matmul on a concatenated copy of the
+        current weights (a pass on 2 CPU threads: about a quarter less time; bf16 copies: 3.4M
+        parameters). Call again after changing the weights; training, ``.to()`` and
+        ``unfuse_projections`` drop the copies. Refused (False, unfused) while LoRA matmuls are live."""
+        self.unfuse_projections()
+        fused = []
+        for block in self.layers:
+            a, m = block.self_attn, block.mlp
+            qkv = [_applied_weight(p) for p in (a.q_proj, a.k_proj, a.v_proj)]
+            gate_up = [_applied_weight(p) for p in (m.gate_proj, m.up_proj)]
+            if any(w is None for w in qkv + gate_up):
+                return False
+            fused.append((torch.cat(qkv).detach(), torch.cat(gate_up).detach()))
+        for block, (qkv, gate_up) in zip(self.layers, fused):
+            block.self_attn.fused, block.mlp.fused = qkv, gate_up
+        return True
+
+    def unfuse_projections(self) -> None:
+        for block in getattr(self, "layers", ()):
+            block.self_attn.fused = block.mlp.fused = None
+
+    @property
+    def fused(self) -> bool:
+        return any(block.self_attn.fused is not None for block in getattr(self, "layers", ()))
+
+    def train(self, mode: bool = True):
+        if mode:
+            self.unfuse_projections()  # the copies would not follow the optimiser's updates
+        return super().train(mode)
+
+    def _apply(self, fn, recurse=True):
+        self.unfuse_projections()  # .to(), .half(), ...: the copies would keep the old dtype/device
+        return super()._apply(fn, recurse)
 
     @property
     def head_dim(self) -> int:

@@ -96,6 +96,22 @@ def test_merged_and_unmerged_give_the_same_logits(saved, tiny_checkpoint):
     assert not torch.allclose(merged, bare, atol=1e-3), "the adapter changes the model"
 
 
+def test_served_weights_are_fused_only_when_lora_is_merged_or_off(saved, tiny_checkpoint):
+    root, one, two = saved
+    base, _ = load_checkpoint(tiny_checkpoint)
+    served = AdaptedModel(base)
+    served.switch(root / "one", merge=False)
+    assert not base.fused, "fusing would skip the unmerged LoRA matmuls"
+    torch.testing.assert_close(logits(base), one, atol=1e-5, rtol=1e-5)
+    served.switch(root / "two")  # merged: fused from the merged weights, not the last ones fused
+    assert base.fused
+    torch.testing.assert_close(logits(base), two, atol=1e-5, rtol=1e-5)
+    served.switch(None)
+    assert base.fused
+    fresh, _ = load_checkpoint(tiny_checkpoint)
+    torch.testing.assert_close(logits(base), logits(fresh), atol=1e-5, rtol=1e-5)
+
+
 def test_switching_between_adapters_and_back_to_the_base(saved, tiny_checkpoint):
     root, one, two = saved
     base, _ = load_checkpoint(tiny_checkpoint)

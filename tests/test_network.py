@@ -61,3 +61,39 @@ def test_input_and_output_embeddings_are_tied():
     m = _model()
     names = [n for n, _ in m.named_parameters()]
     assert "embed_tokens.weight" in names and not any("lm_head" in n for n in names)
+
+
+def _paths(m, ids):
+    """Logits of the whole-row pass, and of a cached context plus a canvas-only pass."""
+    with torch.inference_mode():
+        full = m(ids).logits
+        pos = torch.arange(ids.shape[1])[None]
+        kv = m.encode_context(ids, pos)
+        canvas = torch.arange(4, 8)[None]
+        context = [(k[:, :, :4], v[:, :, :4]) for k, v in kv]
+        step = m.forward_canvas(ids[:, 4:8], canvas, context)
+    return full, step
+
+
+def test_fused_projections_give_the_same_logits_on_every_path():
+    ids = torch.randint(4, 300, (1, 12))
+    for dtype in (torch.float32, torch.bfloat16):
+        m = _model().to(dtype)
+        plain = _paths(m, ids)
+        assert m.fuse_projections() and m.fused
+        for got, want in zip(_paths(m, ids), plain):
+            torch.testing.assert_close(got, want, atol=1e-5 if dtype == torch.float32 else 2e-2, rtol=1e-3)
+
+
+def test_fused_copies_are_dropped_when_they_could_go_stale():
+    m = _model()
+    assert m.fuse_projections()
+    m.train()  # the optimiser would move the weights, not the copies
+    assert not m.fused
+    m.eval()
+    assert m.fuse_projections()
+    m.to(torch.bfloat16)  # the copies would keep float32
+    assert not m.fused
+    assert m.fuse_projections()
+    m.unfuse_projections()
+    assert not m.fused
