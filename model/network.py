@@ -11,6 +11,9 @@ Two paths for the sampler:
   suffix, then ``forward_canvas`` runs only the canvas through the layers, attending to that
   cache (Fast-dLLM's dual cache; approximate, since under bidirectional attention the context
   states would in truth change as the canvas fills).
+
+For inference the q/k/v and gate/up projections can run fused (``fuse_projections``); the
+checkpoint keeps them separate, so training and peft's LoRA layers see the usual modules.
 """
 
 from __future__ import annotations
@@ -148,9 +151,10 @@ class DiffillForMaskedLM(DiffillPreTrainedModel):
     @torch.no_grad()
     def fuse_projections(self) -> bool:
         """For inference: q/k/v, and gate/up, each become one matmul on a concatenated copy of the
-        current weights (a pass on 2 CPU threads: about a quarter less time; bf16 copies: 3.4M
-        parameters). Call again after changing the weights; training, ``.to()`` and
-        ``unfuse_projections`` drop the copies. Refused (False, unfused) while LoRA matmuls are live."""
+        current weights (fewer, larger kernels: one canvas pass of the shipped model on 2 threads,
+        timed alone, 7.4 -> 5.5 ms; the copies hold 3.4M parameters). Call again after changing
+        the weights; training, ``.to()`` and ``unfuse_projections`` drop the copies. Refused
+        (False, left unfused) while LoRA matmuls run beside the base."""
         self.unfuse_projections()
         fused = []
         for block in self.layers:
