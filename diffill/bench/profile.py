@@ -67,19 +67,19 @@ def split_phases(stats: pstats.Stats, cases: int) -> dict:
     return out
 
 
-def profile_requests(run_all) -> tuple[pstats.Stats, object]:
-    """Run ``run_all()`` under cProfile; its stats and its return value."""
+def profile_requests(run_all) -> pstats.Stats:
+    """Run ``run_all()`` under cProfile."""
     prof = cProfile.Profile()
     prof.enable()
     try:
-        result = run_all()
+        run_all()
     finally:
         prof.disable()
-    return pstats.Stats(prof), result
+    return pstats.Stats(prof)
 
 
-def format_profile(kind: str, setting: str, p: dict) -> list[str]:
-    lines = [f"profile {kind} / {setting}: {p['ms_per_case']:.1f} ms a case under cProfile "
+def format_profile(p: dict) -> list[str]:
+    lines = [f"profile {p['kind']} / {p['setting']}: {p['ms_per_case']:.1f} ms a case under cProfile "
              f"(one context encode {p['ms_per_context_encode'] or 0:.1f} ms, "
              f"one canvas pass {p['ms_per_canvas_pass'] or 0:.1f} ms)"]
     for name in PHASES:

@@ -196,7 +196,7 @@ def profile(engine, holes: list[Hole], setting: str, budget: int) -> dict:
     """Where the time of ``setting`` goes on these holes (diffill.bench.profile)."""
     cfg = setting_config(engine.config.sampler, setting)
     reqs = _requests(holes, budget)
-    stats, _ = profile_requests(lambda: [engine.infill(r, sampler=cfg) for r in reqs])
+    stats = profile_requests(lambda: [engine.infill(r, sampler=cfg) for r in reqs])
     return {"kind": holes[0].kind if holes else "", "setting": setting, **split_phases(stats, len(reqs))}
 
 
@@ -254,5 +254,5 @@ def run(args) -> int:
             print(f"{r['kind']:12} {r['setting']:16} {r['p50_ms']:8.1f} {r['p95_ms']:8.1f} {r['tokens_per_forward']:8.2f} "
                   f"{r['exact_match']:7.3f} {r['edit_similarity']:8.3f} {r['cases']:6d}")
         for p in profiles:
-            print("\n".join(format_profile(p["kind"], p["setting"], p)))
+            print("\n".join(format_profile(p)))
     return 0
