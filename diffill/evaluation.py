@@ -51,32 +51,34 @@ class LineCase:
     target: str
 
 
-def is_code_line(stripped: str) -> bool:
-    """The lines ``line_cases`` may pick: not blank, not a comment, not a lone docstring quote."""
+def _is_code_line(stripped: str) -> bool:
     return bool(stripped) and not stripped.startswith("#") and stripped not in ('"""', "'''")
 
 
 def line_cases(texts: list[str], n: int, seed: int = 0) -> list[LineCase]:
-    """``n`` holes, each the text of one non-blank, non-comment line after its indentation."""
+    """``n`` holes, each the text of one non-blank, non-comment line after its indentation; as
+    many as the texts have such lines when they have fewer than ``n``."""
     rng = np.random.default_rng(seed)
     cases: list[LineCase] = []
     order = rng.permutation(len(texts))
+    lines = [t.split("\n") for t in texts]
+    candidates = [[j for j, line in enumerate(ls) if _is_code_line(line.strip())] for ls in lines]
+    n = min(n, sum(map(len, candidates)))
+    if n == 0:
+        raise DiffillError("the held-out files have no code lines to draw cases from")
     per_file = max(1, -(-n // max(1, len(texts))))
     while len(cases) < n:
         for i in order:
-            lines = texts[i].split("\n")
-            candidates = [j for j, line in enumerate(lines) if is_code_line(line.strip())]
-            for j in rng.choice(candidates, size=min(per_file, len(candidates)), replace=False) if candidates else []:
-                line = lines[j]
+            text, cand = texts[i], candidates[i]
+            for j in rng.choice(cand, size=min(per_file, len(cand)), replace=False) if cand else []:
+                line = lines[i][j]
                 indent = len(line) - len(line.lstrip())
-                start = sum(len(x) + 1 for x in lines[:j]) + indent
+                start = sum(len(x) + 1 for x in lines[i][:j]) + indent
                 end = start + len(line.strip())
-                cases.append(LineCase(texts[i][:start], texts[i][end:], texts[i][start:end]))
+                cases.append(LineCase(text[:start], text[end:], text[start:end]))
                 if len(cases) == n:
                     return cases
         per_file += 1
-        if not any(texts):
-            raise ValueError("no held-out text to draw cases from")
     return cases
 
 
@@ -116,8 +118,9 @@ def masked_token_accuracy(model, tok: CodeTokenizer, token_stream: np.ndarray, n
 def heldout_figures(model, tok: CodeTokenizer, texts: list[str], cases: int = 500, seed: int = 0,
                     sampler_cfg: SamplerConfig | None = None) -> dict:
     backend = DiffillBackend(model, tok)
-    figures = line_infill(backend, tok, line_cases(texts, cases, seed), sampler_cfg or SamplerConfig())
+    holes = line_cases(texts, cases, seed)
+    figures = line_infill(backend, tok, holes, sampler_cfg or SamplerConfig())
     stream = np.asarray([i for t in texts for i in [tok.bos_id] + tok.encode(t)], dtype=np.int64)
     figures["masked_token_accuracy"] = masked_token_accuracy(model, tok, stream, seed=seed)
-    figures["cases"] = cases
+    figures["cases"] = len(holes)
     return figures
