@@ -9,8 +9,8 @@ Unmerging restores the base weights from a copy taken before the first merge ins
 subtracting the LoRA product: in bfloat16 ``(W + d) - d`` is not ``W``, and a server that
 switches between workspace adapters would drift its base a little at every switch.
 
-After every load and switch the network re-fuses its projections from the weights now served
-(``DiffillForMaskedLM.fuse_projections``); it refuses while an adapter runs unmerged.
+Loading an adapter unfuses the network's projections; every switch fuses them again from the
+weights now served (``DiffillForMaskedLM.fuse_projections``), except while an adapter runs unmerged.
 """
 
 from __future__ import annotations
@@ -59,6 +59,7 @@ class AdaptedModel:
             return self._loaded[path][1]
         info = read_info(path)
         check_base(info, self.base_sha256)
+        self.model.unfuse_projections()  # peft is about to inject LoRA layers; switch() fuses again
         name = f"a{len(self._loaded)}"
         try:
             with warnings.catch_warnings():
@@ -72,7 +73,6 @@ class AdaptedModel:
             raise AdapterError(f"cannot load adapter {path}: {e}") from e
         self.model.eval()
         self._loaded[path] = (name, info)
-        self.model.fuse_projections()  # peft made the new adapter's LoRA matmuls live: refused then
         return info
 
     def switch(self, path: str | Path | None, merge: bool = True) -> AdapterInfo | None:
