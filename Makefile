@@ -58,7 +58,7 @@ train: corpus
 
 # Reproduce the shipped weights: corpus, training, then export as bf16 into the checkpoint folder.
 model: train
-	$(PY) -m model.export $(RUNS)/base/checkpoint model/checkpoints/diffill-base
+	$(PY) -m model.export $(RUNS)/base model/checkpoints/diffill-base
 
 # The infill adapter's recipe on top of the shipped base, written to adapters/checkpoints/infill,
 # which every command then serves by default (none ships yet: see README.md, Adapters).

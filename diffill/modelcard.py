@@ -25,9 +25,10 @@ def read_run(run: Path) -> tuple[list[dict], dict]:
             evals.append(rec)
         elif "loss" in rec:
             last = rec
-    # a resumed run may log an evaluation twice around a restart: keep the last per step
-    by_step = {e["step"]: e for e in evals}
-    return [by_step[s] for s in sorted(by_step)], last
+    # a resumed run may log an evaluation twice around a restart: keep the last per step (and
+    # branch: a wsd trunk resumed after its cooldown goes over the same steps again)
+    by_step = {(e["step"], bool(e.get("cooldown"))): e for e in evals}
+    return [by_step[k] for k in sorted(by_step)], last
 
 
 def curve_svg(points: list[dict]) -> str:
@@ -53,12 +54,17 @@ def describe_phases(folder: Path = RECIPES) -> list[str]:
         c = replace(TrainConfig(), **overrides)
         opt = ("Muon for the hidden matrices (lr matched to AdamW's RMS), AdamW for embeddings and norms"
                if c.optimizer == "muon" else "AdamW (betas 0.9/0.95)")
+        if c.schedule == "wsd":
+            sched = (f"constant to step {c.decay_start}, where the trunk stops (the next phase resumes it), then a "
+                     f"branch decays linearly to {c.min_lr_ratio}x at step {c.total_steps}")
+        else:
+            sched = f"cosine to {c.min_lr_ratio}x at step {c.total_steps}"
         line = (f"`{path.name}`: steps {start}-{c.total_steps}; {opt}; lr {c.lr}, {c.warmup_steps} warm-up "
-                f"steps from step {c.schedule_start}, cosine to {c.min_lr_ratio}x at step {c.total_steps}.")
+                f"steps from step {c.schedule_start}, {sched}.")
         if objective:
             line += f" Objective settings: `{json.dumps(objective, separators=(', ', ': '))}`."
         out.append(line)
-        start = c.total_steps
+        start = c.decay_start if c.schedule == "wsd" else c.total_steps
     return out
 
 
@@ -76,9 +82,11 @@ def _canvas_noise(objective: dict) -> str:
 
 
 def write_card(run: Path, dest: Path, final: dict | None = None, notes: str | None = None) -> Path:
+    from model.train import latest_checkpoint
+
     points, last = read_run(run)
     cfg = json.loads((run / "train_config.json").read_text())
-    state = json.loads((run / "checkpoint" / "trainer_state.json").read_text())
+    state = json.loads((latest_checkpoint(run) / "trainer_state.json").read_text())
     model_cfg = json.loads((dest / "config.json").read_text())
     history_file = dest / "training_log.json"
     history = json.loads(history_file.read_text()) if history_file.is_file() else []
@@ -128,7 +136,8 @@ def write_card(run: Path, dest: Path, final: dict | None = None, notes: str | No
         "bf16 autocast on CPU.",
         "3. The phases (`model/recipes/*.json`; a phase resumes the run and trains until its schedule ends):",
         *[f"   - {phase}" for phase in describe_phases()],
-        "4. `python -m model.export runs/base/checkpoint model/checkpoints/diffill-base` (bf16).",
+        "4. `python -m model.export runs/base model/checkpoints/diffill-base` (bf16; the furthest checkpoint, "
+        "a wsd phase's cooldown branch).",
         "",
         "## Training so far",
         "",
@@ -152,7 +161,7 @@ def write_card(run: Path, dest: Path, final: dict | None = None, notes: str | No
                   "|---|---|---|---|---|---|"]
         for p in points:
             e = p["eval"]
-            lines.append(f"| {p['step']} | {p['cpu_hours']:.2f} | {p['tokens'] / 1e6:.1f}M | "
+            lines.append(f"| {p['step']}{' (cooldown)' if p.get('cooldown') else ''} | {p['cpu_hours']:.2f} | {p['tokens'] / 1e6:.1f}M | "
                          f"{e['line_infill_exact_match']:.3f} | {e.get('line_overrun_rate', 0):.3f} | "
                          f"{e['masked_token_accuracy']:.3f} |")
     lines += ["", "## Running log", "", "| date | step | tokens | CPU-hours | line exact match |", "|---|---|---|---|---|"]

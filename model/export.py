@@ -1,8 +1,10 @@
 """Export a training checkpoint as the shipped model: bf16 safetensors, config, tokenizer.
 
-    python -m model.export RUN/checkpoint model/checkpoints/diffill-base
+    python -m model.export RUN model/checkpoints/diffill-base
 
-The model card (README.md) in the destination is kept; optimizer state is not copied.
+RUN is a run folder (its furthest-trained checkpoint: ``checkpoint/``, or a wsd schedule's
+``cooldown/checkpoint/`` past it) or one checkpoint folder. The model card (README.md) in the
+destination is kept; optimizer state is not copied.
 """
 
 from __future__ import annotations
@@ -19,6 +21,10 @@ from model.tokenizer import load_tokenizer
 
 
 def export(src: Path, dst: Path) -> Path:
+    if not (src / "config.json").is_file():
+        from model.train import latest_checkpoint
+
+        src = latest_checkpoint(src)
     model = DiffillForMaskedLM.from_pretrained(str(src), dtype=torch.float32)
     dst.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dst.parent) as tmp:
@@ -31,5 +37,5 @@ def export(src: Path, dst: Path) -> Path:
 
 if __name__ == "__main__":
     if len(sys.argv) != 3:
-        sys.exit("usage: python -m model.export CHECKPOINT DEST")
+        sys.exit("usage: python -m model.export RUN|CHECKPOINT DEST")
     print(export(Path(sys.argv[1]), Path(sys.argv[2])))

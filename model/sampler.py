@@ -40,7 +40,9 @@ ORDERS = ("confidence", "left_to_right")
 
 @dataclass
 class SamplerConfig:
-    threshold: float = 0.9  # commit every masked slot at least this confident
+    # commit every masked slot at least this confident. Step-17600 model, 500 held-out lines (seed 0),
+    # left to right: 0.9 exact match 0.084, 0.7 0.082 (+6% tokens a pass), 0.5 0.076 (+11%)
+    threshold: float = 0.9
     min_per_step: int = 1  # commit at least this many (the most confident) per step
     max_per_step: int = 0  # 0: no cap; 1: one token per step (the slow baseline)
     confidence: str = "prob"  # prob | margin | entropy

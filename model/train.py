@@ -36,8 +36,15 @@ class TrainConfig:
     lr: float = 2e-3
     min_lr_ratio: float = 0.1
     warmup_steps: int = 200
-    total_steps: int = 20000  # step at which the cosine schedule ends
+    total_steps: int = 20000  # step at which the schedule ends
     schedule_start: int = 0  # step at which warm-up begins (a later phase of a resumed run re-warms)
+    # "cosine": warm-up, then cosine to min_lr_ratio at total_steps. "wsd" (warm-up, stable, decay):
+    # warm-up, the constant lr until decay_start, then linear to min_lr_ratio at total_steps. A wsd
+    # run's trunk (OUT/checkpoint) stops at decay_start and the decay trains a branch from it
+    # (OUT/cooldown/checkpoint, the weights to ship); the next phase resumes the trunk at its full lr,
+    # so no phase spends its first thousand steps recovering from a re-warmed lr
+    schedule: str = "cosine"
+    decay_start: int = 0
     optimizer: str = "adamw"  # "adamw", or "muon": Muon for hidden matrices, AdamW for embeddings and norms
     weight_decay: float = 0.05
     grad_clip: float = 1.0
@@ -51,12 +58,26 @@ class TrainConfig:
 
 
 OPTIMIZERS = ("adamw", "muon")
+SCHEDULES = ("cosine", "wsd")
+COOLDOWN = "cooldown"  # a wsd run's branch folder, beside checkpoint/
+
+
+def check_schedule(cfg: TrainConfig) -> None:
+    if cfg.schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule {cfg.schedule!r}; choose one of {', '.join(SCHEDULES)}")
+    if cfg.schedule == "wsd" and not cfg.schedule_start + cfg.warmup_steps <= cfg.decay_start < cfg.total_steps:
+        raise ValueError("a wsd schedule needs schedule_start + warmup_steps <= decay_start < total_steps")
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
+    if cfg.schedule == "wsd" and step >= cfg.decay_start:
+        progress = min(1.0, (step - cfg.decay_start) / max(1, cfg.total_steps - cfg.decay_start))
+        return cfg.lr * (1 - (1 - cfg.min_lr_ratio) * progress)
     step -= cfg.schedule_start
     if step < cfg.warmup_steps:
         return cfg.lr * (max(step, 0) + 1) / cfg.warmup_steps
+    if cfg.schedule == "wsd":
+        return cfg.lr
     length = cfg.total_steps - cfg.schedule_start - cfg.warmup_steps
     progress = min(1.0, (step - cfg.warmup_steps) / max(1, length))
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
@@ -154,28 +175,62 @@ def _load_optimizer(path: Path, model, optimizers, kind: str) -> None:
         owner[id(params[name])].state[params[name]][k] = torch.tensor(v)
 
 
+def _state_of(ckpt: Path) -> dict:
+    return json.loads((ckpt / "trainer_state.json").read_text())
+
+
+def resume_source(out: Path, cfg: TrainConfig) -> Path | None:
+    """The checkpoint a resumed run continues: the trunk (``out/checkpoint``), or, for a wsd
+    schedule whose trunk has reached ``decay_start``, the branch that decays from there
+    (``out/cooldown/checkpoint``) when one was started at that very step."""
+    trunk, branch = out / "checkpoint", out / COOLDOWN / "checkpoint"
+    if not trunk.exists():
+        return None
+    if (cfg.schedule == "wsd" and branch.exists() and _state_of(trunk)["step"] >= cfg.decay_start
+            and _state_of(branch).get("branched_at") == cfg.decay_start):
+        return branch
+    return trunk
+
+
+def latest_checkpoint(run: Path) -> Path:
+    """The furthest-trained checkpoint of a run folder: the trunk, or a wsd branch beyond it."""
+    found = [c for c in (run / "checkpoint", run / COOLDOWN / "checkpoint") if (c / "trainer_state.json").is_file()]
+    if not found:
+        raise FileNotFoundError(f"{run} holds no checkpoint")
+    return max(found, key=lambda c: _state_of(c)["step"])
+
+
 def train(corpus: Path, out: Path, cfg: TrainConfig, minutes: float | None = None,
           steps: int | None = None, resume: bool = False, init: Path | None = None,
           progress: bool = True, evaluate=None, until_step: int | None = None) -> dict:
     """Train until ``minutes`` or ``steps`` run out, or the run reaches step ``until_step``;
-    checkpoint to ``out/checkpoint``.
+    checkpoint to ``out/checkpoint`` (past a wsd schedule's ``decay_start``, to
+    ``out/cooldown/checkpoint``). A resumed run already at ``until_step`` does nothing.
 
     ``evaluate(model, tokenizer)`` (optional) returns held-out figures, logged every
     ``cfg.eval_minutes`` and at the end.
     """
     from accelerate import Accelerator
 
+    check_schedule(cfg)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     out.mkdir(parents=True, exist_ok=True)
-    ckpt = out / "checkpoint"
+    trunk, branch = out / "checkpoint", out / COOLDOWN / "checkpoint"
+    src = resume_source(out, cfg) if resume else None
     tok_dir = corpus / "tokenizer"
     tok = CodeTokenizer(load_tokenizer(tok_dir))
     state = {"step": 0, "tokens": 0, "cpu_seconds": 0.0, "wall_seconds": 0.0}
-    if resume and ckpt.exists():
-        model = DiffillForMaskedLM.from_pretrained(str(ckpt), dtype=torch.float32)
-        state = json.loads((ckpt / "trainer_state.json").read_text())
-        log.info("resuming from step %d", state["step"])
+    if src is not None:
+        state = _state_of(src)
+        if until_step is not None and state["step"] >= until_step:
+            log.info("%s is at step %d already: nothing to train", src, state["step"])
+            return state
+        if cfg.schedule == "wsd" and src == trunk and state["step"] > cfg.decay_start:
+            raise ValueError(f"{trunk} is at step {state['step']}, past this schedule's decay_start "
+                             f"{cfg.decay_start}: its trunk must stop there")
+        model = DiffillForMaskedLM.from_pretrained(str(src), dtype=torch.float32)
+        log.info("resuming from %s at step %d", src, state["step"])
     elif init is not None:
         model = DiffillForMaskedLM.from_pretrained(str(init), dtype=torch.float32)
     else:
@@ -184,8 +239,8 @@ def train(corpus: Path, out: Path, cfg: TrainConfig, minutes: float | None = Non
                              eoi_token_id=tok.eoi_id, bos_token_id=tok.bos_id, **cfg.model)
         model = DiffillForMaskedLM(mcfg)
     optimizers = make_optimizers(model, cfg)
-    if resume and ckpt.exists():
-        _load_optimizer(ckpt, model, optimizers, cfg.optimizer)
+    if src is not None:
+        _load_optimizer(src, model, optimizers, cfg.optimizer)
     accel = Accelerator(mixed_precision="bf16", cpu=not torch.cuda.is_available())
     model, *optimizers = accel.prepare(model, *optimizers)
     data = Data(corpus, tok, cfg)
@@ -203,6 +258,18 @@ def train(corpus: Path, out: Path, cfg: TrainConfig, minutes: float | None = Non
         state["wall_seconds"] = base_wall + time.time() - t_wall
         state["cpu_seconds"] = base_cpu + time.process_time() - t_cpu
 
+    def in_branch() -> bool:  # past a wsd decay_start: the steps of the cooldown branch
+        return cfg.schedule == "wsd" and state["step"] > cfg.decay_start
+
+    def save():
+        if in_branch():
+            state["branched_at"] = cfg.decay_start
+            branch.parent.mkdir(exist_ok=True)
+        else:
+            state.pop("branched_at", None)
+        _save_atomic(branch if in_branch() else trunk, accel.unwrap_model(model), optimizers, state, tok_dir,
+                     cfg.optimizer)
+
     def do_eval():
         if evaluate is None:
             return
@@ -212,6 +279,8 @@ def train(corpus: Path, out: Path, cfg: TrainConfig, minutes: float | None = Non
         clock()
         rec = {"eval": figures, "step": state["step"], "tokens": state["tokens"],
                "cpu_hours": state["cpu_seconds"] / 3600, "wall_hours": state["wall_seconds"] / 3600}
+        if in_branch():
+            rec["cooldown"] = True
         logf.write(json.dumps(rec) + "\n")
         logf.flush()
         log.info("eval %s", rec)
@@ -241,18 +310,21 @@ def train(corpus: Path, out: Path, cfg: TrainConfig, minutes: float | None = Non
         rec = {"step": state["step"], "loss": round(loss.item(), 4), "lr": lr,
                "grad_norm": round(float(gnorm), 3), "tokens": state["tokens"],
                "cpu_hours": round(state["cpu_seconds"] / 3600, 4), **stats}
+        if in_branch():
+            rec["cooldown"] = True
         logf.write(json.dumps(rec) + "\n")
         bar.update(1)
         bar.set_postfix(loss=f"{rec['loss']:.3f}", acc=f"{stats['masked_acc']:.3f}")
-        if time.time() - last_ckpt > cfg.checkpoint_minutes * 60:
+        at_trunk_end = cfg.schedule == "wsd" and state["step"] == cfg.decay_start
+        if at_trunk_end or time.time() - last_ckpt > cfg.checkpoint_minutes * 60:
             logf.flush()
-            _save_atomic(ckpt, accel.unwrap_model(model), optimizers, state, tok_dir, cfg.optimizer)
+            save()  # the trunk's end is always kept: the next phase resumes it
             last_ckpt = time.time()
         if time.time() - last_eval > cfg.eval_minutes * 60:
             do_eval()
             last_eval = time.time()
     bar.close()
-    _save_atomic(ckpt, accel.unwrap_model(model), optimizers, state, tok_dir, cfg.optimizer)
+    save()
     do_eval()
     logf.close()
     return state

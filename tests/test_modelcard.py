@@ -13,10 +13,16 @@ def test_phases_are_described_in_order_with_their_step_ranges(tmp_path):
     (tmp_path / "a.json").write_text(json.dumps({"total_steps": 100}))
     (tmp_path / "b.json").write_text(json.dumps({"optimizer": "muon", "schedule_start": 100, "total_steps": 250,
                                                  "objective": {"hide_eoi": True, "mix": {"line": 0.6}}}))
-    first, second = describe_phases(tmp_path)
+    (tmp_path / "c.json").write_text(json.dumps({"schedule": "wsd", "schedule_start": 250, "decay_start": 400,
+                                                 "total_steps": 500}))
+    (tmp_path / "d.json").write_text(json.dumps({"schedule": "wsd", "schedule_start": 400, "decay_start": 600,
+                                                 "total_steps": 700}))
+    first, second, third, fourth = describe_phases(tmp_path)
     assert "steps 0-100" in first and "AdamW" in first and "Objective" not in first
     assert "steps 100-250" in second and "Muon" in second and "from step 100" in second
     assert '"hide_eoi": true' in second and '"line": 0.6' in second
+    assert "steps 250-500" in third and "constant to step 400" in third and "linearly to 0.1x at step 500" in third
+    assert "steps 400-700" in fourth  # the next phase goes on from the trunk, not from the branch's end
 
 
 def test_card_has_the_learning_curve_and_appends_to_the_running_log(tiny_corpus, tmp_path):

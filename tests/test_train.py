@@ -99,3 +99,78 @@ def test_objective_settings_reach_the_nested_config():
     for bad in ("objective.nope", "objective.mix.nope", "objective.window.nope", "nope"):
         with pytest.raises(DiffillError, match="unknown training setting"):
             _apply(cfg, bad, 1)
+
+
+def _wsd(**kw):
+    base = dict(lr=1.0, warmup_steps=10, schedule_start=100, decay_start=200, total_steps=300, min_lr_ratio=0.1,
+                schedule="wsd")
+    return TrainConfig(**{**base, **kw})
+
+
+def test_wsd_schedule_warms_up_holds_then_decays_linearly():
+    cfg = _wsd()
+    assert lr_at(100, cfg) == 0.1 and lr_at(109, cfg) == 1.0
+    assert lr_at(150, cfg) == lr_at(199, cfg) == lr_at(200, cfg) == 1.0
+    assert abs(lr_at(250, cfg) - 0.55) < 1e-9 and abs(lr_at(300, cfg) - 0.1) < 1e-9 and lr_at(400, cfg) == lr_at(300, cfg)
+    resumed_trunk = _wsd(schedule_start=200, warmup_steps=0, decay_start=400, total_steps=500)
+    assert lr_at(200, resumed_trunk) == lr_at(399, resumed_trunk) == 1.0
+
+
+@pytest.mark.parametrize("bad", [dict(schedule="step"), dict(decay_start=0), dict(decay_start=6)])
+def test_bad_schedules_are_refused(tiny_corpus, tmp_path, bad):
+    with pytest.raises(ValueError, match="schedule"):
+        train(tiny_corpus, tmp_path / "r", dataclasses.replace(_cfg(), **{**_wsd_tiny(), **bad}), steps=1,
+              progress=False)
+
+
+def _wsd_tiny(start=0, decay=4, total=6, warmup=1):
+    return dict(schedule="wsd", schedule_start=start, warmup_steps=warmup, decay_start=decay, total_steps=total)
+
+
+def _weights(ckpt):
+    return load_file(str(ckpt / "model.safetensors"))
+
+
+def test_wsd_keeps_its_trunk_and_decays_a_branch_that_the_next_phase_leaves_behind(tiny_corpus, tmp_path):
+    from model.train import latest_checkpoint, resume_source
+
+    phase = dataclasses.replace(_cfg(), **_wsd_tiny())
+    straight = tmp_path / "a"
+    train(tiny_corpus, straight, phase, until_step=6, resume=True, progress=False)
+    trunk, branch = straight / "checkpoint", straight / "cooldown" / "checkpoint"
+    assert json.loads((trunk / "trainer_state.json").read_text())["step"] == 4
+    state = json.loads((branch / "trainer_state.json").read_text())
+    assert state["step"] == 6 and state["branched_at"] == 4
+    assert latest_checkpoint(straight) == branch
+    logged = [json.loads(line) for line in (straight / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in logged if r.get("cooldown")] == [5, 6]
+
+    # stopped inside the branch and resumed: the same weights as the run that went straight through
+    split = tmp_path / "b"
+    train(tiny_corpus, split, phase, until_step=5, resume=True, progress=False)
+    train(tiny_corpus, split, phase, until_step=6, resume=True, progress=False)
+    for sub in ("checkpoint", "cooldown/checkpoint"):
+        wa, wb = _weights(straight / sub), _weights(split / sub)
+        for k in wa:
+            torch.testing.assert_close(wa[k], wb[k], atol=1e-5, rtol=1e-4)
+
+    # the next phase resumes the trunk at step 4, at its full lr, and leaves the branch as it was
+    nxt = dataclasses.replace(_cfg(), **_wsd_tiny(start=4, decay=8, total=10, warmup=0))
+    assert resume_source(straight, nxt) == trunk
+    cooled = _weights(branch)
+    assert train(tiny_corpus, straight, nxt, until_step=7, resume=True, progress=False)["step"] == 7
+    lrs = [json.loads(line)["lr"] for line in (straight / "log.jsonl").read_text().splitlines()][-3:]
+    assert lrs == [phase.lr] * 3
+    assert json.loads((trunk / "trainer_state.json").read_text())["step"] == 7
+    for k, v in _weights(branch).items():
+        assert torch.equal(v, cooled[k])
+    assert latest_checkpoint(straight) == trunk
+    # the finished phase has nothing left to do
+    assert train(tiny_corpus, straight, phase, until_step=6, resume=True, progress=False)["step"] == 6
+
+
+def test_a_wsd_phase_refuses_a_trunk_past_its_decay_start(tiny_corpus, tmp_path):
+    train(tiny_corpus, tmp_path / "r", _cfg(), steps=5, progress=False)
+    with pytest.raises(ValueError, match="past this schedule's decay_start"):
+        train(tiny_corpus, tmp_path / "r", dataclasses.replace(_cfg(), **_wsd_tiny()), until_step=6, resume=True,
+              progress=False)
