@@ -10,12 +10,14 @@ from pathlib import Path
 def register(sub) -> None:
     p = sub.add_parser("train", help="pretrain the masked-diffusion model (resumable)")
     p.add_argument("--corpus", required=True, help="folder made by `diffill corpus build`")
-    p.add_argument("--out", required=True, help="run folder: checkpoint/, log.jsonl")
+    p.add_argument("--out", required=True, help="run folder: checkpoint/, log.jsonl (and cooldown/ for a wsd schedule)")
     budget = p.add_mutually_exclusive_group(required=True)
     budget.add_argument("--minutes", type=float)
     budget.add_argument("--steps", type=int, help="train this many more steps")
     budget.add_argument("--until-step", type=int, help="train until the run has this many steps (resumable)")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint if it exists")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from OUT/checkpoint if it exists (past a wsd schedule's decay_start: from "
+                        "OUT/cooldown/checkpoint)")
     p.add_argument("--init", default=None, help="start from this checkpoint's weights")
     p.add_argument("--config", default=None, help="JSON file of TrainConfig overrides")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
