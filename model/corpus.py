@@ -114,14 +114,25 @@ def heldout_files(roots: list[Path] | None = None) -> list[SourceFile]:
 
 
 def build_corpus(out: Path, roots: list[Path] | None = None, vocab_size: int = 8192,
-                 tokenizer_sample_bytes: int = 40_000_000) -> dict:
-    """Scan, split, train the tokenizer on the training split, write shards and a manifest."""
-    from model.tokenizer import CodeTokenizer, train_tokenizer
+                 tokenizer_sample_bytes: int = 40_000_000, tokenizer: Path | None = None,
+                 held_paths: set[str] | None = None) -> dict:
+    """Scan, split, train the tokenizer on the training split, write shards and a manifest.
+
+    ``tokenizer``: use this tokenizer (a model's or another corpus's folder) instead of training
+    one, so a model trained elsewhere can go on training here. ``held_paths``: relative paths held
+    out besides the content-hash split (another machine's held-out files: their other versions
+    here must not be trained on)."""
+    from model.tokenizer import CodeTokenizer, load_tokenizer, train_tokenizer
 
     roots = roots or default_roots()
     out.mkdir(parents=True, exist_ok=True)
     files = list(collect(roots))
-    splits = {"train": [f for f in files if not is_heldout(f.text)], "heldout": [f for f in files if is_heldout(f.text)]}
+    held_paths = held_paths or set()
+
+    def held(f: SourceFile) -> bool:
+        return is_heldout(f.text) or f.path in held_paths
+
+    splits = {"train": [f for f in files if not held(f)], "heldout": [f for f in files if held(f)]}
     if not splits["train"]:
         raise ValueError(f"no Python files found under {', '.join(map(str, roots))}")
 
@@ -133,8 +144,11 @@ def build_corpus(out: Path, roots: list[Path] | None = None, vocab_size: int = 8
             budget -= len(f.text)
             yield f.text
 
-    log.info("training tokenizer on the training split")
-    hf = train_tokenizer(sample(), vocab_size=vocab_size)
+    if tokenizer is not None:
+        hf = load_tokenizer(tokenizer)
+    else:
+        log.info("training tokenizer on the training split")
+        hf = train_tokenizer(sample(), vocab_size=vocab_size)
     hf.save_pretrained(str(out / "tokenizer"))
     tok = CodeTokenizer(hf)
     manifest: dict = {"roots": [str(r) for r in roots], "vocab_size": tok.vocab_size, "splits": {}}

@@ -164,6 +164,10 @@ class Batch:
     weights: torch.Tensor  # (B, T): 1 / the chance each position was masked (1/t, unless a canvas mode says otherwise)
     n_eligible: int
 
+    def to(self, device) -> Batch:
+        return Batch(self.input_ids.to(device), self.targets.to(device), self.attention_mask.to(device),
+                     self.masked.to(device), self.weights.to(device), self.n_eligible)
+
 
 def noise_batch(examples: list[Example], tok: CodeTokenizer, rng: np.random.Generator,
                 t: np.ndarray | None = None, objective: ObjectiveConfig | None = None) -> Batch:

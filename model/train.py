@@ -7,12 +7,14 @@ written atomically every few minutes; progress goes to a tqdm bar and a JSONL lo
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -53,6 +55,10 @@ class TrainConfig:
     eval_minutes: float = 20.0
     eval_cases: int = 200
     threads: int = 0  # 0: torch default
+    # processes that build batches ahead of the step that needs them (0: in the training loop). A
+    # batch is a function of its step alone, so any number of workers gives the same run; on a GPU
+    # the Python-side batch building (tokenizing, tree-sitter spans) would otherwise be the bottleneck
+    workers: int = 0
     model: dict = field(default_factory=dict)  # DiffillConfig overrides
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
 
@@ -81,6 +87,33 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     length = cfg.total_steps - cfg.schedule_start - cfg.warmup_steps
     progress = min(1.0, (step - cfg.warmup_steps) / max(1, length))
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+class _Steps(torch.utils.data.Dataset):
+    """``data.batch(first + i)`` as item i, for a DataLoader's workers."""
+
+    def __init__(self, data: Data, first: int, last: int | None):
+        self.data, self.first = data, first
+        self.n = (last - first) if last is not None else 2**40
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int):
+        return self.data.batch(self.first + i)
+
+
+def batches(data: Data, first: int, last: int | None, workers: int) -> Iterator:
+    """The batches of steps ``first``, ``first + 1``, ... (to ``last``, or on without end), in order."""
+    if workers <= 0:
+        step = first
+        while last is None or step < last:
+            yield data.batch(step)
+            step += 1
+        return
+    loader = torch.utils.data.DataLoader(_Steps(data, first, last), batch_size=None, shuffle=False,
+                                         num_workers=workers, prefetch_factor=4, persistent_workers=False)
+    yield from loader
 
 
 class Data:
@@ -274,7 +307,9 @@ def train(corpus: Path, out: Path, cfg: TrainConfig, minutes: float | None = Non
         if evaluate is None:
             return
         model.eval()
-        figures = evaluate(accel.unwrap_model(model), tok)
+        plain = accel.unwrap_model(model)
+        # held-out figures come from the CPU sampler: a model trained on an accelerator is copied over
+        figures = evaluate(plain if plain.device.type == "cpu" else copy.deepcopy(plain).cpu(), tok)
         model.train()
         clock()
         rec = {"eval": figures, "step": state["step"], "tokens": state["tokens"],
@@ -286,13 +321,14 @@ def train(corpus: Path, out: Path, cfg: TrainConfig, minutes: float | None = Non
         log.info("eval %s", rec)
 
     model.train()
+    stream = batches(data, start_step, end_step, cfg.workers)
     while True:
         step = state["step"]
         if end_step is not None and step >= end_step:
             break
         if deadline is not None and time.time() >= deadline:
             break
-        batch = data.batch(step)
+        batch = next(stream).to(accel.device)
         lr = lr_at(step, cfg)
         for optimizer in optimizers:
             for g in optimizer.param_groups:
@@ -323,6 +359,7 @@ def train(corpus: Path, out: Path, cfg: TrainConfig, minutes: float | None = Non
         if time.time() - last_eval > cfg.eval_minutes * 60:
             do_eval()
             last_eval = time.time()
+    stream.close()  # stops the batch workers
     bar.close()
     save()
     do_eval()

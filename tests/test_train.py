@@ -174,3 +174,12 @@ def test_a_wsd_phase_refuses_a_trunk_past_its_decay_start(tiny_corpus, tmp_path)
     with pytest.raises(ValueError, match="past this schedule's decay_start"):
         train(tiny_corpus, tmp_path / "r", dataclasses.replace(_cfg(), **_wsd_tiny()), until_step=6, resume=True,
               progress=False)
+
+
+def test_batch_workers_give_the_same_run(tiny_corpus, tmp_path):
+    inline = train(tiny_corpus, tmp_path / "a", _cfg(), steps=3, progress=False)
+    workers = train(tiny_corpus, tmp_path / "b", dataclasses.replace(_cfg(), workers=2), steps=3, progress=False)
+    assert inline["step"] == workers["step"] == 3 and inline["tokens"] == workers["tokens"]
+    wa, wb = _weights(tmp_path / "a" / "checkpoint"), _weights(tmp_path / "b" / "checkpoint")
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], atol=1e-5, rtol=1e-4)

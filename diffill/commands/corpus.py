@@ -14,6 +14,12 @@ def register(sub) -> None:
     b.add_argument("--source", action="append", default=None,
                    help="folder to scan (repeatable; default: the standard library and site-packages)")
     b.add_argument("--vocab-size", type=int, default=8192)
+    b.add_argument("--tokenizer", default=None,
+                   help="use this tokenizer (a model's or a corpus's folder) instead of training one: a corpus "
+                        "for going on training that model")
+    b.add_argument("--hold-out-paths", default=None, metavar="FILE",
+                   help="relative paths (one a line, e.g. json/decoder.py) to hold out besides the content-hash "
+                        "split: another machine's held-out files, whose other versions here must not be trained on")
     b.set_defaults(run=run)
 
 
@@ -25,8 +31,18 @@ def run(args) -> int:
     for r in roots:
         if not r.is_dir():
             raise DiffillError(f"no such folder: {r}")
+    tokenizer = Path(args.tokenizer) if args.tokenizer else None
+    if tokenizer is not None and not (tokenizer / "tokenizer.json").is_file():
+        raise DiffillError(f"--tokenizer {tokenizer}: no tokenizer.json there")
+    held: set[str] = set()
+    if args.hold_out_paths:
+        try:
+            held = {line.strip() for line in Path(args.hold_out_paths).read_text().splitlines() if line.strip()}
+        except (OSError, UnicodeDecodeError) as e:
+            raise DiffillError(f"--hold-out-paths {args.hold_out_paths}: {e}") from e
     try:
-        manifest = build_corpus(Path(args.out), roots, vocab_size=args.vocab_size)
+        manifest = build_corpus(Path(args.out), roots, vocab_size=args.vocab_size, tokenizer=tokenizer,
+                                held_paths=held)
     except ValueError as e:
         raise DiffillError(str(e)) from e
     summary = {k: {kk: vv for kk, vv in v.items() if kk != "shards"} for k, v in manifest["splits"].items()}
