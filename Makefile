@@ -8,7 +8,7 @@ CORPUS ?= $(RUNS)/corpus
 # The shipped model's recipe (see model/checkpoints/diffill-base/README.md)
 TRAIN_ARGS ?=
 
-.PHONY: install run test lint model adapter corpus train system-deps vscode
+.PHONY: install run test lint model adapter corpus train system-deps vscode gpu-prep
 
 install: $(STAMP)
 
@@ -64,3 +64,10 @@ model: train
 # which every command then serves by default (none ships yet: see README.md, Adapters).
 adapter: corpus
 	$(VENV)/bin/diffill adapt-base --corpus $(CORPUS)
+
+# Before a run on a lent GPU machine (model/gpu/run.sh): the wheels that machine lacks (Python 3.12
+# there), into .whl/, which the device tool then carries.
+gpu-prep: install
+	$(PY) -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+		--platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+		-d .whl $$(grep -E '^tree-sitter(-python)?==' constraints.txt)

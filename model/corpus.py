@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import multiprocessing
 import re
 import site
 import sysconfig
@@ -85,28 +86,42 @@ def _normalized_hash(text: str) -> str:
     return hashlib.sha1(re.sub(r"\s+", "", text).encode("utf-8")).hexdigest()
 
 
-def collect(roots: list[Path], progress: bool = True) -> Iterator[SourceFile]:
-    """Python files under ``roots``, filtered and deduplicated, in a stable order."""
+def _read(item: tuple[Path, str]) -> tuple[str, str, str] | None:
+    """(relative path, text, whitespace-insensitive hash) of a file worth keeping, else None."""
+    p, rel = item
+    try:
+        text = p.read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    if "\x00" in text or not keep_file(rel, text):
+        return None
+    return rel, text, _normalized_hash(text)
+
+
+def collect(roots: list[Path], progress: bool = True, processes: int = 0) -> Iterator[SourceFile]:
+    """Python files under ``roots``, filtered and deduplicated, in a stable order. ``processes``
+    read and filter files in parallel (the same files, in the same order)."""
     paths = sorted({p for r in roots for p in r.rglob("*.py") if p.is_file()})
-    seen: set[str] = set()
-    for p in tqdm(paths, desc="scanning", unit="file", disable=not progress):
-        try:
-            raw = p.read_bytes()
-            text = raw.decode("utf-8")
-        except (OSError, UnicodeDecodeError):
-            continue
+    items = []
+    for p in paths:
         rel = str(p)
         for r in roots:
             if p.is_relative_to(r):
                 rel = str(p.relative_to(r))
                 break
-        if "\x00" in text or not keep_file(rel, text):
-            continue
-        key = _normalized_hash(text)
-        if key in seen:
-            continue
-        seen.add(key)
-        yield SourceFile(rel, text.replace("\r\n", "\n"))
+        items.append((p, rel))
+    seen: set[str] = set()
+    pool = multiprocessing.Pool(processes) if processes > 1 else None
+    try:
+        read = pool.imap(_read, items, chunksize=64) if pool else map(_read, items)
+        for found in tqdm(read, total=len(items), desc="scanning", unit="file", disable=not progress):
+            if found is None or found[2] in seen:
+                continue
+            seen.add(found[2])
+            yield SourceFile(found[0], found[1].replace("\r\n", "\n"))
+    finally:
+        if pool:
+            pool.terminate()
 
 
 def heldout_files(roots: list[Path] | None = None) -> list[SourceFile]:
@@ -115,7 +130,7 @@ def heldout_files(roots: list[Path] | None = None) -> list[SourceFile]:
 
 def build_corpus(out: Path, roots: list[Path] | None = None, vocab_size: int = 8192,
                  tokenizer_sample_bytes: int = 40_000_000, tokenizer: Path | None = None,
-                 held_paths: set[str] | None = None) -> dict:
+                 held_paths: set[str] | None = None, processes: int = 0) -> dict:
     """Scan, split, train the tokenizer on the training split, write shards and a manifest.
 
     ``tokenizer``: use this tokenizer (a model's or another corpus's folder) instead of training
@@ -126,7 +141,7 @@ def build_corpus(out: Path, roots: list[Path] | None = None, vocab_size: int = 8
 
     roots = roots or default_roots()
     out.mkdir(parents=True, exist_ok=True)
-    files = list(collect(roots))
+    files = list(collect(roots, processes=processes))
     held_paths = held_paths or set()
 
     def held(f: SourceFile) -> bool:

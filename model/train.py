@@ -345,7 +345,8 @@ def train(corpus: Path, out: Path, cfg: TrainConfig, minutes: float | None = Non
         clock()
         rec = {"step": state["step"], "loss": round(loss.item(), 4), "lr": lr,
                "grad_norm": round(float(gnorm), 3), "tokens": state["tokens"],
-               "cpu_hours": round(state["cpu_seconds"] / 3600, 4), **stats}
+               "cpu_hours": round(state["cpu_seconds"] / 3600, 4), "wall_seconds": round(state["wall_seconds"], 2),
+               **stats}
         if in_branch():
             rec["cooldown"] = True
         logf.write(json.dumps(rec) + "\n")

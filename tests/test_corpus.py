@@ -40,3 +40,11 @@ def test_a_missing_tokenizer_is_a_clear_error(tiny_sources, tmp_path, capsys):
 def test_build_without_a_tokenizer_trains_one(tiny_sources, tmp_path):
     manifest = build_corpus(tmp_path / "c", [tiny_sources], vocab_size=300)
     assert manifest["vocab_size"] == 300 and (tmp_path / "c" / "tokenizer" / "tokenizer.json").is_file()
+
+
+def test_reading_in_processes_collects_the_same_files_in_the_same_order(tiny_sources):
+    from model.corpus import collect
+
+    one = [(f.path, f.text) for f in collect([tiny_sources], progress=False)]
+    two = [(f.path, f.text) for f in collect([tiny_sources], progress=False, processes=2)]
+    assert one == two and len(one) > 3

@@ -20,6 +20,7 @@ def register(sub) -> None:
     b.add_argument("--hold-out-paths", default=None, metavar="FILE",
                    help="relative paths (one a line, e.g. json/decoder.py) to hold out besides the content-hash "
                         "split: another machine's held-out files, whose other versions here must not be trained on")
+    b.add_argument("--processes", type=int, default=0, help="read and filter files in this many processes")
     b.set_defaults(run=run)
 
 
@@ -42,7 +43,7 @@ def run(args) -> int:
             raise DiffillError(f"--hold-out-paths {args.hold_out_paths}: {e}") from e
     try:
         manifest = build_corpus(Path(args.out), roots, vocab_size=args.vocab_size, tokenizer=tokenizer,
-                                held_paths=held)
+                                held_paths=held, processes=args.processes)
     except ValueError as e:
         raise DiffillError(str(e)) from e
     summary = {k: {kk: vv for kk, vv in v.items() if kk != "shards"} for k, v in manifest["splits"].items()}

@@ -23,7 +23,7 @@ def register(sub) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="TrainConfig override, e.g. --set batch_size=32 --set model.hidden_size=128 "
                         "--set objective.plain_fraction=0.1 --set objective.mix.line=0.6")
-    p.add_argument("--eval-cases", type=int, default=200, help="held-out line cases per evaluation")
+    p.add_argument("--eval-cases", type=int, default=200, help="held-out line cases per evaluation (0: none)")
     p.set_defaults(run=run)
 
 
@@ -83,6 +83,7 @@ def run(args) -> int:
         return heldout_figures(model, tok, held, cases=args.eval_cases) if held else {}
 
     state = train(corpus, Path(args.out), cfg, minutes=args.minutes, steps=args.steps, until_step=args.until_step,
-                  resume=args.resume, init=Path(args.init) if args.init else None, evaluate=evaluate)
+                  resume=args.resume, init=Path(args.init) if args.init else None,
+                  evaluate=evaluate if args.eval_cases > 0 else None)
     print(json.dumps(state))
     return 0
