@@ -19,7 +19,7 @@ def test_the_gpu_run_script_goes_on_training_a_model_and_exports_it(tiny_checkpo
            "DIFFILL_GPU_CONFIG": str(tmp_path / "config.json"), "DIFFILL_GPU_SOURCES": str(tiny_sources),
            "DIFFILL_GPU_WORK": str(tmp_path / "work"), "DIFFILL_GPU_PROBE": "6", "DIFFILL_GPU_MAX_STEPS": "24",
            "OUT": str(tmp_path / "out"), "OMP_NUM_THREADS": "1"}
-    run = subprocess.run(["bash", str(ROOT / "model" / "gpu" / "run.sh"), "3"], env=env, capture_output=True,
+    run = subprocess.run(["bash", str(ROOT / "model" / "gpu" / "run.sh"), "10"], env=env, capture_output=True,
                          text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     out = tmp_path / "out"
