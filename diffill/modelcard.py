@@ -161,7 +161,8 @@ def write_card(run: Path, dest: Path, final: dict | None = None, notes: str | No
                   "|---|---|---|---|---|---|"]
         for p in points:
             e = p["eval"]
-            lines.append(f"| {p['step']}{' (cooldown)' if p.get('cooldown') else ''} | {p['cpu_hours']:.2f} | {p['tokens'] / 1e6:.1f}M | "
+            step = f"{p['step']} (cooldown)" if p.get("cooldown") else p["step"]
+            lines.append(f"| {step} | {p['cpu_hours']:.2f} | {p['tokens'] / 1e6:.1f}M | "
                          f"{e['line_infill_exact_match']:.3f} | {e.get('line_overrun_rate', 0):.3f} | "
                          f"{e['masked_token_accuracy']:.3f} |")
     lines += ["", "## Running log", "", "| date | step | tokens | CPU-hours | line exact match |", "|---|---|---|---|---|"]
