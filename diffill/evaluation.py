@@ -7,6 +7,7 @@ holds out).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,7 +84,9 @@ def line_cases(texts: list[str], n: int, seed: int = 0) -> list[LineCase]:
 
 
 def line_infill(backend, tok: CodeTokenizer, cases: list[LineCase], sampler_cfg: SamplerConfig,
-                window: Window = Window(), batch: int = 32) -> dict:
+                window: Window = Window(), batch: int = 32, outcomes: list[bool] | None = None) -> dict:
+    """Exact match, one-line overrun rate and tokens per forward pass over ``cases``; each case's
+    exact-match outcome is appended to ``outcomes`` when given."""
     sampler = Sampler(backend, sampler_cfg)
     exact = overrun = 0
     passes = tokens = 0
@@ -92,13 +95,46 @@ def line_infill(backend, tok: CodeTokenizer, cases: list[LineCase], sampler_cfg:
         reqs = [Request(*encode_window(tok, c.prefix, c.suffix, window)) for c in chunk]
         for c, r in zip(chunk, sampler.sample(reqs, LINE_BUDGET)):
             text = tok.decode(r.tokens)
-            exact += text.strip() == c.target.strip()
+            hit = text.strip() == c.target.strip()
+            exact += hit
             overrun += "\n" in text.strip("\n")
             passes += r.forward_passes
             tokens += len(r.tokens)
+            if outcomes is not None:
+                outcomes.append(hit)
     n = max(1, len(cases))
     return {"line_infill_exact_match": exact / n, "line_overrun_rate": overrun / n,
             "tokens_per_forward": tokens / max(1, passes)}
+
+
+def sign_test(only_first: int, only_second: int) -> float:
+    """Two-sided exact sign test (McNemar's, exact) on the discordant cases of a paired comparison:
+    the chance of a split at least this uneven if either model were as likely to win each one."""
+    n, k = only_first + only_second, min(only_first, only_second)
+    if n == 0:
+        return 1.0
+    return min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n)
+
+
+def compare_line_infill(models: list[tuple[str, object, CodeTokenizer]], texts: list[str], seeds: list[int],
+                        cases: int = 500, sampler_cfg: SamplerConfig | None = None) -> dict:
+    """The same held-out line holes (``cases`` per seed) filled by each model: exact match and
+    overrun per model, and for each later model against the first, the holes only one of the two
+    gets right and the sign test's p-value. ``models``: (name, model, tokenizer)."""
+    holes = [c for seed in seeds for c in line_cases(texts, cases, seed)]
+    rows, outcomes = [], []
+    for name, model, tok in models:
+        hits: list[bool] = []
+        figures = line_infill(DiffillBackend(model, tok), tok, holes, sampler_cfg or SamplerConfig(), outcomes=hits)
+        rows.append({"model": name, "exact": sum(hits), **figures})
+        outcomes.append(hits)
+    pairs = []
+    for row, hits in zip(rows[1:], outcomes[1:]):
+        only_first = sum(a and not b for a, b in zip(outcomes[0], hits))
+        only_second = sum(b and not a for a, b in zip(outcomes[0], hits))
+        pairs.append({"first": rows[0]["model"], "second": row["model"], "only_first": only_first,
+                      "only_second": only_second, "p_value": sign_test(only_first, only_second)})
+    return {"models": rows, "pairs": pairs, "cases": len(holes), "seeds": seeds}
 
 
 @torch.inference_mode()

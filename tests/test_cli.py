@@ -96,3 +96,15 @@ def test_corrupt_weights(src, tiny_checkpoint, tmp_path):
 def test_usage_error_exits_2(src):
     r = run("infill", str(src))
     assert r.returncode == 2 and "error" in r.stderr
+
+
+def test_eval_compare_reports_each_model_and_the_pair(tmp_path, tiny_sources, tiny_checkpoint):
+    r = run("eval", "compare", str(tiny_checkpoint), str(tiny_checkpoint), "--corpus", str(tiny_sources),
+            "--cases", "3", "--seeds", "0,2", "--adapter", "none", "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["cases"] == 6 and out["seeds"] == [0, 2] and len(out["models"]) == 2
+    assert out["pairs"] == [{"first": str(tiny_checkpoint), "second": str(tiny_checkpoint), "only_first": 0,
+                             "only_second": 0, "p_value": 1.0}]
+    bad = run("eval", "compare", str(tiny_checkpoint), "--seeds", "0,x")
+    assert bad.returncode == 2 and "--seeds" in bad.stderr

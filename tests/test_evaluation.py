@@ -27,3 +27,35 @@ def test_asking_for_more_cases_than_code_lines_stops_at_their_number():
 def test_files_without_code_lines_are_an_error():
     with pytest.raises(DiffillError, match="no code lines"):
         line_cases(["\n# only a comment\n", ""], 10)
+
+
+def test_sign_test_is_the_exact_two_sided_binomial():
+    from diffill.evaluation import sign_test
+
+    assert sign_test(0, 0) == 1.0
+    assert sign_test(5, 5) == 1.0
+    assert sign_test(0, 5) == pytest.approx(2 / 32)
+    assert sign_test(9, 1) == sign_test(1, 9) == pytest.approx(2 * (1 + 10) / 1024)
+
+
+def test_compare_pairs_the_same_holes(tiny_sources, tiny_engine, shipped_engine):
+    from diffill.evaluation import compare_line_infill, heldout_texts, line_infill, sign_test
+    from model.backend import DiffillBackend
+    from model.sampler import SamplerConfig
+
+    texts = heldout_texts(tiny_sources)
+    models = [("shipped", shipped_engine.model, shipped_engine.tok), ("tiny", tiny_engine.model, tiny_engine.tok),
+              ("shipped again", shipped_engine.model, shipped_engine.tok)]
+    report = compare_line_infill(models, texts, seeds=[0, 1], cases=15)
+    assert report["cases"] == 30 and report["seeds"] == [0, 1]
+    shipped, tiny, again = report["models"]
+    holes = line_cases(texts, 15, 0) + line_cases(texts, 15, 1)
+    alone = line_infill(DiffillBackend(shipped_engine.model, shipped_engine.tok), shipped_engine.tok, holes,
+                        SamplerConfig())
+    assert shipped["line_infill_exact_match"] == alone["line_infill_exact_match"] == shipped["exact"] / 30
+    assert shipped["exact"] > 0 and tiny["exact"] == 0, "a random 2-layer model fills no line exactly"
+    vs_tiny, vs_itself = report["pairs"]
+    assert (vs_tiny["only_first"], vs_tiny["only_second"]) == (shipped["exact"], 0)
+    assert vs_tiny["p_value"] == sign_test(shipped["exact"], 0)
+    assert (vs_itself["only_first"], vs_itself["only_second"], vs_itself["p_value"]) == (0, 0, 1.0)
+    assert again["exact"] == shipped["exact"]

@@ -1,5 +1,8 @@
 """``diffill eval heldout [--cases N] [--json]``: line-infill exact match, masked-token accuracy.
 
+``diffill eval compare MODEL MODEL... [--seeds 0,1]``: the same held-out lines filled by each
+model, paired: which holes only one gets right, and whether that split could be chance.
+
 ``diffill eval humaneval-infill PATH``: pass@1 and exact match on HumanEval-infilling.
 """
 
@@ -23,6 +26,7 @@ def register(sub) -> None:
     add_dtype_option(h)
     h.add_argument("--json", action="store_true")
     h.set_defaults(run=run_heldout)
+    register_compare(esub)
     register_humaneval(esub)
 
 
@@ -44,6 +48,58 @@ def run_heldout(args) -> int:
     else:
         for k, v in figures.items():
             print(f"{k:28} {v:.4f}" if isinstance(v, float) else f"{k:28} {v}")
+    return 0
+
+
+def register_compare(esub) -> None:
+    c = esub.add_parser("compare", help="held-out line infill of several models on the same holes, paired")
+    c.add_argument("models", nargs="+", metavar="MODEL",
+                   help="checkpoint folders ('default': the shipped model); each later one is compared with the first")
+    c.add_argument("--cases", type=int, default=500, help="holes per seed")
+    c.add_argument("--seeds", default="0", help="comma-separated draws of holes (default: 0)")
+    c.add_argument("--corpus", default=None, help="use this corpus's held-out split")
+    add_adapter_option(c)
+    add_dtype_option(c)
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(run=run_compare)
+
+
+def _seeds(text: str) -> list[int]:
+    from diffill.errors import DiffillError
+
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        seeds = []
+    if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
+        raise DiffillError(f"--seeds {text!r}: give distinct non-negative integers, comma-separated")
+    return seeds
+
+
+def run_compare(args) -> int:
+    from diffill.engine import Engine
+    from diffill.errors import DiffillError
+    from diffill.evaluation import compare_line_infill, heldout_texts
+
+    if args.cases < 1:
+        raise DiffillError("--cases must be at least 1")
+    seeds = _seeds(args.seeds)
+    texts = heldout_texts(args.corpus)
+    models = []
+    for path in args.models:
+        engine = Engine(engine_config_from_args(args, model=None if path == "default" else path))
+        models.append((path, engine.model, engine.tok))
+    report = compare_line_infill(models, texts, seeds, args.cases)
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    print(f"{report['cases']} held-out lines (seeds {','.join(map(str, seeds))})")
+    for row in report["models"]:
+        print(f"  {row['model']:40} exact match {row['line_infill_exact_match']:.4f} ({row['exact']})"
+              f"  overrun {row['line_overrun_rate']:.4f}")
+    for p in report["pairs"]:
+        print(f"  {p['second']} against {p['first']}: {p['only_second']} lines only it gets right, "
+              f"{p['only_first']} only {p['first']}; sign test p = {p['p_value']:.3f}")
     return 0
 
 
