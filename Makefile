@@ -47,7 +47,8 @@ $(CORPUS)/manifest.json: | install
 # The shipped weights' recipe, in phases (model/recipes/*.json): each phase resumes the run where
 # the last one stopped and trains until its schedule's last step. Phases tried and not shipped
 # are kept in model/recipes/trials/ (run one with PHASES=...).
-PHASES ?= $(sort $(wildcard model/recipes/*.json))
+# Numeric order (phase9 before phase10), as diffill.modelcard.phase_files orders them for the card.
+PHASES ?= $(shell ls model/recipes/*.json | sort -V)
 
 train: corpus
 	for phase in $(PHASES); do \

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import re
 from pathlib import Path
 
 from diffill.bench.svg import scatter
@@ -41,6 +42,12 @@ def curve_svg(points: list[dict]) -> str:
 RECIPES = Path(__file__).resolve().parents[1] / "model" / "recipes"
 
 
+def phase_files(folder: Path = RECIPES) -> list[Path]:
+    """The recipe's phases in the order they run: by the number in their name (phase9 before
+    phase10), as the Makefile's ``sort -V`` orders them."""
+    return sorted(folder.glob("*.json"), key=lambda p: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p.stem)])
+
+
 def describe_phases(folder: Path = RECIPES) -> list[str]:
     """One line per recipe phase: optimizer, learning-rate schedule and the steps it covers."""
     from dataclasses import replace
@@ -48,7 +55,7 @@ def describe_phases(folder: Path = RECIPES) -> list[str]:
     from model.train import TrainConfig
 
     out, start = [], 0
-    for path in sorted(folder.glob("*.json")):
+    for path in phase_files(folder):
         overrides = json.loads(path.read_text())
         objective = overrides.pop("objective", None)
         c = replace(TrainConfig(), **overrides)

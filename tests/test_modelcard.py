@@ -3,7 +3,7 @@
 import json
 import shutil
 
-from diffill.modelcard import describe_phases, write_card
+from diffill.modelcard import describe_phases, phase_files, write_card
 from model.train import TrainConfig, train
 
 TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
@@ -23,6 +23,13 @@ def test_phases_are_described_in_order_with_their_step_ranges(tmp_path):
     assert '"hide_eoi": true' in second and '"line": 0.6' in second
     assert "steps 250-500" in third and "constant to step 400" in third and "linearly to 0.1x at step 500" in third
     assert "steps 400-700" in fourth  # the next phase goes on from the trunk, not from the branch's end
+
+
+def test_phases_run_in_the_order_of_their_numbers(tmp_path):
+    for n in (1, 2, 9, 10, 11):
+        (tmp_path / f"phase{n}.json").write_text(json.dumps({"schedule_start": 10 * n, "total_steps": 10 * n + 10}))
+    assert [p.stem for p in phase_files(tmp_path)] == ["phase1", "phase2", "phase9", "phase10", "phase11"]
+    assert [line.split(";")[0] for line in describe_phases(tmp_path)][3] == "`phase10.json`: steps 100-110"
 
 
 def test_card_has_the_learning_curve_and_appends_to_the_running_log(tiny_corpus, tmp_path):
