@@ -106,5 +106,9 @@ def test_eval_compare_reports_each_model_and_the_pair(tmp_path, tiny_sources, ti
     assert out["cases"] == 6 and out["seeds"] == [0, 2] and len(out["models"]) == 2
     assert out["pairs"] == [{"first": str(tiny_checkpoint), "second": str(tiny_checkpoint), "only_first": 0,
                              "only_second": 0, "p_value": 1.0}]
+    text = run("eval", "compare", str(tiny_checkpoint), str(tiny_checkpoint), "--corpus", str(tiny_sources),
+               "--cases", "3", "--seeds", "0,2", "--adapter", "none")
+    assert text.returncode == 0, text.stderr
+    assert text.stdout.startswith("6 held-out lines (seeds 0,2)") and "sign test p = 1.000" in text.stdout
     bad = run("eval", "compare", str(tiny_checkpoint), "--seeds", "0,x")
     assert bad.returncode == 2 and "--seeds" in bad.stderr
