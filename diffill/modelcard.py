@@ -4,7 +4,8 @@
 
 Reads the run's ``log.jsonl`` (training steps and periodic held-out evaluations),
 ``train_config.json`` and the corpus manifest, appends this session to the checkpoint's
-running log (``training_log.json``) and rewrites ``README.md`` and ``learning_curve.svg``.
+running log (``training_log.json``) and its evaluations to the curve's points
+(``learning_curve.json``), and rewrites ``README.md`` and ``learning_curve.svg``.
 """
 
 from __future__ import annotations
@@ -32,6 +33,16 @@ def read_run(run: Path) -> tuple[list[dict], dict]:
     return [by_step[k] for k in sorted(by_step)], last
 
 
+CURVE_POINTS = "learning_curve.json"
+
+
+def merge_points(kept: list[dict], run: list[dict]) -> list[dict]:
+    """The card's curve: the points it had (kept beside the weights, since a run folder does not
+    outlive its machine) and this run's, the run's winning where both have a step."""
+    by_step = {(p["step"], bool(p.get("cooldown"))): p for p in kept + run}
+    return [by_step[k] for k in sorted(by_step)]
+
+
 def curve_svg(points: list[dict]) -> str:
     series = {"line-infill exact match": [(p["cpu_hours"], p["eval"]["line_infill_exact_match"], f"step {p['step']}")
                                           for p in points]}
@@ -54,7 +65,7 @@ def describe_phases(folder: Path = RECIPES) -> list[str]:
 
     from model.train import TrainConfig
 
-    out, start = [], 0
+    out, branch_end = [], None
     for path in phase_files(folder):
         overrides = json.loads(path.read_text())
         objective = overrides.pop("objective", None)
@@ -66,12 +77,16 @@ def describe_phases(folder: Path = RECIPES) -> list[str]:
                      f"branch decays linearly to {c.min_lr_ratio}x at step {c.total_steps}")
         else:
             sched = f"cosine to {c.min_lr_ratio}x at step {c.total_steps}"
-        line = (f"`{path.name}`: steps {start}-{c.total_steps}; {opt}; lr {c.lr}, {c.warmup_steps} warm-up "
-                f"steps from step {c.schedule_start}, {sched}.")
+        line = (f"`{path.name}`: steps {c.schedule_start}-{c.total_steps}; {opt}; lr {c.lr}, {c.warmup_steps} "
+                f"warm-up steps from step {c.schedule_start}, {sched}.")
+        if c.schedule_start == branch_end:
+            line += " It goes on from the last phase's decayed branch (the weights shipped then)."
+        if c.reset_optimizer:
+            line += " The optimizer state starts afresh."
         if objective:
             line += f" Objective settings: `{json.dumps(objective, separators=(', ', ': '))}`."
         out.append(line)
-        start = c.decay_start if c.schedule == "wsd" else c.total_steps
+        branch_end = c.total_steps if c.schedule == "wsd" else None
     return out
 
 
@@ -98,10 +113,14 @@ def write_card(run: Path, dest: Path, final: dict | None = None, notes: str | No
     history_file = dest / "training_log.json"
     history = json.loads(history_file.read_text()) if history_file.is_file() else []
     entry = {"date": dt.date.today().isoformat(), "step": state["step"], "tokens": state["tokens"],
-             "cpu_hours": round(state["cpu_seconds"] / 3600, 3), "figures": final or (points[-1]["eval"] if points else {})}
+             "cpu_hours": round(state["cpu_seconds"] / 3600, 3), "wall_hours": round(state["wall_seconds"] / 3600, 3),
+             "figures": final or (points[-1]["eval"] if points else {})}
     if not history or history[-1]["step"] != entry["step"]:
         history.append(entry)
     history_file.write_text(json.dumps(history, indent=2) + "\n")
+    points_file = dest / CURVE_POINTS
+    points = merge_points(json.loads(points_file.read_text()) if points_file.is_file() else [], points)
+    points_file.write_text(json.dumps(points, indent=1) + "\n")
     if points:
         (dest / "learning_curve.svg").write_text(curve_svg(points))
     manifest_file = run.parent / "corpus" / "manifest.json"

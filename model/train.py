@@ -47,6 +47,9 @@ class TrainConfig:
     # so no phase spends its first thousand steps recovering from a re-warmed lr
     schedule: str = "cosine"
     decay_start: int = 0
+    # start the optimizer state afresh at schedule_start (as a run started from exported weights with
+    # --init does, whose optimizer state is not shipped)
+    reset_optimizer: bool = False
     optimizer: str = "adamw"  # "adamw", or "muon": Muon for hidden matrices, AdamW for embeddings and norms
     weight_decay: float = 0.05
     grad_clip: float = 1.0
@@ -212,15 +215,41 @@ def _state_of(ckpt: Path) -> dict:
     return json.loads((ckpt / "trainer_state.json").read_text())
 
 
+def init_state(ckpt: Path) -> dict:
+    """Where a run started from ``ckpt``'s weights (``--init``) goes on counting: the step, tokens
+    and CPU time of a training checkpoint (``trainer_state.json``) or of an exported model (the
+    last entry of its card's running log, ``training_log.json``); zero for any other model.
+    The step also picks the data the run sees next (batches are a function of the step)."""
+    fresh = {"step": 0, "tokens": 0, "cpu_seconds": 0.0, "wall_seconds": 0.0}
+    if (ckpt / "trainer_state.json").is_file():
+        state = _state_of(ckpt)
+        state.pop("branched_at", None)
+        return {**fresh, **state}
+    if (ckpt / "training_log.json").is_file():
+        history = json.loads((ckpt / "training_log.json").read_text())
+        if history:
+            last = history[-1]
+            return {**fresh, "step": int(last["step"]), "tokens": int(last["tokens"]),
+                    "cpu_seconds": float(last["cpu_hours"]) * 3600,
+                    "wall_seconds": float(last.get("wall_hours", 0.0)) * 3600}
+    return fresh
+
+
 def resume_source(out: Path, cfg: TrainConfig) -> Path | None:
-    """The checkpoint a resumed run continues: the trunk (``out/checkpoint``), or, for a wsd
-    schedule whose trunk has reached ``decay_start``, the branch that decays from there
-    (``out/cooldown/checkpoint``) when one was started at that very step."""
+    """The checkpoint a resumed run continues: the trunk (``out/checkpoint``), or the branch
+    (``out/cooldown/checkpoint``) that decayed from it, either for a wsd schedule whose trunk has
+    reached ``decay_start`` when the branch was started at that very step, or for a phase that
+    goes on from a finished branch (its ``schedule_start`` is the branch's step, beyond the trunk):
+    the shipped weights, re-warmed."""
     trunk, branch = out / "checkpoint", out / COOLDOWN / "checkpoint"
     if not trunk.exists():
         return None
-    if (cfg.schedule == "wsd" and branch.exists() and _state_of(trunk)["step"] >= cfg.decay_start
-            and _state_of(branch).get("branched_at") == cfg.decay_start):
+    if not branch.exists():
+        return trunk
+    trunk_step, branch_state = _state_of(trunk)["step"], _state_of(branch)
+    if cfg.schedule == "wsd" and trunk_step >= cfg.decay_start and branch_state.get("branched_at") == cfg.decay_start:
+        return branch
+    if trunk_step < cfg.schedule_start == branch_state["step"]:
         return branch
     return trunk
 
@@ -266,13 +295,15 @@ def train(corpus: Path, out: Path, cfg: TrainConfig, minutes: float | None = Non
         log.info("resuming from %s at step %d", src, state["step"])
     elif init is not None:
         model = DiffillForMaskedLM.from_pretrained(str(init), dtype=torch.float32)
+        state = init_state(init)
+        log.info("starting from %s's weights at step %d (optimizer state afresh)", init, state["step"])
     else:
         torch.manual_seed(cfg.seed)
         mcfg = DiffillConfig(vocab_size=tok.vocab_size, pad_token_id=tok.pad_id, mask_token_id=tok.mask_id,
                              eoi_token_id=tok.eoi_id, bos_token_id=tok.bos_id, **cfg.model)
         model = DiffillForMaskedLM(mcfg)
     optimizers = make_optimizers(model, cfg)
-    if src is not None:
+    if src is not None and not (cfg.reset_optimizer and state["step"] == cfg.schedule_start):
         _load_optimizer(src, model, optimizers, cfg.optimizer)
     accel = Accelerator(mixed_precision="bf16", cpu=not torch.cuda.is_available())
     model, *optimizers = accel.prepare(model, *optimizers)

@@ -17,12 +17,16 @@ def test_phases_are_described_in_order_with_their_step_ranges(tmp_path):
                                                  "total_steps": 500}))
     (tmp_path / "d.json").write_text(json.dumps({"schedule": "wsd", "schedule_start": 400, "decay_start": 600,
                                                  "total_steps": 700}))
-    first, second, third, fourth = describe_phases(tmp_path)
+    (tmp_path / "e.json").write_text(json.dumps({"schedule": "wsd", "schedule_start": 700, "decay_start": 800,
+                                                 "total_steps": 900, "reset_optimizer": True}))
+    first, second, third, fourth, fifth = describe_phases(tmp_path)
     assert "steps 0-100" in first and "AdamW" in first and "Objective" not in first
     assert "steps 100-250" in second and "Muon" in second and "from step 100" in second
     assert '"hide_eoi": true' in second and '"line": 0.6' in second
     assert "steps 250-500" in third and "constant to step 400" in third and "linearly to 0.1x at step 500" in third
     assert "steps 400-700" in fourth  # the next phase goes on from the trunk, not from the branch's end
+    assert "decayed branch" not in fourth and "afresh" not in fourth
+    assert "steps 700-900" in fifth and "decayed branch" in fifth and "optimizer state starts afresh" in fifth
 
 
 def test_phases_run_in_the_order_of_their_numbers(tmp_path):
@@ -50,3 +54,25 @@ def test_card_has_the_learning_curve_and_appends_to_the_running_log(tiny_corpus,
     history = json.loads((dest / "training_log.json").read_text())
     assert [h["step"] for h in history] == [2, 4]
     assert "phase1.json" in card and "| 0.5000 |" in card
+
+
+def test_the_curve_keeps_its_points_when_the_run_folder_is_new(tiny_corpus, tmp_path):
+    """Run folders do not outlive a machine: a session that goes on from the shipped weights in a
+    new folder adds its evaluations to the card's curve instead of replacing it."""
+    cfg = TrainConfig(batch_size=2, warmup_steps=1, total_steps=4, model=dict(TINY), eval_minutes=1e9)
+    figures = iter([0.25, 0.5])
+
+    def evaluate(model, tok):
+        return {"line_infill_exact_match": next(figures), "line_overrun_rate": 0.1, "masked_token_accuracy": 0.3}
+
+    first, later, dest = tmp_path / "first", tmp_path / "later", tmp_path / "model"
+    train(tiny_corpus, first, cfg, steps=2, progress=False, evaluate=evaluate)
+    shutil.copytree(first / "checkpoint", dest)
+    write_card(first, dest)
+    (dest / "training_log.json").write_text(json.dumps([{"date": "2026-11-28", "step": 2, "tokens": 10, "cpu_hours": 0.5, "figures": {}}]))
+    train(tiny_corpus, later, cfg, steps=2, init=dest, progress=False, evaluate=evaluate)
+    card = write_card(later, dest).read_text()
+    points = json.loads((dest / "learning_curve.json").read_text())
+    assert [(p["step"], p["eval"]["line_infill_exact_match"]) for p in points] == [(2, 0.25), (4, 0.5)]
+    assert "| 2 | " in card and "| 4 | " in card
+    assert [h["step"] for h in json.loads((dest / "training_log.json").read_text())] == [2, 4]

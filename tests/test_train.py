@@ -1,6 +1,7 @@
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -10,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from model.train import TrainConfig, lr_at, train
+from model.train import TrainConfig, init_state, lr_at, train
 
 TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
 
@@ -183,3 +184,45 @@ def test_batch_workers_give_the_same_run(tiny_corpus, tmp_path):
     wa, wb = _weights(tmp_path / "a" / "checkpoint"), _weights(tmp_path / "b" / "checkpoint")
     for k in wa:
         torch.testing.assert_close(wa[k], wb[k], atol=1e-5, rtol=1e-4)
+
+
+def test_a_phase_goes_on_from_the_finished_branch_as_a_run_from_its_export_does(tiny_corpus, tmp_path):
+    """The re-warm of the shipped weights: ``make train`` resumes the last phase's branch with the
+    optimizer afresh, as a session that has only the exported model (``--init``) does."""
+    from model.export import export
+    from model.train import resume_source
+
+    run = tmp_path / "run"
+    train(tiny_corpus, run, dataclasses.replace(_cfg(), **_wsd_tiny()), until_step=6, resume=True, progress=False)
+    branch = run / "cooldown" / "checkpoint"
+    shutil.copytree(run, tmp_path / "kept")
+    rewarm = dataclasses.replace(_cfg(), **_wsd_tiny(start=6, decay=8, total=10, warmup=1), reset_optimizer=True)
+    assert resume_source(run, rewarm) == branch
+
+    # what a later session has: the exported model, whose card's running log says where it stopped
+    shipped = export(run, tmp_path / "shipped")
+    state = json.loads((branch / "trainer_state.json").read_text())
+    (shipped / "training_log.json").write_text(json.dumps([{
+        "step": state["step"], "tokens": state["tokens"], "cpu_hours": state["cpu_seconds"] / 3600,
+        "wall_hours": state["wall_seconds"] / 3600, "figures": {}}]))
+    for ckpt in (branch, shipped):  # from a checkpoint or from an export, the count goes on
+        assert init_state(ckpt)["step"] == 6 and init_state(ckpt)["tokens"] == state["tokens"]
+
+    resumed = train(tiny_corpus, run, rewarm, until_step=8, resume=True, progress=False)
+    fresh = dataclasses.replace(rewarm, reset_optimizer=False)
+    carried = train(tiny_corpus, tmp_path / "carried", fresh, until_step=8, init=branch, progress=False)
+    assert resumed["step"] == carried["step"] == 8 and resumed["tokens"] == carried["tokens"]
+    assert json.loads((run / "checkpoint" / "trainer_state.json").read_text())["step"] == 8
+    wa, wb = _weights(run / "checkpoint"), _weights(tmp_path / "carried" / "checkpoint")
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], atol=1e-5, rtol=1e-4)
+    # the branch's optimizer state, carried on, gives other weights
+    assert train(tiny_corpus, tmp_path / "kept", fresh, until_step=8, resume=True, progress=False)["step"] == 8
+    wk = _weights(tmp_path / "kept" / "checkpoint")
+    assert any(not torch.allclose(wa[k], wk[k], atol=1e-5, rtol=1e-4) for k in wa)
+    # once the new trunk is past its start, it is the trunk that resumes
+    assert resume_source(run, rewarm) == run / "checkpoint"
+
+
+def test_init_state_starts_at_zero_for_a_model_without_a_training_record(tiny_checkpoint):
+    assert init_state(tiny_checkpoint) == {"step": 0, "tokens": 0, "cpu_seconds": 0.0, "wall_seconds": 0.0}
