@@ -8,7 +8,7 @@ CORPUS ?= $(RUNS)/corpus
 # The shipped model's recipe (see model/checkpoints/diffill-base/README.md)
 TRAIN_ARGS ?=
 
-.PHONY: install run test lint model adapter corpus train system-deps vscode gpu-prep
+.PHONY: install run test lint model adapter corpus train continue system-deps vscode gpu-prep
 
 install: $(STAMP)
 
@@ -41,8 +41,12 @@ lint: install
 
 corpus: $(CORPUS)/manifest.json
 
+# The shipped model's tokenizer (trained by `diffill corpus build` without --tokenizer in the first
+# session): a tokenizer trained afresh on this machine's files would have other ids, and training
+# refuses to go on from a model with a corpus tokenized by other ids.
+CORPUS_ARGS ?= --tokenizer model/checkpoints/diffill-base
 $(CORPUS)/manifest.json: | install
-	$(VENV)/bin/diffill corpus build $(CORPUS)
+	$(VENV)/bin/diffill corpus build $(CORPUS) $(CORPUS_ARGS)
 
 # The shipped weights' recipe, in phases (model/recipes/*.json): each phase resumes the run where
 # the last one stopped and trains until its schedule's last step. Phases tried and not shipped
@@ -56,6 +60,15 @@ train: corpus
 		$(VENV)/bin/diffill train --corpus $(CORPUS) --out $(RUNS)/base --until-step $$steps --resume \
 			--config $$phase $(TRAIN_ARGS) || exit 1; \
 	done
+
+# Go on training the shipped weights where no run folder is left (a new machine): PHASE starts from
+# model/checkpoints/diffill-base (its step, tokens and CPU time carry on; optimizer state afresh),
+# and resumes runs/base once that has a checkpoint. PHASE's schedule_start must be the shipped step.
+PHASE ?= $(lastword $(PHASES))
+continue: corpus
+	steps=$$($(PY) -c "import json,sys; print(json.load(open(sys.argv[1]))['total_steps'])" $(PHASE)) && \
+	$(VENV)/bin/diffill train --corpus $(CORPUS) --out $(RUNS)/base --until-step $$steps --resume \
+		--init model/checkpoints/diffill-base --config $(PHASE) $(TRAIN_ARGS)
 
 # Reproduce the shipped weights: corpus, training, then export as bf16 into the checkpoint folder.
 model: train

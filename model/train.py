@@ -215,6 +215,16 @@ def _state_of(ckpt: Path) -> dict:
     return json.loads((ckpt / "trainer_state.json").read_text())
 
 
+def check_same_tokenizer(corpus_tokenizer: Path, ckpt: Path) -> None:
+    """A run that goes on from a checkpoint must read its corpus with that checkpoint's token ids:
+    a corpus built with a tokenizer trained afresh (on other files, so other merges) is refused."""
+    if not (ckpt / "tokenizer.json").is_file():
+        return  # a bare model folder: nothing to compare
+    if load_tokenizer(corpus_tokenizer).get_vocab() != load_tokenizer(ckpt).get_vocab():
+        raise ValueError(f"the corpus's tokenizer ({corpus_tokenizer}) is not {ckpt}'s: build the corpus "
+                         f"with `diffill corpus build OUT --tokenizer {ckpt}`")
+
+
 def init_state(ckpt: Path) -> dict:
     """Where a run started from ``ckpt``'s weights (``--init``) goes on counting: the step, tokens
     and CPU time of a training checkpoint (``trainer_state.json``) or of an exported model (the
@@ -282,6 +292,9 @@ def train(corpus: Path, out: Path, cfg: TrainConfig, minutes: float | None = Non
     src = resume_source(out, cfg) if resume else None
     tok_dir = corpus / "tokenizer"
     tok = CodeTokenizer(load_tokenizer(tok_dir))
+    start = src if src is not None else init
+    if start is not None:
+        check_same_tokenizer(tok_dir, start)
     state = {"step": 0, "tokens": 0, "cpu_seconds": 0.0, "wall_seconds": 0.0}
     if src is not None:
         state = _state_of(src)

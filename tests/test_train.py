@@ -226,3 +226,16 @@ def test_a_phase_goes_on_from_the_finished_branch_as_a_run_from_its_export_does(
 
 def test_init_state_starts_at_zero_for_a_model_without_a_training_record(tiny_checkpoint):
     assert init_state(tiny_checkpoint) == {"step": 0, "tokens": 0, "cpu_seconds": 0.0, "wall_seconds": 0.0}
+
+
+def test_going_on_from_a_model_with_a_corpus_of_other_token_ids_is_refused(tiny_corpus, tmp_path):
+    """The tiny corpus's tokenizer was trained on a dozen files: its ids are not the shipped model's."""
+    from conftest import SHIPPED
+
+    base = [sys.executable, "-m", "diffill.cli", "train", "--corpus", str(tiny_corpus), "--out", str(tmp_path / "r"),
+            "--steps", "1", "--set", "batch_size=2", "--eval-cases", "0"]
+    other = subprocess.run(base + ["--init", str(SHIPPED)], capture_output=True, text=True, timeout=300)
+    assert other.returncode == 2 and "--tokenizer" in other.stderr and "Traceback" not in other.stderr
+    missing = subprocess.run(base + ["--init", str(tmp_path / "nowhere")], capture_output=True, text=True, timeout=300)
+    assert missing.returncode == 2 and "not a model folder" in missing.stderr
+    assert not (tmp_path / "r" / "checkpoint").exists()

@@ -82,8 +82,14 @@ def run(args) -> int:
     def evaluate(model, tok):
         return heldout_figures(model, tok, held, cases=args.eval_cases) if held else {}
 
-    state = train(corpus, Path(args.out), cfg, minutes=args.minutes, steps=args.steps, until_step=args.until_step,
-                  resume=args.resume, init=Path(args.init) if args.init else None,
-                  evaluate=evaluate if args.eval_cases > 0 else None)
+    init = Path(args.init) if args.init else None
+    if init is not None and not (init / "config.json").is_file():
+        raise DiffillError(f"--init {init}: not a model folder (no config.json)")
+    try:
+        state = train(corpus, Path(args.out), cfg, minutes=args.minutes, steps=args.steps,
+                      until_step=args.until_step, resume=args.resume, init=init,
+                      evaluate=evaluate if args.eval_cases > 0 else None)
+    except ValueError as e:  # a schedule or a corpus that does not fit the run
+        raise DiffillError(str(e)) from None
     print(json.dumps(state))
     return 0
