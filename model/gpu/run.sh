@@ -58,16 +58,19 @@ print(f"probe: {per_step:.3f} s a step; {left:.0f} s left: {steps} steps", file=
 PY
 )
 warmup=$($py -c "import json,sys; print(min(json.load(open(sys.argv[1])).get('warmup_steps', 0), $decay))" "$config")
+# the run goes on counting from the model's step (its card's running log), so its schedule starts there
+base=$($py -c "import sys; from pathlib import Path; from model.train import init_state; print(init_state(Path(sys.argv[1]))['step'])" "$init")
 $py -m diffill.cli train --corpus "$work/corpus" --out "$work/run" --init "$init" --config "$config" \
-  --until-step "$steps" --set total_steps="$steps" --set decay_start="$decay" --set warmup_steps="$warmup" \
-  --eval-cases 0 > "$out/state.json"
+  --until-step "$((base + steps))" --set schedule_start="$base" --set total_steps="$((base + steps))" \
+  --set decay_start="$((base + decay))" --set warmup_steps="$warmup" --eval-cases 0 > "$out/state.json"
 $py -m model.export "$work/run" "$out/export"
 cp "$work/run/log.jsonl" "$out/log.jsonl"
-$py - "$out" "$steps" "$start" <<'PY'
+$py - "$out" "$steps" "$start" "$base" <<'PY'
 import json, sys, time
 out = sys.argv[1]
 state = json.load(open(f"{out}/state.json"))
-summary = {"steps": int(sys.argv[2]), "state": state, "seconds": round(time.time() - float(sys.argv[3]), 1)}
+summary = {"steps": int(sys.argv[2]), "from_step": int(sys.argv[4]), "state": state,
+           "seconds": round(time.time() - float(sys.argv[3]), 1)}
 json.dump(summary, open(f"{out}/summary.json", "w"), indent=2)
 print(json.dumps(summary))
 PY
