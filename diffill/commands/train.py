@@ -18,7 +18,9 @@ def register(sub) -> None:
     p.add_argument("--resume", action="store_true",
                    help="continue from OUT/checkpoint if it exists (past a wsd schedule's decay_start: from "
                         "OUT/cooldown/checkpoint)")
-    p.add_argument("--init", default=None, help="start from this checkpoint's weights")
+    p.add_argument("--init", default=None, help="start from this model's weights (a checkpoint, or an exported model such as "
+                        "model/checkpoints/diffill-base), counting on from its step, tokens and CPU time; the "
+                        "optimizer state starts afresh")
     p.add_argument("--config", default=None, help="JSON file of TrainConfig overrides")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="TrainConfig override, e.g. --set batch_size=32 --set model.hidden_size=128 "
