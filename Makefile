@@ -8,7 +8,7 @@ CORPUS ?= $(RUNS)/corpus
 # The shipped model's recipe (see model/checkpoints/diffill-base/README.md)
 TRAIN_ARGS ?=
 
-.PHONY: install run test lint model adapter corpus train continue system-deps vscode gpu-prep
+.PHONY: install run test lint model adapter corpus train continue phase-given system-deps vscode gpu-prep
 
 install: $(STAMP)
 
@@ -63,12 +63,14 @@ train: corpus
 
 # Go on training the shipped weights where no run folder is left (a new machine): PHASE starts from
 # model/checkpoints/diffill-base (its step, tokens and CPU time carry on; optimizer state afresh),
-# and resumes runs/base once that has a checkpoint. PHASE's schedule_start must be the shipped step.
-PHASE ?= $(lastword $(PHASES))
-continue: corpus
+# and resumes runs/base once that has a checkpoint. PHASE's schedule_start is the shipped step.
+continue: phase-given corpus
 	steps=$$($(PY) -c "import json,sys; print(json.load(open(sys.argv[1]))['total_steps'])" $(PHASE)) && \
 	$(VENV)/bin/diffill train --corpus $(CORPUS) --out $(RUNS)/base --until-step $$steps --resume \
 		--init model/checkpoints/diffill-base --config $(PHASE) $(TRAIN_ARGS)
+
+phase-given:
+	@test -n "$(PHASE)" || { echo "usage: make continue PHASE=model/recipes/trials/NAME.json"; exit 2; }
 
 # Reproduce the shipped weights: corpus, training, then export as bf16 into the checkpoint folder.
 model: train

@@ -307,8 +307,11 @@ def train(corpus: Path, out: Path, cfg: TrainConfig, minutes: float | None = Non
         model = DiffillForMaskedLM.from_pretrained(str(src), dtype=torch.float32)
         log.info("resuming from %s at step %d", src, state["step"])
     elif init is not None:
-        model = DiffillForMaskedLM.from_pretrained(str(init), dtype=torch.float32)
         state = init_state(init)
+        if until_step is not None and state["step"] >= until_step:
+            log.info("%s is at step %d already: nothing to train", init, state["step"])
+            return state
+        model = DiffillForMaskedLM.from_pretrained(str(init), dtype=torch.float32)
         log.info("starting from %s's weights at step %d (optimizer state afresh)", init, state["step"])
     else:
         torch.manual_seed(cfg.seed)

@@ -207,6 +207,9 @@ def test_a_phase_goes_on_from_the_finished_branch_as_a_run_from_its_export_does(
         "wall_hours": state["wall_seconds"] / 3600, "figures": {}}]))
     for ckpt in (branch, shipped):  # from a checkpoint or from an export, the count goes on
         assert init_state(ckpt)["step"] == 6 and init_state(ckpt)["tokens"] == state["tokens"]
+    # a model already at the step asked for has nothing to train
+    assert train(tiny_corpus, tmp_path / "none", rewarm, until_step=6, init=shipped, progress=False)["step"] == 6
+    assert not (tmp_path / "none" / "checkpoint").exists()
 
     resumed = train(tiny_corpus, run, rewarm, until_step=8, resume=True, progress=False)
     fresh = dataclasses.replace(rewarm, reset_optimizer=False)
