@@ -53,10 +53,12 @@ $(CORPUS)/manifest.json: | install
 # are kept in model/recipes/trials/ (run one with PHASES=...).
 # Numeric order (phase9 before phase10), as diffill.modelcard.phase_files orders them for the card.
 PHASES ?= $(shell ls model/recipes/*.json | sort -V)
+# the step a phase's schedule ends at (its JSON's total_steps)
+TOTAL_STEPS = $(PY) -c "import json,sys; print(json.load(open(sys.argv[1]))['total_steps'])"
 
 train: corpus
 	for phase in $(PHASES); do \
-		steps=$$($(PY) -c "import json,sys; print(json.load(open(sys.argv[1]))['total_steps'])" $$phase) && \
+		steps=$$($(TOTAL_STEPS) $$phase) && \
 		$(VENV)/bin/diffill train --corpus $(CORPUS) --out $(RUNS)/base --until-step $$steps --resume \
 			--config $$phase $(TRAIN_ARGS) || exit 1; \
 	done
@@ -65,7 +67,7 @@ train: corpus
 # model/checkpoints/diffill-base (its step, tokens and CPU time carry on; optimizer state afresh),
 # and resumes runs/base once that has a checkpoint. PHASE's schedule_start is the shipped step.
 continue: phase-given corpus
-	steps=$$($(PY) -c "import json,sys; print(json.load(open(sys.argv[1]))['total_steps'])" $(PHASE)) && \
+	steps=$$($(TOTAL_STEPS) $(PHASE)) && \
 	$(VENV)/bin/diffill train --corpus $(CORPUS) --out $(RUNS)/base --until-step $$steps --resume \
 		--init model/checkpoints/diffill-base --config $(PHASE) $(TRAIN_ARGS)
 

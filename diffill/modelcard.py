@@ -29,8 +29,7 @@ def read_run(run: Path) -> tuple[list[dict], dict]:
             last = rec
     # a resumed run may log an evaluation twice around a restart: keep the last per step (and
     # branch: a wsd trunk resumed after its cooldown goes over the same steps again)
-    by_step = {(e["step"], bool(e.get("cooldown"))): e for e in evals}
-    return [by_step[k] for k in sorted(by_step)], last
+    return merge_points([], evals), last
 
 
 CURVE_POINTS = "learning_curve.json"
@@ -38,7 +37,8 @@ CURVE_POINTS = "learning_curve.json"
 
 def merge_points(kept: list[dict], run: list[dict]) -> list[dict]:
     """The card's curve: the points it had (kept beside the weights, since a run folder does not
-    outlive its machine) and this run's, the run's winning where both have a step."""
+    outlive its machine) and this run's, in step order, one per step and branch; a later point
+    wins over an earlier one with the same step (the run's over the kept)."""
     by_step = {(p["step"], bool(p.get("cooldown"))): p for p in kept + run}
     return [by_step[k] for k in sorted(by_step)]
 

@@ -215,14 +215,18 @@ def _state_of(ckpt: Path) -> dict:
     return json.loads((ckpt / "trainer_state.json").read_text())
 
 
-def check_same_tokenizer(corpus_tokenizer: Path, ckpt: Path) -> None:
+def check_same_tokenizer(corpus_tokenizer, corpus_tokenizer_dir: Path, ckpt: Path) -> None:
     """A run that goes on from a checkpoint must read its corpus with that checkpoint's token ids:
     a corpus built with a tokenizer trained afresh (on other files, so other merges) is refused."""
     if not (ckpt / "tokenizer.json").is_file():
         return  # a bare model folder: nothing to compare
-    if load_tokenizer(corpus_tokenizer).get_vocab() != load_tokenizer(ckpt).get_vocab():
-        raise ValueError(f"the corpus's tokenizer ({corpus_tokenizer}) is not {ckpt}'s: build the corpus "
+    if corpus_tokenizer.get_vocab() != load_tokenizer(ckpt).get_vocab():
+        raise ValueError(f"the corpus's tokenizer ({corpus_tokenizer_dir}) is not {ckpt}'s: build the corpus "
                          f"with `diffill corpus build OUT --tokenizer {ckpt}`")
+
+
+def _fresh_state() -> dict:
+    return {"step": 0, "tokens": 0, "cpu_seconds": 0.0, "wall_seconds": 0.0}
 
 
 def init_state(ckpt: Path) -> dict:
@@ -230,7 +234,7 @@ def init_state(ckpt: Path) -> dict:
     and CPU time of a training checkpoint (``trainer_state.json``) or of an exported model (the
     last entry of its card's running log, ``training_log.json``); zero for any other model.
     The step also picks the data the run sees next (batches are a function of the step)."""
-    fresh = {"step": 0, "tokens": 0, "cpu_seconds": 0.0, "wall_seconds": 0.0}
+    fresh = _fresh_state()
     if (ckpt / "trainer_state.json").is_file():
         state = _state_of(ckpt)
         state.pop("branched_at", None)
@@ -291,26 +295,22 @@ def train(corpus: Path, out: Path, cfg: TrainConfig, minutes: float | None = Non
     trunk, branch = out / "checkpoint", out / COOLDOWN / "checkpoint"
     src = resume_source(out, cfg) if resume else None
     tok_dir = corpus / "tokenizer"
-    tok = CodeTokenizer(load_tokenizer(tok_dir))
-    start = src if src is not None else init
+    hf = load_tokenizer(tok_dir)
+    tok = CodeTokenizer(hf)
+    start = src if src is not None else init  # the model this run goes on from, if any
     if start is not None:
-        check_same_tokenizer(tok_dir, start)
-    state = {"step": 0, "tokens": 0, "cpu_seconds": 0.0, "wall_seconds": 0.0}
+        check_same_tokenizer(hf, tok_dir, start)
+    state = _state_of(src) if src is not None else init_state(init) if init is not None else _fresh_state()
+    if start is not None and until_step is not None and state["step"] >= until_step:
+        log.info("%s is at step %d already: nothing to train", start, state["step"])
+        return state
     if src is not None:
-        state = _state_of(src)
-        if until_step is not None and state["step"] >= until_step:
-            log.info("%s is at step %d already: nothing to train", src, state["step"])
-            return state
         if cfg.schedule == "wsd" and src == trunk and state["step"] > cfg.decay_start:
             raise ValueError(f"{trunk} is at step {state['step']}, past this schedule's decay_start "
                              f"{cfg.decay_start}: its trunk must stop there")
         model = DiffillForMaskedLM.from_pretrained(str(src), dtype=torch.float32)
         log.info("resuming from %s at step %d", src, state["step"])
     elif init is not None:
-        state = init_state(init)
-        if until_step is not None and state["step"] >= until_step:
-            log.info("%s is at step %d already: nothing to train", init, state["step"])
-            return state
         model = DiffillForMaskedLM.from_pretrained(str(init), dtype=torch.float32)
         log.info("starting from %s's weights at step %d (optimizer state afresh)", init, state["step"])
     else:
