@@ -104,8 +104,8 @@ class StepTrace:
 class SampleResult:
     tokens: list[int]  # up to the first <eoi> (and the first <mask> when incomplete)
     complete: bool  # no <mask> was left
-    steps: int
-    forward_passes: int
+    steps: int  # steps while this row had a <mask> left
+    forward_passes: int  # forward passes while this row had a <mask> left
     committed: int
     cancelled: bool = False
 
@@ -157,6 +157,9 @@ class Sampler:
         has_stops = any(r.stops for r in requests)
         seen = None  # the canvas the current logits were computed for
         steps = passes = 0
+        # per row: the steps and forward passes taken while it still had a <mask> (a row that is
+        # done early in a batch is not charged with the passes the other rows go on to need)
+        row_steps, row_passes = [0] * b, [0] * b
         stopped = False
         max_steps = cfg.max_steps or (max(cfg.max_length, length) if cfg.grow_by else length) + 8
         while steps < max_steps:
@@ -179,6 +182,8 @@ class Sampler:
                 if cfg.max_repeats:  # bans persist: an unchanged canvas needs no new ones
                     ban = self._ban_loops(canvas, is_mask, ban)
             steps += 1
+            for i in torch.nonzero(is_mask.any(1)).squeeze(1).tolist():
+                row_steps[i], row_passes[i] = steps, passes
             logits = self._forbid(logits, slots, bans, ban)
             conf, guess, p_old = self._confidence(logits, slots, canvas, gen)
             if stops is None and has_stops:
@@ -205,7 +210,8 @@ class Sampler:
                 on_step(StepTrace(steps, new.tolist(), [torch.nonzero(f).squeeze(1).tolist() for f in fresh],
                                   cfg.threshold))
             canvas = new
-        return [self._result(row, mask, eoi, steps, passes, stopped) for row in canvas.tolist()]
+        return [self._result(row, mask, eoi, n_steps, n_passes, stopped)
+                for row, n_steps, n_passes in zip(canvas.tolist(), row_steps, row_passes)]
 
     # -- helpers ---------------------------------------------------------------------------
 

@@ -215,6 +215,17 @@ def test_stop_tokens_end_a_fill_like_eoi():
     assert stopped.tokens == [10, 11] and stopped.complete
 
 
+def test_each_row_in_a_batch_counts_its_own_steps_and_passes():
+    be = ScriptedBackend([10, 11, 12, 13])
+    reqs = [Request([5], [6]), Request([5], [6], stops=frozenset({12}))]  # the second ends at 12
+    sampler = Sampler(be, SamplerConfig(max_per_step=1))
+    long, short = sampler.sample(reqs, 6)
+    assert long.tokens == [10, 11, 12, 13] and short.tokens == [10, 11]
+    alone = sampler.sample([reqs[1]], 6)[0]
+    assert (short.steps, short.forward_passes) == (alone.steps, alone.forward_passes) == (3, 3)
+    assert (long.steps, long.forward_passes) == (5, 5)
+
+
 def test_a_loop_of_repeated_units_is_cut_after_max_repeats():
     # the model wants 10, then 11 12 11 12 ... to the end of the canvas
     loop = [10] + [11, 12] * 6
@@ -326,9 +337,9 @@ def test_batch_equals_sequential(tiny_backend, cache):
     be, tok = tiny_backend
     sampler = Sampler(be, SamplerConfig(threshold=0.05, cache=cache))
     reqs = _requests(tok)
-    together = [r.tokens for r in sampler.sample(reqs, 10)]
-    alone = [sampler.sample([r], 10)[0].tokens for r in reqs]
-    assert together == alone
+    together = [(r.tokens, r.steps, r.forward_passes) for r in sampler.sample(reqs, 10)]
+    alone = [(r.tokens, r.steps, r.forward_passes) for q in reqs for r in sampler.sample([q], 10)]
+    assert together == alone  # each row counts its own steps and passes, not the batch's
 
 
 def test_same_seed_same_result_when_sampling(tiny_backend):
