@@ -97,6 +97,9 @@ def test_objective_settings_reach_the_nested_config():
     _apply(cfg, "objective", {"mix": {"line": 0.6, "chars": 0.0}, "plain_length": 96})
     assert cfg.objective.plain_fraction == 0.1 and cfg.objective.plain_length == 96
     assert cfg.objective.mix.line == 0.6 and cfg.objective.mix.chars == 0.0
+    _apply(cfg, "objective", {"window": {"prefix_tokens": 224, "suffix_tokens": 96}})  # a frozen dataclass
+    _apply(cfg, "objective.window.suffix_tokens", 80)
+    assert (cfg.objective.window.prefix_tokens, cfg.objective.window.suffix_tokens) == (224, 80)
     for bad in ("objective.nope", "objective.mix.nope", "objective.window.nope", "nope"):
         with pytest.raises(DiffillError, match="unknown training setting"):
             _apply(cfg, bad, 1)

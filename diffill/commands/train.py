@@ -36,31 +36,39 @@ def _apply(cfg, key: str, value):
         cfg.model[key[6:]] = value
         return
     if key == "objective" or key.startswith("objective."):  # objective.mix.line, or a nested dict
-        _set_field(cfg, key.split("."), value, key)
+        _with_field(cfg, key.split("."), value, key)
         return
     if key not in {f.name for f in fields(cfg)}:
         raise DiffillError(f"unknown training setting {key!r}")
     setattr(cfg, key, value)
 
 
-def _set_field(obj, parts: list[str], value, key: str) -> None:
-    """Set a (nested) dataclass field; a dict value fills a dataclass field key by key."""
-    from dataclasses import is_dataclass
+def _with_field(obj, parts: list[str], value, key: str):
+    """``obj`` with a (nested) dataclass field set; a dict value fills a dataclass field key by key.
+    Frozen dataclasses (the context window) are replaced, others changed in place."""
+    from dataclasses import is_dataclass, replace
 
     from diffill.errors import DiffillError
 
-    for part in parts[:-1]:
-        obj = getattr(obj, part, None)
-    current = getattr(obj, parts[-1], None) if is_dataclass(obj) else None
-    if current is None:
+    if not is_dataclass(obj) or parts[0] not in {f.name for f in fields(obj)}:
         raise DiffillError(f"unknown training setting {key!r}")
-    if is_dataclass(current) and isinstance(value, dict):
+    current = getattr(obj, parts[0])
+    if len(parts) > 1:
+        new = _with_field(current, parts[1:], value, key)
+    elif is_dataclass(current):
+        if not isinstance(value, dict):
+            raise DiffillError(f"unknown training setting {key!r}")
+        new = current
         for k, v in value.items():
-            _set_field(current, [k], v, f"{key}.{k}")
-    elif is_dataclass(current) or isinstance(value, dict):
+            new = _with_field(new, [k], v, f"{key}.{k}")
+    elif isinstance(value, dict):
         raise DiffillError(f"unknown training setting {key!r}")
     else:
-        setattr(obj, parts[-1], value)
+        new = value
+    if obj.__dataclass_params__.frozen:
+        return replace(obj, **{parts[0]: new})
+    setattr(obj, parts[0], new)
+    return obj
 
 
 def run(args) -> int:
