@@ -12,7 +12,7 @@ import logging
 import math
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -28,6 +28,7 @@ from model.objective import (
     noise_batch,
     plain_example,
 )
+from model.context import window_of
 from model.tokenizer import CodeTokenizer
 
 log = logging.getLogger(__name__)
@@ -119,6 +120,8 @@ def train_adapter(model: torch.nn.Module, tok: CodeTokenizer, files: list[Traini
     ``stream``: the files' token stream for plain sequences, when already at hand."""
     if minutes is None and steps is None:
         raise ValueError("give a time budget (minutes) or a number of steps")
+    # the base's context window: its adapter trains on what it reads at inference
+    cfg = replace(cfg, objective=replace(cfg.objective, window=window_of(model.config)))
     data = SpanData(files, tok, cfg, stream)
     peft_model = attach(model, cfg.lora, name=name, seed=cfg.seed)
     params = [p for p in peft_model.parameters() if p.requires_grad]

@@ -34,7 +34,7 @@ REPAIR_PARALLEL = 4  # slots committed per step, at least, when a hole is resamp
 class EngineConfig:
     model: str | None = None  # checkpoint folder; None: the shipped default
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
-    window: Window = field(default_factory=Window)
+    window: Window | None = None  # None: the model's own (the window it was trained with)
     single_line_tokens: int = 16
     multi_line_tokens: int = 64
     constrained: bool = True  # keep infills syntactically valid (tree-sitter), where a grammar is known
@@ -143,6 +143,10 @@ class Engine:
         log.info("adapter: %s", self.adapter or "none")
         return self.adapter
 
+    @property
+    def window(self) -> Window:
+        return self.config.window or self.backend.window
+
     def info(self) -> dict:
         return {"model": self.config.model or "diffill-base (default)",
                 "parameters": sum(p.numel() for p in self.model.parameters()),
@@ -184,7 +188,7 @@ class Engine:
             t0 = time.perf_counter()
             # a one-line hole ends at its line's end: a guessed newline is the end of the fill
             rows = [Request(*encode_window(self.tok, reqs[i].text[: reqs[i].start], reqs[i].text[reqs[i].end :],
-                                           self.config.window),
+                                           self.window),
                             stops=frozenset() if plans[i][0] else self.tok.line_break_ids()) for i in idx]
             cfg = sampler or self.config.sampler
             guards = self._guards([reqs[i] for i in idx])

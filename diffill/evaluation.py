@@ -84,10 +84,11 @@ def line_cases(texts: list[str], n: int, seed: int = 0) -> list[LineCase]:
 
 
 def line_infill(backend, tok: CodeTokenizer, cases: list[LineCase], sampler_cfg: SamplerConfig,
-                window: Window = Window(), batch: int = 32, outcomes: list[bool] | None = None) -> dict:
+                window: Window | None = None, batch: int = 32, outcomes: list[bool] | None = None) -> dict:
     """Exact match, one-line overrun rate and tokens per forward pass over ``cases``; each case's
     exact-match outcome is appended to ``outcomes`` when given."""
     sampler = Sampler(backend, sampler_cfg)
+    window = window or backend.window  # the model's own, unless given
     exact = overrun = 0
     passes = tokens = 0
     for s in range(0, len(cases), batch):

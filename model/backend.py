@@ -22,6 +22,7 @@ from typing import Protocol
 
 import torch
 
+from model.context import Window, window_of
 from model.tokenizer import CodeTokenizer
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ class Backend(Protocol):
     eoi_id: int
     banned_ids: list[int]  # never generated (pad, mask, bos)
     shifted: bool  # the model's logits are shifted by one (the backend undoes it)
+    window: Window  # the prefix and suffix token budgets the model reads
 
     def prepare(self, prefixes: list[list[int]], suffixes: list[list[int]], length: int,
                 cache: bool = False, refresh: int = 0) -> object:
@@ -110,6 +112,7 @@ class DiffillBackend:
         self.mask_id = tokenizer.mask_id
         self.eoi_id = tokenizer.eoi_id
         self.banned_ids = [tokenizer.pad_id, tokenizer.mask_id, tokenizer.bos_id]
+        self.window = window_of(model.config)  # the window it was trained with
 
     def prepare(self, prefixes, suffixes, length, cache=False, refresh=0) -> Layout:
         lay = layout_rows(prefixes, suffixes, length, self.mask_id, self.tok.pad_id, multiple=self.width_multiple)
@@ -169,6 +172,8 @@ class MaskedLMBackend:
     predict token ``i + 1`` at position ``i``; LLaDA and BERT do not.
     """
 
+    window = Window()
+
     def __init__(self, model, tokenizer: ForeignTokenizer, shifted: bool = False):
         self.model = model.eval()
         self.tok = tokenizer
@@ -208,6 +213,7 @@ class DiffusionGemmaBackend:
     """
 
     shifted = False
+    window = Window()
 
     def __init__(self, model, tokenizer: ForeignTokenizer, seed: int = 0):
         self.model = model.eval()

@@ -24,6 +24,8 @@ class DiffillConfig(PretrainedConfig):
         eoi_token_id: int = 2,
         bos_token_id: int = 3,
         logits_shifted: bool = False,
+        prefix_tokens: int = 112,
+        suffix_tokens: int = 48,
         **kwargs,
     ):
         self.vocab_size = vocab_size
@@ -38,5 +40,9 @@ class DiffillConfig(PretrainedConfig):
         self.mask_token_id = mask_token_id
         self.eoi_token_id = eoi_token_id
         self.logits_shifted = logits_shifted
+        # the context window the model was trained with, and reads at inference (model.context.Window):
+        # tokens of prefix and of suffix around the hole
+        self.prefix_tokens = prefix_tokens
+        self.suffix_tokens = suffix_tokens
         kwargs.setdefault("tie_word_embeddings", True)
         super().__init__(pad_token_id=pad_token_id, bos_token_id=bos_token_id, **kwargs)

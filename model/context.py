@@ -22,6 +22,13 @@ class Window:
     suffix_tokens: int = 48
 
 
+def window_of(config) -> Window:
+    """The context window a model was trained with, from its config (the default for configs
+    written before the window was recorded, and for models that do not record one)."""
+    return Window(getattr(config, "prefix_tokens", Window.prefix_tokens),
+                  getattr(config, "suffix_tokens", Window.suffix_tokens))
+
+
 def _starts(tok: CodeTokenizer) -> np.ndarray:
     """Which vocabulary entries begin with a newline (tokens that start a line), computed once
     per tokenizer and kept on it."""

@@ -318,6 +318,9 @@ def train(corpus: Path, out: Path, cfg: TrainConfig, minutes: float | None = Non
         mcfg = DiffillConfig(vocab_size=tok.vocab_size, pad_token_id=tok.pad_id, mask_token_id=tok.mask_id,
                              eoi_token_id=tok.eoi_id, bos_token_id=tok.bos_id, **cfg.model)
         model = DiffillForMaskedLM(mcfg)
+    # the window this run trains with is the one the model reads at inference (model.context.window_of)
+    model.config.prefix_tokens = cfg.objective.window.prefix_tokens
+    model.config.suffix_tokens = cfg.objective.window.suffix_tokens
     optimizers = make_optimizers(model, cfg)
     if src is not None and not (cfg.reset_optimizer and state["step"] == cfg.schedule_start):
         _load_optimizer(src, model, optimizers, cfg.optimizer)

@@ -61,6 +61,19 @@ def tiny_checkpoint(tiny_corpus, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def narrow_checkpoint(tiny_checkpoint, tmp_path_factory) -> Path:
+    """The tiny checkpoint with a config that says it was trained with a 6 + 3-token context window."""
+    import json
+    import shutil
+
+    out = tmp_path_factory.mktemp("narrow") / "ckpt"
+    shutil.copytree(tiny_checkpoint, out)
+    cfg = json.loads((out / "config.json").read_text())
+    (out / "config.json").write_text(json.dumps({**cfg, "prefix_tokens": 6, "suffix_tokens": 3}))
+    return out
+
+
+@pytest.fixture(scope="session")
 def tiny_engine(tiny_checkpoint):
     from diffill.engine import Engine, EngineConfig
 

@@ -233,6 +233,22 @@ def test_training_is_deterministic_and_changes_only_lora_weights(tiny_checkpoint
     assert set(base) == set(before) and all(torch.equal(base[k], before[k]) for k in before)
 
 
+def test_an_adapter_trains_on_the_window_its_base_reads(narrow_checkpoint, tiny_sources, monkeypatch):
+    import model.objective
+    from model.context import Window
+
+    windows = set()
+    real = model.objective.encode_window
+
+    def spy(tok, prefix, suffix, window):
+        windows.add(window)
+        return real(tok, prefix, suffix, window)
+
+    monkeypatch.setattr(model.objective, "encode_window", spy)
+    _train(narrow_checkpoint, [p.read_text() for p in sorted(tiny_sources.glob("*.py"))[:4]], steps=1)
+    assert windows == {Window(6, 3)}
+
+
 def test_training_needs_a_budget(tiny_checkpoint):
     model, tok = load_checkpoint(tiny_checkpoint)
     with pytest.raises(ValueError, match="budget"):

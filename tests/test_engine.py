@@ -69,3 +69,26 @@ def test_dtype_auto_picks_bf16_only_where_native_and_unknown_dtypes_are_refused(
     assert engine.dtype == "float32" and next(engine.model.parameters()).dtype == torch.float32
     with pytest.raises(DiffillError, match="dtype"):
         Engine(EngineConfig(model=str(tiny_checkpoint), dtype="float16"))
+
+
+
+def test_the_engine_reads_the_window_its_model_was_trained_with(narrow_checkpoint, monkeypatch):
+    from diffill.engine import Engine, EngineConfig
+    from model.context import Window
+    from model.sampler import Sampler
+
+    engine = Engine(EngineConfig(model=str(narrow_checkpoint), adapter=None))
+    assert engine.window == Window(6, 3)
+    seen = []
+    real = Sampler.sample
+
+    def spy(self, requests, *args, **kwargs):
+        seen.extend(requests)
+        return real(self, requests, *args, **kwargs)
+
+    monkeypatch.setattr(Sampler, "sample", spy)
+    long_src = "".join(f"x{i} = {i}\n" for i in range(60))
+    engine.infill(InfillRequest(long_src, len(long_src) // 2, len(long_src) // 2, max_tokens=4))
+    assert 0 < len(seen[0].prefix) <= 6 and 0 < len(seen[0].suffix) <= 3
+    wide = Engine(EngineConfig(model=str(narrow_checkpoint), adapter=None, window=Window(40, 20)))  # named: it wins
+    assert wide.window == Window(40, 20)

@@ -59,3 +59,23 @@ def test_compare_pairs_the_same_holes(tiny_sources, tiny_engine, shipped_engine)
     assert vs_tiny["p_value"] == sign_test(shipped["exact"], 0)
     assert (vs_itself["only_first"], vs_itself["only_second"], vs_itself["p_value"]) == (0, 0, 1.0)
     assert again["exact"] == shipped["exact"]
+
+
+def test_line_infill_reads_the_window_its_model_was_trained_with(narrow_checkpoint, monkeypatch):
+    from diffill.evaluation import LineCase, line_infill
+    from model.backend import DiffillBackend
+    from model.loading import load_checkpoint
+    from model.sampler import Sampler, SamplerConfig
+
+    seen = []
+    real = Sampler.sample
+
+    def spy(self, requests, *args, **kwargs):
+        seen.extend(requests)
+        return real(self, requests, *args, **kwargs)
+
+    monkeypatch.setattr(Sampler, "sample", spy)
+    model, tok = load_checkpoint(narrow_checkpoint)
+    before = "".join(f"x{i} = {i}\n" for i in range(30))
+    line_infill(DiffillBackend(model, tok), tok, [LineCase(before, "\n" + before, "y = 1")], SamplerConfig(max_steps=2))
+    assert 0 < len(seen[0].prefix) <= 6 and 0 < len(seen[0].suffix) <= 3

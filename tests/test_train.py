@@ -47,6 +47,18 @@ def test_resumed_run_matches_an_uninterrupted_one(tiny_corpus, tmp_path, optimiz
         torch.testing.assert_close(wa[k], wb[k], atol=1e-5, rtol=1e-4)
 
 
+def test_a_run_records_its_context_window_in_the_model_config(tiny_corpus, tmp_path):
+    from model.context import Window, window_of
+    from model.train import latest_checkpoint
+
+    cfg = _cfg()
+    cfg.objective.window = Window(40, 20)
+    train(tiny_corpus, tmp_path / "w", cfg, steps=1, progress=False)
+    saved = json.loads((latest_checkpoint(tmp_path / "w") / "config.json").read_text())
+    assert (saved["prefix_tokens"], saved["suffix_tokens"]) == (40, 20)
+    assert window_of(type("Old", (), {})()) == Window()  # a config written before the window was
+
+
 def test_switching_optimizer_on_resume_starts_its_state_afresh(tiny_corpus, tmp_path):
     train(tiny_corpus, tmp_path / "r", _cfg(), steps=2, progress=False)
     muon = dataclasses.replace(_cfg(), optimizer="muon")
