@@ -24,6 +24,7 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from model.configuration import DiffillConfig
+from model.context import window_of
 from model.corpus import load_texts, load_tokens
 from model.network import DiffillForMaskedLM
 from model.objective import ObjectiveConfig, diffusion_loss, infill_example, noise_batch, plain_example
@@ -319,8 +320,12 @@ def train(corpus: Path, out: Path, cfg: TrainConfig, minutes: float | None = Non
                              eoi_token_id=tok.eoi_id, bos_token_id=tok.bos_id, **cfg.model)
         model = DiffillForMaskedLM(mcfg)
     # the window this run trains with is the one the model reads at inference (model.context.window_of)
-    model.config.prefix_tokens = cfg.objective.window.prefix_tokens
-    model.config.suffix_tokens = cfg.objective.window.suffix_tokens
+    was, now = window_of(model.config), cfg.objective.window
+    if start is not None and was != now:
+        log.warning("%s was trained with a context window of %d + %d tokens (prefix + suffix); this run "
+                    "trains it with %d + %d (objective.window)", start, was.prefix_tokens, was.suffix_tokens,
+                    now.prefix_tokens, now.suffix_tokens)
+    model.config.prefix_tokens, model.config.suffix_tokens = now.prefix_tokens, now.suffix_tokens
     optimizers = make_optimizers(model, cfg)
     if src is not None and not (cfg.reset_optimizer and state["step"] == cfg.schedule_start):
         _load_optimizer(src, model, optimizers, cfg.optimizer)

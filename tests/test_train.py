@@ -59,6 +59,18 @@ def test_a_run_records_its_context_window_in_the_model_config(tiny_corpus, tmp_p
     assert window_of(type("Old", (), {})()) == Window()  # a config written before the window was
 
 
+def test_going_on_with_another_window_than_the_model_was_trained_with_is_logged(tiny_corpus, tmp_path, caplog):
+    from model.context import Window
+
+    train(tiny_corpus, tmp_path / "w", _cfg(), steps=1, progress=False)
+    train(tiny_corpus, tmp_path / "w", _cfg(), steps=1, resume=True, progress=False)
+    assert "context window" not in caplog.text
+    wider = _cfg()
+    wider.objective.window = Window(40, 20)
+    train(tiny_corpus, tmp_path / "w", wider, steps=1, resume=True, progress=False)
+    assert "trained with a context window of 112 + 48 tokens (prefix + suffix); this run trains it with 40 + 20" in caplog.text
+
+
 def test_switching_optimizer_on_resume_starts_its_state_afresh(tiny_corpus, tmp_path):
     train(tiny_corpus, tmp_path / "r", _cfg(), steps=2, progress=False)
     muon = dataclasses.replace(_cfg(), optimizer="muon")
