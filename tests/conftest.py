@@ -73,6 +73,22 @@ def narrow_checkpoint(tiny_checkpoint, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture
+def sampled_requests(monkeypatch) -> list:
+    """Every request the sampler is given during the test, in order."""
+    from model.sampler import Sampler
+
+    seen = []
+    real = Sampler.sample
+
+    def spy(self, requests, *args, **kwargs):
+        seen.extend(requests)
+        return real(self, requests, *args, **kwargs)
+
+    monkeypatch.setattr(Sampler, "sample", spy)
+    return seen
+
+
 @pytest.fixture(scope="session")
 def tiny_engine(tiny_checkpoint):
     from diffill.engine import Engine, EngineConfig

@@ -26,21 +26,11 @@ def test_single_line_hole_never_returns_a_newline(tiny_engine):
     assert "\n" not in r.text
 
 
-def test_a_one_line_hole_stops_its_sampler_at_a_newline(tiny_engine, monkeypatch):
-    from model.sampler import Sampler
-
-    seen = []
-    real = Sampler.sample
-
-    def spy(self, requests, *args, **kwargs):
-        seen.extend(requests)
-        return real(self, requests, *args, **kwargs)
-
-    monkeypatch.setattr(Sampler, "sample", spy)
+def test_a_one_line_hole_stops_its_sampler_at_a_newline(tiny_engine, sampled_requests):
     pos = SRC.index("a + b")
     tiny_engine.infill_many([InfillRequest(SRC, pos, pos + 5, multiline=False, max_tokens=12),
                              InfillRequest(SRC, pos, pos + 5, multiline=True, max_tokens=12)])
-    one, many = seen[:2]
+    one, many = sampled_requests[:2]
     assert one.stops == tiny_engine.tok.line_break_ids() and one.stops
     assert not many.stops
 
@@ -71,24 +61,14 @@ def test_dtype_auto_picks_bf16_only_where_native_and_unknown_dtypes_are_refused(
         Engine(EngineConfig(model=str(tiny_checkpoint), dtype="float16"))
 
 
-
-def test_the_engine_reads_the_window_its_model_was_trained_with(narrow_checkpoint, monkeypatch):
+def test_the_engine_reads_the_window_its_model_was_trained_with(narrow_checkpoint, sampled_requests):
     from diffill.engine import Engine, EngineConfig
     from model.context import Window
-    from model.sampler import Sampler
 
     engine = Engine(EngineConfig(model=str(narrow_checkpoint), adapter=None))
     assert engine.window == Window(6, 3)
-    seen = []
-    real = Sampler.sample
-
-    def spy(self, requests, *args, **kwargs):
-        seen.extend(requests)
-        return real(self, requests, *args, **kwargs)
-
-    monkeypatch.setattr(Sampler, "sample", spy)
     long_src = "".join(f"x{i} = {i}\n" for i in range(60))
     engine.infill(InfillRequest(long_src, len(long_src) // 2, len(long_src) // 2, max_tokens=4))
-    assert 0 < len(seen[0].prefix) <= 6 and 0 < len(seen[0].suffix) <= 3
+    assert 0 < len(sampled_requests[0].prefix) <= 6 and 0 < len(sampled_requests[0].suffix) <= 3
     wide = Engine(EngineConfig(model=str(narrow_checkpoint), adapter=None, window=Window(40, 20)))  # named: it wins
     assert wide.window == Window(40, 20)

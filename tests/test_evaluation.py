@@ -61,21 +61,13 @@ def test_compare_pairs_the_same_holes(tiny_sources, tiny_engine, shipped_engine)
     assert again["exact"] == shipped["exact"]
 
 
-def test_line_infill_reads_the_window_its_model_was_trained_with(narrow_checkpoint, monkeypatch):
+def test_line_infill_reads_the_window_its_model_was_trained_with(narrow_checkpoint, sampled_requests):
     from diffill.evaluation import LineCase, line_infill
     from model.backend import DiffillBackend
     from model.loading import load_checkpoint
-    from model.sampler import Sampler, SamplerConfig
+    from model.sampler import SamplerConfig
 
-    seen = []
-    real = Sampler.sample
-
-    def spy(self, requests, *args, **kwargs):
-        seen.extend(requests)
-        return real(self, requests, *args, **kwargs)
-
-    monkeypatch.setattr(Sampler, "sample", spy)
     model, tok = load_checkpoint(narrow_checkpoint)
     before = "".join(f"x{i} = {i}\n" for i in range(30))
     line_infill(DiffillBackend(model, tok), tok, [LineCase(before, "\n" + before, "y = 1")], SamplerConfig(max_steps=2))
-    assert 0 < len(seen[0].prefix) <= 6 and 0 < len(seen[0].suffix) <= 3
+    assert 0 < len(sampled_requests[0].prefix) <= 6 and 0 < len(sampled_requests[0].suffix) <= 3
