@@ -235,7 +235,10 @@ def test_jobs_fill_in_worker_processes_with_the_same_result(tmp_path):
 
 
 SIGINT_SCRIPT = textwrap.dedent('''
-    import sys, time
+    import signal, sys, time
+    # Ctrl-C raises KeyboardInterrupt, as in a terminal, even when this test runs in a background
+    # job, whose children inherit SIGINT ignored
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     from diffill.engine import InfillResult
     import diffill.commands.refactor as command
     from diffill.cli import main
