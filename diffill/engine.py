@@ -36,6 +36,12 @@ class EngineConfig:
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     window: Window | None = None  # None: the model's own (the window it was trained with)
     single_line_tokens: int = 16
+    # a one-line hole's latency bound: after this many forward passes it is finished in one step
+    # (model.sampler.Request.finish_after); 0: no bound. Step-22100 model, bench speed's 200
+    # one-line holes, default setting: 0 -> 10 cut the passes' p95 from 13 to 10 and the latency
+    # p95 106 -> 82 ms in the quieter of two rounds, exact match 0.09 and edit similarity 0.302 both
+    # unchanged (8: p95 83 ms, edit similarity 0.295)
+    single_line_passes: int = 10
     multi_line_tokens: int = 64
     constrained: bool = True  # keep infills syntactically valid (tree-sitter), where a grammar is known
     repairs: int = 1  # resamples of a hole whose constrained fill is still invalid
@@ -189,7 +195,8 @@ class Engine:
             # a one-line hole ends at its line's end: a guessed newline is the end of the fill
             rows = [Request(*encode_window(self.tok, reqs[i].text[: reqs[i].start], reqs[i].text[reqs[i].end :],
                                            self.window),
-                            stops=frozenset() if plans[i][0] else self.tok.line_break_ids()) for i in idx]
+                            stops=frozenset() if plans[i][0] else self.tok.line_break_ids(),
+                            finish_after=0 if plans[i][0] else self.config.single_line_passes) for i in idx]
             cfg = sampler or self.config.sampler
             guards = self._guards([reqs[i] for i in idx])
             constraint = RowConstraints({k: g.constraint for k, g in guards.items()}) if guards else None

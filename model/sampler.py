@@ -12,6 +12,7 @@ confident run after it; ``confidence`` commits the most confident slots anywhere
         a guess among the request's stop tokens (a newline, in a one-line hole) is an <eoi>
         <eoi> proposable at slot i only when no <mask> is left of i (the end is decided last)
         propose every masked slot with conf >= threshold, at least min_per_step, at most max_per_step
+            (threshold 0 for a row past its request's finish_after forward passes: it ends now)
         a confident <eoi> right after the last proposed content closes the fill in the same step
         constraint (optional): may veto proposals (their guess gets banned there) and re-mask
             committed slots (bounded)
@@ -115,6 +116,9 @@ class Request:
     prefix: list[int]
     suffix: list[int]
     stops: frozenset[int] = frozenset()  # tokens that end the fill where guessed, like <eoi>
+    # a latency bound: once this row has had this many forward passes, each step commits its guess
+    # at every masked slot it can (threshold 0; <eoi> rules and max_per_step still hold); 0: never
+    finish_after: int = 0
 
 
 Bans = dict[tuple[int, int], set[int]]  # (row, slot) -> token ids never committed there
@@ -184,6 +188,7 @@ class Sampler:
             steps += 1
             for i in torch.nonzero(is_mask.any(1)).squeeze(1).tolist():
                 row_steps[i], row_passes[i] = steps, passes
+            threshold = self._thresholds(requests, row_passes)
             logits = self._forbid(logits, slots, bans, ban)
             conf, guess, p_old = self._confidence(logits, slots, canvas, gen)
             if stops is None and has_stops:
@@ -195,7 +200,7 @@ class Sampler:
             end_conf = conf
             conf = torch.where(is_end & self._open_left(is_mask), torch.full_like(conf, -1.0), conf)
             conf = torch.where(is_mask, conf, torch.full_like(conf, -math.inf))
-            propose = self._close(self._select(conf, is_mask), end_conf, is_end, is_mask)
+            propose = self._close(self._select(conf, is_mask, threshold), end_conf, is_end, is_mask, threshold)
             if constraint is not None:
                 ban, remask = self._apply_constraint(constraint, canvas, guess, propose, ban, remasked)
                 propose &= ~remask  # vetoed proposals drop out; remask holds re-masked slots
@@ -208,7 +213,7 @@ class Sampler:
             if on_step:
                 fresh = (new != canvas) & (new != mask)
                 on_step(StepTrace(steps, new.tolist(), [torch.nonzero(f).squeeze(1).tolist() for f in fresh],
-                                  cfg.threshold))
+                                  float(threshold.min())))
             canvas = new
         return [self._result(row, mask, eoi, n_steps, n_passes, stopped)
                 for row, n_steps, n_passes in zip(canvas.tolist(), row_steps, row_passes)]
@@ -280,16 +285,21 @@ class Sampler:
             p_old = torch.ones(canvas.shape).scatter(1, slots, probs.gather(-1, old[..., None]).squeeze(-1))
         return full_conf, full_guess, p_old
 
-    def _select(self, conf, is_mask):
+    def _thresholds(self, requests, row_passes):
+        """(B, 1): each row's confidence threshold this step (0 once it is past its finish_after)."""
+        return torch.tensor([[0.0 if r.finish_after and n >= r.finish_after else self.config.threshold]
+                             for r, n in zip(requests, row_passes)])
+
+    def _select(self, conf, is_mask, threshold):
         cfg = self.config
         eligible = conf >= 0  # masked, and not an <eoi> with a <mask> on its left (conf -1)
         if cfg.order == "left_to_right":
             # masked slots by position: the first min_per_step of them, then on while confident
             rank = torch.cumsum(is_mask.long(), 1) - 1
-            take = eligible & ((conf >= cfg.threshold) | (rank < max(1, cfg.min_per_step)))
+            take = eligible & ((conf >= threshold) | (rank < max(1, cfg.min_per_step)))
             propose = torch.cumprod(torch.where(is_mask, take, True).long(), 1).bool() & is_mask
         else:
-            propose = (conf >= cfg.threshold) & is_mask
+            propose = (conf >= threshold) & is_mask
             order = torch.argsort(conf, dim=-1, descending=True, stable=True)
             rank = torch.empty_like(order)
             rank.scatter_(1, order, torch.arange(conf.shape[1]).expand_as(order))
@@ -319,12 +329,12 @@ class Sampler:
         """(B, L): whether any open slot lies left of each slot."""
         return torch.cumsum(open_slots.long(), 1) - open_slots.long() > 0
 
-    def _close(self, propose, conf, is_end, is_mask):
+    def _close(self, propose, conf, is_end, is_mask, threshold):
         """The end of the fill in the step that commits its last content: a confident <eoi> guess
         at slot i joins the proposals when every masked slot left of i is proposed too, so no
         forward pass is spent on the end alone (the <eoi> still never has a <mask> on its left)."""
         cfg = self.config
-        end = is_end & ~propose & (conf >= cfg.threshold) & ~self._open_left(is_mask & ~propose)
+        end = is_end & ~propose & (conf >= threshold) & ~self._open_left(is_mask & ~propose)
         if cfg.max_per_step:
             end &= propose.sum(1, keepdim=True) < cfg.max_per_step
         return propose | end

@@ -33,6 +33,24 @@ def test_a_one_line_hole_stops_its_sampler_at_a_newline(tiny_engine, sampled_req
     one, many = sampled_requests[:2]
     assert one.stops == tiny_engine.tok.line_break_ids() and one.stops
     assert not many.stops
+    # and only a one-line hole has a latency bound on its forward passes
+    assert one.finish_after == tiny_engine.config.single_line_passes > 0 and many.finish_after == 0
+
+
+def test_a_one_line_hole_takes_at_most_its_bound_of_forward_passes(tiny_engine):
+    pos = SRC.index("a + b")
+    req = InfillRequest(SRC, pos, pos + 5, multiline=False, max_tokens=12)
+    unsure = tiny_engine.with_sampler(threshold=1.0)  # one token a pass unless bounded
+    bound = tiny_engine.config.single_line_passes
+    try:
+        tiny_engine.config.single_line_passes = 0
+        free = tiny_engine.infill(req, sampler=unsure)
+        tiny_engine.config.single_line_passes = 2
+        bounded = tiny_engine.infill(req, sampler=unsure)
+    finally:
+        tiny_engine.config.single_line_passes = bound
+    assert free.forward_passes > 2
+    assert bounded.forward_passes <= 3  # two passes, then one that commits the rest (and a veto's)
 
 
 def test_hole_outside_document_is_an_error(tiny_engine):

@@ -226,6 +226,25 @@ def test_each_row_in_a_batch_counts_its_own_steps_and_passes():
     assert (long.steps, long.forward_passes) == (5, 5)
 
 
+def test_a_row_past_finish_after_is_finished_in_one_step():
+    # unsure of every slot: one token a pass (the last with the confident <eoi>), 6 passes
+    be = ScriptedBackend([10, 11, 12, 13, 14, 15], conf=[0.5] * 6)
+    slow, bounded = Sampler(be, SamplerConfig()).sample(
+        [Request([5], [6]), Request([5], [6], finish_after=3)], 10)
+    assert slow.tokens == [10, 11, 12, 13, 14, 15] and slow.forward_passes == 6
+    # two passes at the threshold, then the third commits every guess and the <eoi> after them
+    assert bounded.tokens == slow.tokens and bounded.complete
+    assert bounded.forward_passes == 3
+
+
+def test_finish_after_still_decides_the_end_after_the_content():
+    # past the bound, an <eoi> guess with a masked slot on its left is not committed with it
+    be = ScriptedBackend([10, 11, 12], conf=[0.5] * 3, eoi_conf=0.5)
+    (r,) = Sampler(be, SamplerConfig(max_per_step=2)).sample([Request([5], [6], finish_after=1)], 8)
+    assert r.tokens == [10, 11, 12] and r.complete
+    assert r.forward_passes == 2  # 10 11, then 12 <eoi>: max_per_step holds past the bound
+
+
 def test_a_loop_of_repeated_units_is_cut_after_max_repeats():
     # the model wants 10, then 11 12 11 12 ... to the end of the canvas
     loop = [10] + [11, 12] * 6
