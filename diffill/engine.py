@@ -37,10 +37,11 @@ class EngineConfig:
     window: Window | None = None  # None: the model's own (the window it was trained with)
     single_line_tokens: int = 16
     # a one-line hole's latency bound: after this many forward passes it is finished in one step
-    # (model.sampler.Request.finish_after); 0: no bound. Step-22100 model, bench speed's 200
-    # one-line holes, default setting: 0 -> 10 cut the passes' p95 from 13 to 10 and the latency
-    # p95 106 -> 82 ms in the quieter of two rounds, exact match 0.09 and edit similarity 0.302 both
-    # unchanged (8: p95 83 ms, edit similarity 0.295)
+    # (model.sampler.Request.finish_after); 0: no bound. Bench speed's 200 one-line holes, default
+    # setting, 0 -> 10: the passes' p95 13 -> 10, exact match unchanged (0.09 step 22100, 0.085 step
+    # 26200), edit similarity -0.0001 / -0.0012; latency p95 106 -> 82 ms (step 22100, one round of
+    # two) but 111 -> 109 ms (step 26200), whose slowest holes are the syntax guard's resamples.
+    # 8 on step 22100: edit similarity 0.295, against 0.302
     single_line_passes: int = 10
     multi_line_tokens: int = 64
     constrained: bool = True  # keep infills syntactically valid (tree-sitter), where a grammar is known
