@@ -17,11 +17,10 @@ from adapters.lora import DEFAULT_ADAPTER, WORKSPACE_ADAPTER, base_fingerprint, 
 from adapters.sources import HELDOUT_PERCENT, SYNTAX_SPAN_LANGUAGES, collect_sources, split_heldout
 from adapters.training import LINE_MIX, AdaptConfig, TrainingFile, token_stream, train_adapter
 from diffill.errors import DiffillError
-from diffill.evaluation import heldout_figures, line_cases, line_infill
+from diffill.evaluation import heldout_figures, line_cases, line_infill, line_sampler
 from model.backend import DiffillBackend
 from model.loading import ModelLoadError, load_checkpoint
 from model.objective import ObjectiveConfig
-from model.sampler import SamplerConfig
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +45,9 @@ class AdaptReport:
 
 
 def exact_match(model, tok, texts: list[str], cases: int, seed: int = 0) -> dict:
-    """Held-out whole-line infill exact match of ``model`` (greedy default sampler)."""
+    """Held-out whole-line infill exact match of ``model``, its line holes filled as the engine fills them."""
     holes = line_cases(texts, cases, seed)  # fewer when the files have fewer code lines
-    figures = line_infill(DiffillBackend(model, tok), tok, holes, SamplerConfig())
+    figures = line_infill(DiffillBackend(model, tok), tok, holes, line_sampler())
     return {"line_infill_exact_match": round(figures["line_infill_exact_match"], 4), "cases": len(holes)}
 
 

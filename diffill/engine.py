@@ -21,6 +21,7 @@ from diffill.precision import DTYPES, resolve_dtype
 from diffill.syntax import HoleGuard, ensure_valid, guard_for
 from grammar.constraint import RowConstraints
 from model.backend import DiffillBackend, load_backend
+from model.beam import LINE_BEAM
 from model.context import Window, encode_window
 from model.loading import ModelLoadError, load_checkpoint
 from model.sampler import Request, Sampler, SamplerConfig, StepTrace
@@ -43,6 +44,9 @@ class EngineConfig:
     # two) but 111 -> 109 ms (step 26200), whose slowest holes are the syntax guard's resamples.
     # 8 on step 22100: edit similarity 0.295, against 0.302
     single_line_passes: int = 10
+    # one-line holes are searched with this many candidates (model.beam; 0 or 1: threshold
+    # decoding), unless the caller passes its own sampler settings
+    single_line_beam: int = LINE_BEAM
     multi_line_tokens: int = 64
     constrained: bool = True  # keep infills syntactically valid (tree-sitter), where a grammar is known
     repairs: int = 1  # resamples of a hole whose constrained fill is still invalid
@@ -83,11 +87,13 @@ class InfillResult:
     cancelled: bool = False
     raw: str = ""  # the sampler's text before post-processing
     syntax: str = "unconstrained"  # the syntax guard's verdict: valid | repaired | truncated | empty
+    # other fills a beam search found (one-line holes), likeliest first; valid where a grammar is known
+    alternatives: list[str] = field(default_factory=list)
 
     def as_json(self) -> dict:
         return {"text": self.text, "start": self.start, "end": self.end, "steps": self.steps,
                 "forward_passes": self.forward_passes, "tokens": self.tokens,
-                "latency_ms": round(self.latency_ms, 2)}
+                "latency_ms": round(self.latency_ms, 2), "alternatives": self.alternatives}
 
 
 def wants_multiline(text: str, start: int, end: int) -> bool:
@@ -181,7 +187,7 @@ class Engine:
     def infill_many(self, reqs: list[InfillRequest], cancelled: Callable[[], bool] | None = None,
                     on_step: Callable[[StepTrace], None] | None = None,
                     sampler: SamplerConfig | None = None) -> list[InfillResult]:
-        """Fill every hole; holes with the same budget share forward passes."""
+        """Fill every hole; holes of the same kind (one line or several) and budget share forward passes."""
         for r in reqs:
             self._check(r)
         cancelled = cancelled or (lambda: False)
@@ -190,15 +196,16 @@ class Engine:
             multiline = r.multiline if r.multiline is not None else wants_multiline(r.text, r.start, r.end)
             plans.append((multiline, self._budget(r, multiline)))
         results: list[InfillResult | None] = [None] * len(reqs)
-        for budget in sorted({b for _, b in plans}):
-            idx = [i for i, (_, b) in enumerate(plans) if b == budget]
+        for plan in sorted(set(plans)):
+            budget = plan[1]
+            idx = [i for i, p in enumerate(plans) if p == plan]
             t0 = time.perf_counter()
             # a one-line hole ends at its line's end: a guessed newline is the end of the fill
             rows = [Request(*encode_window(self.tok, reqs[i].text[: reqs[i].start], reqs[i].text[reqs[i].end :],
                                            self.window),
                             stops=frozenset() if plans[i][0] else self.tok.line_break_ids(),
                             finish_after=0 if plans[i][0] else self.config.single_line_passes) for i in idx]
-            cfg = sampler or self.config.sampler
+            cfg = sampler or self._default_sampler(multiline=plan[0])
             guards = self._guards([reqs[i] for i in idx])
             constraint = RowConstraints({k: g.constraint for k, g in guards.items()}) if guards else None
             outs = Sampler(self.backend, cfg).sample(rows, budget, constraint=constraint,
@@ -220,8 +227,25 @@ class Engine:
                 results[i] = InfillResult(text=text, start=r.start, end=r.end, steps=out.steps,
                                           forward_passes=out.forward_passes, tokens=len(out.tokens),
                                           latency_ms=row_ms, multiline=plans[i][0],
-                                          cancelled=was_cancelled, raw=raw, syntax=syntax)
+                                          cancelled=was_cancelled, raw=raw, syntax=syntax,
+                                          alternatives=self._alternatives(out.alternatives, text, ctx, guards.get(k)))
         return results  # type: ignore[return-value]
+
+    def _default_sampler(self, multiline: bool) -> SamplerConfig:
+        """The sampler settings for a hole when the caller gives none: one-line holes beam-searched."""
+        if multiline or self.config.single_line_beam < 2:
+            return self.config.sampler
+        return replace(self.config.sampler, beam=self.config.single_line_beam)
+
+    def _alternatives(self, candidates: list[list[int]], text: str, ctx: HoleContext,
+                      guard: HoleGuard | None) -> list[str]:
+        """The runners-up as the user would get them: post-processed, valid, distinct from ``text``."""
+        out: list[str] = []
+        for tokens in candidates:
+            alt = postprocess(self.tok.decode(tokens), ctx)
+            if alt.strip() and alt != text and alt not in out and (guard is None or guard.checker.is_valid(alt)):
+                out.append(alt)
+        return out
 
     def _guards(self, reqs: list[InfillRequest]) -> dict[int, HoleGuard]:
         """Row -> syntax guard, for the rows whose language has a grammar (constrained only)."""

@@ -16,6 +16,7 @@ import torch
 
 from diffill.errors import DiffillError
 from model.backend import DiffillBackend
+from model.beam import LINE_BEAM
 from model.context import Window, encode_window
 from model.objective import noise_batch, plain_example
 from model.sampler import Request, Sampler, SamplerConfig
@@ -83,6 +84,15 @@ def line_cases(texts: list[str], n: int, seed: int = 0) -> list[LineCase]:
     return cases
 
 
+def line_sampler(beam: int | None = None) -> SamplerConfig:
+    """How line holes are filled: as the engine fills one-line holes (beam search, ``LINE_BEAM``
+    candidates), or with ``beam`` candidates (0: threshold decoding, as before the eleventh
+    session's figures and in the learning curve)."""
+    if beam is not None and beam < 0:
+        raise DiffillError("beam must not be negative")
+    return SamplerConfig(beam=LINE_BEAM if beam is None else beam)
+
+
 def line_infill(backend, tok: CodeTokenizer, cases: list[LineCase], sampler_cfg: SamplerConfig,
                 window: Window | None = None, batch: int = 32, outcomes: list[bool] | None = None) -> dict:
     """Exact match, one-line overrun rate and tokens per forward pass over ``cases``; each case's
@@ -126,7 +136,7 @@ def compare_line_infill(models: list[tuple[str, object, CodeTokenizer]], texts: 
     rows, outcomes = [], []
     for name, model, tok in models:
         hits: list[bool] = []
-        figures = line_infill(DiffillBackend(model, tok), tok, holes, sampler_cfg or SamplerConfig(), outcomes=hits)
+        figures = line_infill(DiffillBackend(model, tok), tok, holes, sampler_cfg or line_sampler(), outcomes=hits)
         rows.append({"model": name, "exact": sum(hits), **figures})
         outcomes.append(hits)
     pairs = []
@@ -156,7 +166,7 @@ def heldout_figures(model, tok: CodeTokenizer, texts: list[str], cases: int = 50
                     sampler_cfg: SamplerConfig | None = None) -> dict:
     backend = DiffillBackend(model, tok)
     holes = line_cases(texts, cases, seed)
-    figures = line_infill(backend, tok, holes, sampler_cfg or SamplerConfig())
+    figures = line_infill(backend, tok, holes, sampler_cfg or line_sampler())
     stream = np.asarray([i for t in texts for i in [tok.bos_id] + tok.encode(t)], dtype=np.int64)
     figures["masked_token_accuracy"] = masked_token_accuracy(model, tok, stream, seed=seed)
     figures["cases"] = len(holes)

@@ -191,7 +191,7 @@ def fit_completion(problem: Problem, text: str) -> str:
 
 
 def complete_with_engine(engine, problems: list[Problem], config: HumanEvalConfig) -> list[str]:
-    """Greedy infill of every hole with the engine's default sampler settings."""
+    """Every hole filled as the engine fills it by default (single-line holes beam-searched)."""
     from diffill.engine import InfillRequest
 
     reqs = [InfillRequest(p.prompt + p.suffix, len(p.prompt), len(p.prompt), path="humaneval.py",

@@ -1,7 +1,7 @@
 """``--trace``: the canvas after each denoising step, so people can watch the code appear.
 
 Each step prints a header (step, the confidence threshold, how many slots were committed and how
-many masks are left) and the canvas: ``░`` for each masked slot, the committed text, and the
+many masks are left; under beam search, the beam's width) and the canvas: ``░`` for each masked slot, the committed text, and the
 slots committed in this step highlighted (bold green) when the output is a colour terminal.
 Slots after the end of the infill (``<eoi>``) are not shown.
 """
@@ -64,6 +64,8 @@ class TracePrinter:
         canvas = trace.canvas[row]
         masks = sum(1 for t in canvas if t == self.tok.mask_id)
         new = len(trace.committed_now[row]) if trace.committed_now else 0
+        if trace.beam:
+            return f"step {trace.step:>3}  beam of {trace.beam}, the likeliest  {masks} masked"
         return f"step {trace.step:>3}  threshold {trace.threshold:.2f}  +{new} committed  {masks} masked"
 
     def __call__(self, trace: StepTrace) -> None:

@@ -201,11 +201,13 @@ class DiffillServer(LanguageServer):
         s = self.settings
         return doc.language_id, s.max_tokens, s.threshold, s.constraint, self.generation
 
-    async def complete(self, uri: str, position: types.Position, answer: Callable[[str, types.Position], Any]) -> Any:
-        """``answer(infill, position)`` for the cursor ("" when there is none; the position is
-        normalised). When the model runs, the worker sends the answer itself as soon as the engine
-        returns (no wait for the event loop to be scheduled); the loop's identical answer is then
-        dropped by the protocol."""
+    async def complete(self, uri: str, position: types.Position,
+                       answer: Callable[[list[str], types.Position], Any]) -> Any:
+        """``answer(infills, position)`` for the cursor: the infill and the beam search's
+        runners-up, likeliest first ([] when there is none; the position is normalised). When the
+        model runs, the worker sends the answer itself as soon as the engine returns (no wait for
+        the event loop to be scheduled); the loop's identical answer is then dropped by the
+        protocol. A cached or forwarded answer is the one infill the cache keeps."""
         doc = self.document(uri)
         pos = types.Position(position.line, position.character)
         rng = types.Range(pos, pos)
@@ -213,12 +215,12 @@ class DiffillServer(LanguageServer):
         line, character = doc.position_at(start)
         pos = types.Position(line, character)
         if not self.settings.enabled_for(doc.language_id):
-            return answer("", pos)
+            return answer([], pos)
         hole, extra, version = Hole.at(doc.text, start), self.cache_key(doc), doc.version
         cached = self.cache.get(hole, extra)
         if cached is not None:
             self.counters.cache_hits += 1
-            return answer(cached, pos)
+            return answer([cached], pos)
         msg_id = self.protocol.msg_id
 
         def answer_now(result: InfillResult, job: Job) -> None:  # in the worker thread
@@ -227,7 +229,7 @@ class DiffillServer(LanguageServer):
             self.cache.put(hole, extra, result.text)
             if self.docs_version(uri) == version:
                 self.timings.pending_engine_ms[msg_id] = (job.engine_ms, (job.started - job.submitted) * 1000.0)
-                if not self.protocol.answer_from_worker(msg_id, answer(result.text, pos)):
+                if not self.protocol.answer_from_worker(msg_id, answer(choices(result), pos)):
                     self.timings.pending_engine_ms.pop(msg_id, None)  # answered already (cancelled)
 
         result = await self.infill(doc, start, start, kind="complete", max_tokens=self.settings.max_tokens,
@@ -236,8 +238,8 @@ class DiffillServer(LanguageServer):
             self.cache.put(hole, extra, result.text)  # still good for forwarding after the edit
         if self.docs_version(uri) != version:
             self.counters.stale_dropped += 1
-            return answer("", pos)
-        return answer(result.text if result is not None else "", pos)
+            return answer([], pos)
+        return answer(choices(result) if result is not None else [], pos)
 
     def docs_version(self, uri: str) -> int | None:
         return self.docs.get(uri).version if uri in self.docs else None
@@ -404,10 +406,14 @@ def on_did_close(ls: DiffillServer, params: types.DidCloseTextDocumentParams) ->
     ls.docs.close(uri)
 
 
-def inline_answer(text: str, pos: types.Position) -> types.InlineCompletionList:
-    if not text:
-        return types.InlineCompletionList(items=[])
-    return types.InlineCompletionList(items=[types.InlineCompletionItem(insert_text=text, range=types.Range(pos, pos))])
+def choices(result: InfillResult) -> list[str]:
+    """What the user may pick from: the infill, then the runners-up (none when the infill is empty)."""
+    return [result.text, *result.alternatives] if result.text else []
+
+
+def inline_answer(texts: list[str], pos: types.Position) -> types.InlineCompletionList:
+    return types.InlineCompletionList(items=[types.InlineCompletionItem(insert_text=t, range=types.Range(pos, pos))
+                                             for t in texts])
 
 
 async def on_inline_completion(ls: DiffillServer, params: types.InlineCompletionParams) -> types.InlineCompletionList:
@@ -417,24 +423,27 @@ async def on_inline_completion(ls: DiffillServer, params: types.InlineCompletion
 async def on_completion(ls: DiffillServer, params: types.CompletionParams) -> types.CompletionList:
     language = ls.docs.get(params.text_document.uri).language_id if params.text_document.uri in ls.docs else ""
     return await ls.complete(params.text_document.uri, params.position,
-                             lambda text, pos: completion_answer(text, pos, language))
+                             lambda texts, pos: completion_answer(texts, pos, language))
 
 
-def completion_answer(text: str, pos: types.Position, language: str) -> types.CompletionList:
-    if not text:
-        return types.CompletionList(is_incomplete=True, items=[])
+def completion_answer(texts: list[str], pos: types.Position, language: str) -> types.CompletionList:
+    return types.CompletionList(is_incomplete=True, items=[completion_item(t, pos, language, rank)
+                                                           for rank, t in enumerate(texts)])
+
+
+def completion_item(text: str, pos: types.Position, language: str, rank: int) -> types.CompletionItem:
     first = next((line.strip() for line in text.split("\n") if line.strip()), text.strip())
-    item = types.CompletionItem(
+    return types.CompletionItem(
         label=first[:80] or text,
         kind=types.CompletionItemKind.Snippet,
         detail="diffill",
         documentation=types.MarkupContent(types.MarkupKind.Markdown, f"```{language}\n{text}\n```"),
-        sort_text="0",
+        sort_text=f"{rank:02d}",  # the likeliest first
+        preselect=rank == 0,
         filter_text=first[:80] or text,
         insert_text_format=types.InsertTextFormat.PlainText,
         text_edit=types.TextEdit(range=types.Range(pos, pos), new_text=text),
     )
-    return types.CompletionList(is_incomplete=True, items=[item])
 
 
 def on_code_action(ls: DiffillServer, params: types.CodeActionParams) -> list[types.CodeAction]:

@@ -61,6 +61,19 @@ class Layout:
     context_mask: torch.Tensor | None = None  # (B, C); None when no row is padded
     rope: tuple | None = None  # cos/sin of the canvas positions
 
+    def take(self, rows: torch.Tensor) -> Layout:
+        """The state of rows ``rows`` (a LongTensor of row indices, repeats allowed): how beam
+        search copies a row's computed context to each of its candidates, and drops finished ones."""
+        def pick(t):
+            return None if t is None else t.index_select(0, rows)
+
+        out = Layout(pick(self.input_ids), pick(self.attention_mask), pick(self.canvas_index),
+                     self.cache, self.refresh, self.calls)
+        out.context = None if self.context is None else [tuple(pick(t) for t in kv) for kv in self.context]
+        out.context_index, out.context_mask = pick(self.context_index), pick(self.context_mask)
+        out.rope = None if self.rope is None else tuple(pick(t) for t in self.rope)
+        return out
+
 
 def layout_rows(prefixes, suffixes, length, mask_id, pad_id, shifted: bool = False, multiple: int = 1) -> Layout:
     """Rows of prefix + canvas + suffix, right-padded to the longest, and that width rounded up

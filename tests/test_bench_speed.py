@@ -62,6 +62,9 @@ def test_settings_differ_only_in_the_knobs_they_name():
     par = setting_config(base, "threshold")
     assert par.threshold == 0.7 and par.max_per_step == 0 and not par.cache
     assert setting_config(base, "threshold_cache").cache
+    beam = setting_config(base, "beam_cache", 3)
+    assert beam.beam == 3 and beam.cache and beam.threshold == 0.7
+    assert setting_config(beam, "threshold_cache").beam == 0
 
 
 def test_bench_speed_json(tiny_checkpoint, tiny_sources, capsys):
@@ -72,7 +75,9 @@ def test_bench_speed_json(tiny_checkpoint, tiny_sources, capsys):
     assert out["threads"] == 1 and out["model"]
     rows = {(r["kind"], r["setting"]): r for r in out["results"]}
     assert set(rows) == {(k, s) for k in ("single_line", "multi_line")
-                         for s in ("one_per_step", "threshold", "threshold_cache")}
+                         for s in ("one_per_step", "threshold", "threshold_cache", "beam_cache")}
+    # what the engine does unasked: one-line holes beam-searched, blocks by threshold
+    assert out["defaults"] == {"single_line": "beam_cache", "multi_line": "threshold_cache"}
     for r in out["results"]:
         assert r["cases"] == 3 and len(r["latencies_ms"]) == 3
         assert 0 < r["p50_ms"] <= r["p95_ms"]
@@ -106,5 +111,5 @@ def test_bench_speed_profile_in_json(tiny_checkpoint, tiny_sources, capsys):
                "--adapter", "none", "--corpus", str(tiny_sources), "--settings", "threshold", "--profile"])
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
-    assert [(p["kind"], p["setting"]) for p in out["profiles"]] == [("single_line", "threshold_cache"),
+    assert [(p["kind"], p["setting"]) for p in out["profiles"]] == [("single_line", "beam_cache"),
                                                                    ("multi_line", "threshold_cache")]

@@ -24,7 +24,8 @@ def test_infill_json_reports_the_hole_and_counts(src, tiny_checkpoint):
     r = run("infill", str(src), "--at", "6:5", "--model", str(tiny_checkpoint), "--json", "--max-tokens", "8")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
-    assert set(out) == {"text", "start", "end", "steps", "forward_passes", "tokens", "latency_ms"}
+    assert set(out) == {"text", "start", "end", "steps", "forward_passes", "tokens", "latency_ms", "alternatives"}
+    assert out["alternatives"] == []  # a blank line's hole is multi-line: no beam search, no runners-up
     assert out["start"] == out["end"] == SRC.index("    \n") + 4
     assert out["forward_passes"] >= 1
     assert src.read_text() == before, "infill never modifies the file"
@@ -112,3 +113,15 @@ def test_eval_compare_reports_each_model_and_the_pair(tmp_path, tiny_sources, ti
     assert text.stdout.startswith("6 held-out lines (seeds 0,2)") and "sign test p = 1.000" in text.stdout
     bad = run("eval", "compare", str(tiny_checkpoint), "--seeds", "0,x")
     assert bad.returncode == 2 and "--seeds" in bad.stderr
+
+
+def test_eval_fills_line_holes_as_the_engine_does_unless_told(tiny_sources, tiny_checkpoint):
+    from model.beam import LINE_BEAM
+
+    args = ["eval", "heldout", "--model", str(tiny_checkpoint), "--corpus", str(tiny_sources), "--cases", "3",
+            "--adapter", "none", "--json"]
+    served, plain = run(*args), run(*args, "--beam", "0")
+    assert served.returncode == plain.returncode == 0, served.stderr + plain.stderr
+    assert json.loads(served.stdout)["beam"] == LINE_BEAM and json.loads(plain.stdout)["beam"] == 0
+    bad = run(*args, "--beam", "-1")
+    assert bad.returncode == 2 and "beam" in bad.stderr

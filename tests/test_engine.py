@@ -90,3 +90,40 @@ def test_the_engine_reads_the_window_its_model_was_trained_with(narrow_checkpoin
     assert 0 < len(sampled_requests[0].prefix) <= 6 and 0 < len(sampled_requests[0].suffix) <= 3
     wide = Engine(EngineConfig(model=str(narrow_checkpoint), adapter=None, window=Window(40, 20)))  # named: it wins
     assert wide.window == Window(40, 20)
+
+
+def test_one_line_holes_are_beam_searched_unless_the_caller_sets_the_sampler(tiny_engine, monkeypatch):
+    from model.sampler import Sampler
+
+    used = []
+    real = Sampler.sample
+
+    def spy(self, requests, *args, **kwargs):
+        used.append(self.config.beam)
+        return real(self, requests, *args, **kwargs)
+
+    monkeypatch.setattr(Sampler, "sample", spy)
+    pos = SRC.index("a + b")
+    tiny_engine.infill_many([InfillRequest(SRC, pos, pos + 5, multiline=False, max_tokens=12),
+                             InfillRequest(SRC, pos, pos + 5, multiline=True, max_tokens=12)])
+    # the same budget, but one-line and multi-line holes are sampled apart
+    assert sorted(used[:2]) == [0, tiny_engine.config.single_line_beam] and tiny_engine.config.single_line_beam > 1
+    used.clear()
+    tiny_engine.infill(InfillRequest(SRC, pos, pos + 5, multiline=False), sampler=tiny_engine.with_sampler())
+    assert used[0] == 0
+
+
+def test_alternatives_are_distinct_valid_one_line_fills(shipped_engine):
+    from grammar.validity import HoleChecker
+    from grammar.registry import resolve
+
+    text = "def area(width, height):\n    return width * height\n\n\nprint(area(2, 3))\n"
+    pos = text.index("width *")
+    text = text[:pos] + text[text.index("\n\n\n"):]
+    r = shipped_engine.infill(InfillRequest(text, pos, pos, language="python"))
+    assert r.text and r.alternatives, "a beam of four leaves runners-up on this hole"
+    assert r.text not in r.alternatives and len(set(r.alternatives)) == len(r.alternatives)
+    checker = HoleChecker(resolve("python", None), text[:pos], text[pos:])
+    assert all("\n" not in a and checker.is_valid(a) for a in r.alternatives)
+    multi = shipped_engine.infill(InfillRequest(text, pos, pos, multiline=True, language="python"))
+    assert multi.alternatives == []

@@ -253,6 +253,23 @@ async def test_completion_item_carries_the_infill_as_a_text_edit(client):
     assert item.label and item.detail == "diffill"
 
 
+async def test_answers_offer_the_runners_up_after_the_infill():
+    from diffill.engine import InfillResult
+    from lsp_server.server import choices, completion_answer, inline_answer
+
+    result = InfillResult("a + b", 3, 3, 2, 2, 3, 1.0, False, alternatives=["a - b", "a"])
+    texts = choices(result)
+    assert texts == ["a + b", "a - b", "a"]
+    at = pos(1, 11)
+    assert [(i.insert_text, i.range) for i in inline_answer(texts, at).items] == [(t, rng((1, 11), (1, 11))) for t in texts]
+    items = completion_answer(texts, at, "python").items
+    assert [i.text_edit.new_text for i in items] == texts
+    assert sorted(items, key=lambda i: i.sort_text) == items and [i.preselect for i in items] == [True, False, False]
+    # no infill, no runners-up
+    assert choices(InfillResult("", 3, 3, 1, 1, 0, 1.0, False, alternatives=["x"])) == []
+    assert inline_answer([], at).items == [] and completion_answer([], at, "python").items == []
+
+
 async def test_typing_into_a_suggestion_is_answered_from_the_cache(client):
     uri = open_doc(client)
     line, character, text = await some_suggestion(client, uri, SOURCE)

@@ -73,6 +73,9 @@ def test_latency_histogram_shows_the_default_setting_of_the_speed_results(inputs
     cached = dict(SPEED, default={"cache": True, "threshold": 0.9})
     Path(inputs["speed"]).write_text(json.dumps(cached))
     assert list(gather(inputs, run_missing=False).latencies) == ["single_line (threshold_cache)"]
+    # newer results name the engine's setting for each kind of hole
+    Path(inputs["speed"]).write_text(json.dumps(dict(SPEED, defaults={"single_line": "threshold"})))
+    assert list(gather(inputs, run_missing=False).latencies) == ["single_line (threshold)"]
 
 
 def test_missing_figures_are_marked_not_measured(tmp_path, capsys):

@@ -42,6 +42,15 @@ def test_each_step_prints_its_threshold_and_counts(tiny_corpus):
     assert body == MASK_GLYPH * 3 + "y"
 
 
+def test_a_beam_search_step_names_the_beam_instead_of_a_threshold(tiny_corpus):
+    tok = _tok(tiny_corpus)
+    out = io.StringIO()
+    TracePrinter(tok, out, colour=False)(StepTrace(2, [tok.encode("y") + [tok.mask_id] * 2], [[0]], 0.0, beam=4))
+    head, body, _ = out.getvalue().split("\n")
+    assert head.split() == ["step", "2", "beam", "of", "4,", "the", "likeliest", "2", "masked"]
+    assert body == "y" + MASK_GLYPH * 2
+
+
 def test_colour_only_on_a_terminal_without_no_color(monkeypatch):
     class Tty(io.StringIO):
         def isatty(self):
@@ -62,6 +71,6 @@ def test_infill_trace_prints_every_step_on_stderr(tiny_checkpoint, tmp_path, cap
     assert rc == 0
     err = capsys.readouterr().err
     steps = [line for line in err.splitlines() if line.startswith("step ")]
-    assert steps and steps[0].startswith("step   1  threshold")
+    assert steps and steps[0].startswith("step   1  beam of 4")  # a one-line hole is beam-searched
     assert MASK_GLYPH in err  # the first canvases still hold masks
     assert "\x1b" not in err  # captured stderr is not a terminal

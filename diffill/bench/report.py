@@ -182,8 +182,11 @@ def measure_latencies(cases: int, model: str | None, corpus: str | None = None) 
     return out[1:]
 
 
-def default_setting(speed: dict) -> str:
-    """The speed bench's setting that matches the engine's default sampler (its "default")."""
+def default_setting(speed: dict, kind: str) -> str:
+    """The speed bench's setting that is what the engine does for ``kind`` of hole: its
+    ``defaults``, or in older results, the one matching the default sampler (``default``)."""
+    if kind in (speed.get("defaults") or {}):
+        return speed["defaults"][kind]
     d = speed.get("default") or {}
     if d.get("max_per_step") == 1:
         return "one_per_step"
@@ -194,7 +197,7 @@ def speed_latencies(speed: dict) -> dict[str, list[float]]:
     """Per-case latencies of the default setting, one series per kind of hole (every result
     that has them when no result is of the default setting)."""
     results = [r for r in speed.get("results", []) if r.get("latencies_ms")]
-    chosen = [r for r in results if r.get("setting") == default_setting(speed)] or results
+    chosen = [r for r in results if r.get("setting") == default_setting(speed, r.get("kind", ""))] or results
     return {f"{r['kind']} ({r['setting']})": [float(v) for v in r["latencies_ms"]] for r in chosen}
 
 

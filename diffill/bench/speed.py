@@ -9,8 +9,10 @@ Two kinds of hole, drawn with a fixed seed from held-out files:
   and ends at line boundaries (statements, blocks), 64-token budget.
 
 Settings: ``one_per_step`` (one token committed per forward pass), ``threshold`` (parallel
-decoding by confidence) and ``threshold_cache`` (the same with the prefix/suffix cache). Each case
-is one request through the engine, one at a time, timed as a user would see it.
+decoding by confidence), ``threshold_cache`` (the same with the prefix/suffix cache) and
+``beam_cache`` (left-to-right beam search, ``model.beam``, with the cache). The engine's own
+choice for each kind of hole (``EngineConfig.single_line_beam``) is the JSON's ``defaults``. Each
+case is one request through the engine, one at a time, timed as a user would see it.
 """
 
 from __future__ import annotations
@@ -29,8 +31,8 @@ from diffill.errors import DiffillError
 log = logging.getLogger(__name__)
 
 KINDS = {"single_line": 16, "multi_line": 64}
-SETTINGS = ("one_per_step", "threshold", "threshold_cache")
-PROFILED = "threshold_cache"  # the engine's default: what users get
+SETTINGS = ("one_per_step", "threshold", "threshold_cache", "beam_cache")
+BEAM = 4  # beam_cache's candidates a hole when the engine does not beam-search one-line holes
 MAX_LINE_TOKENS = 15  # the target must fit the single-line budget with room for <eoi>
 MAX_BLOCK_TOKENS = 60
 
@@ -145,14 +147,28 @@ def _normal(text: str) -> str:
     return "\n".join(line.rstrip() for line in text.strip().split("\n"))
 
 
-def setting_config(base, setting: str):
+def setting_config(base, setting: str, beam: int = BEAM):
+    if setting == "beam_cache":
+        return replace(base, max_per_step=0, cache=True, beam=beam)
     if setting == "one_per_step":
-        return replace(base, max_per_step=1, min_per_step=1, cache=False)
+        return replace(base, max_per_step=1, min_per_step=1, cache=False, beam=0)
     if setting == "threshold":
-        return replace(base, max_per_step=0, cache=False)
+        return replace(base, max_per_step=0, cache=False, beam=0)
     if setting == "threshold_cache":
-        return replace(base, max_per_step=0, cache=True)
+        return replace(base, max_per_step=0, cache=True, beam=0)
     raise DiffillError(f"unknown setting {setting!r} (choose from {', '.join(SETTINGS)})")
+
+
+def _beam(engine) -> int:
+    return engine.config.single_line_beam if engine.config.single_line_beam > 1 else BEAM
+
+
+def engine_defaults(engine) -> dict[str, str]:
+    """The setting that is what the engine does, unasked, for each kind of hole."""
+    d = engine.config.sampler
+    plain = "one_per_step" if d.max_per_step == 1 else ("threshold_cache" if d.cache else "threshold")
+    return {"single_line": "beam_cache" if engine.config.single_line_beam > 1 and d.cache else plain,
+            "multi_line": plain}
 
 
 def _requests(holes: list[Hole], budget: int) -> list:
@@ -164,7 +180,7 @@ def _requests(holes: list[Hole], budget: int) -> list:
 
 
 def measure(engine, holes: list[Hole], setting: str, budget: int) -> dict:
-    cfg = setting_config(engine.config.sampler, setting)
+    cfg = setting_config(engine.config.sampler, setting, _beam(engine))
     reqs = _requests(holes, budget)
     for req in reqs[:3]:  # warm-up: allocator, thread pool, kernels
         engine.infill(req, sampler=cfg)
@@ -194,7 +210,7 @@ def measure(engine, holes: list[Hole], setting: str, budget: int) -> dict:
 
 def profile(engine, holes: list[Hole], setting: str, budget: int) -> dict:
     """Where the time of ``setting`` goes on these holes (diffill.bench.profile)."""
-    cfg = setting_config(engine.config.sampler, setting)
+    cfg = setting_config(engine.config.sampler, setting, _beam(engine))
     reqs = _requests(holes, budget)
     stats = profile_requests(lambda: [engine.infill(r, sampler=cfg) for r in reqs])
     return {"kind": holes[0].kind if holes else "", "setting": setting, **split_phases(stats, len(reqs))}
@@ -238,10 +254,11 @@ def run(args) -> int:
             results.append(measure(engine, holes, setting, KINDS[kind]))
             log.info("%s", {k: v for k, v in results[-1].items() if k != "latencies_ms"})
         if args.profile and holes:
-            log.info("%s / %s under cProfile", kind, PROFILED)
-            profiles.append(profile(engine, holes, PROFILED, KINDS[kind]))
+            chosen = engine_defaults(engine)[kind]
+            log.info("%s / %s under cProfile", kind, chosen)
+            profiles.append(profile(engine, holes, chosen, KINDS[kind]))
     out = {"results": results, "model": engine.info()["model"], "threads": args.threads, "dtype": engine.dtype,
-           "constrained": not args.no_constraint,
+           "constrained": not args.no_constraint, "defaults": engine_defaults(engine),
            "sampler": dict(vars(engine.config.sampler))}
     if args.profile:
         out["profiles"] = profiles

@@ -24,22 +24,32 @@ def register(sub) -> None:
     h.add_argument("--corpus", default=None, help="use this corpus's held-out split")
     add_adapter_option(h)
     add_dtype_option(h)
+    add_beam_option(h)
     h.add_argument("--json", action="store_true")
     h.set_defaults(run=run_heldout)
     register_compare(esub)
     register_humaneval(esub)
 
 
+def add_beam_option(p) -> None:
+    p.add_argument("--beam", type=int, default=None, metavar="N",
+                   help="search each line hole with N candidates (default: as the engine fills one-line "
+                        "holes, model.beam.LINE_BEAM; 0: threshold decoding)")
+
+
 def run_heldout(args) -> int:
     from diffill.engine import Engine
     from diffill.errors import DiffillError
-    from diffill.evaluation import heldout_figures, heldout_texts
+    from diffill.evaluation import heldout_figures, heldout_texts, line_sampler
 
     if args.cases < 1:
         raise DiffillError("--cases must be at least 1")
     engine = Engine(engine_config_from_args(args))
     texts = heldout_texts(args.corpus)
-    figures = heldout_figures(engine.model, engine.tok, texts, cases=args.cases, seed=args.seed)
+    sampler = line_sampler(args.beam)
+    figures = heldout_figures(engine.model, engine.tok, texts, cases=args.cases, seed=args.seed,
+                              sampler_cfg=sampler)
+    figures["beam"] = sampler.beam
     figures["model"] = engine.info()["model"]
     figures["adapter"] = engine.info()["adapter"]
     figures["dtype"] = engine.dtype
@@ -60,6 +70,7 @@ def register_compare(esub) -> None:
     c.add_argument("--corpus", default=None, help="use this corpus's held-out split")
     add_adapter_option(c)
     add_dtype_option(c)
+    add_beam_option(c)
     c.add_argument("--json", action="store_true")
     c.set_defaults(run=run_compare)
 
@@ -79,7 +90,7 @@ def _seeds(text: str) -> list[int]:
 def run_compare(args) -> int:
     from diffill.engine import Engine
     from diffill.errors import DiffillError
-    from diffill.evaluation import compare_line_infill, heldout_texts
+    from diffill.evaluation import compare_line_infill, heldout_texts, line_sampler
 
     if args.cases < 1:
         raise DiffillError("--cases must be at least 1")
@@ -89,7 +100,9 @@ def run_compare(args) -> int:
     for path in args.models:
         engine = Engine(engine_config_from_args(args, model=None if path == "default" else path))
         models.append((path, engine.model, engine.tok))
-    report = compare_line_infill(models, texts, seeds, args.cases)
+    sampler = line_sampler(args.beam)
+    report = compare_line_infill(models, texts, seeds, args.cases, sampler)
+    report["beam"] = sampler.beam
     if args.json:
         print(json.dumps(report))
         return 0

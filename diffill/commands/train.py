@@ -73,7 +73,7 @@ def _with_field(obj, parts: list[str], value, key: str):
 
 def run(args) -> int:
     from diffill.errors import DiffillError
-    from diffill.evaluation import heldout_figures
+    from diffill.evaluation import heldout_figures, line_sampler
     from model.corpus import load_texts
     from model.train import TrainConfig, train
 
@@ -90,7 +90,8 @@ def run(args) -> int:
     held = [f.text for f in load_texts(corpus, "heldout")]
 
     def evaluate(model, tok):
-        return heldout_figures(model, tok, held, cases=args.eval_cases) if held else {}
+        # threshold decoding, as every point of the learning curve before beam search was measured
+        return heldout_figures(model, tok, held, cases=args.eval_cases, sampler_cfg=line_sampler(0)) if held else {}
 
     init = Path(args.init) if args.init else None
     if init is not None and not (init / "config.json").is_file():

@@ -1,0 +1,208 @@
+"""Left-to-right beam search over an infill canvas (``SamplerConfig.beam`` > 1).
+
+Threshold decoding commits, at each slot, the model's single best guess. A small model's best
+first token is often not the start of its most probable line, so this keeps ``beam`` candidate
+fills per hole, each a batch row sharing the hole's context (computed once, then copied):
+
+    candidates = [empty fill], score 0
+    for slot t = 0, 1, ...:
+        one forward pass over every candidate's canvas (slot t onwards still <mask>)
+        ending here: score + log p(<eoi> or a stop token at t) -> a finished fill, kept when the
+            syntax constraint finds no new error in it (a fill is only judged once it is whole)
+        going on: the ``beam`` best (candidate + token) by score + log p(token at t)
+        done when the best finished fill scores at least as high as every open candidate
+        (scores only fall as a fill grows, so no open one can still win), or the canvas is full
+result = the best finished fill; ``SampleResult.alternatives``: the runners-up, best first
+
+Scores are log probabilities, not normalised for length: on 500 held-out lines (step-26200
+model) length normalisation (score / (n + 1) ** a) lowered exact match, a = 0.3: 0.076, 0.6: 0.070,
+1.0: 0.066, against 0.076 at a = 0. A request's ``finish_after`` bound ends the search: the best
+finished fill, or else the best open candidate completed by its own guesses in one more pass.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import torch
+
+if TYPE_CHECKING:  # the sampler imports this module
+    from model.sampler import Bans, Constraint, Request, SampleResult, StepTrace
+
+# candidates a one-line hole is searched with, by default (the engine, eval heldout, adapt)
+LINE_BEAM = 4
+
+
+class _Hole:
+    """One request's search: its finished fills (score, tokens), best first."""
+
+    def __init__(self, keep: int):
+        self.keep = keep
+        self.finished: list[tuple[float, list[int]]] = []
+        self.done = False
+        self.steps = self.passes = 0
+        self.tokens: list[int] | None = None  # the answer, when the finish_after bound completed one
+
+    def worth(self, score: float) -> bool:
+        return len(self.finished) < self.keep or score > self.finished[-1][0]
+
+    def add(self, score: float, tokens: list[int]) -> None:
+        self.finished.append((score, tokens))
+        self.finished.sort(key=lambda f: -f[0])
+        del self.finished[self.keep :]
+
+    def best(self) -> float:
+        return self.finished[0][0] if self.finished else -math.inf
+
+
+def beam_search(backend, cfg, requests: list[Request], length: int, constraint: Constraint | None = None,
+                bans: Bans | None = None, cancelled: Callable[[], bool] = lambda: False,
+                on_step: Callable[[StepTrace], None] | None = None) -> list[SampleResult]:
+    """Search one canvas of ``length`` slots per request (see the module docstring); ``bans`` and
+    ``cancelled`` as for ``Sampler.sample``, ``on_step`` sees each hole's best candidate."""
+    from model.sampler import SampleResult, StepTrace
+
+    k, be = cfg.beam, backend
+    mask, eoi = be.mask_id, be.eoi_id
+    holes = [_Hole(k) for _ in requests]
+    state = be.prepare([r.prefix for r in requests], [r.suffix for r in requests], length,
+                       cfg.cache, cfg.cache_refresh)
+    if not hasattr(state, "take"):
+        raise ValueError("beam search needs a backend whose state can be copied per candidate")
+    active = list(range(len(requests)))  # requests still searching, in the order of their rows
+    width = 1  # rows per active request: 1 at the first step, then k
+    canvas = torch.full((len(requests), 1, length), mask, dtype=torch.long)
+    score = torch.zeros((len(requests), 1))
+    ends = None  # (requests, V): <eoi> and each request's stop tokens
+    stopped = False
+    for t in range(length):
+        if cancelled():
+            stopped = True
+            break
+        slots = torch.full((len(active) * width, 1), t, dtype=torch.long)
+        logits = be.logits(state, canvas.view(-1, length), slots)[:, 0, :]
+        if ends is None:
+            ends = _end_table(requests, eoi, logits.shape[-1])
+        logp = torch.log_softmax(_forbid(logits, be, bans, active, width, t), -1).view(len(active), width, -1)
+        end_mask = ends[active][:, None, :]
+        end_score = score + torch.logsumexp(logp.masked_fill(~end_mask, -math.inf), -1)
+        if t == 0:  # the empty fill only where the model's first guess is the end, as greedy decoding
+            end_score = end_score.masked_fill(~end_mask.gather(2, logp.argmax(-1, keepdim=True))[..., 0], -math.inf)
+        go = (score[..., None] + logp).masked_fill(end_mask, -math.inf).view(len(active), -1)
+        top = go.topk(k, -1)
+        src, tok = top.indices // logp.shape[-1], top.indices % logp.shape[-1]
+        for j, i in enumerate(active):
+            holes[i].steps += 1
+            holes[i].passes += 1
+            for c in torch.argsort(end_score[j], descending=True).tolist():
+                s = float(end_score[j, c])
+                if s == -math.inf or not holes[i].worth(s):
+                    break
+                fill = canvas[j, c, :t].tolist()
+                if _valid(constraint, i, fill, length, eoi):
+                    holes[i].add(s, fill)
+        canvas = canvas.gather(1, src[:, :, None].expand(-1, -1, length)).clone()
+        canvas[:, :, t] = tok
+        score = top.values
+        for j, i in enumerate(active):
+            hole, request = holes[i], requests[i]
+            if t == length - 1:  # a canvas full of code is a finished fill too
+                for c in range(k):
+                    s = float(score[j, c])
+                    if s > -math.inf and hole.worth(s) and _valid(constraint, i, canvas[j, c].tolist(), length, eoi):
+                        hole.add(s, canvas[j, c].tolist())
+            open_best = float(score[j].max())
+            bound = bool(request.finish_after) and hole.passes >= request.finish_after
+            if t == length - 1 or open_best == -math.inf or (hole.finished and hole.best() >= open_best):
+                hole.done = True
+            elif bound:  # an open candidate is still the likeliest: completed by its own guesses
+                rest = be.logits(state.take(torch.tensor([j * width])), canvas[j, :1],
+                                 torch.arange(t + 1, length)[None])[0]
+                hole.tokens = _complete(canvas[j, 0, : t + 1].tolist(), rest, be, bans, i, t + 1, ends[i])
+                hole.passes += 1
+                hole.done = True
+        if on_step:
+            on_step(StepTrace(t + 1, _view(holes, active, canvas, length, mask, eoi),
+                              [[t] if i in active else [] for i in range(len(requests))], 0.0, k))
+        keep = [j for j, i in enumerate(active) if not holes[i].done]
+        if len(keep) < len(active) or width == 1:  # drop finished holes; give each of the others k rows
+            state = state.take(torch.tensor([j * width for j in keep for _ in range(k)], dtype=torch.long))
+            canvas, score = canvas[keep], score[keep]
+            active = [active[j] for j in keep]
+        width = k
+        if not active:
+            break
+    results = []
+    for i, hole in enumerate(holes):
+        alternatives = [f[1] for f in hole.finished]
+        tokens, complete = hole.tokens, True
+        if tokens is None and hole.done:
+            tokens, alternatives = (alternatives[0], alternatives[1:]) if alternatives else ([], [])
+        elif tokens is None:  # cancelled: the best finished fill, unless an open candidate is likelier
+            j = active.index(i)
+            if hole.finished and hole.best() >= float(score[j].max()):
+                tokens, alternatives = alternatives[0], alternatives[1:]
+            else:
+                row = canvas[j, 0].tolist()
+                tokens, complete = row[: row.index(mask)] if mask in row else row, False
+        results.append(SampleResult(tokens, complete, hole.steps, hole.passes, len(tokens), stopped, alternatives))
+    return results
+
+
+def _end_table(requests, eoi: int, vocab: int) -> torch.Tensor:
+    ends = torch.zeros((len(requests), vocab), dtype=torch.bool)
+    ends[:, eoi] = True
+    for i, r in enumerate(requests):
+        ids = sorted(s for s in r.stops if 0 <= s < vocab)
+        if ids:
+            ends[i, ids] = True
+    return ends
+
+
+def _forbid(logits, be, bans, active, width, t) -> torch.Tensor:
+    """Logits with the backend's banned tokens, and each request's bans at slot ``t``, forbidden."""
+    logits[:, be.banned_ids] = -math.inf
+    for j, i in enumerate(active):
+        ids = (bans or {}).get((i, t))
+        if ids:
+            logits[j * width : (j + 1) * width, sorted(ids)] = -math.inf
+    return logits
+
+
+def _valid(constraint, row: int, fill: list[int], length: int, eoi: int) -> bool:
+    """Whether the constraint finds no new syntax error in the whole ``fill``."""
+    if constraint is None:
+        return True
+    tokens = fill + [eoi] * (length - len(fill))
+    verdict = constraint.check(row, tokens, [True] * length, [True] * length)
+    return not (verdict[1] or verdict[2])
+
+
+def _complete(head: list[int], logits, be, bans, row: int, first: int, ends) -> list[int]:
+    """``head`` followed by the argmax guesses at the slots from ``first`` on, up to the first end."""
+    logits[:, be.banned_ids] = -math.inf
+    for n in range(logits.shape[0]):
+        ids = (bans or {}).get((row, first + n))
+        if ids:
+            logits[n, sorted(ids)] = -math.inf
+    out = list(head)
+    for guess in logits.argmax(-1).tolist():
+        if ends[guess]:
+            break
+        out.append(guess)
+    return out
+
+
+def _view(holes, active, canvas, length, mask, eoi) -> list[list[int]]:
+    """Per request: its best open candidate's canvas, or its answer padded with <eoi>."""
+    rows = []
+    where = {i: j for j, i in enumerate(active)}
+    for i, hole in enumerate(holes):
+        if i in where and not hole.done:
+            rows.append(canvas[where[i], 0].tolist())
+        else:
+            fill = hole.tokens if hole.tokens is not None else (hole.finished[0][1] if hole.finished else [])
+            rows.append(fill + [eoi] * (length - len(fill)))
+    return rows
