@@ -86,7 +86,7 @@ class InfillResult:
     multiline: bool
     cancelled: bool = False
     raw: str = ""  # the sampler's text before post-processing
-    syntax: str = "unconstrained"  # the syntax guard's verdict: valid | repaired | truncated | empty
+    syntax: str = "unconstrained"  # the syntax guard's verdict: valid | runner-up | repaired | truncated | empty
     # other fills a beam search found (one-line holes), likeliest first; valid where a grammar is known
     alternatives: list[str] = field(default_factory=list)
 
@@ -218,17 +218,18 @@ class Engine:
                 ctx = HoleContext(r.text[: r.start], r.text[r.end :], plans[i][0])
                 text = postprocess(raw, ctx) if (out.complete or raw) else ""
                 row_ms, syntax = ms, "unconstrained"
+                t1 = time.perf_counter()
+                runners_up = self._runners_up(out.alternatives, ctx, guards.get(k))
                 if k in guards:
-                    t1 = time.perf_counter()
                     text = self._keep_valid(guards[k], rows[k], budget, cfg, out.tokens, text, ctx,
-                                            None if was_cancelled else cancelled)
-                    row_ms += (time.perf_counter() - t1) * 1000.0
+                                            None if was_cancelled else cancelled, runners_up)
                     syntax = guards[k].outcome
+                row_ms += (time.perf_counter() - t1) * 1000.0
                 results[i] = InfillResult(text=text, start=r.start, end=r.end, steps=out.steps,
                                           forward_passes=out.forward_passes, tokens=len(out.tokens),
                                           latency_ms=row_ms, multiline=plans[i][0],
                                           cancelled=was_cancelled, raw=raw, syntax=syntax,
-                                          alternatives=self._alternatives(out.alternatives, text, ctx, guards.get(k)))
+                                          alternatives=[a for a in runners_up if a != text])
         return results  # type: ignore[return-value]
 
     def _default_sampler(self, multiline: bool) -> SamplerConfig:
@@ -237,13 +238,13 @@ class Engine:
             return self.config.sampler
         return replace(self.config.sampler, beam=self.config.single_line_beam)
 
-    def _alternatives(self, candidates: list[list[int]], text: str, ctx: HoleContext,
-                      guard: HoleGuard | None) -> list[str]:
-        """The runners-up as the user would get them: post-processed, valid, distinct from ``text``."""
+    def _runners_up(self, candidates: list[list[int]], ctx: HoleContext, guard: HoleGuard | None) -> list[str]:
+        """A beam search's other fills as the user would get them: post-processed, non-empty, valid
+        where there is a guard, distinct; likeliest first."""
         out: list[str] = []
         for tokens in candidates:
             alt = postprocess(self.tok.decode(tokens), ctx)
-            if alt.strip() and alt != text and alt not in out and (guard is None or guard.checker.is_valid(alt)):
+            if alt.strip() and alt not in out and (guard is None or guard.checker.is_valid(alt)):
                 out.append(alt)
         return out
 
@@ -256,13 +257,14 @@ class Engine:
 
     def _keep_valid(self, guard: HoleGuard, row: Request, budget: int, cfg: SamplerConfig,
                     tokens: list[int], text: str, ctx: HoleContext,
-                    cancelled: Callable[[], bool] | None) -> str:
-        """Repair (resample with the error slots' tokens banned), truncate, or drop an invalid fill;
-        a cancelled request is not resampled."""
-        # the resample commits at least REPAIR_PARALLEL slots a step: a repair costs about a
-        # quarter of the first sampling, not as much again
+                    cancelled: Callable[[], bool] | None, runners_up: list[str]) -> str:
+        """Replace an invalid fill by a valid runner-up, else repair it (resample with the error
+        slots' tokens banned), truncate, or drop it; a cancelled request is not resampled."""
+        # the resample decodes by threshold (no beam) and commits at least REPAIR_PARALLEL slots a
+        # step: a repair costs about a quarter of the first sampling, not as much again
         least = max(cfg.min_per_step, REPAIR_PARALLEL)
-        quick = replace(cfg, min_per_step=least, max_per_step=cfg.max_per_step and max(cfg.max_per_step, least))
+        quick = replace(cfg, beam=0, min_per_step=least,
+                        max_per_step=cfg.max_per_step and max(cfg.max_per_step, least))
 
         def resample(bans):
             out = Sampler(self.backend, quick).sample([row], budget, constraint=RowConstraints({0: guard.constraint}),
@@ -270,7 +272,7 @@ class Engine:
             raw = self.tok.decode(out.tokens)
             return out.tokens, postprocess(raw, ctx) if (out.complete or raw) else ""
 
-        return ensure_valid(guard, tokens, text, resample if cancelled else None, self.config.repairs)
+        return ensure_valid(guard, tokens, text, resample if cancelled else None, self.config.repairs, runners_up)
 
     def with_sampler(self, **changes) -> SamplerConfig:
         return replace(self.config.sampler, **changes)

@@ -41,12 +41,17 @@ def guard_for(text: str, start: int, end: int, tok, language: str | None = None,
 
 
 def ensure_valid(guard: HoleGuard, tokens: list[int], text: str, resample: Resample | None,
-                 repairs: int) -> str:
-    """``text`` if valid; else a repaired resample; else the longest valid line-boundary prefix
+                 repairs: int, runners_up: list[str] = ()) -> str:
+    """``text`` if valid; else the first valid of ``runners_up`` (other fills a beam search
+    found: no model call); else a repaired resample; else the longest valid line-boundary prefix
     of any attempt; else "". Records which in ``guard.outcome``."""
     if guard.checker.is_valid(text):
         guard.outcome = "valid"
         return text
+    for alt in runners_up:
+        if alt.strip() and guard.checker.is_valid(alt):
+            guard.outcome = "runner-up"
+            return alt
     attempts = [text]
     bans: dict[tuple[int, int], set[int]] = {}
     for _ in range(repairs if resample else 0):

@@ -17,7 +17,8 @@ result = the best finished fill; ``SampleResult.alternatives``: the runners-up, 
 Scores are log probabilities, not normalised for length: on 500 held-out lines (step-26200
 model) length normalisation (score / (n + 1) ** a) lowered exact match, a = 0.3: 0.076, 0.6: 0.070,
 1.0: 0.066, against 0.076 at a = 0. A request's ``finish_after`` bound ends the search: the best
-finished fill, or else the best open candidate completed by its own guesses in one more pass.
+open candidate, completed by its own guesses in one more pass, when it is likelier than every
+finished fill and the constraint passes it; else the best finished fill.
 """
 
 from __future__ import annotations
@@ -120,7 +121,9 @@ def beam_search(backend, cfg, requests: list[Request], length: int, constraint: 
             elif bound:  # an open candidate is still the likeliest: completed by its own guesses
                 rest = be.logits(state.take(torch.tensor([j * width])), canvas[j, :1],
                                  torch.arange(t + 1, length)[None])[0]
-                hole.tokens = _complete(canvas[j, 0, : t + 1].tolist(), rest, be, bans, i, t + 1, ends[i])
+                fill = _complete(canvas[j, 0, : t + 1].tolist(), rest, be, bans, i, t + 1, ends[i])
+                if not hole.finished or _valid(constraint, i, fill, length, eoi):
+                    hole.tokens = fill  # else the best finished fill, which the constraint passed
                 hole.passes += 1
                 hole.done = True
         if on_step:
