@@ -8,15 +8,18 @@ fills per hole, each a batch row sharing the hole's context (computed once, then
     for slot t = 0, 1, ...:
         one forward pass over every candidate's canvas (slot t onwards still <mask>)
         ending here: score + log p(<eoi> or a stop token at t) -> a finished fill, kept when the
-            syntax constraint finds no new error in it (a fill is only judged once it is whole)
+            syntax constraint finds no new error in it (a fill is only judged once it is whole);
+            the empty fill (t = 0) only where the model's first guess is the end
         going on: the ``beam`` best (candidate + token) by score + log p(token at t)
         done when the best finished fill scores at least as high as every open candidate
         (scores only fall as a fill grows, so no open one can still win), or the canvas is full
 result = the best finished fill; ``SampleResult.alternatives``: the runners-up, best first
 
-Scores are log probabilities, not normalised for length: on 500 held-out lines (step-26200
-model) length normalisation (score / (n + 1) ** a) lowered exact match, a = 0.3: 0.076, 0.6: 0.070,
-1.0: 0.066, against 0.076 at a = 0. A request's ``finish_after`` bound ends the search: the best
+Step-26200 model, 500 held-out lines (seed 0): exact match 0.052 by threshold decoding, 0.076
+with a beam of 4, 0.074 with 8. Scores are log probabilities, not normalised for length: in an
+offline version of this search, score / (n + 1) ** a lowered exact match (a = 0.6: 0.070, 1.0:
+0.066); there a fifth of the answers were the empty fill (one likely end outscores a whole line of
+less likely tokens), hence the rule above, which left exact match as it was. A request's ``finish_after`` bound ends the search: the best
 open candidate, completed by its own guesses in one more pass, when it is likelier than every
 finished fill and the constraint passes it; else the best finished fill.
 """
