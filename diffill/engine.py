@@ -45,7 +45,7 @@ class EngineConfig:
     # 8 on step 22100: edit similarity 0.295, against 0.302
     single_line_passes: int = 10
     # one-line holes are searched with this many candidates (model.beam; 0 or 1: threshold
-    # decoding), unless the caller passes its own sampler settings
+    # decoding), unless the sampler settings name a beam themselves (SamplerConfig.beam not None)
     single_line_beam: int = LINE_BEAM
     multi_line_tokens: int = 64
     constrained: bool = True  # keep infills syntactically valid (tree-sitter), where a grammar is known
@@ -205,7 +205,7 @@ class Engine:
                                            self.window),
                             stops=frozenset() if plans[i][0] else self.tok.line_break_ids(),
                             finish_after=0 if plans[i][0] else self.config.single_line_passes) for i in idx]
-            cfg = sampler or self._default_sampler(multiline=plan[0])
+            cfg = self._sampler_for(sampler or self.config.sampler, multiline=plan[0])
             guards = self._guards([reqs[i] for i in idx])
             constraint = RowConstraints({k: g.constraint for k, g in guards.items()}) if guards else None
             outs = Sampler(self.backend, cfg).sample(rows, budget, constraint=constraint,
@@ -232,11 +232,13 @@ class Engine:
                                           alternatives=[a for a in runners_up if a != text])
         return results  # type: ignore[return-value]
 
-    def _default_sampler(self, multiline: bool) -> SamplerConfig:
-        """The sampler settings for a hole when the caller gives none: one-line holes beam-searched."""
-        if multiline or self.config.single_line_beam < 2:
-            return self.config.sampler
-        return replace(self.config.sampler, beam=self.config.single_line_beam)
+    def _sampler_for(self, cfg: SamplerConfig, multiline: bool) -> SamplerConfig:
+        """``cfg`` with its beam decided, where it leaves that to the engine: one-line holes
+        beam-searched (``single_line_beam``), others by threshold."""
+        if cfg.beam is not None:
+            return cfg
+        one_line = not multiline and self.config.single_line_beam > 1
+        return replace(cfg, beam=self.config.single_line_beam if one_line else 0)
 
     def _runners_up(self, candidates: list[list[int]], ctx: HoleContext, guard: HoleGuard | None) -> list[str]:
         """A beam search's other fills as the user would get them: post-processed, non-empty, valid

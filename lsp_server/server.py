@@ -199,7 +199,7 @@ class DiffillServer(LanguageServer):
 
     def cache_key(self, doc: Document) -> tuple:
         s = self.settings
-        return doc.language_id, s.max_tokens, s.threshold, s.constraint, self.generation
+        return doc.language_id, s.max_tokens, s.threshold, s.beam, s.constraint, self.generation
 
     async def complete(self, uri: str, position: types.Position,
                        answer: Callable[[list[str], types.Position], Any]) -> Any:
@@ -258,13 +258,15 @@ class DiffillServer(LanguageServer):
                 pending.job.cancel()
                 self.counters.superseded += 1
             text, language, path = doc.text, doc.language_id or None, to_fs_path(doc.uri)
-            threshold, constraint = s.threshold, s.constraint
+            threshold, constraint, beam = s.threshold, s.constraint, s.beam
 
             def run(engine, job):
                 from diffill.engine import InfillRequest  # imported by the worker with the engine
+                from model.beam import LINE_BEAM
 
                 req = InfillRequest(text, start, end, language=language, path=path, max_tokens=max_tokens)
                 engine.config.constrained = constraint
+                engine.config.single_line_beam = LINE_BEAM if beam is None else beam
                 t0 = time.perf_counter()
                 result = engine.infill(req, cancelled=job.is_cancelled, on_step=on_step,
                                        sampler=engine.with_sampler(threshold=threshold))

@@ -8,6 +8,7 @@ from typing import Any
 
 SECTION = "diffill"
 MAX_TOKENS_LIMIT = 1024
+MAX_BEAM = 16
 
 
 @dataclass(frozen=True)
@@ -17,6 +18,7 @@ class Settings:
     use_workspace_adapter: bool = True
     max_tokens: int | None = None  # canvas budget; None: by cursor context
     threshold: float = 0.9  # confidence needed to commit a token in a denoising step
+    beam: int | None = None  # candidates a one-line hole is searched with; 0: threshold decoding; None: the engine's
     constraint: bool = True  # tree-sitter syntax constraint
     languages: tuple[str, ...] | None = None  # enabled LSP languageIds; None: all
 
@@ -52,6 +54,14 @@ def _threshold(v: Any) -> float:
     raise ValueError("expected a number from 0 to 1")
 
 
+def _beam(v: Any) -> int | None:
+    if v is None:
+        return None
+    if isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_BEAM:
+        return v
+    raise ValueError(f"expected an integer from 0 to {MAX_BEAM}, or null")
+
+
 def _languages(v: Any) -> tuple[str, ...] | None:
     if v is None:
         return None
@@ -67,6 +77,7 @@ _KEYS = {
     "useWorkspaceAdapter": ("use_workspace_adapter", _bool),
     "maxTokens": ("max_tokens", _max_tokens),
     "threshold": ("threshold", _threshold),
+    "beam": ("beam", _beam),
     "constraint": ("constraint", _bool),
     "languages": ("languages", _languages),
 }

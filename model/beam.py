@@ -8,7 +8,8 @@ fills per hole, each a batch row sharing the hole's context (computed once, then
     for slot t = 0, 1, ...:
         one forward pass over every candidate's canvas (slot t onwards still <mask>)
         ending here: score + log p(<eoi> or a stop token at t) -> a finished fill, kept when the
-            syntax constraint finds no new error in it (a fill is only judged once it is whole);
+            syntax constraint finds no new error in it (a fill is only judged once it is whole)
+            and it does not stop inside a character;
             the empty fill (t = 0) only where the model's first guess is the end
         going on: the ``beam`` best (candidate + token) by score + log p(token at t)
         done when the best finished fill scores at least as high as every open candidate
@@ -105,7 +106,7 @@ def beam_search(backend, cfg, requests: list[Request], length: int, constraint: 
                 if s == -math.inf or not holes[i].worth(s):
                     break
                 fill = canvas[j, c, :t].tolist()
-                if _valid(constraint, i, fill, length, eoi):
+                if _whole(be, fill) and _valid(constraint, i, fill, length, eoi):
                     holes[i].add(s, fill)
         canvas = canvas.gather(1, src[:, :, None].expand(-1, -1, length)).clone()
         canvas[:, :, t] = tok
@@ -175,6 +176,13 @@ def _forbid(logits, be, bans, active, width, t) -> torch.Tensor:
         if ids:
             logits[j * width : (j + 1) * width, sorted(ids)] = -math.inf
     return logits
+
+
+def _whole(be, fill: list[int]) -> bool:
+    """Whether the fill ends on a character boundary: byte-level tokens can stop inside a
+    character's UTF-8 bytes, which would decode to U+FFFD."""
+    tok = getattr(be, "tok", None)
+    return tok is None or not tok.decode(fill[-4:]).endswith("\ufffd")
 
 
 def _valid(constraint, row: int, fill: list[int], length: int, eoi: int) -> bool:

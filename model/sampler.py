@@ -72,8 +72,10 @@ class SamplerConfig:
     # way; bench speed holes (200 each, context cache) one-line edit similarity 0.227 -> 0.229 and
     # forwards 5.33 -> 5.09, multi-line 0.135 -> 0.138 and 17.0 -> 15.7, exact match unchanged
     max_repeats: int = 3
-    # > 1: left-to-right beam search with this many candidates a hole (model.beam); 0 or 1: off
-    beam: int = 0
+    # > 1: left-to-right beam search with this many candidates a hole (model.beam); 0 or 1: off.
+    # None: the engine decides per hole (EngineConfig.single_line_beam for one-line holes, else
+    # off); a sampler used on its own treats None as off
+    beam: int | None = None
 
     def __post_init__(self) -> None:
         if self.confidence not in CONFIDENCE_MEASURES:
@@ -86,9 +88,9 @@ class SamplerConfig:
             raise ValueError("grow_by, max_remask, max_steps, cache_refresh and max_repeats must not be negative")
         if self.temperature < 0:
             raise ValueError("temperature must not be negative")
-        if self.beam < 0:
+        if self.beam is not None and self.beam < 0:
             raise ValueError("beam must not be negative")
-        if self.beam > 1 and (self.order != "left_to_right" or self.grow_by or self.temperature):
+        if (self.beam or 0) > 1 and (self.order != "left_to_right" or self.grow_by or self.temperature):
             raise ValueError("beam search decodes left to right, greedily, without canvas growth")
 
 
@@ -161,7 +163,7 @@ class Sampler:
         if length < 1:
             raise ValueError("the canvas needs at least one slot")
         cfg, be = self.config, self.backend
-        if cfg.beam > 1:
+        if (cfg.beam or 0) > 1:
             return beam_search(be, cfg, requests, length, constraint, bans, cancelled, on_step)
         mask, eoi = be.mask_id, be.eoi_id
         gen = torch.Generator().manual_seed(cfg.seed)

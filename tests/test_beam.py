@@ -180,3 +180,18 @@ def test_taken_rows_give_the_logits_of_the_rows_they_copy():
     fresh = be.prepare([prefixes[1], prefixes[0], prefixes[0]], [suffixes[1], suffixes[0], suffixes[0]], 8, cache=True)
     be.logits(fresh, canvas[[1, 0, 0]])
     assert torch.allclose(be.logits(taken, rows), be.logits(fresh, rows), atol=1e-5)
+
+
+class _Bytes:
+    """A tokenizer whose token F is the first byte of a two-byte character."""
+
+    def decode(self, ids):
+        return "".join("\ufffd" if t == F else "x" for t in ids)
+
+
+def test_a_fill_never_ends_inside_a_character():
+    be = TreeBackend()
+    be.tok = _Bytes()
+    (r,) = search(be)
+    # B F would end on half a character; the best whole fill is A C
+    assert r.tokens == [A, C] and [B, F] not in r.alternatives

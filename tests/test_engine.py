@@ -1,4 +1,5 @@
 from diffill.engine import InfillRequest, wants_multiline
+from model.beam import LINE_BEAM
 from diffill.errors import DiffillError
 import pytest
 
@@ -40,7 +41,7 @@ def test_a_one_line_hole_stops_its_sampler_at_a_newline(tiny_engine, sampled_req
 def test_a_one_line_hole_takes_at_most_its_bound_of_forward_passes(tiny_engine):
     pos = SRC.index("a + b")
     req = InfillRequest(SRC, pos, pos + 5, multiline=False, max_tokens=12)
-    unsure = tiny_engine.with_sampler(threshold=1.0)  # one token a pass unless bounded
+    unsure = tiny_engine.with_sampler(threshold=1.0, beam=0)  # threshold decoding, one token a pass unless bounded
     bound = tiny_engine.config.single_line_passes
     try:
         tiny_engine.config.single_line_passes = 0
@@ -92,7 +93,7 @@ def test_the_engine_reads_the_window_its_model_was_trained_with(narrow_checkpoin
     assert wide.window == Window(40, 20)
 
 
-def test_one_line_holes_are_beam_searched_unless_the_caller_sets_the_sampler(tiny_engine, monkeypatch):
+def test_one_line_holes_are_beam_searched_unless_the_sampler_names_a_beam(tiny_engine, monkeypatch):
     from model.sampler import Sampler
 
     used = []
@@ -108,9 +109,15 @@ def test_one_line_holes_are_beam_searched_unless_the_caller_sets_the_sampler(tin
                              InfillRequest(SRC, pos, pos + 5, multiline=True, max_tokens=12)])
     # the same budget, but one-line and multi-line holes are sampled apart
     assert sorted(used[:2]) == [0, tiny_engine.config.single_line_beam] and tiny_engine.config.single_line_beam > 1
-    used.clear()
-    tiny_engine.infill(InfillRequest(SRC, pos, pos + 5, multiline=False), sampler=tiny_engine.with_sampler())
-    assert used[0] == 0
+    used.clear()  # other settings (as the language server passes its threshold) leave the beam to the engine
+    tiny_engine.infill(InfillRequest(SRC, pos, pos + 5, multiline=False), sampler=tiny_engine.with_sampler(threshold=0.5))
+    tiny_engine.infill(InfillRequest(SRC, pos, pos + 5, multiline=False), sampler=tiny_engine.with_sampler(beam=0))
+    tiny_engine.config.single_line_beam = 0
+    try:
+        tiny_engine.infill(InfillRequest(SRC, pos, pos + 5, multiline=False))
+    finally:
+        tiny_engine.config.single_line_beam = LINE_BEAM
+    assert used == [LINE_BEAM, 0, 0]
 
 
 def test_alternatives_are_distinct_valid_one_line_fills(shipped_engine):

@@ -253,6 +253,20 @@ async def test_completion_item_carries_the_infill_as_a_text_edit(client):
     assert item.label and item.detail == "diffill"
 
 
+async def test_the_beam_setting_reaches_the_engine_and_keys_the_cache(client):
+    uri = open_doc(client)
+    await inline(client, uri, 4, 20)
+    calls = (await status(client))["counters"]["model_calls"]
+    await configure(client, beam=0)  # threshold decoding: no runners-up
+    try:
+        plain = await inline(client, uri, 4, 20)
+        s = await status(client)
+        assert s["settings"]["beam"] == 0 and s["counters"]["model_calls"] == calls + 1  # not the cached answer
+        assert len(plain.items) <= 1
+    finally:
+        await configure(client, beam=None)
+
+
 async def test_answers_offer_the_runners_up_after_the_infill():
     from diffill.engine import InfillResult
     from lsp_server.server import choices, completion_answer, inline_answer

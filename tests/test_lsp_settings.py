@@ -5,11 +5,11 @@ from lsp_server.settings import Settings, merge
 
 def test_known_keys_are_applied_and_unknown_keys_ignored():
     s, problems = merge(Settings(), {"model": "/m", "adapter": "none", "useWorkspaceAdapter": False,
-                                     "maxTokens": 32, "threshold": 1, "constraint": False,
+                                     "maxTokens": 32, "threshold": 1, "beam": 2, "constraint": False,
                                      "languages": ["python", "rust"], "fancyNewKey": {"a": 1}})
     assert problems == []
     assert s == Settings(model="/m", adapter="none", use_workspace_adapter=False, max_tokens=32,
-                         threshold=1.0, constraint=False, languages=("python", "rust"))
+                         threshold=1.0, beam=2, constraint=False, languages=("python", "rust"))
 
 
 def test_the_diffill_section_is_unwrapped():
@@ -20,15 +20,16 @@ def test_the_diffill_section_is_unwrapped():
 def test_bad_values_are_reported_and_old_values_kept():
     old = Settings(threshold=0.7, max_tokens=16)
     s, problems = merge(old, {"threshold": 3, "maxTokens": True, "languages": "python", "constraint": "yes",
-                              "model": ""})
+                              "model": "", "beam": 1.5})
     assert s == old
-    assert len(problems) == 5
+    assert len(problems) == 6
+    assert merge(old, {"beam": 17})[1] and merge(old, {"beam": -1})[1]
     assert any("threshold" in p and "0.7" in p for p in problems)
 
 
 def test_nulls_reset_optional_values():
-    s, problems = merge(Settings(model="/m", max_tokens=8, languages=("go",)),
-                        {"model": None, "maxTokens": None, "languages": None})
+    s, problems = merge(Settings(model="/m", max_tokens=8, languages=("go",), beam=0),
+                        {"model": None, "maxTokens": None, "languages": None, "beam": None})
     assert problems == [] and s == Settings()
 
 

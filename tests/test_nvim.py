@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -206,9 +207,22 @@ def parses(lines: list[str]) -> bool:
     return not tree.root_node.has_error
 
 
+COUNTER = re.compile(r" \((\d+)/(\d+)\)$")  # "(2/4)" after the first line: which of several suggestions
+
+
 def ghost_text(state: dict) -> list[str] | None:
+    """The ghost text's lines, without the counter shown when there are several suggestions."""
     ghost = [g for g in state["ghost"] if "".join(g["lines"])]
-    return ghost[0]["lines"] if ghost else None
+    if not ghost:
+        return None
+    first, *rest = ghost[0]["lines"]
+    return [COUNTER.sub("", first), *rest]
+
+
+def ghost_counter(state: dict) -> tuple[int, int] | None:
+    ghost = [g for g in state["ghost"] if "".join(g["lines"])]
+    m = COUNTER.search(ghost[0]["lines"][0]) if ghost else None
+    return (int(m.group(1)), int(m.group(2))) if m else None
 
 
 def test_ghost_text_appears_at_the_cursor_and_accepting_inserts_it(nvim):
@@ -231,6 +245,21 @@ def test_ghost_text_appears_at_the_cursor_and_accepting_inserts_it(nvim):
     assert row == COMMENT_ROW + len(shown) - 1  # the cursor ends after the inserted text
     assert col == len(expected[row - 1].encode())  # byte column
     assert parses(after["lines"])
+
+
+def test_the_runners_up_can_be_cycled_and_the_one_shown_is_accepted(nvim):
+    # a hole no other test asks about: a cached answer is one suggestion, without runners-up
+    nvim.send(f"<Esc>{COMMENT_ROW}GA;")
+    state = nvim.wait(lambda: (s := nvim.state()) and ghost_text(s) and s, "ghost text")
+    shown, counter = ghost_text(state), ghost_counter(state)
+    assert counter is not None and counter[0] == 1 and counter[1] >= 2, "a one-line hole's beam leaves runners-up"
+    nvim.send("<M-]>")
+    state = nvim.wait(lambda: (s := nvim.state()) and ghost_counter(s) == (2, counter[1]) and s, "the second suggestion")
+    second = ghost_text(state)
+    assert second != shown
+    nvim.send("<Tab>")
+    after = nvim.wait(lambda: (s := nvim.state()) and s["lines"] != state["lines"] and s, "the accepted text")
+    assert after["lines"][COMMENT_ROW - 1] == "    # say hello to the user;" + second[0]
 
 
 def test_a_burst_of_keystrokes_sends_one_request_after_the_debounce(nvim):

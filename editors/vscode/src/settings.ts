@@ -12,6 +12,7 @@ export interface ServerConfiguration {
   useWorkspaceAdapter: boolean;
   maxTokens: number | null;
   threshold: number;
+  beam: number | null;
   constraint: boolean;
   languages: string[] | null;
 }
@@ -34,6 +35,7 @@ export const DEFAULT_SETTINGS: Settings = {
     useWorkspaceAdapter: true,
     maxTokens: null,
     threshold: 0.9,
+    beam: null,
     constraint: true,
     languages: null,
   },
@@ -60,6 +62,13 @@ function positiveInt(value: unknown): number | null {
   return typeof value === "number" && Number.isInteger(value) && value > 0 ? value : null;
 }
 
+/** The server takes a beam of 0 (threshold decoding) to 16 candidates; null: its default. */
+export const MAX_BEAM = 16;
+
+function beamWidth(value: unknown): number | null {
+  return typeof value === "number" && Number.isInteger(value) && value >= 0 && value <= MAX_BEAM ? value : null;
+}
+
 /** Reads and validates the settings; a missing or ill-typed value falls back to its default. */
 export function readSettings(get: SettingGetter): Settings {
   const d = DEFAULT_SETTINGS;
@@ -77,6 +86,7 @@ export function readSettings(get: SettingGetter): Settings {
       maxTokens: positiveInt(get("maxTokens")),
       threshold: typeof threshold === "number" && threshold >= 0 && threshold <= 1
         ? threshold : d.server.threshold,
+      beam: beamWidth(get("beam")),
       constraint: typeof get("constraint") === "boolean"
         ? (get("constraint") as boolean) : d.server.constraint,
       languages: languages && languages.length > 0 ? languages : null,

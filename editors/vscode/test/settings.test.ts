@@ -26,11 +26,11 @@ describe("readSettings", () => {
   it("maps every server setting to the server's field", () => {
     const s = readSettings(from({
       model: "/m", adapter: "none", useWorkspaceAdapter: false, maxTokens: 32,
-      threshold: 0.5, constraint: false, languages: ["python", "rust"],
+      threshold: 0.5, beam: 2, constraint: false, languages: ["python", "rust"],
     }));
     assert.deepEqual(s.server, {
       model: "/m", adapter: "none", useWorkspaceAdapter: false, maxTokens: 32,
-      threshold: 0.5, constraint: false, languages: ["python", "rust"],
+      threshold: 0.5, beam: 2, constraint: false, languages: ["python", "rust"],
     });
   });
 
@@ -50,6 +50,11 @@ describe("readSettings", () => {
 
   it("rejects a fractional token budget", () => {
     assert.equal(readSettings(from({ maxTokens: 2.5 })).server.maxTokens, null);
+  });
+
+  it("takes a beam from 0 (threshold decoding) to 16, else leaves it to the server", () => {
+    assert.equal(readSettings(from({ beam: 0 })).server.beam, 0);
+    for (const bad of [-1, 17, 2.5, "4"]) assert.equal(readSettings(from({ beam: bad })).server.beam, null);
   });
 });
 
