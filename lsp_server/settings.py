@@ -40,26 +40,25 @@ def _bool(v: Any) -> bool:
     raise ValueError("expected true or false")
 
 
-def _max_tokens(v: Any) -> int | None:
-    if v is None:
-        return None
-    if isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_TOKENS_LIMIT:
-        return v
-    raise ValueError(f"expected an integer from 1 to {MAX_TOKENS_LIMIT}, or null")
+def _int_or_null(low: int, high: int):
+    def parse(v: Any) -> int | None:
+        if v is None:
+            return None
+        if isinstance(v, int) and not isinstance(v, bool) and low <= v <= high:
+            return v
+        raise ValueError(f"expected an integer from {low} to {high}, or null")
+
+    return parse
+
+
+_max_tokens = _int_or_null(1, MAX_TOKENS_LIMIT)
+_beam = _int_or_null(0, MAX_BEAM)
 
 
 def _threshold(v: Any) -> float:
     if isinstance(v, (int, float)) and not isinstance(v, bool) and 0.0 <= v <= 1.0:
         return float(v)
     raise ValueError("expected a number from 0 to 1")
-
-
-def _beam(v: Any) -> int | None:
-    if v is None:
-        return None
-    if isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_BEAM:
-        return v
-    raise ValueError(f"expected an integer from 0 to {MAX_BEAM}, or null")
 
 
 def _languages(v: Any) -> tuple[str, ...] | None:
