@@ -212,6 +212,13 @@ class _GemmaState:
     noise: torch.Tensor  # (B, L) the uniform-noise token each masked slot is shown as
     past: list | None = None
 
+    def take(self, rows: torch.Tensor) -> _GemmaState:
+        """The state of rows ``rows`` (repeats allowed), as ``Layout.take``; the prompts' caches
+        are shared, since the decoder only reads them."""
+        idx = rows.tolist()
+        return _GemmaState([self.prompts[i] for i in idx], self.cache, self.noise.index_select(0, rows),
+                           None if self.past is None else [self.past[i] for i in idx])
+
 
 class DiffusionGemmaBackend:
     """transformers' DiffusionGemma (``DiffusionGemmaForBlockDiffusion``).

@@ -269,3 +269,8 @@ def test_diffusion_gemma_backend_denoises_a_canvas(gemma_folder):
     b = Sampler(be, SamplerConfig(max_per_step=2)).sample([Request(p, []) for p in pre], 6)
     assert [r.tokens for r in a] == [r.tokens for r in b]  # seeded noise: runs repeat
     assert all(r.forward_passes >= 3 for r in a)
+    # its state copies per candidate too, so one-line holes can be beam-searched
+    taken = cached_state.take(torch.tensor([1, 0, 0]))
+    assert torch.allclose(be.logits(taken, canvas[[1, 0, 0]]), cached[[1, 0, 0]], atol=1e-4)
+    beamed = Sampler(be, SamplerConfig(beam=3, cache=True)).sample([Request(p, []) for p in pre], 6)
+    assert all(r.complete and r.forward_passes >= 1 for r in beamed)
