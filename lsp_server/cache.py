@@ -3,15 +3,16 @@ shown suggestion reuses it without a model call.
 
 An entry is keyed by the text before the cursor's line, the text after the cursor, and whatever
 else changes the answer (language, settings). Within that key it remembers the cursor line's text
-up to the cursor (``line``) and the infill. A later request on the same line whose text before the
-cursor is ``line + typed``, where ``typed`` starts the infill, gets the rest of the infill.
+up to the cursor (``line``) and the infills (the infill, then the beam search's runners-up). A
+later request on the same line whose text before the cursor is ``line + typed`` gets the rest of
+each infill that ``typed`` starts, in their order.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
 
@@ -37,7 +38,7 @@ class InfillCache:
     def __init__(self, capacity: int = 256, lines_per_key: int = 8):
         self.capacity = capacity
         self.lines_per_key = lines_per_key
-        self._entries: OrderedDict[tuple, list[tuple[str, str]]] = OrderedDict()
+        self._entries: OrderedDict[tuple, list[tuple[str, tuple[str, ...]]]] = OrderedDict()
         self._lock = threading.Lock()  # the engine thread stores results while the event loop reads
         self.hits = 0
         self.misses = 0
@@ -45,28 +46,30 @@ class InfillCache:
     def _key(self, hole: Hole, extra: Hashable) -> tuple:
         return _fingerprint(hole.before_line), _fingerprint(hole.after), extra
 
-    def put(self, hole: Hole, extra: Hashable, infill: str) -> None:
-        if not infill:
+    def put(self, hole: Hole, extra: Hashable, infills: Sequence[str]) -> None:
+        infills = tuple(t for t in infills if t)
+        if not infills:
             return
         key = self._key(hole, extra)
         with self._lock:
             found = self._entries.pop(key, [])
-            found = [(line, text) for line, text in found if line != hole.line][: self.lines_per_key - 1]
-            self._entries[key] = [(hole.line, infill), *found]
+            found = [(line, texts) for line, texts in found if line != hole.line][: self.lines_per_key - 1]
+            self._entries[key] = [(hole.line, infills), *found]
             while len(self._entries) > self.capacity:
                 self._entries.popitem(last=False)
 
-    def get(self, hole: Hole, extra: Hashable) -> str | None:
-        """The infill for this hole: an exact hit, or the rest of a suggestion the user typed into."""
+    def get(self, hole: Hole, extra: Hashable) -> list[str] | None:
+        """The infills for this hole: an exact hit, or the rest of each suggestion the user typed into."""
         key = self._key(hole, extra)
         with self._lock:
-            for line, text in self._entries.get(key, ()):
+            for line, texts in self._entries.get(key, ()):
                 if hole.line.startswith(line):
                     typed = hole.line[len(line) :]
-                    if len(typed) < len(text) and text.startswith(typed):
+                    rest = [t[len(typed) :] for t in texts if len(typed) < len(t) and t.startswith(typed)]
+                    if rest:
                         self._entries.move_to_end(key)
                         self.hits += 1
-                        return text[len(typed) :]
+                        return rest
             self.misses += 1
             return None
 

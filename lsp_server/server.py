@@ -207,7 +207,7 @@ class DiffillServer(LanguageServer):
         runners-up, likeliest first ([] when there is none; the position is normalised). When the
         model runs, the worker sends the answer itself as soon as the engine returns (no wait for
         the event loop to be scheduled); the loop's identical answer is then dropped by the
-        protocol. A cached or forwarded answer is the one infill the cache keeps."""
+        protocol."""
         doc = self.document(uri)
         pos = types.Position(position.line, position.character)
         rng = types.Range(pos, pos)
@@ -220,13 +220,13 @@ class DiffillServer(LanguageServer):
         cached = self.cache.get(hole, extra)
         if cached is not None:
             self.counters.cache_hits += 1
-            return answer([cached], pos)
+            return answer(cached, pos)
         msg_id = self.protocol.msg_id
 
         def answer_now(result: InfillResult, job: Job) -> None:  # in the worker thread
             if msg_id is None or result.cancelled:
                 return
-            self.cache.put(hole, extra, result.text)
+            self.cache.put(hole, extra, choices(result))
             if self.docs_version(uri) == version:
                 self.timings.pending_engine_ms[msg_id] = (job.engine_ms, (job.started - job.submitted) * 1000.0)
                 if not self.protocol.answer_from_worker(msg_id, answer(choices(result), pos)):
@@ -235,7 +235,7 @@ class DiffillServer(LanguageServer):
         result = await self.infill(doc, start, start, kind="complete", max_tokens=self.settings.max_tokens,
                                    after=answer_now)
         if result is not None:
-            self.cache.put(hole, extra, result.text)  # still good for forwarding after the edit
+            self.cache.put(hole, extra, choices(result))  # still good for forwarding after the edit
         if self.docs_version(uri) != version:
             self.counters.stale_dropped += 1
             return answer([], pos)

@@ -247,9 +247,9 @@ async def test_completion_item_carries_the_infill_as_a_text_edit(client):
     result = await client.text_document_completion_async(types.CompletionParams(
         text_document=types.TextDocumentIdentifier(uri), position=pos(line, character)))
     assert result.is_incomplete
-    (item,) = result.items
-    assert item.text_edit.new_text == text
-    assert item.text_edit.range == rng((line, character), (line, character))
+    item = result.items[0]  # the infill; any further items are the runners-up
+    assert item.text_edit.new_text == text and item.preselect
+    assert all(i.text_edit.range == rng((line, character), (line, character)) for i in result.items)
     assert item.label and item.detail == "diffill"
 
 

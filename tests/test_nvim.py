@@ -248,7 +248,7 @@ def test_ghost_text_appears_at_the_cursor_and_accepting_inserts_it(nvim):
 
 
 def test_the_runners_up_can_be_cycled_and_the_one_shown_is_accepted(nvim):
-    # a hole no other test asks about: a cached answer is one suggestion, without runners-up
+    # a hole no other test asks about, so the server's cache holds nothing for it yet
     nvim.send(f"<Esc>{COMMENT_ROW}GA;")
     state = nvim.wait(lambda: (s := nvim.state()) and ghost_text(s) and s, "ghost text")
     shown, counter = ghost_text(state), ghost_counter(state)
