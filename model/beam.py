@@ -20,9 +20,11 @@ Step-26200 model, 500 held-out lines (seed 0): exact match 0.052 by threshold de
 with a beam of 4, 0.074 with 8. Scores are log probabilities, not normalised for length: in an
 offline version of this search, score / (n + 1) ** a lowered exact match (a = 0.6: 0.070, 1.0:
 0.066); there a fifth of the answers were the empty fill (one likely end outscores a whole line of
-less likely tokens), hence the rule above, which left exact match as it was. A request's ``finish_after`` bound ends the search: the best
-open candidate, completed by its own guesses in one more pass, when it is likelier than every
-finished fill and the constraint passes it; else the best finished fill.
+less likely tokens), hence the rule above, which left exact match as it was.
+
+A request's ``finish_after`` bound ends the search: the best open candidate, completed by its own
+guesses in one more pass, when it is likelier than every finished fill and the constraint passes
+it; else the best finished fill.
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ def beam_search(backend, cfg, requests: list[Request], length: int, constraint: 
                 on_step: Callable[[StepTrace], None] | None = None) -> list[SampleResult]:
     """Search one canvas of ``length`` slots per request (see the module docstring); ``bans`` and
     ``cancelled`` as for ``Sampler.sample``, ``on_step`` sees each hole's best candidate."""
-    from model.sampler import SampleResult, StepTrace
+    from model.sampler import SampleResult, Sampler, StepTrace
 
     k, be = cfg.beam, backend
     mask, eoi = be.mask_id, be.eoi_id
@@ -80,7 +82,7 @@ def beam_search(backend, cfg, requests: list[Request], length: int, constraint: 
     width = 1  # rows per active request: 1 at the first step, then k
     canvas = torch.full((len(requests), 1, length), mask, dtype=torch.long)
     score = torch.zeros((len(requests), 1))
-    ends = None  # (requests, V): <eoi> and each request's stop tokens
+    ends = None
     stopped = False
     for t in range(length):
         if cancelled():
@@ -88,8 +90,9 @@ def beam_search(backend, cfg, requests: list[Request], length: int, constraint: 
             break
         slots = torch.full((len(active) * width, 1), t, dtype=torch.long)
         logits = be.logits(state, canvas.view(-1, length), slots)[:, 0, :]
-        if ends is None:
-            ends = _end_table(requests, eoi, logits.shape[-1])
+        if ends is None:  # (requests, V): each request's stop tokens, and <eoi>
+            ends = Sampler._stop_table(requests, logits.shape[-1])
+            ends[:, eoi] = True
         logp = torch.log_softmax(_forbid(logits, be, bans, active, width, t), -1).view(len(active), width, -1)
         end_mask = ends[active][:, None, :]
         end_score = score + torch.logsumexp(logp.masked_fill(~end_mask, -math.inf), -1)
@@ -131,7 +134,7 @@ def beam_search(backend, cfg, requests: list[Request], length: int, constraint: 
                 hole.passes += 1
                 hole.done = True
         if on_step:
-            on_step(StepTrace(t + 1, _view(holes, active, canvas, length, mask, eoi),
+            on_step(StepTrace(t + 1, _view(holes, active, canvas, length, eoi),
                               [[t] if i in active else [] for i in range(len(requests))], 0.0, k))
         keep = [j for j, i in enumerate(active) if not holes[i].done]
         if len(keep) < len(active) or width == 1:  # drop finished holes; give each of the others k rows
@@ -156,16 +159,6 @@ def beam_search(backend, cfg, requests: list[Request], length: int, constraint: 
                 tokens, complete = row[: row.index(mask)] if mask in row else row, False
         results.append(SampleResult(tokens, complete, hole.steps, hole.passes, len(tokens), stopped, alternatives))
     return results
-
-
-def _end_table(requests, eoi: int, vocab: int) -> torch.Tensor:
-    ends = torch.zeros((len(requests), vocab), dtype=torch.bool)
-    ends[:, eoi] = True
-    for i, r in enumerate(requests):
-        ids = sorted(s for s in r.stops if 0 <= s < vocab)
-        if ids:
-            ends[i, ids] = True
-    return ends
 
 
 def _forbid(logits, be, bans, active, width, t) -> torch.Tensor:
@@ -209,7 +202,7 @@ def _complete(head: list[int], logits, be, bans, row: int, first: int, ends) -> 
     return out
 
 
-def _view(holes, active, canvas, length, mask, eoi) -> list[list[int]]:
+def _view(holes, active, canvas, length, eoi) -> list[list[int]]:
     """Per request: its best open candidate's canvas, or its answer padded with <eoi>."""
     rows = []
     where = {i: j for j, i in enumerate(active)}
