@@ -41,10 +41,14 @@ class LoraSettings:
     alpha: int = 32
     dropout: float = 0.0
     targets: tuple[str, ...] = TARGET_MODULES
+    # modules trained whole and saved with the adapter (peft's modules_to_save), e.g. the tied
+    # token embeddings, which a repository's own identifiers move most
+    whole: tuple[str, ...] = ()
 
     def peft_config(self) -> LoraConfig:
         return LoraConfig(r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout,
-                          target_modules=list(self.targets), bias="none", init_lora_weights=True)
+                          target_modules=list(self.targets), bias="none", init_lora_weights=True,
+                          modules_to_save=list(self.whole) or None)
 
 
 @dataclass
@@ -163,7 +167,9 @@ def save_adapter(model: PeftModel, out: str | Path, base_sha256: str, base_model
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         model.peft_config[name].base_model_name_or_path = base_model or None
-        model.save_pretrained(str(tmp), selected_adapters=[name], safe_serialization=True)
+        # modules trained whole (``LoraSettings.whole``) are saved either way; this only skips
+        # peft's look for a hub config to decide whether to save the base embeddings too
+        model.save_pretrained(str(tmp), selected_adapters=[name], safe_serialization=True, save_embedding_layers=False)
         nested = tmp / name  # peft nests every adapter but "default" in a sub-folder
         if name != "default" and nested.is_dir():
             for p in nested.iterdir():

@@ -13,7 +13,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from adapters.lora import DEFAULT_ADAPTER, WORKSPACE_ADAPTER, base_fingerprint, save_adapter
+from adapters.lora import DEFAULT_ADAPTER, WORKSPACE_ADAPTER, LoraSettings, base_fingerprint, save_adapter
 from adapters.sources import HELDOUT_PERCENT, SYNTAX_SPAN_LANGUAGES, collect_sources, split_heldout
 from adapters.training import LINE_MIX, AdaptConfig, TrainingFile, token_stream, train_adapter
 from diffill.errors import DiffillError
@@ -42,6 +42,14 @@ class AdaptReport:
         return {"before": self.before, "after": self.after, "files": self.files, "tokens": self.tokens,
                 "adapter": self.adapter, "minutes": round(self.minutes, 2), "heldout_files": self.heldout_files,
                 "cases": self.cases, "steps": self.steps, "skipped": self.skipped}
+
+
+def workspace_adapter_config(seed: int = 0) -> AdaptConfig:
+    """``diffill adapt``'s recipe: LoRA on every projection, plus the token embeddings (tied to
+    the output layer) trained whole. On two files of a repository the model had not seen, 200 steps
+    of LoRA alone lowered their training loss from 2.87 to 2.52 (lr 3e-3); with the embeddings,
+    to 1.69 (lr 1e-3), as far as training every weight did. A repository's own names live there."""
+    return AdaptConfig(lora=LoraSettings(whole=("embed_tokens",)), seed=seed)
 
 
 def exact_match(model, tok, texts: list[str], cases: int, seed: int = 0) -> dict:
@@ -101,7 +109,7 @@ def adapt_repository(root: str | Path, out: str | Path | None = None, minutes: f
     stream = token_stream(tok, texts)
     n_tokens = int(len(stream) - len(texts))  # without the <bos> separators
     files = [TrainingFile(f.text, f.language in SYNTAX_SPAN_LANGUAGES) for f in train_files]
-    cfg = config or AdaptConfig()
+    cfg = config or workspace_adapter_config()
     peft_model, result = train_adapter(model, tok, files, cfg, minutes=minutes if steps is None else None,
                                        steps=steps, progress=progress, stream=stream)
     peft_model.merge_adapter()  # evaluate at inference speed; the saved LoRA weights are unchanged
@@ -109,10 +117,12 @@ def adapt_repository(root: str | Path, out: str | Path | None = None, minutes: f
     training = {"repository": str(root.resolve()), "files": len(files), "heldout_files": len(held),
                 "tokens": n_tokens, "steps": result.steps, "tokens_seen": result.tokens_seen,
                 "minutes": round(result.seconds / 60, 2), "loss": round(result.loss, 4),
-                "lora": {"r": cfg.lora.r, "alpha": cfg.lora.alpha, "targets": list(cfg.lora.targets)},
+                "lora": {"r": cfg.lora.r, "alpha": cfg.lora.alpha, "targets": list(cfg.lora.targets),
+                         "whole": list(cfg.lora.whole)},
                 "batch_size": cfg.batch_size, "lr": cfg.lr, "seed": cfg.seed}
     card = ("diffill workspace adapter",
-            (f"LoRA adapter trained by `diffill adapt` on {len(files)} files ({n_tokens} tokens) of "
+            (f"LoRA adapter{' with whole ' + ', '.join(cfg.lora.whole) if cfg.lora.whole else ''} "
+             f"trained by `diffill adapt` on {len(files)} files ({n_tokens} tokens) of "
              f"`{root.resolve()}` for {result.steps} steps ({result.seconds / 60:.1f} min).\n\n"
              f"Held-out line-infill exact match ({before['cases']} lines of {len(held)} held-out files): "
              f"{before['line_infill_exact_match']:.3f} on the bare base, "

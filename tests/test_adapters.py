@@ -12,6 +12,7 @@ import torch
 from adapters import (
     AdaptedModel,
     AdapterError,
+    LoraSettings,
     attach,
     base_fingerprint,
     list_adapters,
@@ -30,16 +31,19 @@ def logits(model) -> torch.Tensor:
         return model(IDS).logits
 
 
-def random_adapter(checkpoint, out, seed: int):
-    """Save an adapter with non-zero LoRA weights (a fresh one is the identity) for ``checkpoint``."""
+def random_adapter(checkpoint, out, seed: int, settings: LoraSettings | None = None):
+    """Save an adapter with non-zero LoRA weights (a fresh one is the identity) for ``checkpoint``;
+    modules it trains whole are perturbed too."""
     base, _ = load_checkpoint(checkpoint)
     sha = base_fingerprint(base)
-    peft_model = attach(base, seed=seed)
+    peft_model = attach(base, settings, seed=seed)
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in peft_model.named_parameters():
             if "lora_B" in name:
                 p.copy_(torch.randn(p.shape, generator=g) * 0.2)
+            elif "modules_to_save" in name:
+                p.add_(torch.randn(p.shape, generator=g) * 0.5)
     expected = logits(base)
     save_adapter(peft_model, out, sha, base_model=str(checkpoint), training={"seed": seed})
     return expected
@@ -142,6 +146,26 @@ def test_switching_back_restores_the_bfloat16_base_exactly(saved, tiny_checkpoin
     assert torch.equal(logits(base), bare_logits)
 
 
+def test_an_adapter_with_whole_embeddings_round_trips_merges_and_switches_off(saved, tiny_checkpoint, tmp_path):
+    """Token embeddings trained whole (tied to the output layer) travel with the adapter; they are
+    served, merged or not, and switching to another adapter or the bare base puts the base's back."""
+    root, one, _ = saved
+    expected = random_adapter(tiny_checkpoint, tmp_path / "emb", seed=3,
+                              settings=LoraSettings(whole=("embed_tokens",)))
+    config = json.loads((tmp_path / "emb" / "adapter_config.json").read_text())
+    assert config["modules_to_save"] == ["embed_tokens"]
+    base, _ = load_checkpoint(tiny_checkpoint)
+    bare = logits(base)
+    served = AdaptedModel(base)
+    served.switch(tmp_path / "emb", merge=False)
+    assert torch.equal(logits(base), expected)
+    for path, want in [(tmp_path / "emb", expected), (root / "one", one), (None, bare), (tmp_path / "emb", expected)]:
+        served.switch(path)
+        torch.testing.assert_close(logits(base), want, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(expected, bare, atol=1e-3), "the embeddings change the model"
+    assert not torch.allclose(expected, one, atol=1e-3)
+
+
 def test_adapter_on_the_wrong_base_is_refused(saved, other_base):
     root, _, _ = saved
     model, _ = load_checkpoint(other_base)
@@ -231,6 +255,20 @@ def test_training_is_deterministic_and_changes_only_lora_weights(tiny_checkpoint
     assert lora and all(torch.equal(lora[k], lora_again[k]) for k in lora)
     assert any(not torch.equal(v, torch.zeros_like(v)) for k, v in lora.items() if "lora_B" in k)
     assert set(base) == set(before) and all(torch.equal(base[k], before[k]) for k in before)
+
+
+def test_whole_modules_train_as_a_copy_beside_the_lora_weights(tiny_checkpoint, tiny_sources):
+    model, tok = load_checkpoint(tiny_checkpoint)
+    embeddings = model.embed_tokens.weight.detach().clone()
+    cfg = AdaptConfig(batch_size=4, lora=LoraSettings(whole=("embed_tokens",)))
+    files = [TrainingFile(p.read_text(), True) for p in sorted(tiny_sources.glob("*.py"))[:4]]
+    peft_model, _ = train_adapter(model, tok, files, cfg, steps=2, progress=False)
+    state = peft_model.state_dict()
+    original = next(v for k, v in state.items() if "embed_tokens.original_module" in k)
+    copy = next(v for k, v in state.items() if "embed_tokens.modules_to_save" in k)
+    assert torch.equal(original, embeddings), "the base's embeddings stay as they were"
+    assert not torch.equal(copy, embeddings), "the adapter's copy trained"
+    assert any("lora_B" in k and v.abs().sum() > 0 for k, v in state.items()), "and so did LoRA"
 
 
 def test_an_adapter_trains_on_the_window_its_base_reads(narrow_checkpoint, tiny_sources, monkeypatch):

@@ -19,13 +19,12 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from adapters.training import AdaptConfig
-    from diffill.adaptation import adapt_repository
+    from diffill.adaptation import adapt_repository, workspace_adapter_config
     from diffill.commands.common import check_training_budget
 
     check_training_budget(args.minutes, args.steps, args.cases)
     report = adapt_repository(args.dir, out=args.out, minutes=args.minutes, steps=args.steps,
-                              model_path=args.model, cases=args.cases, config=AdaptConfig(seed=args.seed))
+                              model_path=args.model, cases=args.cases, config=workspace_adapter_config(args.seed))
     if args.json:
         print(json.dumps(report.as_json()))
         return 0
