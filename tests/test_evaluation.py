@@ -45,14 +45,14 @@ def test_compare_pairs_the_same_holes(tiny_sources, tiny_engine, shipped_engine)
     texts = heldout_texts(tiny_sources)
     models = [("shipped", shipped_engine.model, shipped_engine.tok), ("tiny", tiny_engine.model, tiny_engine.tok),
               ("shipped again", shipped_engine.model, shipped_engine.tok)]
-    plain = line_sampler(0)  # threshold decoding: on these 30 lines the shipped model gets one right with it
-    report = compare_line_infill(models, texts, seeds=[0, 1], cases=15, sampler_cfg=plain)
-    assert report["cases"] == 30 and report["seeds"] == [0, 1]
+    plain = line_sampler(0)  # threshold decoding: on these 50 lines the shipped model gets a few right with it
+    report = compare_line_infill(models, texts, seeds=[0, 1], cases=25, sampler_cfg=plain)
+    assert report["cases"] == 50 and report["seeds"] == [0, 1]
     shipped, tiny, again = report["models"]
-    holes = line_cases(texts, 15, 0) + line_cases(texts, 15, 1)
+    holes = line_cases(texts, 25, 0) + line_cases(texts, 25, 1)
     alone = line_infill(DiffillBackend(shipped_engine.model, shipped_engine.tok), shipped_engine.tok, holes,
                         plain)
-    assert shipped["line_infill_exact_match"] == alone["line_infill_exact_match"] == shipped["exact"] / 30
+    assert shipped["line_infill_exact_match"] == alone["line_infill_exact_match"] == shipped["exact"] / 50
     assert shipped["exact"] > 0 and tiny["exact"] == 0, "a random 2-layer model fills no line exactly"
     vs_tiny, vs_itself = report["pairs"]
     assert (vs_tiny["only_first"], vs_tiny["only_second"]) == (shipped["exact"], 0)
