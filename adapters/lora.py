@@ -86,8 +86,9 @@ def base_fingerprint(model: torch.nn.Module) -> str:
 
 def attach(model: torch.nn.Module, settings: LoraSettings | None = None, name: str = "default",
            seed: int = 0) -> PeftModel:
-    """A fresh trainable LoRA adapter on ``model`` (modified in place); only LoRA weights (and copies of the modules in ``settings.whole``) train.
-    The LoRA A matrices are drawn from ``seed`` so training is reproducible."""
+    """A fresh trainable LoRA adapter on ``model`` (modified in place); only the LoRA weights and
+    copies of the modules in ``settings.whole`` train. The LoRA A matrices are drawn from ``seed``
+    so training is reproducible."""
     torch.manual_seed(seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)

@@ -3,8 +3,8 @@
 Batches are infill sequences (syntax-aware middles from ``infill_example``) plus a share of
 plain sequences, drawn as a pure function of (seed, step); the LoRA initialisation is seeded
 too, so a run of N steps is reproducible. A time budget stops training early; a tqdm bar shows
-progress. Only the LoRA weights train, and the copies of
-the modules an adapter trains whole (``LoraSettings.whole``).
+progress. Only the LoRA weights train, and the copies of the modules an adapter trains whole
+(``LoraSettings.whole``).
 """
 
 from __future__ import annotations
