@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -269,3 +270,21 @@ def test_going_on_from_a_model_with_a_corpus_of_other_token_ids_is_refused(tiny_
     missing = subprocess.run(base + ["--init", str(tmp_path / "nowhere")], capture_output=True, text=True, timeout=300)
     assert missing.returncode == 2 and "not a model folder" in missing.stderr
     assert not (tmp_path / "r" / "checkpoint").exists()
+
+
+
+RECIPES = Path(__file__).resolve().parents[1] / "model" / "recipes"
+
+
+@pytest.mark.parametrize("recipe", sorted(str(p.relative_to(RECIPES)) for p in RECIPES.rglob("*.json")))
+def test_every_recipe_is_a_valid_training_config(recipe):
+    """Each phase and trial in model/recipes reads as ``diffill train --config`` reads it, with a
+    schedule the trainer accepts."""
+    from diffill.commands.train import _apply
+    from model.train import check_schedule
+
+    cfg = TrainConfig()
+    for key, value in json.loads((RECIPES / recipe).read_text()).items():
+        _apply(cfg, key, value)
+    check_schedule(cfg)
+    assert cfg.total_steps > cfg.schedule_start
