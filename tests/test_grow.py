@@ -74,3 +74,17 @@ def test_growing_needs_more_layers(tiny_checkpoint, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main([str(tmp_path / "nothing"), str(tmp_path / "out"), "--layers", "4"])
     assert e.value.code == 2 and "holds no checkpoint" in capsys.readouterr().err
+
+
+def test_a_grown_trunk_trains_on_from_its_step(tiny_corpus, tmp_path):
+    """The README's recipe: grow a run's trunk checkpoint, then ``train --init`` the grown model."""
+    from model.train import TrainConfig, train
+
+    tiny = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
+    cfg = TrainConfig(batch_size=4, warmup_steps=1, total_steps=20, model=tiny, eval_minutes=1e9)
+    train(tiny_corpus, tmp_path / "run", cfg, until_step=3, progress=False)
+    grown = grow(tmp_path / "run" / "checkpoint", tmp_path / "grown", 3)
+    state = train(tiny_corpus, tmp_path / "deep", cfg, until_step=5, init=grown, progress=False)
+    assert state["step"] == 5
+    config = json.loads((tmp_path / "deep" / "checkpoint" / "config.json").read_text())
+    assert config["num_hidden_layers"] == 3
