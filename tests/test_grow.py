@@ -35,7 +35,7 @@ def test_a_grown_model_computes_what_the_source_did():
     assert not grown.layers[2].mlp.down_proj.weight.any()
 
 
-def test_the_new_blocks_learn(tmp_path):
+def test_the_new_blocks_learn():
     grown = grow_model(_model(), 4).train()
     ids = torch.randint(4, 300, (2, 11))
     opt = torch.optim.SGD(grown.parameters(), lr=0.5)
