@@ -280,11 +280,10 @@ RECIPES = Path(__file__).resolve().parents[1] / "model" / "recipes"
 def test_every_recipe_is_a_valid_training_config(recipe):
     """Each phase and trial in model/recipes reads as ``diffill train --config`` reads it, with a
     schedule the trainer accepts."""
-    from diffill.commands.train import _apply
+    from diffill.commands.train import apply_settings
     from model.train import check_schedule
 
     cfg = TrainConfig()
-    for key, value in json.loads((RECIPES / recipe).read_text()).items():
-        _apply(cfg, key, value)
+    apply_settings(cfg, json.loads((RECIPES / recipe).read_text()))
     check_schedule(cfg)
     assert cfg.total_steps > cfg.schedule_start

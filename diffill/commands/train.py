@@ -29,6 +29,12 @@ def register(sub) -> None:
     p.set_defaults(run=run)
 
 
+def apply_settings(cfg, settings: dict) -> None:
+    """Set ``cfg``'s fields from a recipe's (or ``--set``'s) settings, as ``--config`` reads them."""
+    for key, value in settings.items():
+        _apply(cfg, key, value)
+
+
 def _apply(cfg, key: str, value):
     from diffill.errors import DiffillError
 
@@ -85,8 +91,7 @@ def run(args) -> int:
     for item in args.set:
         key, _, value = item.partition("=")
         overrides[key] = json.loads(value) if value[:1] in "0123456789-[{tfn" else value
-    for key, value in overrides.items():
-        _apply(cfg, key, value)
+    apply_settings(cfg, overrides)
     held = [f.text for f in load_texts(corpus, "heldout")]
 
     def evaluate(model, tok):
