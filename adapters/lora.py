@@ -2,7 +2,9 @@
 
 An adapter folder is a peft folder (``adapter_config.json`` + ``adapter_model.safetensors``)
 plus ``diffill_adapter.json``, which records the sha256 of the base model's weights it was
-trained on, and a ``README.md`` card. Loading an adapter onto any other base is refused.
+trained on, and a ``README.md`` card. Loading an adapter onto any other base is refused. A
+workspace adapter also keeps its repository's tokens (``repository_tokens.npy``, model/ngram.py),
+which one-line holes copy from.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import os
 import shutil
 import tempfile
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,6 +31,7 @@ DEFAULT_ADAPTER = Path(__file__).resolve().parent / "checkpoints" / "infill"
 WORKSPACE_ADAPTER = Path(".diffill") / "adapter"  # where `diffill adapt DIR` saves, relative to DIR
 META_FILE = "diffill_adapter.json"
 CARD_FILE = "README.md"
+REPOSITORY_TOKENS = "repository_tokens.npy"  # a workspace adapter's repository, as a token cache
 FORMAT_VERSION = 1
 
 
@@ -160,9 +164,11 @@ def _relax_permissions(folder: Path) -> None:
 
 def save_adapter(model: PeftModel, out: str | Path, base_sha256: str, base_model: str = "",
                  training: dict | None = None, metrics: dict | None = None,
-                 card: tuple[str, str] | None = None, name: str = "default") -> AdapterInfo:
+                 card: tuple[str, str] | None = None, name: str = "default",
+                 write_extra: Callable[[Path], None] | None = None) -> AdapterInfo:
     """Write adapter ``name`` of ``model`` to ``out`` atomically: a temporary folder next to it
-    is filled (peft config, safetensors weights, metadata, card) and then swapped in."""
+    is filled (peft config, safetensors weights, metadata, card, and what ``write_extra`` writes
+    into the folder it is given) and then swapped in."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
@@ -183,6 +189,8 @@ def save_adapter(model: PeftModel, out: str | Path, base_sha256: str, base_model
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2, default=str) + "\n")
         title, body = card or ("diffill LoRA adapter", f"Trained on base sha256 `{base_sha256}`.")
         write_card(tmp, title, body)
+        if write_extra is not None:
+            write_extra(tmp)
         old = out.with_name(f".{out.name}.old")
         shutil.rmtree(old, ignore_errors=True)
         if out.exists():

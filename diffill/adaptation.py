@@ -13,13 +13,21 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from adapters.lora import DEFAULT_ADAPTER, WORKSPACE_ADAPTER, LoraSettings, base_fingerprint, save_adapter
+from adapters.lora import (
+    DEFAULT_ADAPTER,
+    REPOSITORY_TOKENS,
+    WORKSPACE_ADAPTER,
+    LoraSettings,
+    base_fingerprint,
+    save_adapter,
+)
 from adapters.sources import HELDOUT_PERCENT, SYNTAX_SPAN_LANGUAGES, collect_sources, split_heldout
 from adapters.training import LINE_MIX, AdaptConfig, TrainingFile, token_stream, train_adapter
 from diffill.errors import DiffillError
 from diffill.evaluation import heldout_figures, line_cases, line_infill, line_sampler
 from model.backend import DiffillBackend
 from model.loading import ModelLoadError, load_checkpoint
+from model.ngram import TokenCache
 from model.objective import ObjectiveConfig
 
 log = logging.getLogger(__name__)
@@ -52,10 +60,11 @@ def workspace_adapter_config(seed: int = 0) -> AdaptConfig:
     return AdaptConfig(lora=LoraSettings(whole=("embed_tokens",)), seed=seed)
 
 
-def exact_match(model, tok, texts: list[str], cases: int, seed: int = 0) -> dict:
-    """Held-out whole-line infill exact match of ``model``, its line holes filled as the engine fills them."""
+def exact_match(model, tok, texts: list[str], cases: int, seed: int = 0, repository: TokenCache | None = None) -> dict:
+    """Held-out whole-line infill exact match of ``model``, its line holes filled as the engine fills
+    them (copying from their own file, and from ``repository`` when given)."""
     holes = line_cases(texts, cases, seed)  # fewer when the files have fewer code lines
-    figures = line_infill(DiffillBackend(model, tok), tok, holes, line_sampler())
+    figures = line_infill(DiffillBackend(model, tok), tok, holes, line_sampler(), repository=repository)
     return {"line_infill_exact_match": round(figures["line_infill_exact_match"], 4), "cases": len(holes)}
 
 
@@ -113,7 +122,9 @@ def adapt_repository(root: str | Path, out: str | Path | None = None, minutes: f
     peft_model, result = train_adapter(model, tok, files, cfg, minutes=minutes if steps is None else None,
                                        steps=steps, progress=progress, stream=stream)
     peft_model.merge_adapter()  # evaluate at inference speed; the saved LoRA weights are unchanged
-    after = exact_match(model, tok, held_texts, cases)
+    # the adapter as served: its weights, and its repository's tokens for one-line holes to copy from
+    repository = TokenCache.for_tokenizer(tok).extend(tok.encode_batch(texts))
+    after = exact_match(model, tok, held_texts, cases, repository=repository)
     training = {"repository": str(root.resolve()), "files": len(files), "heldout_files": len(held),
                 "tokens": n_tokens, "steps": result.steps, "tokens_seen": result.tokens_seen,
                 "minutes": round(result.seconds / 60, 2), "loss": round(result.loss, 4),
@@ -126,10 +137,12 @@ def adapt_repository(root: str | Path, out: str | Path | None = None, minutes: f
              f"`{root.resolve()}` for {result.steps} steps ({result.seconds / 60:.1f} min).\n\n"
              f"Held-out line-infill exact match ({before['cases']} lines of {len(held)} held-out files): "
              f"{before['line_infill_exact_match']:.3f} on the bare base, "
-             f"{after['line_infill_exact_match']:.3f} with this adapter.\n\n"
+             f"{after['line_infill_exact_match']:.3f} with this adapter and its copy of the training files' "
+             f"tokens (`{REPOSITORY_TOKENS}`, which one-line holes copy from).\n\n"
              f"Base model sha256: `{base_sha}`. It loads on that base only."))
     save_adapter(peft_model, out, base_sha, base_model=model_path or "diffill-base", training=training,
-                 metrics={"before": before, "after": after}, card=card)
+                 metrics={"before": before, "after": after}, card=card,
+                 write_extra=lambda folder: repository.save(folder / REPOSITORY_TOKENS))
     return AdaptReport(before=before, after=after, files=len(files), heldout_files=len(held), tokens=n_tokens,
                        cases=before["cases"], steps=result.steps, minutes=result.seconds / 60,
                        adapter=str(out), skipped=dict(coll.skipped))

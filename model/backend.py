@@ -124,6 +124,7 @@ class DiffillBackend:
         self.tok = tokenizer
         self.mask_id = tokenizer.mask_id
         self.eoi_id = tokenizer.eoi_id
+        self.bos_id = tokenizer.bos_id
         self.banned_ids = [tokenizer.pad_id, tokenizer.mask_id, tokenizer.bos_id]
         self.window = window_of(model.config)  # the window it was trained with
 

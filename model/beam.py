@@ -72,7 +72,7 @@ def beam_search(backend, cfg, requests: list[Request], length: int, constraint: 
     from model.sampler import SampleResult, Sampler, StepTrace
 
     k, be = cfg.beam, backend
-    mask, eoi = be.mask_id, be.eoi_id
+    mask, eoi, bos = be.mask_id, be.eoi_id, getattr(be, "bos_id", None)
     holes = [_Hole(k) for _ in requests]
     state = be.prepare([r.prefix for r in requests], [r.suffix for r in requests], length,
                        cfg.cache, cfg.cache_refresh)
@@ -94,6 +94,7 @@ def beam_search(backend, cfg, requests: list[Request], length: int, constraint: 
             ends = Sampler._stop_table(requests, logits.shape[-1])
             ends[:, eoi] = True
         logp = torch.log_softmax(_forbid(logits, be, bans, active, width, t), -1).view(len(active), width, -1)
+        logp = _mix_cache(logp, requests, active, canvas, t, eoi, bos)
         end_mask = ends[active][:, None, :]
         end_score = score + torch.logsumexp(logp.masked_fill(~end_mask, -math.inf), -1)
         if t == 0:  # the empty fill only where the model's first guess is the end, as greedy decoding
@@ -126,9 +127,11 @@ def beam_search(backend, cfg, requests: list[Request], length: int, constraint: 
             if t == length - 1 or open_best == -math.inf or (hole.finished and hole.best() >= open_best):
                 hole.done = True
             elif bound:  # an open candidate is still the likeliest: completed by its own guesses
-                rest = be.logits(state.take(torch.tensor([j * width])), canvas[j, :1],
-                                 torch.arange(t + 1, length)[None])[0]
-                fill = _complete(canvas[j, 0, : t + 1].tolist(), rest, be, bans, i, t + 1, ends[i])
+                fill = _copy_rest(request, canvas[j, 0, : t + 1].tolist(), length, bos)
+                if fill is None:
+                    rest = be.logits(state.take(torch.tensor([j * width])), canvas[j, :1],
+                                     torch.arange(t + 1, length)[None])[0]
+                    fill = _complete(canvas[j, 0, : t + 1].tolist(), rest, be, bans, i, t + 1, ends[i])
                 if not hole.finished or _valid(constraint, i, fill, length, eoi):
                     hole.tokens = fill  # else the best finished fill, which the constraint passed
                 hole.passes += 1
@@ -159,6 +162,49 @@ def beam_search(backend, cfg, requests: list[Request], length: int, constraint: 
                 tokens, complete = row[: row.index(mask)] if mask in row else row, False
         results.append(SampleResult(tokens, complete, hole.steps, hole.passes, len(tokens), stopped, alternatives))
     return results
+
+
+def _mix_cache(logp, requests, active, canvas, t, eoi, bos) -> torch.Tensor:
+    """Each candidate's next-token log-probabilities mixed with what follows the hole's prefix and
+    the candidate so far in its request's token caches (``model.ngram``); a line break there is
+    the hole's end."""
+    from model.ngram import END, LONGEST, continuation
+
+    for j, i in enumerate(active):
+        caches = requests[i].caches
+        if not caches:
+            continue
+        head = [x for x in requests[i].prefix[-2 * LONGEST :] if x != bos]
+        for c in range(logp.shape[1]):
+            dist, lam = continuation(caches, head + canvas[j, c, :t].tolist())
+            if not dist:
+                continue
+            p = logp[j, c].exp() * (1 - lam)
+            ids = torch.tensor([eoi if k == END else k for k in dist])
+            p.index_add_(0, ids, torch.tensor(list(dist.values()), dtype=p.dtype) * lam)
+            logp[j, c] = torch.where(logp[j, c] == -math.inf, logp[j, c], p.log())
+    return logp
+
+
+def _copy_rest(request, head: list[int], length: int, bos) -> list[int] | None:
+    """``head`` continued by its request's caches alone, while they are sure of the next token
+    (one continuation, after a match of at least ``HALF`` tokens) up to a line break; None when they
+    are not sure that far or the line does not end within ``length``."""
+    from model.ngram import END, HALF, LONGEST, continuation, weight
+
+    if not request.caches:
+        return None
+    prefix = [x for x in request.prefix[-2 * LONGEST :] if x != bos]
+    fill = list(head)
+    while len(fill) < length:
+        dist, lam = continuation(request.caches, prefix + fill)
+        if len(dist) != 1 or lam < weight(HALF):
+            return None
+        (token,) = dist
+        if token == END:
+            return fill
+        fill.append(token)
+    return None
 
 
 def _forbid(logits, be, bans, active, width, t) -> torch.Tensor:

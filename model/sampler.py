@@ -133,6 +133,9 @@ class Request:
     # a latency bound: once this row has had this many forward passes, each step commits its guess
     # at every masked slot it can (threshold 0; <eoi> rules and max_per_step still hold); 0: never
     finish_after: int = 0
+    # token caches (model.ngram) whose continuations of the prefix are mixed into a beam search's
+    # scores (one-line holes); threshold decoding ignores them
+    caches: tuple = ()
 
 
 Bans = dict[tuple[int, int], set[int]]  # (row, slot) -> token ids never committed there

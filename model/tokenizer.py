@@ -96,3 +96,14 @@ class CodeTokenizer:
                             and "\n" in (text := self.backend.decode([i])) and not text.split("\n", 1)[0].strip())
             self._line_break_ids = ids
         return ids
+
+    def unspaced_ids(self) -> dict[int, int]:
+        """For each token that starts with a space, the token without it, where the vocabulary has
+        one (computed once): in a file's tokens a line's first token follows its indentation token
+        with a space of its own; a hole that starts after the indentation starts without it."""
+        ids = self.__dict__.get("_unspaced_ids")
+        if ids is None:
+            vocab = self.backend.get_vocab()
+            ids = {i: vocab[text[1:]] for text, i in vocab.items() if text.startswith("\u0120") and text[1:] in vocab}
+            self._unspaced_ids = ids
+        return ids

@@ -9,7 +9,10 @@ import subprocess
 import pytest
 
 from adapters import read_info, workspace_adapter
+from adapters.lora import REPOSITORY_TOKENS
 from diffill.cli import main
+from diffill.engine import Engine, EngineConfig
+from diffill.errors import DiffillError
 
 
 @pytest.fixture()
@@ -62,6 +65,18 @@ def test_adapt_runs_end_to_end_and_the_adapter_serves(repo, tiny_checkpoint, cap
     out = run_json(capsys, ["infill", str(target), "--at", "2:1", "--max-tokens", "4", "--model",
                             str(tiny_checkpoint), "--adapter", str(adapter), "--json"])
     assert out["start"] == out["end"]
+    # the adapter keeps its training files' tokens, which the engine's one-line holes copy from
+    engine = Engine(EngineConfig(model=str(tiny_checkpoint), adapter=str(adapter)))
+    assert engine.repository is not None and len(engine.repository) == report["tokens"]
+    assert Engine(EngineConfig(model=str(tiny_checkpoint), adapter="none")).repository is None
+
+
+def test_an_adapter_with_damaged_repository_tokens_is_refused_clearly(repo, tiny_checkpoint, capsys):
+    run_json(capsys, ["adapt", str(repo), "--model", str(tiny_checkpoint), "--steps", "1", "--cases", "2", "--json"])
+    adapter = repo / ".diffill" / "adapter"
+    (adapter / REPOSITORY_TOKENS).write_bytes(b"\x93NUMPY garbage")
+    with pytest.raises(DiffillError, match="not a token cache"):
+        Engine(EngineConfig(model=str(tiny_checkpoint), adapter=str(adapter)))
 
 
 def test_adapt_prints_before_and_after(repo, tiny_checkpoint, tmp_path, capsys):

@@ -11,6 +11,7 @@ import torch
 from grammar.constraint import Verdict
 from model.backend import DiffillBackend
 from model.loading import load_checkpoint
+from model.ngram import TokenCache
 from model.sampler import Request, Sampler, SamplerConfig
 
 MASK, EOI, PAD = 1, 2, 0
@@ -195,3 +196,15 @@ def test_a_fill_never_ends_inside_a_character():
     (r,) = search(be)
     # B F would end on half a character; the best whole fill is A C
     assert r.tokens == [A, C] and [B, F] not in r.alternatives
+
+
+def test_the_beam_copies_a_continuation_the_model_finds_unlikely():
+    # the fake model ends every fill at once (<eoi> 0.9, A 0.1, B after A ~0); the cache has seen the
+    # whole prefix followed by A B and a line break: a 16-token match, weighed 0.6, makes A likelier
+    # than the end, and B and the end follow it
+    prefix = list(range(20, 36))
+    c = TokenCache(frozenset({NL})).extend([prefix + [A, B, NL, 30]])
+    be = TreeBackend({(): {EOI: 0.9, A: 0.1}})
+    plain, copied = Sampler(be, SamplerConfig(beam=3)).sample([Request(prefix, [6]), Request(prefix, [6], caches=(c,))], 6)
+    assert plain.tokens == [] and copied.tokens == [A, B] and copied.complete
+    assert MASK not in copied.tokens

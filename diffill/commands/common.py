@@ -20,19 +20,27 @@ def add_dtype_option(parser: argparse.ArgumentParser) -> None:
                              "else float32)")
 
 
+def add_copy_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-copy", dest="copy", action="store_false",
+                        help="fill one-line holes by the model alone, without continuations copied from the "
+                             "rest of the file and a workspace adapter's repository (model/ngram.py)")
+
+
 def add_model_options(parser: argparse.ArgumentParser) -> None:
-    """``--model PATH``, ``--adapter PATH|none`` and ``--dtype``."""
+    """``--model PATH``, ``--adapter PATH|none``, ``--dtype`` and ``--no-copy``."""
     parser.add_argument("--model", default=None, metavar="PATH",
                         help="checkpoint folder (default: the shipped model)")
     add_adapter_option(parser)
     add_dtype_option(parser)
+    add_copy_option(parser)
 
 
 def engine_config_from_args(args: argparse.Namespace, **changes):
-    """An EngineConfig from ``--model`` / ``--adapter`` / ``--dtype`` (absent options keep their defaults)."""
+    """An EngineConfig from ``--model`` / ``--adapter`` / ``--dtype`` / ``--no-copy`` (absent options
+    keep their defaults)."""
     from diffill.engine import EngineConfig
 
-    given = {k: getattr(args, k) for k in ("model", "adapter", "dtype") if hasattr(args, k)}
+    given = {k: getattr(args, k) for k in ("model", "adapter", "dtype", "copy") if hasattr(args, k)}
     return EngineConfig(**{**given, **changes})
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from diffill.commands.common import add_adapter_option, add_dtype_option, engine_config_from_args
+from diffill.commands.common import add_adapter_option, add_copy_option, add_dtype_option, engine_config_from_args
 
 
 def register(sub) -> None:
@@ -24,6 +24,7 @@ def register(sub) -> None:
     h.add_argument("--corpus", default=None, help="use this corpus's held-out split")
     add_adapter_option(h)
     add_dtype_option(h)
+    add_copy_option(h)
     add_beam_option(h)
     h.add_argument("--json", action="store_true")
     h.set_defaults(run=run_heldout)
@@ -48,11 +49,12 @@ def run_heldout(args) -> int:
     texts = heldout_texts(args.corpus)
     sampler = line_sampler(args.beam)
     figures = heldout_figures(engine.model, engine.tok, texts, cases=args.cases, seed=args.seed,
-                              sampler_cfg=sampler)
+                              sampler_cfg=sampler, copy=args.copy, repository=engine.repository)
     figures["beam"] = sampler.beam
     figures["model"] = engine.info()["model"]
     figures["adapter"] = engine.info()["adapter"]
     figures["dtype"] = engine.dtype
+    figures["copy"] = args.copy
     if args.json:
         print(json.dumps(figures))
     else:
@@ -70,6 +72,7 @@ def register_compare(esub) -> None:
     c.add_argument("--corpus", default=None, help="use this corpus's held-out split")
     add_adapter_option(c)
     add_dtype_option(c)
+    add_copy_option(c)
     add_beam_option(c)
     c.add_argument("--json", action="store_true")
     c.set_defaults(run=run_compare)
@@ -101,7 +104,7 @@ def run_compare(args) -> int:
         engine = Engine(engine_config_from_args(args, model=None if path == "default" else path))
         models.append((path, engine.model, engine.tok))
     sampler = line_sampler(args.beam)
-    report = compare_line_infill(models, texts, seeds, args.cases, sampler)
+    report = compare_line_infill(models, texts, seeds, args.cases, sampler, copy=args.copy)
     report["beam"] = sampler.beam
     if args.json:
         print(json.dumps(report))
@@ -129,6 +132,7 @@ def register_humaneval(esub) -> None:
     h.add_argument("--model", default=None)
     add_adapter_option(h)
     add_dtype_option(h)
+    add_copy_option(h)
     h.add_argument("--json", action="store_true")
     h.set_defaults(run=run_humaneval)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from diffill.commands.common import add_adapter_option, add_dtype_option
+from diffill.commands.common import add_adapter_option, add_copy_option, add_dtype_option
 from diffill.documents import read_source
 from diffill.errors import DiffillError
 from diffill.positions import offset_of, parse_point, parse_range
@@ -21,6 +21,7 @@ def register(sub) -> None:
     p.add_argument("--model", default=None, help="checkpoint folder (default: the shipped model)")
     add_adapter_option(p)
     add_dtype_option(p)
+    add_copy_option(p)
     p.add_argument("--no-constraint", action="store_true",
                    help="do not keep the infill syntactically valid (for comparison)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -49,7 +50,8 @@ def run(args) -> int:
     if args.max_tokens is not None and not 1 <= args.max_tokens <= 1024:
         raise DiffillError("--max-tokens must be between 1 and 1024")
     engine = Engine(EngineConfig(model=args.model, constrained=not args.no_constraint, adapter=args.adapter,
-                                  dtype=args.dtype, backend=args.backend, trust_remote_code=args.trust_remote_code))
+                                  dtype=args.dtype, backend=args.backend, trust_remote_code=args.trust_remote_code,
+                                  copy=args.copy))
     printer = TracePrinter(engine.tok, sys.stderr) if args.trace else None
     result = engine.infill(InfillRequest(text, start, end, path=args.file, max_tokens=args.max_tokens),
                            on_step=printer)

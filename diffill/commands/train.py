@@ -96,7 +96,8 @@ def run(args) -> int:
 
     def evaluate(model, tok):
         # threshold decoding, as every point of the learning curve before beam search was measured
-        return heldout_figures(model, tok, held, cases=args.eval_cases, sampler_cfg=line_sampler(0)) if held else {}
+        return heldout_figures(model, tok, held, cases=args.eval_cases, sampler_cfg=line_sampler(0),
+                               copy=False) if held else {}
 
     init = Path(args.init) if args.init else None
     if init is not None and not (init / "config.json").is_file():

@@ -1,0 +1,167 @@
+"""Copying code the model cannot see: a token cache mixed into a one-line hole's beam search.
+
+Code repeats itself: the same statements and docstring lines recur in a file, and whole blocks
+are copied between a repository's modules. The model sees only its window. A ``TokenCache``
+holds token streams of more code: the document's whole text around the hole, and, with a
+workspace adapter, its repository's files. For a candidate fill it finds where the tokens just
+before the next slot (the hole's prefix, then the candidate so far) occur in them, as an
+infini-gram does, and mixes what follows there into the model's next-token distribution:
+
+    m = the longest match: the most tokens before the next slot that occur in a stream (at most
+        ``LONGEST``; fewer than ``MIN_MATCH``: no match, the model alone)
+    p_cache(token) = how often ``token`` follows those m tokens, over how often they occur (over
+                     every cache with a match that long)
+    p(token) = (1 - lam) * p_model(token) + lam * p_cache(token),  lam = WEIGHT * m / (m + HALF)
+
+so a long match (a copied line with the lines before it) nearly decides the next token and a
+short one only leans on the model's choice. Matching is blind to indentation (every line break
+is alike: copied code moves between depths), and a stream's line break is the hole's end.
+
+Measured on the step-28800 model, beam of 4 (session 16; README, Decoding): held-out corpus lines
+with the document as the cache, 0.086 -> 0.138 exact (seed 0) and 0.060 -> 0.112 (seed 1);
+boltons 26.2.0 (``diffill adapt``'s split, 200 lines), 6 -> 30 with its training files as well.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+
+SEP = -1  # between streams: no match runs across it
+END = -2  # a line break, whatever indentation follows it
+WEIGHT, HALF, MIN_MATCH, LONGEST = 0.9, 8.0, 4, 48
+
+
+class TokenCache:
+    """Token streams, indexed once, to look a fill's left context up in."""
+
+    def __init__(self, line_breaks=frozenset(), unspaced: dict[int, int] | None = None, space: int | None = None):
+        self.line_breaks = frozenset(line_breaks)
+        self.unspaced = unspaced or {}
+        self.space = space  # the token of one space alone
+        top = max([*self.line_breaks, *self.unspaced, *self.unspaced.values(), 0]) + 1
+        self._table = np.arange(-2, top, dtype=np.int64)  # id + 2 -> the id as matched (SEP, END kept)
+        for t, u in self.unspaced.items():
+            self._table[t + 2] = u
+        self._table[[t + 2 for t in self.line_breaks]] = END
+        self._parts: list[np.ndarray] = []
+        self._stream: np.ndarray | None = None  # the streams' ids as matched (``canonical``)
+        self._next: np.ndarray | None = None  # as predicted: their own ids, line breaks END
+        self._where: dict[int, np.ndarray] = {}
+
+    @classmethod
+    def for_tokenizer(cls, tok) -> TokenCache:
+        """An empty cache for ``tok``'s ids (its line breaks and its tokens' unspaced forms)."""
+        return cls(tok.line_break_ids(), tok.unspaced_ids(), tok.backend.token_to_id("\u0120"))
+
+    def extend(self, streams) -> TokenCache:
+        """Add token streams (sequences of ids), each one file's or one piece of a file's."""
+        for ids in streams:
+            if len(ids):
+                self._parts.append(np.append(np.asarray(ids, dtype=np.int64), SEP))
+        self._stream = None
+        return self
+
+    def save(self, path) -> None:
+        """The streams, as one int32 array with ``SEP`` between them (``.npy``)."""
+        np.save(path, np.concatenate(self._parts).astype(np.int32) if self._parts else np.zeros(0, np.int32))
+
+    @classmethod
+    def load(cls, path, tok) -> TokenCache:
+        """A cache for ``tok``'s ids over the streams ``save`` wrote to ``path``; a file that is
+        not such an array raises ValueError."""
+        try:
+            flat = np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as e:
+            raise ValueError(f"{path}: not a token cache ({e})") from e
+        if flat.ndim != 1 or flat.dtype.kind != "i" or (len(flat) and (flat.min() < SEP or flat.max() >= tok.vocab_size)):
+            raise ValueError(f"{path}: not a token cache of this tokenizer's ids")
+        pieces = np.split(flat, np.flatnonzero(flat == SEP) + 1)  # each ends with SEP, then an empty rest
+        return cls.for_tokenizer(tok).extend(piece[:-1] for piece in pieces if len(piece))
+
+    def __len__(self) -> int:
+        return sum(len(p) - 1 for p in self._parts)
+
+    def canonical(self, ids) -> np.ndarray:
+        """Ids as matched: every line break alike, and spaced tokens as their unspaced form."""
+        ids = np.asarray(ids, dtype=np.int64)
+        out = ids.copy()
+        known = ids < len(self._table) - 2
+        out[known] = self._table[ids[known] + 2]
+        return out
+
+    def _index(self) -> np.ndarray:
+        if self._stream is None:
+            nxt = np.concatenate(self._parts) if self._parts else np.array([SEP], dtype=np.int64)
+            nxt[np.isin(nxt, np.fromiter(self.line_breaks, dtype=np.int64))] = END
+            self._next, self._stream = nxt, self.canonical(nxt)
+            order = np.argsort(self._stream, kind="stable")
+            tokens, starts = np.unique(self._stream[order], return_index=True)
+            ends = np.append(starts[1:], len(order))
+            self._where = {int(t): order[s:e] for t, s, e in zip(tokens, starts, ends)}
+        return self._stream
+
+    def match(self, context: list[int]) -> tuple[int, Counter]:
+        """The longest match of the end of ``context`` (canonical ids, at most ``LONGEST``) and the
+        counts of the ids after it; (0, empty) when no token matches."""
+        stream = self._index()
+        pos = self._where.get(context[-1]) if context else None
+        if pos is None:
+            return 0, Counter()
+        pos = pos[pos + 1 < len(stream)]
+        pos = pos[self._next[pos + 1] != SEP]  # a match must have a continuation (not the prefix's own end)
+        m = 1
+        while m < len(context) and len(pos):
+            before = pos - m
+            ok = before >= 0
+            ok[ok] = stream[before[ok]] == context[-1 - m]
+            if not ok.any():
+                break
+            pos, m = pos[ok], m + 1
+        nxt = Counter(self._next[pos + 1].tolist())
+        nxt.pop(SEP, None)
+        return (m, nxt) if nxt else (0, Counter())
+
+
+def weight(m: int) -> float:
+    """The share of the cache's distribution after a match of ``m`` tokens."""
+    return WEIGHT * m / (m + HALF)
+
+
+def continuation(caches, context: list[int]) -> tuple[dict[int, float], float]:
+    """After ``context`` (the ids before the next slot, the last one last): the distribution of
+    what follows its longest match in ``caches`` (``END`` for a line break) and the weight to mix
+    it in with; ({}, 0.0) when nothing matches ``MIN_MATCH`` tokens."""
+    if not caches or len(context) < MIN_MATCH:
+        return {}, 0.0
+    space = caches[0].space
+    ctx = caches[0].canonical(context[-2 * LONGEST :]).tolist()
+    # a prefix that ends in a space ("x = |"): in a file's tokens that space starts the next token,
+    # so a lone space is left out of the context (and the fill's first token comes without one)
+    unspace = ctx[-1] in (END, space)
+    ctx = [t for t in ctx if t != space][-LONGEST:]
+    best, counts = 0, Counter()
+    for cache in caches:
+        m, nxt = cache.match(ctx)
+        if m > best:
+            best, counts = m, nxt
+        elif m == best and m:
+            counts += nxt
+    if best < MIN_MATCH:
+        return {}, 0.0
+    if unspace:  # the fill starts after the indentation, or after the prefix's space
+        counts = Counter({caches[0].unspaced.get(t, t): c for t, c in counts.items()})
+    total = sum(counts.values())
+    return {t: c / total for t, c in counts.items()}, weight(best)
+
+
+def hole_caches(tok, prefix: str, suffix: str, repository: TokenCache | None = None) -> tuple[TokenCache, ...]:
+    """The caches a hole's fill is mixed with: the document around it (its prefix and suffix as
+    two streams), then ``repository`` when given."""
+    document = TokenCache.for_tokenizer(tok)
+    before = tok.encode(prefix)
+    if before and before[-1] == document.space:  # ``continuation`` leaves it out: no match of its own
+        before = before[:-1]
+    document.extend([before, tok.encode(suffix)])
+    return (document,) if repository is None else (document, repository)

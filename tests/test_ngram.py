@@ -1,0 +1,90 @@
+"""The token cache one-line holes copy from (model.ngram): longest matches, blind to indentation,
+never the context's own end; the mixing weight; save and load; the engine copying a line."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from model.ngram import END, MIN_MATCH, SEP, WEIGHT, TokenCache, continuation
+
+BREAKS = frozenset({90, 91})  # two line-break tokens: a newline with two indentations
+SPACED = {50: 5}  # token 50 is " x", token 5 is "x"
+
+
+def cache(*streams) -> TokenCache:
+    return TokenCache(BREAKS, SPACED).extend(streams)
+
+
+def test_the_longest_match_decides_and_counts_what_follows():
+    c = cache([1, 2, 3, 4, 7], [9, 2, 3, 4, 8], [3, 4, 8])
+    assert c.match([1, 2, 3, 4]) == (4, {7: 1})
+    m, counts = c.match([6, 2, 3, 4])  # only "2 3 4" matches: what follows it in both streams
+    assert m == 3 and counts == {7: 1, 8: 1}
+    assert c.match([6]) == (0, {})
+
+
+def test_matching_is_blind_to_indentation_and_to_a_line_s_leading_space():
+    c = cache([1, 2, 90, 50, 6, 90, 3])  # "1 2 <newline, indented> x 6 <newline> 3"
+    # the hole's side: another indentation, and the line's first token without its space
+    m, counts = c.match(c.canonical([1, 2, 91, 5]).tolist())
+    assert m == 4 and counts == {6: 1}
+    assert c.match(c.canonical([2, 91, 5, 6]).tolist()) == (4, {END: 1})  # a line break is END
+
+
+def test_the_context_s_own_end_is_not_a_match():
+    prefix = [1, 2, 3, 4, 5]
+    c = cache(prefix, [3, 4, 5, 6])  # the document's prefix is a stream of its own
+    assert c.match(prefix) == (3, {6: 1})
+
+
+def test_continuation_needs_min_match_tokens_and_weighs_longer_matches_more():
+    c = cache(list(range(10, 40)))
+    assert continuation([c], [20, 21]) == ({}, 0.0)
+    short, lam_short = continuation([c], list(range(10, 10 + MIN_MATCH)))
+    long, lam_long = continuation([c], list(range(10, 30)))
+    assert short == {10 + MIN_MATCH: 1.0} and long == {30: 1.0}
+    assert 0 < lam_short < lam_long < WEIGHT
+
+
+def test_a_line_s_first_token_comes_without_its_space():
+    c = cache([1, 2, 3, 90, 50, 6])
+    dist, _ = continuation([c], [1, 2, 3, 91])
+    assert dist == {5: 1.0}  # " x" after the indentation becomes "x": the hole starts after it
+
+
+def test_caches_pool_the_counts_of_equally_long_matches():
+    a, b = cache([1, 2, 3, 4, 7]), cache([1, 2, 3, 4, 8], [0, 1, 2, 3, 4, 9])
+    dist, _ = continuation([a, b], [1, 2, 3, 4])
+    assert dist == pytest.approx({7: 1 / 3, 8: 1 / 3, 9: 1 / 3})  # three places, two caches
+    dist, _ = continuation([a, b], [0, 1, 2, 3, 4])
+    assert dist == {9: 1.0}
+
+
+def test_save_and_load_keep_the_streams(tmp_path, shipped_engine):
+    tok = shipped_engine.tok
+    c = TokenCache.for_tokenizer(tok).extend(tok.encode_batch(["def f(x):\n    return x\n", "y = 1\n"]))
+    c.save(tmp_path / "t.npy")
+    back = TokenCache.load(tmp_path / "t.npy", tok)
+    assert len(back) == len(c) and [p.tolist() for p in back._parts] == [p.tolist() for p in c._parts]
+    (tmp_path / "bad.npy").write_bytes(b"not an array")
+    with pytest.raises(ValueError, match="not a token cache"):
+        TokenCache.load(tmp_path / "bad.npy", tok)
+    np.save(tmp_path / "ids.npy", np.array([1, 2, tok.vocab_size + 5, SEP], dtype=np.int32))
+    with pytest.raises(ValueError, match="not a token cache"):
+        TokenCache.load(tmp_path / "ids.npy", tok)
+
+
+def test_the_engine_copies_a_line_from_elsewhere_in_the_document(shipped_engine):
+    from diffill.engine import Engine, InfillRequest
+
+    body = "    total = weigh_all(parcels, cargo.rate)\n    return total\n"
+    text = f"def first(parcels, cargo):\n{body}\n\ndef second(parcels, cargo):\n    total = "
+    hole = len(text)  # code before the cursor on its line: a one-line hole
+    text += "\n    return total\n"
+    filled = shipped_engine.infill(InfillRequest(text, hole, hole, path="a.py"))
+    assert filled.text == "weigh_all(parcels, cargo.rate)"
+    alone = Engine(replace(shipped_engine.config, copy=False))
+    assert alone.infill(InfillRequest(text, hole, hole, path="a.py")).text != filled.text
