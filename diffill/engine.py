@@ -225,7 +225,7 @@ class Engine:
                                            self.window),
                             stops=frozenset() if plans[i][0] else self.tok.line_break_ids(),
                             finish_after=0 if plans[i][0] else self.config.single_line_passes,
-                            caches=self._caches(reqs[i], plans[i][0])) for i in idx]
+                            caches=self._caches(reqs[i])) for i in idx]
             cfg = self._sampler_for(sampler or self.config.sampler, multiline=plan[0])
             guards = self._guards([reqs[i] for i in idx])
             constraint = RowConstraints({k: g.constraint for k, g in guards.items()}) if guards else None
@@ -253,9 +253,9 @@ class Engine:
                                           alternatives=[a for a in runners_up if a != text])
         return results  # type: ignore[return-value]
 
-    def _caches(self, req: InfillRequest, multiline: bool) -> tuple:
-        """A one-line hole's token caches (model.ngram): the document around it, the repository."""
-        if multiline or not self.config.copy or self.config.backend != "diffill":
+    def _caches(self, req: InfillRequest) -> tuple:
+        """A hole's token caches (model.ngram): the document around it, the repository."""
+        if not self.config.copy or self.config.backend != "diffill":
             return ()
         return hole_caches(self.tok, req.text[: req.start], req.text[req.end :], self.repository)
 

@@ -168,7 +168,7 @@ def _mix_cache(logp, requests, active, canvas, t, eoi, bos) -> torch.Tensor:
     """Each candidate's next-token log-probabilities mixed with what follows the hole's prefix and
     the candidate so far in its request's token caches (``model.ngram``); a line break there is
     the hole's end."""
-    from model.ngram import END, LONGEST, continuation
+    from model.ngram import LONGEST, continuation, mix
 
     for j, i in enumerate(active):
         caches = requests[i].caches
@@ -177,12 +177,8 @@ def _mix_cache(logp, requests, active, canvas, t, eoi, bos) -> torch.Tensor:
         head = [x for x in requests[i].prefix[-2 * LONGEST :] if x != bos]
         for c in range(logp.shape[1]):
             dist, lam = continuation(caches, head + canvas[j, c, :t].tolist())
-            if not dist:
-                continue
-            p = logp[j, c].exp() * (1 - lam)
-            ids = torch.tensor([eoi if k == END else k for k in dist])
-            p.index_add_(0, ids, torch.tensor(list(dist.values()), dtype=p.dtype) * lam)
-            logp[j, c] = torch.where(logp[j, c] == -math.inf, logp[j, c], p.log())
+            if dist:
+                logp[j, c] = mix(logp[j, c], dist, lam, eoi)
     return logp
 
 

@@ -24,6 +24,7 @@ boltons 26.2.0 (``diffill adapt``'s split, 200 lines), 6 -> 30 with its training
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 
 import numpy as np
@@ -154,6 +155,23 @@ def continuation(caches, context: list[int]) -> tuple[dict[int, float], float]:
         counts = Counter({caches[0].unspaced.get(t, t): c for t, c in counts.items()})
     total = sum(counts.values())
     return {t: c / total for t, c in counts.items()}, weight(best)
+
+
+def mix(logp, dist: dict[int, float], lam: float, end: int | None):
+    """``logp`` (a row of next-token log-probabilities, a torch tensor) mixed with ``dist``, whose
+    ``END`` becomes ``end`` (None: left out, the rest renormalised); forbidden tokens (-inf) stay so."""
+    import torch
+
+    if end is None:
+        dist = {t: p for t, p in dist.items() if t != END}
+        total = sum(dist.values())
+        dist = {t: p / total for t, p in dist.items()}
+    if not dist:
+        return logp
+    p = logp.exp() * (1 - lam)
+    ids = torch.tensor([end if t == END else t for t in dist])
+    p.index_add_(0, ids, torch.tensor(list(dist.values()), dtype=p.dtype) * lam)
+    return torch.where(logp == -math.inf, logp, p.log())
 
 
 def hole_caches(tok, prefix: str, suffix: str, repository: TokenCache | None = None) -> tuple[TokenCache, ...]:

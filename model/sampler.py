@@ -133,8 +133,9 @@ class Request:
     # a latency bound: once this row has had this many forward passes, each step commits its guess
     # at every masked slot it can (threshold 0; <eoi> rules and max_per_step still hold); 0: never
     finish_after: int = 0
-    # token caches (model.ngram) whose continuations of the prefix are mixed into a beam search's
-    # scores (one-line holes); threshold decoding ignores them
+    # token caches (model.ngram) whose continuations of the fill's left context are mixed into the
+    # model's guesses: each beam candidate's next token; in threshold decoding (left to right), the
+    # leftmost masked slot's
     caches: tuple = ()
 
 
@@ -178,6 +179,7 @@ class Sampler:
         remasked = torch.zeros((b, length), dtype=torch.long)
         stops = None  # (B, V) stop tokens of each row, built at the first step when any row has some
         has_stops = any(r.stops for r in requests)
+        copying = cfg.order == "left_to_right" and any(r.caches for r in requests)
         seen = None  # the canvas the current logits were computed for
         steps = passes = 0
         # per row: the steps and forward passes taken while it still had a <mask> (a row that is
@@ -209,6 +211,7 @@ class Sampler:
                 row_steps[i], row_passes[i] = steps, passes
             threshold = self._thresholds(requests, row_passes)
             logits = self._forbid(logits, slots, bans, ban)
+            wait = self._copy(requests, logits, slots, canvas, is_mask) if copying else None
             conf, guess, p_old = self._confidence(logits, slots, canvas, gen)
             if stops is None and has_stops:
                 stops = self._stop_table(requests, logits.shape[-1])
@@ -220,6 +223,8 @@ class Sampler:
             conf = torch.where(is_end & self._open_left(is_mask), torch.full_like(conf, -1.0), conf)
             conf = torch.where(is_mask, conf, torch.full_like(conf, -math.inf))
             propose = self._close(self._select(conf, is_mask, threshold), end_conf, is_end, is_mask, threshold)
+            if wait is not None:  # a row that copies commits its leftmost slot alone
+                propose &= ~wait
             if constraint is not None:
                 ban, remask = self._apply_constraint(constraint, canvas, guess, propose, ban, remasked)
                 propose &= ~remask  # vetoed proposals drop out; remask holds re-masked slots
@@ -238,6 +243,29 @@ class Sampler:
                 for row, n_steps, n_passes in zip(canvas.tolist(), row_steps, row_passes)]
 
     # -- helpers ---------------------------------------------------------------------------
+
+    def _copy(self, requests, logits, slots, canvas, is_mask):
+        """Mix each row's token caches (``model.ngram``) into its logits at its leftmost masked slot,
+        where everything to the left is committed; (B, L): the slots that must wait this step (those
+        right of a slot the caches spoke for: the model guessed them without the copied token)."""
+        from model.ngram import END, LONGEST, continuation, mix
+
+        bos = getattr(self.backend, "bos_id", None)
+        wait = torch.zeros(canvas.shape, dtype=torch.bool)
+        for i, r in enumerate(requests):
+            if not r.caches or not is_mask[i].any():
+                continue
+            first = int(is_mask[i].nonzero()[0])
+            k = int((slots[i] == first).nonzero()[0])
+            head = [x for x in r.prefix[-2 * LONGEST :] if x != bos] + canvas[i, :first].tolist()
+            dist, lam = continuation(r.caches, head)
+            # a line break ends a one-line hole; in a longer fill it is the model's to place (copied
+            # code changes depth)
+            end = self.backend.eoi_id if r.stops else None
+            if dist and (end is not None or set(dist) != {END}):
+                logits[i, k] = mix(torch.log_softmax(logits[i, k], -1), dist, lam, end)
+                wait[i, first + 1 :] = True
+        return wait
 
     @staticmethod
     def _stop_table(requests, vocab):

@@ -377,3 +377,19 @@ def test_cache_refreshed_every_step_equals_exact(tiny_backend):
     exact = Sampler(be, SamplerConfig(max_per_step=1, cache=False)).sample(reqs, 8)
     refreshed = Sampler(be, SamplerConfig(max_per_step=1, cache=True, cache_refresh=1)).sample(reqs, 8)
     assert [r.tokens for r in exact] == [r.tokens for r in refreshed]
+
+
+def test_left_to_right_decoding_copies_at_the_leftmost_slot_and_commits_it_alone():
+    from model.ngram import TokenCache
+
+    # the model wants 10 11 12 13 (confidence 0.6 at the first slot, 0.95 after); the document has
+    # the whole prefix followed by 20 21: a 16-token match outweighs the model's 0.6 at each slot
+    prefix = list(range(3, 19))
+    cache = TokenCache().extend([prefix + [20, 21, 22]])
+    be = ScriptedBackend([10, 11, 12, 13], conf=[0.6, 0.95, 0.95, 0.95])
+    (plain,) = Sampler(be, SamplerConfig()).sample([Request(prefix, [6])], 6)
+    (copied,) = Sampler(be, SamplerConfig()).sample([Request(prefix, [6], caches=(cache,))], 6)
+    assert plain.tokens == [10, 11, 12, 13]
+    assert copied.tokens[:2] == [20, 21]
+    # while the copy speaks for the leftmost slot, the slots right of it wait: one token a pass
+    assert copied.forward_passes >= 2
