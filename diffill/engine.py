@@ -30,6 +30,7 @@ from model.sampler import Request, Sampler, SamplerConfig, StepTrace
 
 log = logging.getLogger(__name__)
 
+NEIGHBORS = 16  # other documents' token caches kept between requests
 REPAIR_PARALLEL = 4  # slots committed per step, at least, when a hole is resampled to repair it
 
 
@@ -76,6 +77,7 @@ class InfillRequest:
     language: str | None = None  # LSP languageId, or None to guess from ``path``
     path: str | None = None
     max_tokens: int | None = None  # canvas budget; None: by context (single or multi-line)
+    neighbors: tuple[str, ...] = ()  # other documents (the editor's other open files) to copy from
     multiline: bool | None = None  # None: decided by the cursor context
 
 
@@ -131,6 +133,7 @@ class Engine:
         self.adapters = AdaptedModel(self.model)
         self.adapter: str | None = None  # folder of the merged adapter
         self.repository: TokenCache | None = None  # the adapter's repository tokens, when it has them
+        self._neighbors: dict[str, TokenCache] = {}  # other documents' token caches, oldest first
         self.use_adapter(self.config.adapter)
 
     def _foreign_backend(self) -> None:
@@ -254,10 +257,21 @@ class Engine:
         return results  # type: ignore[return-value]
 
     def _caches(self, req: InfillRequest) -> tuple:
-        """A hole's token caches (model.ngram): the document around it, the repository."""
+        """A hole's token caches (model.ngram): the document around it, its neighbors, the repository."""
         if not self.config.copy or self.config.backend != "diffill":
             return ()
-        return hole_caches(self.tok, req.text[: req.start], req.text[req.end :], self.repository)
+        return hole_caches(self.tok, req.text[: req.start], req.text[req.end :],
+                           [*(self._neighbor(text) for text in req.neighbors), self.repository])
+
+    def _neighbor(self, text: str) -> TokenCache:
+        """A token cache of another document, kept while it is unchanged (the last ``NEIGHBORS``)."""
+        cache = self._neighbors.pop(text, None)
+        if cache is None:
+            cache = TokenCache.for_tokenizer(self.tok).extend([self.tok.encode(text)])
+        self._neighbors[text] = cache
+        while len(self._neighbors) > NEIGHBORS:
+            self._neighbors.pop(next(iter(self._neighbors)))
+        return cache
 
     def _sampler_for(self, cfg: SamplerConfig, multiline: bool) -> SamplerConfig:
         """``cfg`` with its beam decided, where it leaves that to the engine: one-line holes

@@ -108,7 +108,7 @@ def line_infill(backend, tok: CodeTokenizer, cases: list[LineCase], sampler_cfg:
     for s in range(0, len(cases), batch):
         chunk = cases[s : s + batch]
         reqs = [Request(*encode_window(tok, c.prefix, c.suffix, window),
-                        caches=hole_caches(tok, c.prefix, c.suffix, repository) if copy else ()) for c in chunk]
+                        caches=hole_caches(tok, c.prefix, c.suffix, [repository]) if copy else ()) for c in chunk]
         for c, r in zip(chunk, sampler.sample(reqs, LINE_BUDGET)):
             text = tok.decode(r.tokens)
             hit = text.strip() == c.target.strip()

@@ -97,6 +97,12 @@ class DocumentStore:
             raise DiffillError(f"unknown document {uri}: it is not open (send textDocument/didOpen first)")
         return doc
 
+    def others(self, uri: str, limit: int, max_chars: int) -> tuple[str, ...]:
+        """The texts of up to ``limit`` other open documents, the last opened first, each of at most
+        ``max_chars`` characters (longer ones are left out)."""
+        texts = [d.text for u, d in reversed(self._docs.items()) if u != uri and len(d.text) <= max_chars]
+        return tuple(texts[:limit])
+
     def __contains__(self, uri: str) -> bool:
         return uri in self._docs
 

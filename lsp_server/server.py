@@ -46,6 +46,8 @@ INFILL_TITLE = "Infill selection (diffill)"
 REQUEST_FAILED = -32803  # LSP ErrorCodes.RequestFailed
 COMPLETION_METHODS = {types.TEXT_DOCUMENT_INLINE_COMPLETION, types.TEXT_DOCUMENT_COMPLETION}
 RECENT = 1000  # answers kept for status and the bench
+NEIGHBOR_DOCUMENTS = 8  # other open documents a fill may copy from, the last opened first
+NEIGHBOR_MAX_CHARS = 1_000_000  # larger ones are left out
 
 
 def invalid_params(message: str) -> JsonRpcException:
@@ -258,13 +260,16 @@ class DiffillServer(LanguageServer):
                 pending.job.cancel()
                 self.counters.superseded += 1
             text, language, path = doc.text, doc.language_id or None, to_fs_path(doc.uri)
+            # one-line and longer fills copy from the other open documents too (model/ngram.py)
+            neighbors = self.docs.others(doc.uri, NEIGHBOR_DOCUMENTS, NEIGHBOR_MAX_CHARS)
             threshold, constraint, beam = s.threshold, s.constraint, s.beam
 
             def run(engine, job):
                 from diffill.engine import InfillRequest  # imported by the worker with the engine
                 from model.beam import LINE_BEAM
 
-                req = InfillRequest(text, start, end, language=language, path=path, max_tokens=max_tokens)
+                req = InfillRequest(text, start, end, language=language, path=path, max_tokens=max_tokens,
+                                    neighbors=neighbors)
                 engine.config.constrained = constraint
                 engine.config.single_line_beam = LINE_BEAM if beam is None else beam
                 t0 = time.perf_counter()

@@ -174,12 +174,12 @@ def mix(logp, dist: dict[int, float], lam: float, end: int | None):
     return torch.where(logp == -math.inf, logp, p.log())
 
 
-def hole_caches(tok, prefix: str, suffix: str, repository: TokenCache | None = None) -> tuple[TokenCache, ...]:
+def hole_caches(tok, prefix: str, suffix: str, more=()) -> tuple[TokenCache, ...]:
     """The caches a hole's fill is mixed with: the document around it (its prefix and suffix as
-    two streams), then ``repository`` when given."""
+    two streams), then ``more`` (other open documents', a repository's; None entries skipped)."""
     document = TokenCache.for_tokenizer(tok)
     before = tok.encode(prefix)
     if before and before[-1] == document.space:  # ``continuation`` leaves it out: no match of its own
         before = before[:-1]
     document.extend([before, tok.encode(suffix)])
-    return (document,) if repository is None else (document, repository)
+    return (document, *(c for c in more if c is not None))

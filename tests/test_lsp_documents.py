@@ -64,3 +64,11 @@ def test_store_says_which_document_is_not_open():
     store.close("file:///a.py")
     with pytest.raises(DiffillError, match="not open"):
         store.get("file:///a.py")
+
+
+def test_other_documents_come_last_opened_first_within_the_limits():
+    store = DocumentStore()
+    for name, text in [("a", "aa"), ("b", "b" * 50), ("c", "cc"), ("d", "dd")]:
+        store.open(f"file:///{name}.py", text, 1, "python")
+    assert store.others("file:///d.py", limit=8, max_chars=10) == ("cc", "aa")  # b is too long
+    assert store.others("file:///a.py", limit=2, max_chars=100) == ("dd", "cc")

@@ -561,6 +561,20 @@ async def test_workspace_adapter_is_used_when_allowed_and_explicit_settings_win(
     assert s["adapter_requested"] is None and s["loaded"]
 
 
+async def test_a_fill_copies_from_another_open_document(tmp_path):
+    """With the shipped model: a line of another open file is copied where the lines before the
+    cursor match the lines before it there (model/ngram.py)."""
+    shipped = Path(__file__).resolve().parents[1] / "model" / "checkpoints" / "diffill-base"
+    c = await start(str(shipped), tmp_path)
+    try:
+        open_doc(c, "def first(parcels, cargo):\n    total = weigh_all(parcels, cargo.rate)\n    return total\n")
+        uri = open_doc(c, "def second(parcels, cargo):\n    total = \n    return total\n")
+        result = await inline(c, uri, 1, 12)
+        assert result.items and result.items[0].insert_text == "weigh_all(parcels, cargo.rate)"
+    finally:
+        await stop(c)
+
+
 # -- stress ------------------------------------------------------------------------------------
 
 

@@ -22,8 +22,8 @@ def add_dtype_option(parser: argparse.ArgumentParser) -> None:
 
 def add_copy_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-copy", dest="copy", action="store_false",
-                        help="fill one-line holes by the model alone, without continuations copied from the "
-                             "rest of the file and a workspace adapter's repository (model/ngram.py)")
+                        help="fill holes by the model alone, without continuations copied from the rest of the "
+                             "file and a workspace adapter's repository (model/ngram.py)")
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
