@@ -64,8 +64,9 @@ class EngineConfig:
     # same held-out figures; its resident memory stays flat because the backend rounds row widths
     # up (model.backend.DiffillBackend.BF16_WIDTH_MULTIPLE)
     dtype: str = "auto"
-    # one-line holes mix in continuations of their prefix found in the rest of the document and, with
-    # a workspace adapter, its repository (model/ngram.py; 500 held-out lines, step 28800: 43 -> 69 exact)
+    # holes mix in continuations of their left context found in the rest of the document, the request's
+    # neighbors and a workspace adapter's repository (model/ngram.py; 500 held-out lines, step 28800:
+    # 43 -> 69 exact)
     copy: bool = True
 
 

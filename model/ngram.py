@@ -1,11 +1,13 @@
-"""Copying code the model cannot see: a token cache mixed into a one-line hole's beam search.
+"""Copying code the model cannot see: token caches mixed into the model's guesses.
 
 Code repeats itself: the same statements and docstring lines recur in a file, and whole blocks
 are copied between a repository's modules. The model sees only its window. A ``TokenCache``
-holds token streams of more code: the document's whole text around the hole, and, with a
-workspace adapter, its repository's files. For a candidate fill it finds where the tokens just
-before the next slot (the hole's prefix, then the candidate so far) occur in them, as an
-infini-gram does, and mixes what follows there into the model's next-token distribution:
+holds token streams of more code: the document's whole text around the hole, the editor's other
+open documents, and, with a workspace adapter, its repository's files. For a candidate fill
+(model/beam.py; in threshold decoding, the fill left of its leftmost masked slot,
+model/sampler.py) it finds where the tokens just before the next slot (the hole's prefix, then
+the fill so far) occur in them, as an infini-gram does, and mixes what follows there into the
+model's next-token distribution:
 
     m = the longest match: the most tokens before the next slot that occur in a stream (at most
         ``LONGEST``; fewer than ``MIN_MATCH``: no match, the model alone)
