@@ -34,6 +34,9 @@ import numpy as np
 SEP = -1  # between streams: no match runs across it
 END = -2  # a line break, whatever indentation follows it
 WEIGHT, HALF, MIN_MATCH, LONGEST = 0.9, 8.0, 4, 48
+# the document's characters on each side of the hole that are tokenized for it, per request: about
+# 5 ms per 10,000 characters (300 held-out holes: 3.4 ms at the median, 22 ms at the 95th percentile)
+DOCUMENT_CHARS = 16_000
 
 
 class TokenCache:
@@ -177,9 +180,11 @@ def mix(logp, dist: dict[int, float], lam: float, end: int | None):
 
 
 def hole_caches(tok, prefix: str, suffix: str, more=()) -> tuple[TokenCache, ...]:
-    """The caches a hole's fill is mixed with: the document around it (its prefix and suffix as
-    two streams), then ``more`` (other open documents', a repository's; None entries skipped)."""
+    """The caches a hole's fill is mixed with: the document around it (the ``DOCUMENT_CHARS`` on
+    each side, two streams), then ``more`` (other open documents', a repository's; None entries
+    skipped)."""
     document = TokenCache.for_tokenizer(tok)
+    prefix, suffix = prefix[-DOCUMENT_CHARS:], suffix[:DOCUMENT_CHARS]
     before = tok.encode(prefix)
     if before and before[-1] == document.space:  # ``continuation`` leaves it out: no match of its own
         before = before[:-1]
