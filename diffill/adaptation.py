@@ -2,7 +2,9 @@
 and the shipped infill adapter on the training corpus (``diffill adapt-base``).
 
 Both measure held-out whole-line infill exact match (diffill/evaluation.py) on the bare base
-before training and on base + adapter after, and save the adapter with those figures.
+before training and on base + adapter after, and save the adapter with those figures. Holes are
+filled as the engine fills them, copying from their own file; a workspace adapter also keeps its
+training files' tokens, which its "after" figure and the engine copy from (model/ngram.py).
 """
 
 from __future__ import annotations
@@ -92,7 +94,8 @@ def adapt_repository(root: str | Path, out: str | Path | None = None, minutes: f
                      steps: int | None = None, model_path: str | None = None, cases: int = 200,
                      config: AdaptConfig | None = None, progress: bool = True) -> AdaptReport:
     """Train a workspace adapter on the repository at ``root`` and save it (default
-    ``root/.diffill/adapter``); held-out exact match is measured before and after."""
+    ``root/.diffill/adapter``) with its training files' tokens; held-out exact match is measured
+    before (the bare base) and after (base + adapter, copying from those tokens too)."""
     root = Path(root)
     if not root.is_dir():
         raise DiffillError(f"no such folder: {root}")
