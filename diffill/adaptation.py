@@ -125,7 +125,7 @@ def adapt_repository(root: str | Path, out: str | Path | None = None, minutes: f
     peft_model, result = train_adapter(model, tok, files, cfg, minutes=minutes if steps is None else None,
                                        steps=steps, progress=progress, stream=stream)
     peft_model.merge_adapter()  # evaluate at inference speed; the saved LoRA weights are unchanged
-    # the adapter as served: its weights, and its repository's tokens for one-line holes to copy from
+    # the adapter as served: its weights, and its repository's tokens for fills to copy from
     repository = TokenCache.for_tokenizer(tok).extend(tok.encode_batch(texts))
     after = exact_match(model, tok, held_texts, cases, repository=repository)
     training = {"repository": str(root.resolve()), "files": len(files), "heldout_files": len(held),
@@ -141,7 +141,7 @@ def adapt_repository(root: str | Path, out: str | Path | None = None, minutes: f
              f"Held-out line-infill exact match ({before['cases']} lines of {len(held)} held-out files): "
              f"{before['line_infill_exact_match']:.3f} on the bare base, "
              f"{after['line_infill_exact_match']:.3f} with this adapter and its copy of the training files' "
-             f"tokens (`{REPOSITORY_TOKENS}`, which one-line holes copy from).\n\n"
+             f"tokens (`{REPOSITORY_TOKENS}`, which fills copy from).\n\n"
              f"Base model sha256: `{base_sha}`. It loads on that base only."))
     save_adapter(peft_model, out, base_sha, base_model=model_path or "diffill-base", training=training,
                  metrics={"before": before, "after": after}, card=card,

@@ -168,13 +168,13 @@ def _mix_cache(logp, requests, active, canvas, t, eoi, bos) -> torch.Tensor:
     """Each candidate's next-token log-probabilities mixed with what follows the hole's prefix and
     the candidate so far in its request's token caches (``model.ngram``); a line break there is
     the hole's end."""
-    from model.ngram import LONGEST, continuation, mix
+    from model.ngram import continuation, mix, prefix_context
 
     for j, i in enumerate(active):
         caches = requests[i].caches
         if not caches:
             continue
-        head = [x for x in requests[i].prefix[-2 * LONGEST :] if x != bos]
+        head = prefix_context(requests[i].prefix, bos)
         for c in range(logp.shape[1]):
             dist, lam = continuation(caches, head + canvas[j, c, :t].tolist())
             if dist:
@@ -186,11 +186,11 @@ def _copy_rest(request, head: list[int], length: int, bos) -> list[int] | None:
     """``head`` continued by its request's caches alone, while they are sure of the next token
     (one continuation, after a match of at least ``HALF`` tokens) up to a line break; None when they
     are not sure that far or the line does not end within ``length``."""
-    from model.ngram import END, HALF, LONGEST, continuation, weight
+    from model.ngram import END, HALF, continuation, prefix_context, weight
 
     if not request.caches:
         return None
-    prefix = [x for x in request.prefix[-2 * LONGEST :] if x != bos]
+    prefix = prefix_context(request.prefix, bos)
     fill = list(head)
     while len(fill) < length:
         dist, lam = continuation(request.caches, prefix + fill)

@@ -248,7 +248,7 @@ class Sampler:
         """Mix each row's token caches (``model.ngram``) into its logits at its leftmost masked slot,
         where everything to the left is committed; (B, L): the slots that must wait this step (those
         right of a slot the caches spoke for: the model guessed them without the copied token)."""
-        from model.ngram import END, LONGEST, continuation, mix
+        from model.ngram import END, continuation, mix, prefix_context
 
         bos = getattr(self.backend, "bos_id", None)
         wait = torch.zeros(canvas.shape, dtype=torch.bool)
@@ -257,7 +257,7 @@ class Sampler:
                 continue
             first = int(is_mask[i].nonzero()[0])
             k = int((slots[i] == first).nonzero()[0])
-            head = [x for x in r.prefix[-2 * LONGEST :] if x != bos] + canvas[i, :first].tolist()
+            head = prefix_context(r.prefix, bos) + canvas[i, :first].tolist()
             dist, lam = continuation(r.caches, head)
             # a line break ends a one-line hole; in a longer fill it is the model's to place (copied
             # code changes depth)

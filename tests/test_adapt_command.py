@@ -65,7 +65,7 @@ def test_adapt_runs_end_to_end_and_the_adapter_serves(repo, tiny_checkpoint, cap
     out = run_json(capsys, ["infill", str(target), "--at", "2:1", "--max-tokens", "4", "--model",
                             str(tiny_checkpoint), "--adapter", str(adapter), "--json"])
     assert out["start"] == out["end"]
-    # the adapter keeps its training files' tokens, which the engine's one-line holes copy from
+    # the adapter keeps its training files' tokens, which the engine's fills copy from
     engine = Engine(EngineConfig(model=str(tiny_checkpoint), adapter=str(adapter)))
     assert engine.repository is not None and len(engine.repository) == report["tokens"]
     assert Engine(EngineConfig(model=str(tiny_checkpoint), adapter="none")).repository is None

@@ -1,4 +1,4 @@
-"""The token cache one-line holes copy from (model.ngram): longest matches, blind to indentation,
+"""The token caches fills copy from (model.ngram): longest matches, blind to indentation,
 never the context's own end; the mixing weight; save and load; the engine copying a line."""
 
 from __future__ import annotations

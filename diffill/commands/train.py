@@ -95,7 +95,7 @@ def run(args) -> int:
     held = [f.text for f in load_texts(corpus, "heldout")]
 
     def evaluate(model, tok):
-        # threshold decoding, as every point of the learning curve before beam search was measured
+        # threshold decoding, the model alone (no copying), as every point of the learning curve was measured
         return heldout_figures(model, tok, held, cases=args.eval_cases, sampler_cfg=line_sampler(0),
                                copy=False) if held else {}
 
