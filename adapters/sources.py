@@ -139,8 +139,9 @@ def _skip_reason(rel: str, path: Path) -> tuple[str | None, str | None, str]:
     return None, language, text.replace("\r\n", "\n")
 
 
-def collect_sources(root: str | Path) -> Collection:
-    """The repository's source files, filtered; raises FileNotFoundError for a missing folder."""
+def collect_sources(root: str | Path, max_chars: int | None = None) -> Collection:
+    """The repository's source files, filtered; raises FileNotFoundError for a missing folder.
+    With ``max_chars``, reading stops before the files would pass that many characters."""
     root = Path(root).resolve()
     if not root.is_dir():
         raise FileNotFoundError(f"no such folder: {root}")
@@ -149,12 +150,17 @@ def collect_sources(root: str | Path) -> Collection:
     if listed is None:
         listed = _walk_files(root)
     coll = Collection(root=root, files=[], candidates=len(listed), source=source)
+    chars = 0
     for rel in sorted(listed):
         reason, language, text = _skip_reason(rel, root / rel)
         if reason:
             coll.skipped[reason] += 1
-        else:
-            coll.files.append(RepoFile(rel, text, language))
+            continue
+        chars += len(text)
+        if max_chars is not None and chars > max_chars:
+            coll.skipped["over the character budget"] += 1
+            continue
+        coll.files.append(RepoFile(rel, text, language))
     log.info("%d source files of %d listed (%s); skipped %s", len(coll.files), len(listed), source,
              dict(coll.skipped))
     return coll

@@ -16,6 +16,7 @@ import torch
 
 from adapters.lora import REPOSITORY_TOKENS, AdapterError
 from adapters.serving import AdaptedModel
+from adapters.sources import collect_sources
 from diffill.errors import DiffillError
 from diffill.postprocess import HoleContext, postprocess
 from diffill.precision import DTYPES, resolve_dtype
@@ -31,6 +32,9 @@ from model.sampler import Request, Sampler, SamplerConfig, StepTrace
 log = logging.getLogger(__name__)
 
 NEIGHBORS = 16  # other documents' token caches kept between requests
+# the characters of the workspace's source files ``index_workspace`` reads (in sorted path order):
+# tokenizing and indexing cost about 5 ms per 10,000 characters, so at most about 1 s
+WORKSPACE_CHARS = 2_000_000
 REPAIR_PARALLEL = 4  # slots committed per step, at least, when a hole is resampled to repair it
 
 
@@ -135,6 +139,7 @@ class Engine:
         self.adapter: str | None = None  # folder of the merged adapter
         self.repository: TokenCache | None = None  # the adapter's repository tokens, when it has them
         self._neighbors: dict[str, TokenCache] = {}  # other documents' token caches, oldest first
+        self.workspace: TokenCache | None = None  # the workspace folders' files (index_workspace)
         self.use_adapter(self.config.adapter)
 
     def _foreign_backend(self) -> None:
@@ -151,6 +156,7 @@ class Engine:
         self.adapters = None
         self.adapter = None
         self.repository = None
+        self.workspace = None
 
     def use_adapter(self, adapter: str | None) -> str | None:
         """Serve base + ``adapter`` merged (see ``EngineConfig.adapter``); returns its folder.
@@ -261,8 +267,26 @@ class Engine:
         """A hole's token caches (model.ngram): the document around it, its neighbors, the repository."""
         if not self.config.copy or self.config.backend != "diffill":
             return ()
+        repository = self.repository if self.repository is not None else self.workspace
         return hole_caches(self.tok, req.text[: req.start], req.text[req.end :],
-                           [*(self._neighbor(text) for text in req.neighbors), self.repository])
+                           [*(self._neighbor(text) for text in req.neighbors), repository])
+
+    def index_workspace(self, folders: list[str]) -> dict:
+        """Copy from these folders' source files (as ``diffill adapt`` collects them, up to
+        ``WORKSPACE_CHARS`` in all) where no workspace adapter brings its repository's tokens; an
+        empty list forgets them. Returns {"files", "tokens"}; unreadable folders are skipped."""
+        texts: list[str] = []
+        budget = WORKSPACE_CHARS
+        for folder in folders:
+            try:
+                files = collect_sources(folder, max_chars=budget).files
+            except OSError as e:
+                log.warning("cannot index the workspace folder %s: %s", folder, e)
+                continue
+            texts += [f.text for f in files]
+            budget -= sum(len(f.text) for f in files)
+        self.workspace = TokenCache.for_tokenizer(self.tok).extend(self.tok.encode_batch(texts)) if texts else None
+        return {"files": len(texts), "tokens": len(self.workspace) if self.workspace is not None else 0}
 
     def _neighbor(self, text: str) -> TokenCache:
         """A token cache of another document, kept while it is unchanged (the last ``NEIGHBORS``)."""

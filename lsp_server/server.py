@@ -102,6 +102,8 @@ class DiffillServer(LanguageServer):
         self.generation = 0  # bumped when the engine changes; part of every cache key
         self._wanted: tuple[str | None, str | None] | None = None
         self._load_job: Job | None = None
+        self._indexed: tuple[str, ...] | None = None  # the folders the engine's workspace index holds
+        self.workspace_index: dict = {}  # its files and tokens
 
     def shutdown(self) -> None:
         """As pygls', without waiting for the stdin reader thread (it may block on a read until the
@@ -131,19 +133,50 @@ class DiffillServer(LanguageServer):
         for p in problems:
             self.log_message(p, types.MessageType.Warning)
         self.ensure_engine()
+        self.ensure_index()
+
+    def workspace_folders(self) -> list[str]:
+        """The workspace folders' paths (then the root's), each once; none before initialization."""
+        try:
+            uris = [f.uri for f in self.workspace.folders.values()]
+            if self.workspace.root_uri:
+                uris.append(self.workspace.root_uri)
+        except RuntimeError:  # not initialized yet
+            return []
+        paths = [to_fs_path(uri) for uri in uris]
+        return list(dict.fromkeys(p for p in paths if p))
 
     def workspace_adapter(self) -> str | None:
-        try:
-            folders = [f.uri for f in self.workspace.folders.values()]
-            if self.workspace.root_uri:
-                folders.append(self.workspace.root_uri)
-        except RuntimeError:  # not initialized yet
-            return None
-        for uri in folders:
-            path = to_fs_path(uri)
-            if path and (Path(path) / ".diffill" / "adapter" / "adapter_config.json").is_file():
+        for path in self.workspace_folders():
+            if (Path(path) / ".diffill" / "adapter" / "adapter_config.json").is_file():
                 return str(Path(path) / ".diffill" / "adapter")
         return None
+
+    def ensure_index(self, again: bool = False) -> None:
+        """Have the engine copy from the workspace folders' source files (``indexWorkspace``),
+        indexed in the worker when the folders or the setting changed, or ``again``."""
+        if not self.worker.state.loaded:
+            return
+        wanted = tuple(self.workspace_folders()) if self.settings.index_workspace else ()
+        if wanted == self._indexed and not again:
+            return
+        self._indexed = wanted
+
+        def run(engine, _job):
+            return engine.index_workspace(list(wanted)) if hasattr(engine, "index_workspace") else None
+
+        self.worker.submit(run).future.add_done_callback(self._indexed_now)
+
+    def _indexed_now(self, future: asyncio.Future) -> None:
+        if future.cancelled():
+            return
+        if future.exception() is not None:
+            self.log_message(f"diffill: cannot index the workspace: {future.exception()}", types.MessageType.Warning)
+            return
+        if future.result() is not None:
+            self.workspace_index = future.result()
+            self.log_message(f"diffill: fills copy from {self.workspace_index['files']} source files of the "
+                             f"workspace ({self.workspace_index['tokens']:,} tokens)")
 
     def wanted_engine(self) -> tuple[str | None, str | None]:
         s = self.settings
@@ -177,6 +210,7 @@ class DiffillServer(LanguageServer):
             adapter = state.info.get("adapter", state.adapter if state.adapters else None)
             self.log_message(f"diffill: model {state.info.get('model')} loaded "
                              f"({state.info.get('parameters', 0):,} parameters); adapter: {adapter or 'default'}")
+            self.ensure_index(again=True)  # a new engine has no index yet
         else:
             self.show_message(state.error or "diffill cannot load its model", types.MessageType.Error)
 
@@ -347,6 +381,7 @@ class DiffillServer(LanguageServer):
             "counters": vars(self.counters).copy(),
             "settings": asdict(self.settings),
             "documents": len(self.docs),
+            "workspace_index": self.workspace_index,
             "inflight": len(self.inflight),
         }
 
@@ -377,6 +412,7 @@ async def on_did_change_configuration(ls: DiffillServer, params: types.DidChange
 
 def on_did_change_workspace_folders(ls: DiffillServer, params: types.DidChangeWorkspaceFoldersParams) -> None:
     ls.ensure_engine()
+    ls.ensure_index()
 
 
 def on_did_open(ls: DiffillServer, params: types.DidOpenTextDocumentParams) -> None:

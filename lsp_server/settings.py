@@ -21,6 +21,7 @@ class Settings:
     beam: int | None = None  # candidates a one-line hole is searched with; 0: threshold decoding; None: the engine's
     constraint: bool = True  # tree-sitter syntax constraint
     languages: tuple[str, ...] | None = None  # enabled LSP languageIds; None: all
+    index_workspace: bool = True  # fills copy from the workspace folders' source files
 
     def enabled_for(self, language_id: str) -> bool:
         return self.languages is None or language_id in self.languages
@@ -74,6 +75,7 @@ _KEYS = {
     "model": ("model", _path),
     "adapter": ("adapter", _path),
     "useWorkspaceAdapter": ("use_workspace_adapter", _bool),
+    "indexWorkspace": ("index_workspace", _bool),
     "maxTokens": ("max_tokens", _max_tokens),
     "threshold": ("threshold", _threshold),
     "beam": ("beam", _beam),

@@ -575,6 +575,32 @@ async def test_a_fill_copies_from_another_open_document(tmp_path):
         await stop(c)
 
 
+async def test_fills_copy_from_the_workspace_folders_files(tmp_path):
+    """With the shipped model: the workspace's source files are indexed once the model loads, and a
+    fill copies a line from them; ``indexWorkspace: false`` forgets them."""
+    shipped = Path(__file__).resolve().parents[1] / "model" / "checkpoints" / "diffill-base"
+    (tmp_path / "lib.py").write_text("def first(parcels, cargo):\n    total = weigh_all(parcels, cargo.rate)\n"
+                                     "    return total\n")
+    c = await start(str(shipped), tmp_path)
+    try:
+        for _ in range(100):
+            if (await status(c))["workspace_index"]:
+                break
+            await asyncio.sleep(0.1)
+        assert (await status(c))["workspace_index"]["files"] == 1
+        uri = open_doc(c, "def second(parcels, cargo):\n    total = \n    return total\n")
+        result = await inline(c, uri, 1, 12)
+        assert result.items and result.items[0].insert_text == "weigh_all(parcels, cargo.rate)"
+        await configure(c, indexWorkspace=False)
+        for _ in range(100):
+            if (await status(c))["workspace_index"]["files"] == 0:
+                break
+            await asyncio.sleep(0.1)
+        assert (await status(c))["workspace_index"] == {"files": 0, "tokens": 0}
+    finally:
+        await stop(c)
+
+
 # -- stress ------------------------------------------------------------------------------------
 
 

@@ -88,3 +88,19 @@ def test_the_engine_copies_a_line_from_elsewhere_in_the_document(shipped_engine)
     assert filled.text == "weigh_all(parcels, cargo.rate)"
     alone = Engine(replace(shipped_engine.config, copy=False))
     assert alone.infill(InfillRequest(text, hole, hole, path="a.py")).text != filled.text
+
+
+def test_the_engine_copies_from_an_indexed_workspace(shipped_engine, tmp_path):
+    from diffill.engine import Engine, InfillRequest
+
+    lib = "def first(parcels, cargo):\n    total = weigh_all(parcels, cargo.rate)\n"
+    (tmp_path / "lib.py").write_text(lib)
+    (tmp_path / "notes.txt").write_text("not source\n")
+    engine = Engine(replace(shipped_engine.config))
+    text = "def second(parcels, cargo):\n    total = \n    return total\n"
+    hole = text.index("= ") + 2
+    before = engine.infill(InfillRequest(text, hole, hole, path="b.py")).text
+    indexed = engine.index_workspace([str(tmp_path), str(tmp_path / "missing")])  # a missing folder is skipped
+    assert indexed == {"files": 1, "tokens": len(engine.tok.encode(lib))}
+    assert engine.infill(InfillRequest(text, hole, hole, path="b.py")).text == "weigh_all(parcels, cargo.rate)" != before
+    assert engine.index_workspace([]) == {"files": 0, "tokens": 0} and engine.workspace is None
