@@ -151,15 +151,16 @@ def collect_sources(root: str | Path, max_chars: int | None = None) -> Collectio
         listed = _walk_files(root)
     coll = Collection(root=root, files=[], candidates=len(listed), source=source)
     chars = 0
-    for rel in sorted(listed):
+    ordered = sorted(listed)
+    for n, rel in enumerate(ordered):
         reason, language, text = _skip_reason(rel, root / rel)
         if reason:
             coll.skipped[reason] += 1
             continue
         chars += len(text)
-        if max_chars is not None and chars > max_chars:
-            coll.skipped["over the character budget"] += 1
-            continue
+        if max_chars is not None and chars > max_chars:  # the rest is not even read
+            coll.skipped["over the character budget"] += len(ordered) - n
+            break
         coll.files.append(RepoFile(rel, text, language))
     log.info("%d source files of %d listed (%s); skipped %s", len(coll.files), len(listed), source,
              dict(coll.skipped))

@@ -332,6 +332,15 @@ def test_collect_respects_gitignore_and_skips_what_is_not_source(tmp_path):
     assert coll.skipped["over 1 MB"] == 1
 
 
+def test_collect_stops_reading_at_a_character_budget(tmp_path):
+    make_repo(tmp_path)
+    everything = collect_sources(tmp_path).files
+    first = len(everything[0].text)
+    coll = collect_sources(tmp_path, max_chars=first)
+    assert [f.path for f in coll.files] == [everything[0].path]
+    assert coll.skipped["over the character budget"] >= 2
+
+
 @pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
 def test_collect_uses_git_tracked_files_in_a_git_repository(tmp_path):
     make_repo(tmp_path)
