@@ -15,6 +15,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from adapters.lora import (
     DEFAULT_ADAPTER,
     REPOSITORY_TOKENS,
@@ -125,8 +127,10 @@ def adapt_repository(root: str | Path, out: str | Path | None = None, minutes: f
     peft_model, result = train_adapter(model, tok, files, cfg, minutes=minutes if steps is None else None,
                                        steps=steps, progress=progress, stream=stream)
     peft_model.merge_adapter()  # evaluate at inference speed; the saved LoRA weights are unchanged
-    # the adapter as served: its weights, and its repository's tokens for fills to copy from
-    repository = TokenCache.for_tokenizer(tok).extend(tok.encode_batch(texts))
+    # the adapter as served: its weights, and its repository's tokens for fills to copy from (the
+    # training stream's files, each after its <bos>)
+    files_ids = np.split(stream, np.flatnonzero(stream == tok.bos_id))[1:]
+    repository = TokenCache.for_tokenizer(tok).extend(ids[1:] for ids in files_ids)
     after = exact_match(model, tok, held_texts, cases, repository=repository)
     training = {"repository": str(root.resolve()), "files": len(files), "heldout_files": len(held),
                 "tokens": n_tokens, "steps": result.steps, "tokens_seen": result.tokens_seen,
