@@ -184,23 +184,14 @@ def _mix_cache(logp, requests, active, canvas, t, eoi, bos) -> torch.Tensor:
 
 def _copy_rest(request, head: list[int], length: int, bos) -> list[int] | None:
     """``head`` continued by its request's caches alone, while they are sure of the next token
-    (one continuation, after a match of at least ``HALF`` tokens) up to a line break; None when they
-    are not sure that far or the line does not end within ``length``."""
-    from model.ngram import END, HALF, continuation, prefix_context, weight
+    (``model.ngram.sure_run``), up to a line break; None when they are not sure that far or the
+    line does not end within ``length``."""
+    from model.ngram import prefix_context, sure_run
 
     if not request.caches:
         return None
-    prefix = prefix_context(request.prefix, bos)
-    fill = list(head)
-    while len(fill) < length:
-        dist, lam = continuation(request.caches, prefix + fill)
-        if len(dist) != 1 or lam < weight(HALF):
-            return None
-        (token,) = dist
-        if token == END:
-            return fill
-        fill.append(token)
-    return None
+    run, ended = sure_run(request.caches, prefix_context(request.prefix, bos) + head, length - len(head))
+    return head + run if ended else None
 
 
 def _forbid(logits, be, bans, active, width, t) -> torch.Tensor:

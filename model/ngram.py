@@ -167,6 +167,22 @@ def continuation(caches, context: list[int]) -> tuple[dict[int, float], float]:
     return {t: c / total for t, c in counts.items()}, weight(best)
 
 
+def sure_run(caches, context: list[int], limit: int) -> tuple[list[int], bool]:
+    """The tokens ``caches`` continue ``context`` with while they are sure (one continuation, after
+    a match of at least ``HALF`` tokens), up to ``limit`` tokens or a line break (not included);
+    and whether a line break ended it."""
+    run: list[int] = []
+    while len(run) < limit:
+        dist, lam = continuation(caches, context + run)
+        if len(dist) != 1 or lam < weight(HALF):
+            return run, False
+        (token,) = dist
+        if token == END:
+            return run, True
+        run.append(token)
+    return run, False
+
+
 def mix(logp, dist: dict[int, float], lam: float, end: int | None):
     """``logp`` (a row of next-token log-probabilities, a torch tensor) mixed with ``dist``, whose
     ``END`` becomes ``end`` (None: left out, the rest renormalised); forbidden tokens (-inf) stay so."""

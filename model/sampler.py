@@ -211,8 +211,11 @@ class Sampler:
                 row_steps[i], row_passes[i] = steps, passes
             threshold = self._thresholds(requests, row_passes)
             logits = self._forbid(logits, slots, bans, ban)
-            wait = self._copy(requests, logits, slots, canvas, is_mask) if copying else None
+            wait, sure = self._copy(requests, logits, slots, canvas, is_mask) if copying else (None, None)
             conf, guess, p_old = self._confidence(logits, slots, canvas, gen)
+            if sure:  # slots the caches continue without doubt: certain guesses, committed at once
+                for (i, slot), token in sure.items():
+                    guess[i, slot], conf[i, slot] = token, 1.0
             if stops is None and has_stops:
                 stops = self._stop_table(requests, logits.shape[-1])
             if stops is not None:  # a stop token guessed at a masked slot is the end of the fill
@@ -246,18 +249,27 @@ class Sampler:
 
     def _copy(self, requests, logits, slots, canvas, is_mask):
         """Mix each row's token caches (``model.ngram``) into its logits at its leftmost masked slot,
-        where everything to the left is committed; (B, L): the slots that must wait this step (those
-        right of a slot the caches spoke for: the model guessed them without the copied token)."""
-        from model.ngram import END, continuation, mix, prefix_context
+        where everything to the left is committed. Returns (wait, sure): (B, L), the slots that must
+        wait this step (those right of what the caches spoke for: the model guessed them without the
+        copied tokens); and {(row, slot): token} for the run of masked slots from the leftmost one
+        that the caches continue without doubt (``sure_run``), which need no forward pass."""
+        from model.ngram import END, continuation, mix, prefix_context, sure_run
 
         bos = getattr(self.backend, "bos_id", None)
         wait = torch.zeros(canvas.shape, dtype=torch.bool)
+        sure: dict[tuple[int, int], int] = {}
         for i, r in enumerate(requests):
             if not r.caches or not is_mask[i].any():
                 continue
             first = int(is_mask[i].nonzero()[0])
             k = int((slots[i] == first).nonzero()[0])
             head = prefix_context(r.prefix, bos) + canvas[i, :first].tolist()
+            masked_run = int(torch.cumprod(is_mask[i, first:].long(), 0).sum())
+            run, _ = sure_run(r.caches, head, masked_run)
+            if run:
+                sure.update({(i, first + n): token for n, token in enumerate(run)})
+                wait[i, first + len(run) :] = True
+                continue
             dist, lam = continuation(r.caches, head)
             # a line break ends a one-line hole; in a longer fill it is the model's to place (copied
             # code changes depth)
@@ -265,7 +277,7 @@ class Sampler:
             if dist and (end is not None or set(dist) != {END}):
                 logits[i, k] = mix(torch.log_softmax(logits[i, k], -1), dist, lam, end)
                 wait[i, first + 1 :] = True
-        return wait
+        return wait, sure
 
     @staticmethod
     def _stop_table(requests, vocab):

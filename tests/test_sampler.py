@@ -379,17 +379,31 @@ def test_cache_refreshed_every_step_equals_exact(tiny_backend):
     assert [r.tokens for r in exact] == [r.tokens for r in refreshed]
 
 
-def test_left_to_right_decoding_copies_at_the_leftmost_slot_and_commits_it_alone():
+def test_left_to_right_decoding_mixes_a_short_copy_in_at_the_leftmost_slot_alone():
     from model.ngram import TokenCache
 
-    # the model wants 10 11 12 13 (confidence 0.6 at the first slot, 0.95 after); the document has
-    # the whole prefix followed by 20 21: a 16-token match outweighs the model's 0.6 at each slot
-    prefix = list(range(3, 19))
+    # the model wants 10 11 12 13 (0.6 at the first slot, 0.95 after); the document has the 6-token
+    # prefix followed by 20 21: weighed 0.39, the copy's 20 (0.39) beats the model's 10 (0.37)
+    prefix = list(range(3, 9))
     cache = TokenCache().extend([prefix + [20, 21, 22]])
     be = ScriptedBackend([10, 11, 12, 13], conf=[0.6, 0.95, 0.95, 0.95])
     (plain,) = Sampler(be, SamplerConfig()).sample([Request(prefix, [6])], 6)
-    (copied,) = Sampler(be, SamplerConfig()).sample([Request(prefix, [6], caches=(cache,))], 6)
-    assert plain.tokens == [10, 11, 12, 13]
-    assert copied.tokens[:2] == [20, 21]
-    # while the copy speaks for the leftmost slot, the slots right of it wait: one token a pass
-    assert copied.forward_passes >= 2
+    steps = []
+    (copied,) = Sampler(be, SamplerConfig()).sample([Request(prefix, [6], caches=(cache,))], 6,
+                                                    on_step=lambda s: steps.append(s.committed_now[0]))
+    assert plain.tokens == [10, 11, 12, 13] and plain.forward_passes == 1
+    assert copied.tokens[0] == 20
+    assert steps[0] == [0]  # the slots right of the copied one waited: the model guessed them without it
+
+
+def test_a_sure_copy_is_committed_in_one_pass():
+    from model.ngram import TokenCache
+
+    # a 16-token match with one continuation: 20 21 22 need no forward pass of their own
+    prefix = list(range(3, 19))
+    cache = TokenCache().extend([prefix + [20, 21, 22]])
+    be = ScriptedBackend([10, 11, 12, 13], conf=[0.6, 0.95, 0.95, 0.95])
+    steps = []
+    (copied,) = Sampler(be, SamplerConfig()).sample([Request(prefix, [6], caches=(cache,))], 6,
+                                                    on_step=lambda s: steps.append(s.committed_now[0]))
+    assert copied.tokens[:3] == [20, 21, 22] and steps[0] == [0, 1, 2]
