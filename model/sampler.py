@@ -253,7 +253,7 @@ class Sampler:
         wait this step (those right of what the caches spoke for: the model guessed them without the
         copied tokens); and {(row, slot): token} for the run of masked slots from the leftmost one
         that the caches continue without doubt (``sure_run``), which need no forward pass."""
-        from model.ngram import END, continuation, mix, prefix_context, sure_run
+        from model.ngram import END, HALF, continuation, mix, prefix_context, sure_run, weight
 
         bos = getattr(self.backend, "bos_id", None)
         wait = torch.zeros(canvas.shape, dtype=torch.bool)
@@ -264,13 +264,13 @@ class Sampler:
             first = int(is_mask[i].nonzero()[0])
             k = int((slots[i] == first).nonzero()[0])
             head = prefix_context(r.prefix, bos) + canvas[i, :first].tolist()
-            masked_run = int(torch.cumprod(is_mask[i, first:].long(), 0).sum())
-            run, _ = sure_run(r.caches, head, masked_run)
-            if run:
+            dist, lam = continuation(r.caches, head)
+            if len(dist) == 1 and END not in dist and lam >= weight(HALF):  # sure: a run, no pass needed
+                masked_run = int(torch.cumprod(is_mask[i, first:].long(), 0).sum())
+                run, _ = sure_run(r.caches, head, masked_run)
                 sure.update({(i, first + n): token for n, token in enumerate(run)})
                 wait[i, first + len(run) :] = True
                 continue
-            dist, lam = continuation(r.caches, head)
             # a line break ends a one-line hole; in a longer fill it is the model's to place (copied
             # code changes depth)
             end = self.backend.eoi_id if r.stops else None
