@@ -68,7 +68,7 @@ def exact_match(model, tok, texts: list[str], cases: int, seed: int = 0, reposit
     """Held-out whole-line infill exact match of ``model``, its line holes filled as the engine fills
     them (copying from their own file, and from ``repository`` when given)."""
     holes = line_cases(texts, cases, seed)  # fewer when the files have fewer code lines
-    figures = line_infill(DiffillBackend(model, tok), tok, holes, line_sampler(), repository=repository)
+    figures = line_infill(DiffillBackend(model, tok), tok, holes, line_sampler(), more=(repository,))
     return {"line_infill_exact_match": round(figures["line_infill_exact_match"], 4), "cases": len(holes)}
 
 

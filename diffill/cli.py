@@ -12,7 +12,7 @@ import sys
 
 from diffill.errors import DiffillError
 
-COMMANDS = ["infill", "corpus", "train", "evaluate", "bench", "refactor", "adapt", "adapt_base", "serve"]
+COMMANDS = ["infill", "corpus", "index", "train", "evaluate", "bench", "refactor", "adapt", "adapt_base", "serve"]
 
 
 class _Parser(argparse.ArgumentParser):

@@ -25,6 +25,7 @@ from grammar.constraint import RowConstraints
 from model.backend import DiffillBackend, load_backend
 from model.beam import LINE_BEAM
 from model.context import Window, encode_window
+from model.library_index import LibraryIndex, default_folder
 from model.loading import ModelLoadError, load_checkpoint
 from model.ngram import TokenCache, hole_caches
 from model.sampler import Request, Sampler, SamplerConfig, StepTrace
@@ -72,6 +73,9 @@ class EngineConfig:
     # neighbors and a workspace adapter's repository (model/ngram.py; 500 held-out lines, step 28800:
     # 43 -> 69 exact)
     copy: bool = True
+    # a library index to copy from as well (model/library_index.py, built by ``diffill index``):
+    # "default" (the one ``diffill index`` builds by default, when it exists), a folder, or None / "none"
+    library: str | None = "default"
 
 
 @dataclass
@@ -140,6 +144,7 @@ class Engine:
         self.repository: TokenCache | None = None  # the adapter's repository tokens, when it has them
         self._neighbors: dict[str, TokenCache] = {}  # other documents' token caches, oldest first
         self.workspace: TokenCache | None = None  # the workspace folders' files (index_workspace)
+        self.library = self._library(self.config.library)
         self.use_adapter(self.config.adapter)
 
     def _foreign_backend(self) -> None:
@@ -157,6 +162,20 @@ class Engine:
         self.adapter = None
         self.repository = None
         self.workspace = None
+        self.library = None
+
+    def _library(self, setting: str | None) -> LibraryIndex | None:
+        """The library index ``setting`` names (see ``EngineConfig.library``); the default one only
+        when it has been built, a damaged or mismatched one never (a clear error)."""
+        if setting in (None, "none") or not self.config.copy:
+            return None
+        folder = default_folder(self.tok) if setting == "default" else Path(setting)
+        if folder is None or (setting == "default" and not (folder / "index.json").is_file()):
+            return None
+        try:
+            return LibraryIndex(folder, self.tok)
+        except ValueError as e:
+            raise DiffillError(f"library index: {e}") from e
 
     def use_adapter(self, adapter: str | None) -> str | None:
         """Serve base + ``adapter`` merged (see ``EngineConfig.adapter``); returns its folder.
@@ -193,7 +212,8 @@ class Engine:
     def info(self) -> dict:
         return {"model": self.config.model or "diffill-base (default)",
                 "parameters": sum(p.numel() for p in self.model.parameters()),
-                "adapter": self.adapter or "none"}
+                "adapter": self.adapter or "none",
+                "library": str(self.library.folder) if self.library is not None else "none"}
 
     def _check(self, req: InfillRequest) -> None:
         if not 0 <= req.start <= req.end <= len(req.text):
@@ -264,12 +284,13 @@ class Engine:
         return results  # type: ignore[return-value]
 
     def _caches(self, req: InfillRequest) -> tuple:
-        """A hole's token caches (model.ngram): the document around it, its neighbors, the repository."""
+        """A hole's token caches (model.ngram): the document around it, its neighbors, the repository,
+        the library index."""
         if not self.config.copy or self.config.backend != "diffill":
             return ()
         repository = self.repository if self.repository is not None else self.workspace
         return hole_caches(self.tok, req.text[: req.start], req.text[req.end :],
-                           [*(self._neighbor(text) for text in req.neighbors), repository])
+                           [*(self._neighbor(text) for text in req.neighbors), repository, self.library])
 
     def index_workspace(self, folders: list[str]) -> dict:
         """Copy from these folders' source files (as ``diffill adapt`` collects them, up to

@@ -18,7 +18,7 @@ from diffill.errors import DiffillError
 from model.backend import DiffillBackend
 from model.beam import LINE_BEAM
 from model.context import Window, encode_window
-from model.ngram import TokenCache, hole_caches
+from model.ngram import hole_caches
 from model.objective import noise_batch, plain_example
 from model.sampler import Request, Sampler, SamplerConfig
 from model.tokenizer import CodeTokenizer
@@ -96,11 +96,11 @@ def line_sampler(beam: int | None = None) -> SamplerConfig:
 
 def line_infill(backend, tok: CodeTokenizer, cases: list[LineCase], sampler_cfg: SamplerConfig,
                 window: Window | None = None, batch: int = 32, outcomes: list[bool] | None = None,
-                copy: bool = True, repository: TokenCache | None = None) -> dict:
+                copy: bool = True, more=()) -> dict:
     """Exact match, one-line overrun rate and tokens per forward pass over ``cases``; each case's
     exact-match outcome is appended to ``outcomes`` when given. With ``copy``, as the engine fills
-    a one-line hole: the beam mixes in continuations from the case's whole file (and from
-    ``repository``, a workspace adapter's files; model/ngram.py)."""
+    a one-line hole: the beam mixes in continuations from the case's whole file and from ``more``
+    (a workspace adapter's repository, a library index; model/ngram.py)."""
     sampler = Sampler(backend, sampler_cfg)
     window = window or backend.window  # the model's own, unless given
     exact = overrun = 0
@@ -108,7 +108,7 @@ def line_infill(backend, tok: CodeTokenizer, cases: list[LineCase], sampler_cfg:
     for s in range(0, len(cases), batch):
         chunk = cases[s : s + batch]
         reqs = [Request(*encode_window(tok, c.prefix, c.suffix, window),
-                        caches=hole_caches(tok, c.prefix, c.suffix, [repository]) if copy else ()) for c in chunk]
+                        caches=hole_caches(tok, c.prefix, c.suffix, more) if copy else ()) for c in chunk]
         for c, r in zip(chunk, sampler.sample(reqs, LINE_BUDGET)):
             text = tok.decode(r.tokens)
             hit = text.strip() == c.target.strip()
@@ -132,17 +132,18 @@ def sign_test(only_first: int, only_second: int) -> float:
     return min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n)
 
 
-def compare_line_infill(models: list[tuple[str, object, CodeTokenizer]], texts: list[str], seeds: list[int],
+def compare_line_infill(models: list[tuple], texts: list[str], seeds: list[int],
                         cases: int = 500, sampler_cfg: SamplerConfig | None = None, copy: bool = True) -> dict:
     """The same held-out line holes (``cases`` per seed) filled by each model: exact match and
     overrun per model, and for each later model against the first, the holes only one of the two
-    gets right and the sign test's p-value. ``models``: (name, model, tokenizer)."""
+    gets right and the sign test's p-value. ``models``: (name, model, tokenizer[, caches to copy
+    from besides each hole's file])."""
     holes = [c for seed in seeds for c in line_cases(texts, cases, seed)]
     rows, outcomes = [], []
-    for name, model, tok in models:
+    for name, model, tok, *more in models:
         hits: list[bool] = []
         figures = line_infill(DiffillBackend(model, tok), tok, holes, sampler_cfg or line_sampler(), outcomes=hits,
-                              copy=copy)
+                              copy=copy, more=more[0] if more else ())
         rows.append({"model": name, "exact": sum(hits), **figures})
         outcomes.append(hits)
     pairs = []
@@ -170,10 +171,10 @@ def masked_token_accuracy(model, tok: CodeTokenizer, token_stream: np.ndarray, n
 
 def heldout_figures(model, tok: CodeTokenizer, texts: list[str], cases: int = 500, seed: int = 0,
                     sampler_cfg: SamplerConfig | None = None, copy: bool = True,
-                    repository: TokenCache | None = None) -> dict:
+                    more=()) -> dict:
     backend = DiffillBackend(model, tok)
     holes = line_cases(texts, cases, seed)
-    figures = line_infill(backend, tok, holes, sampler_cfg or line_sampler(), copy=copy, repository=repository)
+    figures = line_infill(backend, tok, holes, sampler_cfg or line_sampler(), copy=copy, more=more)
     stream = np.asarray([i for t in texts for i in [tok.bos_id] + tok.encode(t)], dtype=np.int64)
     figures["masked_token_accuracy"] = masked_token_accuracy(model, tok, stream, seed=seed)
     figures["cases"] = len(holes)

@@ -135,9 +135,10 @@ def prefix_context(prefix: list[int], bos: int | None) -> list[int]:
     return [x for x in prefix[-2 * LONGEST :] if x != bos]
 
 
-def weight(m: int) -> float:
-    """The share of the cache's distribution after a match of ``m`` tokens."""
-    return WEIGHT * m / (m + HALF)
+def weight(m: int, half: float = HALF) -> float:
+    """The share of the cache's distribution after a match of ``m`` tokens (``half``: a cache's
+    own, for one whose matches say less)."""
+    return WEIGHT * m / (m + half)
 
 
 def continuation(caches, context: list[int]) -> tuple[dict[int, float], float]:
@@ -152,19 +153,20 @@ def continuation(caches, context: list[int]) -> tuple[dict[int, float], float]:
     # so a lone space is left out of the context (and the fill's first token comes without one)
     unspace = ctx[-1] in (END, space)
     ctx = [t for t in ctx if t != space][-LONGEST:]
-    best, counts = 0, Counter()
+    best, counts, half = 0, Counter(), HALF
     for cache in caches:
         m, nxt = cache.match(ctx)
         if m > best:
-            best, counts = m, nxt
+            best, counts, half = m, nxt, getattr(cache, "half", HALF)
         elif m == best and m:
             counts += nxt
+            half = min(half, getattr(cache, "half", HALF))
     if best < MIN_MATCH:
         return {}, 0.0
     if unspace:  # the fill starts after the indentation, or after the prefix's space
         counts = Counter({caches[0].unspaced.get(t, t): c for t, c in counts.items()})
     total = sum(counts.values())
-    return {t: c / total for t, c in counts.items()}, weight(best)
+    return {t: c / total for t, c in counts.items()}, weight(best, half)
 
 
 def sure_run(caches, context: list[int], limit: int) -> tuple[list[int], bool]:

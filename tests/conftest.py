@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# tests never copy from a library index the developer built (a test that wants one builds its own)
+os.environ["DIFFILL_LIBRARY_INDEX"] = "none"
 
 import torch  # noqa: E402
 

@@ -24,6 +24,9 @@ def add_copy_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-copy", dest="copy", action="store_false",
                         help="fill holes by the model alone, without continuations copied from the rest of the "
                              "file and a workspace adapter's repository (model/ngram.py)")
+    parser.add_argument("--library", default="default", metavar="PATH|none",
+                        help="library index to copy from as well (model/library_index.py; default: the one "
+                             "`diffill index` builds, when it exists)")
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -36,11 +39,11 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
 
 
 def engine_config_from_args(args: argparse.Namespace, **changes):
-    """An EngineConfig from ``--model`` / ``--adapter`` / ``--dtype`` / ``--no-copy`` (absent options
+    """An EngineConfig from ``--model`` / ``--adapter`` / ``--dtype`` / ``--no-copy`` / ``--library`` (absent options
     keep their defaults)."""
     from diffill.engine import EngineConfig
 
-    given = {k: getattr(args, k) for k in ("model", "adapter", "dtype", "copy") if hasattr(args, k)}
+    given = {k: getattr(args, k) for k in ("model", "adapter", "dtype", "copy", "library") if hasattr(args, k)}
     return EngineConfig(**{**given, **changes})
 
 

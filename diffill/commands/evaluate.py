@@ -49,12 +49,13 @@ def run_heldout(args) -> int:
     texts = heldout_texts(args.corpus)
     sampler = line_sampler(args.beam)
     figures = heldout_figures(engine.model, engine.tok, texts, cases=args.cases, seed=args.seed,
-                              sampler_cfg=sampler, copy=args.copy, repository=engine.repository)
+                              sampler_cfg=sampler, copy=args.copy, more=(engine.repository, engine.library))
     figures["beam"] = sampler.beam
     figures["model"] = engine.info()["model"]
     figures["adapter"] = engine.info()["adapter"]
     figures["dtype"] = engine.dtype
     figures["copy"] = args.copy
+    figures["library"] = engine.info()["library"]
     if args.json:
         print(json.dumps(figures))
     else:
@@ -102,7 +103,7 @@ def run_compare(args) -> int:
     models = []
     for path in args.models:
         engine = Engine(engine_config_from_args(args, model=None if path == "default" else path))
-        models.append((path, engine.model, engine.tok))
+        models.append((path, engine.model, engine.tok, (engine.library,)))
     sampler = line_sampler(args.beam)
     report = compare_line_infill(models, texts, seeds, args.cases, sampler, copy=args.copy)
     report["beam"] = sampler.beam

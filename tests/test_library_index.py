@@ -1,0 +1,124 @@
+"""The library index (model.library_index): the backward suffix array, matches as a TokenCache
+finds them, refusal of damaged or foreign indexes, the engine and ``diffill index`` using one."""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from model.library_index import LibraryIndex, backward_suffix_array, build_index, default_folder
+from model.ngram import LONGEST, TokenCache, continuation
+
+
+def test_the_suffix_array_sorts_positions_on_the_tokens_before_them():
+    rng = np.random.default_rng(0)
+    for n, values in ((50, 3), (200, 2), (300, 6), (40, 60_000)):  # codes above n as well
+        canon = rng.integers(0, values, size=n).astype(np.uint16)
+        order = backward_suffix_array(canon, depth=16)
+
+        def back(j):
+            return [int(canon[j - k]) + 1 if j - k >= 0 else 0 for k in range(16)]
+
+        keys = [back(int(j)) for j in order]
+        assert keys == sorted(keys) and sorted(order.tolist()) == list(range(n))
+
+
+@pytest.fixture(scope="module")
+def streams(shipped_engine):
+    from conftest import STDLIB, TINY_SOURCES
+
+    tok = shipped_engine.tok
+    return tok.encode_batch([(STDLIB / name).read_text(encoding="utf-8") for name in TINY_SOURCES[:6]])
+
+
+@pytest.fixture(scope="module")
+def index(shipped_engine, streams, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("lib") / "index"
+    meta = build_index(shipped_engine.tok, streams, folder, ["stdlib sample"], len(streams))
+    assert meta["files"] == len(streams) and meta["tokens"] == sum(map(len, streams))
+    return folder
+
+
+def test_matches_are_a_token_cache_s(shipped_engine, streams, index):
+    tok = shipped_engine.tok
+    lib, cache = LibraryIndex(index, tok), TokenCache.for_tokenizer(tok).extend(streams)
+    assert len(lib) == len(cache)
+    rng = random.Random(0)
+    for _ in range(300):
+        s = rng.choice(streams)
+        i = rng.randrange(1, len(s))
+        ctx = list(s[max(0, i - 60) : i])
+        if rng.random() < 0.3:  # a context the streams do not hold as it is
+            ctx[-1 - rng.randrange(min(5, len(ctx)))] = rng.randrange(tok.vocab_size)
+        ctx = cache.canonical(ctx).tolist()[-LONGEST:]
+        m, counts = cache.match(ctx)
+        if sum(counts.values()) <= 4096:  # the index counts at most SAMPLE occurrences
+            assert lib.match(ctx) == (m, counts)
+        assert continuation((cache,), ctx)[1] == continuation((TokenCache.for_tokenizer(tok), lib), ctx)[1]
+
+
+def test_damaged_or_foreign_indexes_are_refused(shipped_engine, index, tmp_path, tiny_checkpoint):
+    import shutil
+
+    from model.tokenizer import CodeTokenizer
+
+    tok = shipped_engine.tok
+    with pytest.raises(ValueError, match="not a library index"):
+        LibraryIndex(tmp_path / "missing", tok)
+    with pytest.raises(ValueError, match="another tokenizer"):
+        LibraryIndex(index, CodeTokenizer.from_dir(tiny_checkpoint))
+    broken = tmp_path / "broken"
+    shutil.copytree(index, broken)
+    np.save(broken / "suffixes.npy", np.load(broken / "suffixes.npy")[:-3])
+    with pytest.raises(ValueError, match="do not fit together"):
+        LibraryIndex(broken, tok)
+    (broken / "tokens.npy").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="not a library index"):
+        LibraryIndex(broken, tok)
+
+
+def test_the_engine_copies_from_a_library_and_says_which(shipped_engine, tmp_path, monkeypatch):
+    from diffill.engine import Engine, InfillRequest
+    from diffill.errors import DiffillError
+
+    lib = "def first(parcels, cargo):\n    total = weigh_all(parcels, cargo.rate)\n"
+    tok = shipped_engine.tok
+    build_index(tok, [tok.encode(lib)], tmp_path / "index", ["test"], 1)
+    text = "def second(parcels, cargo):\n    total = \n    return total\n"
+    hole = text.index("= ") + 2
+    assert shipped_engine.library is None and shipped_engine.info()["library"] == "none"
+    engine = Engine(replace(shipped_engine.config, library=str(tmp_path / "index")))
+    assert engine.info()["library"] == str(tmp_path / "index")
+    assert engine.infill(InfillRequest(text, hole, hole, path="b.py")).text == "weigh_all(parcels, cargo.rate)"
+    assert shipped_engine.infill(InfillRequest(text, hole, hole, path="b.py")).text != "weigh_all(parcels, cargo.rate)"
+    with pytest.raises(DiffillError, match="library index"):
+        Engine(replace(shipped_engine.config, library=str(tmp_path / "nowhere")))
+    # the default: used when built, nothing when not
+    monkeypatch.setenv("DIFFILL_LIBRARY_INDEX", str(tmp_path / "index"))
+    assert default_folder(tok) == tmp_path / "index"
+    assert Engine(replace(shipped_engine.config, library="default")).library is not None
+    monkeypatch.setenv("DIFFILL_LIBRARY_INDEX", str(tmp_path / "unbuilt"))
+    assert Engine(replace(shipped_engine.config, library="default")).library is None
+
+
+def test_diffill_index_builds_from_a_corpus(shipped_engine, tmp_path, tiny_sources, capsys):
+    from diffill.cli import main
+    from model.loading import DEFAULT_CHECKPOINT
+
+    corpus = tmp_path / "corpus"
+    assert main(["corpus", "build", str(corpus), "--source", str(tiny_sources),
+                 "--tokenizer", str(DEFAULT_CHECKPOINT)]) == 0
+    capsys.readouterr()
+    out = tmp_path / "index"
+    assert main(["index", "--corpus", str(corpus), "--out", str(out), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    manifest = json.loads((corpus / "manifest.json").read_text())
+    assert report["files"] == manifest["splits"]["train"]["files"]
+    assert report["tokens"] == manifest["splits"]["train"]["tokens"] - report["files"]  # less the <bos>
+    assert len(LibraryIndex(out, shipped_engine.tok)) == report["tokens"]
+    assert main(["index", "--corpus", str(tmp_path / "nothing"), "--out", str(out)]) == 2
+    assert "no manifest.json" in capsys.readouterr().err
