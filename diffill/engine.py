@@ -165,8 +165,9 @@ class Engine:
         self.library = None
 
     def _library(self, setting: str | None) -> LibraryIndex | None:
-        """The library index ``setting`` names (see ``EngineConfig.library``); the default one only
-        when it has been built, a damaged or mismatched one never (a clear error)."""
+        """The library index ``setting`` names (see ``EngineConfig.library``). The default one is
+        used when it has been built; a damaged or mismatched default is skipped with a warning (the
+        model still serves), a damaged or mismatched named one is a clear error."""
         if setting in (None, "none") or not self.config.copy:
             return None
         folder = default_folder(self.tok) if setting == "default" else Path(setting)
@@ -175,7 +176,10 @@ class Engine:
         try:
             return LibraryIndex(folder, self.tok)
         except ValueError as e:
-            raise DiffillError(f"library index: {e}") from e
+            if setting != "default":
+                raise DiffillError(f"library index: {e}") from e
+            log.warning("not copying from the library index: %s", e)
+            return None
 
     def use_adapter(self, adapter: str | None) -> str | None:
         """Serve base + ``adapter`` merged (see ``EngineConfig.adapter``); returns its folder.

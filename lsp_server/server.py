@@ -209,7 +209,8 @@ class DiffillServer(LanguageServer):
                                  "adapters yet", types.MessageType.Warning)
             adapter = state.info.get("adapter", state.adapter if state.adapters else None)
             self.log_message(f"diffill: model {state.info.get('model')} loaded "
-                             f"({state.info.get('parameters', 0):,} parameters); adapter: {adapter or 'default'}")
+                             f"({state.info.get('parameters', 0):,} parameters); adapter: {adapter or 'default'}; "
+                             f"library index: {state.info.get('library', 'none')}")
             self.ensure_index(again=True)  # a new engine has no index yet
         else:
             self.show_message(state.error or "diffill cannot load its model", types.MessageType.Error)
@@ -369,6 +370,7 @@ class DiffillServer(LanguageServer):
         return {
             "model": state.info.get("model") if state.loaded else state.model,
             "adapter": adapter,
+            "library": state.info.get("library") if state.loaded else None,  # the library index fills copy from
             "adapter_setting": self.settings.adapter,
             "adapter_requested": self._wanted[1] if self._wanted else None,  # after workspace lookup
             "loaded": state.loaded,

@@ -74,17 +74,18 @@ def beam_search(backend, cfg, requests: list[Request], length: int, constraint: 
     k, be = cfg.beam, backend
     mask, eoi, bos = be.mask_id, be.eoi_id, getattr(be, "bos_id", None)
     holes = [_Hole(k) for _ in requests]
-    state = be.prepare([r.prefix for r in requests], [r.suffix for r in requests], length,
-                       cfg.cache, cfg.cache_refresh)
-    if not hasattr(state, "take"):
+    # requests still searching, in the order of their rows; holes a library bridges need no search
+    active = [i for i, r in enumerate(requests) if not _bridge(holes[i], r, i, be, constraint, length, bos, eoi)]
+    state = be.prepare([requests[i].prefix for i in active], [requests[i].suffix for i in active], length,
+                       cfg.cache, cfg.cache_refresh) if active else None
+    if active and not hasattr(state, "take"):
         raise ValueError("beam search needs a backend whose state can be copied per candidate")
-    active = list(range(len(requests)))  # requests still searching, in the order of their rows
     width = 1  # rows per active request: 1 at the first step, then k
-    canvas = torch.full((len(requests), 1, length), mask, dtype=torch.long)
-    score = torch.zeros((len(requests), 1))
+    canvas = torch.full((len(active), 1, length), mask, dtype=torch.long)
+    score = torch.zeros((len(active), 1))
     ends = None
     stopped = False
-    for t in range(length):
+    for t in range(length if active else 0):
         if cancelled():
             stopped = True
             break
@@ -180,6 +181,20 @@ def _mix_cache(logp, requests, active, canvas, t, eoi, bos) -> torch.Tensor:
             if dist:
                 logp[j, c] = mix(logp[j, c], dist, lam, eoi)
     return logp
+
+
+def _bridge(hole: _Hole, request, row: int, be, constraint, length: int, bos, eoi) -> bool:
+    """Finish ``hole`` with the line its request's caches bridge (``model.ngram.line_bridge``), when
+    there is one and the constraint passes it."""
+    from model.ngram import line_bridge, prefix_context
+
+    if not request.caches:
+        return False
+    fill = line_bridge(request.caches, prefix_context(request.prefix, bos), request.suffix, length)
+    if not fill or not _whole(be, fill) or not _valid(constraint, row, fill, length, eoi):
+        return False
+    hole.tokens, hole.done = fill, True
+    return True
 
 
 def _copy_rest(request, head: list[int], length: int, bos) -> list[int] | None:

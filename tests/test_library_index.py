@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from model.library_index import LibraryIndex, backward_suffix_array, build_index, default_folder
-from model.ngram import LONGEST, TokenCache, continuation
+from model.ngram import LONGEST, TokenCache, continuation, fold_spaces, line_bridge
 
 
 def test_the_suffix_array_sorts_positions_on_the_tokens_before_them():
@@ -38,15 +38,17 @@ def streams(shipped_engine):
 @pytest.fixture(scope="module")
 def index(shipped_engine, streams, tmp_path_factory):
     folder = tmp_path_factory.mktemp("lib") / "index"
-    meta = build_index(shipped_engine.tok, streams, folder, ["stdlib sample"], len(streams))
-    assert meta["files"] == len(streams) and meta["tokens"] == sum(map(len, streams))
+    meta = build_index(shipped_engine.tok, streams, folder, ["stdlib sample"])
+    space = shipped_engine.tok.backend.token_to_id("\u0120")
+    assert meta["files"] == len(streams)
+    assert meta["tokens"] == sum(len(fold_spaces(np.asarray(s), space)) for s in streams)  # lone spaces folded
     return folder
 
 
 def test_matches_are_a_token_cache_s(shipped_engine, streams, index):
     tok = shipped_engine.tok
     lib, cache = LibraryIndex(index, tok), TokenCache.for_tokenizer(tok).extend(streams)
-    assert len(lib) == len(cache)
+    assert len(cache) * 0.98 < len(lib) <= len(cache)
     rng = random.Random(0)
     for _ in range(300):
         s = rng.choice(streams)
@@ -87,7 +89,7 @@ def test_the_engine_copies_from_a_library_and_says_which(shipped_engine, tmp_pat
 
     lib = "def first(parcels, cargo):\n    total = weigh_all(parcels, cargo.rate)\n"
     tok = shipped_engine.tok
-    build_index(tok, [tok.encode(lib)], tmp_path / "index", ["test"], 1)
+    build_index(tok, [tok.encode(lib)], tmp_path / "index", ["test"])
     text = "def second(parcels, cargo):\n    total = \n    return total\n"
     hole = text.index("= ") + 2
     assert shipped_engine.library is None and shipped_engine.info()["library"] == "none"
@@ -118,7 +120,49 @@ def test_diffill_index_builds_from_a_corpus(shipped_engine, tmp_path, tiny_sourc
     report = json.loads(capsys.readouterr().out)
     manifest = json.loads((corpus / "manifest.json").read_text())
     assert report["files"] == manifest["splits"]["train"]["files"]
-    assert report["tokens"] == manifest["splits"]["train"]["tokens"] - report["files"]  # less the <bos>
+    # less each file's <bos>, and the lone spaces folded into the next token
+    assert 0.98 * manifest["splits"]["train"]["tokens"] < report["tokens"] < manifest["splits"]["train"]["tokens"]
     assert len(LibraryIndex(out, shipped_engine.tok)) == report["tokens"]
     assert main(["index", "--corpus", str(tmp_path / "nothing"), "--out", str(out)]) == 2
     assert "no manifest.json" in capsys.readouterr().err
+
+
+def _bridge_index(tok, folder, middles):
+    files = [f"def f{i}(cargo):\n    rate = cargo.rate\n    {m}\n    return total\n" for i, m in enumerate(middles)]
+    files.append("def g(cargo):\n    rate = cargo.rate\n    other = 1\n    print(other)\n")  # another next line
+    build_index(tok, tok.encode_batch(files), folder, ["test"])
+    return LibraryIndex(folder, tok)
+
+
+def test_a_line_is_bridged_when_most_places_with_both_neighbours_agree(shipped_engine, tmp_path):
+    from model.ngram import END
+
+    tok = shipped_engine.tok
+    doc = TokenCache.for_tokenizer(tok)
+    line = "total = weigh_all(parcels, rate)"
+    before = doc.canonical(tok.encode("def h(cargo):\n    rate = cargo.rate\n    ")).tolist()
+    before = [t for t in before if t != doc.space]
+    after = doc.canonical(tok.encode("\n    return total\n")).tolist()
+    assert after[0] == END
+    agree = _bridge_index(tok, tmp_path / "a", [line, line, "total = 0"])
+    assert agree.bridge(before, after, 24)[1:] == (2, 3)  # two places of three have it
+    prefix, suffix = "def h(cargo):\n    rate = cargo.rate\n    ", "\n    return total\n"
+    bridged = line_bridge((TokenCache.for_tokenizer(tok), agree), tok.encode(prefix), tok.encode(suffix), 24)
+    assert tok.decode(bridged) == line
+    assert agree.bridge(before, after, 3) is None  # the line does not fit in 3 tokens
+    assert agree.bridge(before, doc.canonical(tok.encode(" # no line break\n")).tolist(), 24) is None
+    split = _bridge_index(tok, tmp_path / "b", [line, "total = 0", "total = 1"])
+    assert split.bridge(before, after, 24) is None  # one place in three: no agreement
+
+
+def test_the_engine_fills_a_bridged_line_without_a_forward_pass(shipped_engine, tmp_path):
+    from diffill.engine import Engine, InfillRequest
+
+    line = "total = weigh_all(parcels, rate)"
+    _bridge_index(shipped_engine.tok, tmp_path / "index", [line, line])
+    engine = Engine(replace(shipped_engine.config, library=str(tmp_path / "index")))
+    text = "def h(cargo):\n    rate = cargo.rate\n    \n    return total\n"
+    hole = text.index("rate\n") + 9
+    filled = engine.infill(InfillRequest(text, hole, hole, path="h.py", multiline=False))
+    assert filled.text == line and filled.forward_passes == 0
+    assert shipped_engine.infill(InfillRequest(text, hole, hole, path="h.py", multiline=False)).forward_passes > 0
