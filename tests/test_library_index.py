@@ -105,6 +105,12 @@ def test_the_engine_copies_from_a_library_and_says_which(shipped_engine, tmp_pat
     assert Engine(replace(shipped_engine.config, library="default")).library is not None
     monkeypatch.setenv("DIFFILL_LIBRARY_INDEX", str(tmp_path / "unbuilt"))
     assert Engine(replace(shipped_engine.config, library="default")).library is None
+    # a damaged default is skipped (the model still serves); named, it is an error
+    (tmp_path / "index" / "suffixes.npy").write_bytes(b"damaged")
+    monkeypatch.setenv("DIFFILL_LIBRARY_INDEX", str(tmp_path / "index"))
+    assert Engine(replace(shipped_engine.config, library="default")).library is None
+    with pytest.raises(DiffillError, match="not a library index"):
+        Engine(replace(shipped_engine.config, library=str(tmp_path / "index")))
 
 
 def test_diffill_index_builds_from_a_corpus(shipped_engine, tmp_path, tiny_sources, capsys):
