@@ -27,7 +27,7 @@ from model.beam import LINE_BEAM
 from model.context import Window, encode_window
 from model.library_index import LibraryIndex, default_folder
 from model.loading import ModelLoadError, load_checkpoint
-from model.ngram import TokenCache, hole_caches
+from model.ngram import TokenCache, Without, hole_caches
 from model.sampler import Request, Sampler, SamplerConfig, StepTrace
 
 log = logging.getLogger(__name__)
@@ -144,6 +144,7 @@ class Engine:
         self.repository: TokenCache | None = None  # the adapter's repository tokens, when it has them
         self._neighbors: dict[str, TokenCache] = {}  # other documents' token caches, oldest first
         self.workspace: TokenCache | None = None  # the workspace folders' files (index_workspace)
+        self._workspace_files: dict[str, int] = {}
         self.library = self._library(self.config.library)
         self.use_adapter(self.config.adapter)
 
@@ -293,6 +294,9 @@ class Engine:
         if not self.config.copy or self.config.backend != "diffill":
             return ()
         repository = self.repository if self.repository is not None else self.workspace
+        if repository is self.workspace and repository is not None and req.path:
+            own = self._workspace_files.get(str(Path(req.path).resolve()))
+            repository = Without(repository, own) if own is not None else repository
         return hole_caches(self.tok, req.text[: req.start], req.text[req.end :],
                            [*(self._neighbor(text) for text in req.neighbors), repository, self.library])
 
@@ -301,6 +305,7 @@ class Engine:
         ``WORKSPACE_CHARS`` in all) where no workspace adapter brings its repository's tokens; an
         empty list forgets them. Returns {"files", "tokens"}; unreadable folders are skipped."""
         texts: list[str] = []
+        self._workspace_files = {}  # resolved path -> its stream in the workspace cache
         budget = WORKSPACE_CHARS
         for folder in folders:
             try:
@@ -308,7 +313,9 @@ class Engine:
             except OSError as e:
                 log.warning("cannot index the workspace folder %s: %s", folder, e)
                 continue
-            texts += [f.text for f in files]
+            for f in files:
+                self._workspace_files[str((Path(folder) / f.path).resolve())] = len(texts)
+                texts.append(f.text)
             budget -= sum(len(f.text) for f in files)
         self.workspace = TokenCache.for_tokenizer(self.tok).extend(self.tok.encode_batch(texts)) if texts else None
         return {"files": len(texts), "tokens": len(self.workspace) if self.workspace is not None else 0}

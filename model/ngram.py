@@ -83,9 +83,8 @@ class TokenCache:
 
     def extend(self, streams) -> TokenCache:
         """Add token streams (sequences of ids), each one file's or one piece of a file's."""
-        for ids in streams:
-            if len(ids):
-                self._parts.append(np.append(np.asarray(ids, dtype=np.int64), SEP))
+        for ids in streams:  # an empty one too: streams keep their numbers (``match``'s ``skip``)
+            self._parts.append(np.append(np.asarray(ids, dtype=np.int64), SEP))
         self._stream = None
         return self
 
@@ -121,7 +120,11 @@ class TokenCache:
         if self._stream is None:
             nxt = np.concatenate(self._parts) if self._parts else np.array([SEP], dtype=np.int64)
             nxt[np.isin(nxt, np.fromiter(self.line_breaks, dtype=np.int64))] = END
+            owner = np.repeat(np.arange(len(self._parts)), [len(p) for p in self._parts]) if self._parts else np.zeros(1, int)
+            if self.space is not None:
+                owner = owner[nxt != self.space]
             nxt = fold_spaces(nxt, self.space)
+            self._owner = owner  # the stream each position belongs to
             self._next, self._stream = nxt, self.canonical(np.where(nxt >= 0, nxt & ~SPACED, nxt))
             order = np.argsort(self._stream, kind="stable")
             tokens, starts = np.unique(self._stream[order], return_index=True)
@@ -129,13 +132,16 @@ class TokenCache:
             self._where = {int(t): order[s:e] for t, s, e in zip(tokens, starts, ends)}
         return self._stream
 
-    def match(self, context: list[int]) -> tuple[int, Counter]:
+    def match(self, context: list[int], skip: int | None = None) -> tuple[int, Counter]:
         """The longest match of the end of ``context`` (canonical ids, at most ``LONGEST``) and the
-        counts of the ids after it; (0, empty) when no token matches."""
+        counts of the ids after it; (0, empty) when no token matches. ``skip``: a stream (in the
+        order they were added) left out."""
         stream = self._index()
         pos = self._where.get(context[-1]) if context else None
         if pos is None:
             return 0, Counter()
+        if skip is not None:
+            pos = pos[self._owner[pos] != skip]
         pos = pos[pos + 1 < len(stream)]
         pos = pos[self._next[pos + 1] != SEP]  # a match must have a continuation (not the prefix's own end)
         m = 1
@@ -149,6 +155,18 @@ class TokenCache:
         nxt = Counter(self._next[pos + 1].tolist())
         nxt.pop(SEP, None)
         return (m, nxt) if nxt else (0, Counter())
+
+
+class Without:
+    """A token cache with one of its streams left out: the workspace's copy of the document being
+    edited, whose text around the hole the document's own cache has as it is now (copying the
+    saved copy would only give back what a regenerated selection held)."""
+
+    def __init__(self, cache: TokenCache, stream: int):
+        self.cache, self.stream = cache, stream
+
+    def match(self, context: list[int]) -> tuple[int, Counter]:
+        return self.cache.match(context, skip=self.stream)
 
 
 def prefix_context(prefix: list[int], bos: int | None) -> list[int]:

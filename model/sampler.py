@@ -268,9 +268,11 @@ class Sampler:
             if len(dist) == 1 and END not in dist and lam >= weight(HALF):  # sure: a run, no pass needed
                 masked_run = int(torch.cumprod(is_mask[i, first:].long(), 0).sum())
                 run, _ = sure_run(r.caches, head, masked_run)
-                sure.update({(i, first + n): token for n, token in enumerate(run)})
-                wait[i, first + len(run) :] = True
-                continue
+                taken = self._allowed(logits[i], slots[i], first, run)
+                if taken:
+                    sure.update({(i, first + n): token for n, token in enumerate(run[:taken])})
+                    wait[i, first + taken :] = True
+                    continue
             # a line break ends a one-line hole; in a longer fill it is the model's to place (copied
             # code changes depth)
             end = self.backend.eoi_id if r.stops else None
@@ -278,6 +280,17 @@ class Sampler:
                 logits[i, k] = mix(torch.log_softmax(logits[i, k], -1), dist, lam, end)
                 wait[i, first + 1 :] = True
         return wait, sure
+
+    @staticmethod
+    def _allowed(logits, slots, first: int, run: list[int]) -> int:
+        """How many of ``run``'s tokens, for the slots from ``first`` on, are neither banned nor
+        vetoed there (their logits, ``_forbid`` applied, are not -inf): a sure run stops at the
+        first that is, so that a veto is never proposed again."""
+        for n, token in enumerate(run):
+            k = (slots == first + n).nonzero()
+            if not len(k) or logits[int(k[0]), token] == -math.inf:
+                return n
+        return len(run)
 
     @staticmethod
     def _stop_table(requests, vocab):

@@ -103,4 +103,14 @@ def test_the_engine_copies_from_an_indexed_workspace(shipped_engine, tmp_path):
     indexed = engine.index_workspace([str(tmp_path), str(tmp_path / "missing")])  # a missing folder is skipped
     assert indexed == {"files": 1, "tokens": len(engine.tok.encode(lib))}
     assert engine.infill(InfillRequest(text, hole, hole, path="b.py")).text == "weigh_all(parcels, cargo.rate)" != before
+    # the file being edited is left out of the workspace's streams: its saved copy would only give
+    # back the selection being regenerated
+    own = "def second(parcels, cargo):\n    total = weigh_all(parcels, cargo.rate)\n    return total\n"
+    (tmp_path / "ws").mkdir()
+    (tmp_path / "ws" / "b.py").write_text(own)
+    engine.index_workspace([str(tmp_path / "ws")])
+    start = own.index("weigh_all")
+    end = own.index("\n", start)
+    assert engine.infill(InfillRequest(own, start, end, path=str(tmp_path / "c.py"))).text == own[start:end]
+    assert engine.infill(InfillRequest(own, start, end, path=str(tmp_path / "ws" / "b.py"))).text != own[start:end]
     assert engine.index_workspace([]) == {"files": 0, "tokens": 0} and engine.workspace is None

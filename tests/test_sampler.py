@@ -407,3 +407,17 @@ def test_a_sure_copy_is_committed_in_one_pass():
     (copied,) = Sampler(be, SamplerConfig()).sample([Request(prefix, [6], caches=(cache,))], 6,
                                                     on_step=lambda s: steps.append(s.committed_now[0]))
     assert copied.tokens[:3] == [20, 21, 22] and steps[0] == [0, 1, 2]
+
+
+def test_a_sure_copy_stops_at_a_token_banned_at_its_slot():
+    from model.ngram import TokenCache
+
+    # the same sure run, but 21 is banned at slot 1 (a veto the constraint made): the run stops
+    # before it, so it is never proposed there again
+    prefix = list(range(3, 19))
+    cache = TokenCache().extend([prefix + [20, 21, 22]])
+    be = ScriptedBackend([10, 11, 12, 13], conf=[0.6, 0.95, 0.95, 0.95])
+    steps = []
+    (copied,) = Sampler(be, SamplerConfig()).sample([Request(prefix, [6], caches=(cache,))], 6, bans={(0, 1): {21}},
+                                                    on_step=lambda s: steps.append(s.committed_now[0]))
+    assert copied.tokens[0] == 20 and steps[0] == [0] and 21 not in copied.tokens[1:2]
