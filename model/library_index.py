@@ -247,15 +247,26 @@ class LibraryIndex:
         Returns its ids (``END`` not included; at most ``limit`` codes; ``SPACED`` marks kept), how
         many places have it and how many places have both lines; None when there is no such line."""
         start = _line_start(context)
-        if start is None or len(context) - start > DEPTH or not after or after[0] != END:
+        if start is None or not after or after[0] != END:
             return None
         stop = _line_end(after)
         if stop is None:
             return None
-        found = self._range([t + 2 for t in reversed(context[start:])])
-        if found is None:
-            return None
+        # first with the two lines before: fewer places, more of them counted (at most SAMPLE)
+        longer = _line_start(context[: start + 1])
+        for key in ([] if longer is None else [longer]) + [start]:
+            if len(context) - key > DEPTH:
+                continue
+            found = self._range([t + 2 for t in reversed(context[key:])])
+            line = self._bridged(found, after[:stop], limit) if found else None
+            if line is not None:
+                return line
+        return None
+
+    def _bridged(self, found: tuple[int, int], want: list[int], limit: int):
+        """``bridge``'s answer from the places in the range ``found``, where ``want`` must follow."""
         lo, hi = found
+        stop = len(want)
         picks = np.arange(lo, hi) if hi - lo <= SAMPLE else np.linspace(lo, hi - 1, SAMPLE).astype(np.int64)
         longest = max(limit, DEPTH)  # longer lines vote too: a line that does not fit is no answer
         width = longest + 1 + stop
@@ -264,7 +275,7 @@ class LibraryIndex:
         canon = self._canon[window].astype(np.int64) - 2
         tally: Counter = Counter()
         both = 0
-        want = np.asarray(after[:stop], dtype=np.int64)
+        want = np.asarray(want, dtype=np.int64)
         for row, crow in zip(window, canon):
             ends = np.flatnonzero(row[: longest + 1] <= _SEP_CODE)
             if not len(ends) or row[ends[0]] != _END_CODE or ends[0] == 0:
