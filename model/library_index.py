@@ -242,8 +242,9 @@ class LibraryIndex:
     def bridge(self, context: list[int], after: list[int], limit: int) -> tuple[list[int], int, int] | None:
         """The line between the end of ``context`` and ``after`` (canonical ids: the hole's prefix,
         then its suffix, which must start with a line break) as the library writes it between the
-        same two lines: where the previous line (with the start of the hole's own) and the next
-        line occur around one line, the line at least ``BRIDGE_SHARE`` of those places have.
+        same lines: where the two lines before (or else the one line before; with the start of the
+        hole's own) and the next line occur around one line, the line at least ``BRIDGE_SHARE`` of
+        those places have.
         Returns its ids (``END`` not included; at most ``limit`` codes; ``SPACED`` marks kept), how
         many places have it and how many places have both lines; None when there is no such line."""
         start = _line_start(context)
@@ -263,7 +264,7 @@ class LibraryIndex:
                 return line
         return None
 
-    def _bridged(self, found: tuple[int, int], want: list[int], limit: int):
+    def _bridged(self, found: tuple[int, int], want: list[int], limit: int) -> tuple[list[int], int, int] | None:
         """``bridge``'s answer from the places in the range ``found``, where ``want`` must follow."""
         lo, hi = found
         stop = len(want)

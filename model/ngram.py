@@ -120,11 +120,10 @@ class TokenCache:
         if self._stream is None:
             nxt = np.concatenate(self._parts) if self._parts else np.array([SEP], dtype=np.int64)
             nxt[np.isin(nxt, np.fromiter(self.line_breaks, dtype=np.int64))] = END
+            # the stream each position belongs to (``match``'s ``skip``)
             owner = np.repeat(np.arange(len(self._parts)), [len(p) for p in self._parts]) if self._parts else np.zeros(1, int)
-            if self.space is not None:
-                owner = owner[nxt != self.space]
+            self._owner = owner if self.space is None else owner[nxt != self.space]  # as folded below
             nxt = fold_spaces(nxt, self.space)
-            self._owner = owner  # the stream each position belongs to
             self._next, self._stream = nxt, self.canonical(np.where(nxt >= 0, nxt & ~SPACED, nxt))
             order = np.argsort(self._stream, kind="stable")
             tokens, starts = np.unique(self._stream[order], return_index=True)
@@ -174,10 +173,9 @@ def prefix_context(prefix: list[int], bos: int | None) -> list[int]:
     return [x for x in prefix[-2 * LONGEST :] if x != bos]
 
 
-def weight(m: int, half: float = HALF) -> float:
-    """The share of the cache's distribution after a match of ``m`` tokens (``half``: a cache's
-    own, for one whose matches say less)."""
-    return WEIGHT * m / (m + half)
+def weight(m: int) -> float:
+    """The share of the cache's distribution after a match of ``m`` tokens."""
+    return WEIGHT * m / (m + HALF)
 
 
 def continuation(caches, context: list[int]) -> tuple[dict[int, float], float]:
@@ -192,14 +190,13 @@ def continuation(caches, context: list[int]) -> tuple[dict[int, float], float]:
     # so a lone space is left out of the context (and the fill's first token comes without one)
     unspace = ctx[-1] in (END, space)
     ctx = [t for t in ctx if t != space][-LONGEST:]
-    best, counts, half = 0, Counter(), HALF
+    best, counts = 0, Counter()
     for cache in caches:
         m, nxt = cache.match(ctx)
         if m > best:
-            best, counts, half = m, nxt, getattr(cache, "half", HALF)
+            best, counts = m, nxt
         elif m == best and m:
             counts += nxt
-            half = min(half, getattr(cache, "half", HALF))
     if best < MIN_MATCH:
         return {}, 0.0
     if unspace:  # the fill starts after the indentation, or after the prefix's space
@@ -207,7 +204,7 @@ def continuation(caches, context: list[int]) -> tuple[dict[int, float], float]:
     else:  # a token that followed a lone space: the space first
         counts = _pool((space if t > 0 and t & SPACED else t, c) for t, c in counts.items())
     total = sum(counts.values())
-    return {t: c / total for t, c in counts.items()}, weight(best, half)
+    return {t: c / total for t, c in counts.items()}, weight(best)
 
 
 def line_bridge(caches, context: list[int], suffix: list[int], limit: int) -> list[int] | None:
