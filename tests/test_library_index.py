@@ -131,6 +131,11 @@ def test_diffill_index_builds_from_a_corpus(shipped_engine, tmp_path, tiny_sourc
     assert len(LibraryIndex(out, shipped_engine.tok)) == report["tokens"]
     assert main(["index", "--corpus", str(tmp_path / "nothing"), "--out", str(out)]) == 2
     assert "no manifest.json" in capsys.readouterr().err
+    source = tmp_path / "a.py"
+    source.write_text("def f(x):\n    return x\n")
+    assert main(["infill", str(source), "--at", "2:5", "--library", str(tmp_path / "nowhere")]) == 2
+    assert "library index" in capsys.readouterr().err
+    assert main(["infill", str(source), "--at", "2:5", "--library", str(out)]) == 0
 
 
 def _bridge_index(tok, folder, middles):

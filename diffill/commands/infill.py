@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from diffill.commands.common import add_adapter_option, add_copy_option, add_dtype_option
+from diffill.commands.common import add_adapter_option, add_copy_option, add_dtype_option, engine_config_from_args
 from diffill.documents import read_source
 from diffill.errors import DiffillError
 from diffill.positions import offset_of, parse_point, parse_range
@@ -36,7 +36,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from diffill.engine import Engine, EngineConfig, InfillRequest
+    from diffill.engine import Engine, InfillRequest
     from diffill.trace import TracePrinter
 
     text = read_source(args.file)
@@ -49,9 +49,8 @@ def run(args) -> int:
             raise DiffillError(f"range {args.range} ends before it starts")
     if args.max_tokens is not None and not 1 <= args.max_tokens <= 1024:
         raise DiffillError("--max-tokens must be between 1 and 1024")
-    engine = Engine(EngineConfig(model=args.model, constrained=not args.no_constraint, adapter=args.adapter,
-                                  dtype=args.dtype, backend=args.backend, trust_remote_code=args.trust_remote_code,
-                                  copy=args.copy))
+    engine = Engine(engine_config_from_args(args, constrained=not args.no_constraint, backend=args.backend,
+                                            trust_remote_code=args.trust_remote_code))
     printer = TracePrinter(engine.tok, sys.stderr) if args.trace else None
     result = engine.infill(InfillRequest(text, start, end, path=args.file, max_tokens=args.max_tokens),
                            on_step=printer)
