@@ -10,7 +10,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from model.library_index import LibraryIndex, backward_suffix_array, build_index, default_folder
+from model.library_index import MIN_MATCH, LibraryIndex, backward_suffix_array, build_index, default_folder
 from model.ngram import LONGEST, TokenCache, continuation, fold_spaces, line_bridge
 
 
@@ -56,11 +56,13 @@ def test_matches_are_a_token_cache_s(shipped_engine, streams, index):
         ctx = list(s[max(0, i - 60) : i])
         if rng.random() < 0.3:  # a context the streams do not hold as it is
             ctx[-1 - rng.randrange(min(5, len(ctx)))] = rng.randrange(tok.vocab_size)
-        ctx = cache.canonical(ctx).tolist()[-LONGEST:]
+        raw, ctx = ctx, [t for t in cache.canonical(ctx).tolist() if t != cache.space][-LONGEST:]  # as ``continuation`` does
         m, counts = cache.match(ctx)
-        if sum(counts.values()) <= 4096:  # the index counts at most SAMPLE occurrences
+        if m < MIN_MATCH:  # the library's shorter matches are not copied from
+            assert lib.match(ctx) == (0, {})
+        elif sum(counts.values()) <= 4096:  # the index counts at most SAMPLE occurrences
             assert lib.match(ctx) == (m, counts)
-        assert continuation((cache,), ctx)[1] == continuation((TokenCache.for_tokenizer(tok), lib), ctx)[1]
+            assert continuation((cache,), raw)[1] == continuation((TokenCache.for_tokenizer(tok), lib), raw)[1]
 
 
 def test_damaged_or_foreign_indexes_are_refused(shipped_engine, index, tmp_path, tiny_checkpoint):
