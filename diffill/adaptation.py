@@ -15,8 +15,6 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from adapters.lora import (
     DEFAULT_ADAPTER,
     REPOSITORY_TOKENS,
@@ -30,6 +28,7 @@ from adapters.training import LINE_MIX, AdaptConfig, TrainingFile, token_stream,
 from diffill.errors import DiffillError
 from diffill.evaluation import heldout_figures, line_cases, line_infill, line_sampler
 from model.backend import DiffillBackend
+from model.corpus import file_streams
 from model.loading import ModelLoadError, load_checkpoint
 from model.ngram import TokenCache
 from model.objective import ObjectiveConfig
@@ -129,8 +128,7 @@ def adapt_repository(root: str | Path, out: str | Path | None = None, minutes: f
     peft_model.merge_adapter()  # evaluate at inference speed; the saved LoRA weights are unchanged
     # the adapter as served: its weights, and its repository's tokens for fills to copy from (the
     # training stream's files, each after its <bos>)
-    files_ids = np.split(stream, np.flatnonzero(stream == tok.bos_id))[1:]
-    repository = TokenCache.for_tokenizer(tok).extend(ids[1:] for ids in files_ids)
+    repository = TokenCache.for_tokenizer(tok).extend(file_streams(stream, tok.bos_id))
     after = exact_match(model, tok, held_texts, cases, repository=repository)
     training = {"repository": str(root.resolve()), "files": len(files), "heldout_files": len(held),
                 "tokens": n_tokens, "steps": result.steps, "tokens_seen": result.tokens_seen,

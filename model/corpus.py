@@ -198,6 +198,12 @@ def load_texts(corpus: Path, split: str) -> list[SourceFile]:
     return files
 
 
+def file_streams(tokens: np.ndarray, bos: int) -> list[np.ndarray]:
+    """A token stream of files, each after its ``<bos>`` (``load_tokens``, a training stream), as
+    one array of ids per file (without the ``<bos>``)."""
+    return [piece[1:] for piece in np.split(tokens, np.flatnonzero(tokens == bos)) if len(piece)]
+
+
 def load_tokens(corpus: Path, split: str) -> np.ndarray:
     manifest = json.loads((corpus / "manifest.json").read_text())
     return np.concatenate([np.load(corpus / s["tokens"]) for s in manifest["splits"][split]["shards"]])

@@ -279,17 +279,16 @@ class LibraryIndex:
         window = self._suffixes[picks].astype(np.int64)[:, None] + np.arange(1, width + 1)
         window = self._tokens[np.minimum(window, len(self._tokens) - 1)].astype(np.int64)
         canon = self._canon[window].astype(np.int64) - 2
-        tally: Counter = Counter()
-        both = 0
-        want = np.asarray(want, dtype=np.int64)
-        for row, crow in zip(window, canon):
-            ends = np.flatnonzero(row[: longest + 1] <= _SEP_CODE)
-            if not len(ends) or row[ends[0]] != _END_CODE or ends[0] == 0:
-                continue
-            n = int(ends[0])
-            if np.array_equal(crow[n : n + stop], want):
-                both += 1
-                tally[tuple(row[:n].tolist())] += 1
+        # each place's line: up to its first line break (a stream's end, or none within reach: no line)
+        stops = window[:, : longest + 1] <= _SEP_CODE
+        n = stops.argmax(1)
+        rows = np.arange(len(window))
+        ok = stops[rows, n] & (window[rows, n] == _END_CODE) & (n > 0)
+        # ... followed by the lines ``want`` holds
+        after = canon[rows[:, None], n[:, None] + np.arange(stop)]
+        ok &= (after == np.asarray(want, dtype=np.int64)).all(1)
+        both = int(ok.sum())
+        tally = Counter(tuple(window[r, : n[r]].tolist()) for r in np.flatnonzero(ok))
         if not tally:
             return None
         line, count = tally.most_common(1)[0]

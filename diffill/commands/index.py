@@ -24,18 +24,14 @@ def register(sub) -> None:
 
 
 def _corpus_streams(corpus: Path, tok):
-    import numpy as np
-
-    from model.corpus import load_tokens
+    from model.corpus import file_streams, load_tokens
 
     manifest = corpus / "manifest.json"
     if not manifest.is_file():
         from diffill.errors import DiffillError
 
         raise DiffillError(f"--corpus {corpus}: no manifest.json there (build one with `diffill corpus build`)")
-    flat = load_tokens(corpus, "train")
-    streams = [piece[1:] for piece in np.split(flat, np.flatnonzero(flat == tok.bos_id)) if len(piece) > 1]
-    return streams, [f"{corpus} (training split)"]
+    return file_streams(load_tokens(corpus, "train"), tok.bos_id), [f"{corpus} (training split)"]
 
 
 def _library_streams(tok, chunk: int = 256):
