@@ -371,3 +371,17 @@ def test_heldout_split_is_deterministic_and_about_ten_percent():
     assert len(split_heldout(files[:2])[1]) == 1
     with pytest.raises(ValueError, match="at least 2"):
         split_heldout(files[:1])
+
+
+def test_eval_compare_takes_an_adapter_per_model(saved, tiny_checkpoint, tiny_sources, capsys):
+    from diffill.cli import main
+
+    root, _, _ = saved
+    names = [f"{tiny_checkpoint}@none", f"{tiny_checkpoint}@{root / 'one'}"]
+    assert main(["eval", "compare", *names, "--corpus", str(tiny_sources), "--cases", "4", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [m["model"] for m in report["models"]] == names and report["cases"] == 4
+    # the adapter named after "@" is the one loaded, not --adapter's
+    assert main(["eval", "compare", f"{tiny_checkpoint}@{root / 'missing'}", "--corpus", str(tiny_sources),
+                 "--cases", "2", "--adapter", "none"]) == 2
+    assert "missing" in capsys.readouterr().err

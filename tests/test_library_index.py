@@ -166,6 +166,8 @@ def test_a_line_is_bridged_when_most_places_with_both_neighbours_agree(shipped_e
     assert agree.bridge(before, doc.canonical(tok.encode(" # no line break\n")).tolist(), 24) is None
     split = _bridge_index(tok, tmp_path / "b", [line, "total = 0", "total = 1"])
     assert split.bridge(before, after, 24) is None  # one place in three: no agreement
+    tie = _bridge_index(tok, tmp_path / "c", [line, "total = weigh_all(parcels,rate)"])
+    assert tie.bridge(before, after, 24) is None  # one place each: a tie is no agreement either
 
 
 def test_the_engine_fills_a_bridged_line_without_a_forward_pass(shipped_engine, tmp_path):

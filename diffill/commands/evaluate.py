@@ -67,7 +67,9 @@ def run_heldout(args) -> int:
 def register_compare(esub) -> None:
     c = esub.add_parser("compare", help="held-out line infill of several models on the same holes, paired")
     c.add_argument("models", nargs="+", metavar="MODEL",
-                   help="checkpoint folders ('default': the shipped model); each later one is compared with the first")
+                   help="checkpoint folders ('default': the shipped model), each optionally MODEL@ADAPTER (an "
+                        "adapter folder or none, for that model instead of --adapter); each later one is "
+                        "compared with the first")
     c.add_argument("--cases", type=int, default=500, help="holes per seed")
     c.add_argument("--seeds", default="0", help="comma-separated draws of holes (default: 0)")
     c.add_argument("--corpus", default=None, help="use this corpus's held-out split")
@@ -91,6 +93,12 @@ def _seeds(text: str) -> list[int]:
     return seeds
 
 
+def _model_and_adapter(name: str, adapter: str) -> tuple[str, str]:
+    """``MODEL@ADAPTER`` -> (MODEL, ADAPTER); a name without ``@`` keeps ``adapter`` (--adapter)."""
+    model, at, own = name.rpartition("@")
+    return (model, own) if at and model and own else (name, adapter)
+
+
 def run_compare(args) -> int:
     from diffill.engine import Engine
     from diffill.errors import DiffillError
@@ -101,9 +109,10 @@ def run_compare(args) -> int:
     seeds = _seeds(args.seeds)
     texts = heldout_texts(args.corpus)
     models = []
-    for path in args.models:
-        engine = Engine(engine_config_from_args(args, model=None if path == "default" else path))
-        models.append((path, engine.model, engine.tok, (engine.library,)))
+    for name in args.models:
+        path, adapter = _model_and_adapter(name, args.adapter)
+        engine = Engine(engine_config_from_args(args, model=None if path == "default" else path, adapter=adapter))
+        models.append((name, engine.model, engine.tok, (engine.library,)))
     sampler = line_sampler(args.beam)
     report = compare_line_infill(models, texts, seeds, args.cases, sampler, copy=args.copy)
     report["beam"] = sampler.beam
