@@ -75,32 +75,69 @@ def _git_files(root: Path) -> list[str] | None:
     return files
 
 
-def _walk_files(root: Path) -> list[str]:
-    """Files under ``root`` not excluded by any ``.gitignore`` between them and ``root``."""
-    specs: dict[str, pathspec.PathSpec] = {}  # folder (relative, "" for root) -> its .gitignore
-    out = []
+class _Ignores:
+    """The ``.gitignore`` files read so far, by folder (relative to the root, "" for the root)."""
 
-    def ignored(rel: str) -> bool:
-        for folder, spec in specs.items():
+    def __init__(self):
+        self.specs: dict[str, pathspec.PathSpec] = {}
+
+    def read(self, root: Path, folder: str) -> None:
+        try:
+            lines = (root / folder / ".gitignore").read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            return
+        self.specs[folder] = pathspec.GitIgnoreSpec.from_lines(lines)
+
+    def ignored(self, rel: str) -> bool:
+        """Whether a ``.gitignore`` read so far excludes ``rel`` (a folder's ends with "/")."""
+        for folder, spec in self.specs.items():
             inside = folder == "" or rel.startswith(folder + "/")
             if inside and spec.match_file(rel[len(folder) + 1 :] if folder else rel):
                 return True
         return False
 
+
+def _walk_files(root: Path) -> list[str]:
+    """Files under ``root`` not excluded by any ``.gitignore`` between them and ``root``."""
+    ignores = _Ignores()
+    out = []
     for dirpath, dirnames, filenames in os.walk(root):
         rel_dir = Path(dirpath).relative_to(root).as_posix()
         rel_dir = "" if rel_dir == "." else rel_dir
         if ".gitignore" in filenames:
-            try:
-                lines = (Path(dirpath) / ".gitignore").read_text(encoding="utf-8", errors="replace").splitlines()
-                specs[rel_dir] = pathspec.GitIgnoreSpec.from_lines(lines)
-            except OSError:
-                pass
+            ignores.read(root, rel_dir)
         prefix = f"{rel_dir}/" if rel_dir else ""
         dirnames[:] = sorted(d for d in dirnames
-                             if d not in IGNORED_DIRS and not ignored(f"{prefix}{d}/"))
-        out.extend(f"{prefix}{f}" for f in sorted(filenames) if not ignored(f"{prefix}{f}"))
+                             if d not in IGNORED_DIRS and not ignores.ignored(f"{prefix}{d}/"))
+        out.extend(f"{prefix}{f}" for f in sorted(filenames) if not ignores.ignored(f"{prefix}{f}"))
     return out
+
+
+def _walk_lists(root: Path, rel: str) -> bool:
+    """Whether ``_walk_files(root)`` lists ``rel``, checked along its own path only."""
+    ignores = _Ignores()
+    parts = rel.split("/")
+    for depth in range(len(parts)):
+        folder = "/".join(parts[:depth])
+        ignores.read(root, folder)
+        if depth < len(parts) - 1 and (parts[depth] in IGNORED_DIRS or ignores.ignored("/".join(parts[: depth + 1]) + "/")):
+            return False
+    return not ignores.ignored(rel)
+
+
+def source_file(root: str | Path, path: str | Path) -> RepoFile | None:
+    """The file at ``path`` as ``collect_sources(root)`` would take it; None when it is outside
+    ``root``, not listed there (untracked by git, or ignored), gone, or skipped."""
+    root, path = Path(root).resolve(), Path(path).resolve()
+    try:
+        rel = path.relative_to(root).as_posix()
+    except ValueError:
+        return None
+    tracked = _git_files(root)
+    if not (rel in set(tracked) if tracked is not None else _walk_lists(root, rel)):
+        return None
+    reason, language, text = _skip_reason(rel, path)
+    return None if reason else RepoFile(rel, text, language)
 
 
 def _skip_reason(rel: str, path: Path) -> tuple[str | None, str | None, str]:

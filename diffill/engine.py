@@ -16,26 +16,23 @@ import torch
 
 from adapters.lora import REPOSITORY_TOKENS, AdapterError
 from adapters.serving import AdaptedModel
-from adapters.sources import collect_sources
 from diffill.errors import DiffillError
 from diffill.postprocess import HoleContext, postprocess
 from diffill.precision import DTYPES, resolve_dtype
 from diffill.syntax import HoleGuard, ensure_valid, guard_for
+from diffill.workspace import WorkspaceCopy
 from grammar.constraint import RowConstraints
 from model.backend import DiffillBackend, load_backend
 from model.beam import LINE_BEAM
 from model.context import Window, encode_window
 from model.library_index import LibraryIndex, default_folder
 from model.loading import ModelLoadError, load_checkpoint
-from model.ngram import TokenCache, Without, hole_caches
+from model.ngram import TokenCache, hole_caches
 from model.sampler import Request, Sampler, SamplerConfig, StepTrace
 
 log = logging.getLogger(__name__)
 
 NEIGHBORS = 16  # other documents' token caches kept between requests
-# the characters of the workspace's source files ``index_workspace`` reads (in sorted path order):
-# tokenizing and indexing cost about 5 ms per 10,000 characters, so at most about 1 s
-WORKSPACE_CHARS = 2_000_000
 REPAIR_PARALLEL = 4  # slots committed per step, at least, when a hole is resampled to repair it
 
 
@@ -143,8 +140,7 @@ class Engine:
         self.adapter: str | None = None  # folder of the merged adapter
         self.repository: TokenCache | None = None  # the adapter's repository tokens, when it has them
         self._neighbors: dict[str, TokenCache] = {}  # other documents' token caches, oldest first
-        self.workspace: TokenCache | None = None  # the workspace folders' files (index_workspace)
-        self._workspace_files: dict[str, int] = {}
+        self.workspace: WorkspaceCopy | None = None  # the workspace folders' files (index_workspace)
         self.library = self._library(self.config.library)
         self.use_adapter(self.config.adapter)
 
@@ -293,32 +289,25 @@ class Engine:
         the library index."""
         if not self.config.copy or self.config.backend != "diffill":
             return ()
-        repository = self.repository if self.repository is not None else self.workspace
-        if repository is self.workspace and repository is not None and req.path:
-            own = self._workspace_files.get(str(Path(req.path).resolve()))
-            repository = Without(repository, own) if own is not None else repository
+        repository = self.repository
+        if repository is None and self.workspace is not None:
+            repository = self.workspace.without(req.path)
         return hole_caches(self.tok, req.text[: req.start], req.text[req.end :],
                            [*(self._neighbor(text) for text in req.neighbors), repository, self.library])
 
     def index_workspace(self, folders: list[str]) -> dict:
-        """Copy from these folders' source files (as ``diffill adapt`` collects them, up to
-        ``WORKSPACE_CHARS`` in all) where no workspace adapter brings its repository's tokens; an
-        empty list forgets them. Returns {"files", "tokens"}; unreadable folders are skipped."""
-        texts: list[str] = []
-        self._workspace_files = {}  # resolved path -> its stream in the workspace cache
-        budget = WORKSPACE_CHARS
-        for folder in folders:
-            try:
-                files = collect_sources(folder, max_chars=budget).files
-            except OSError as e:
-                log.warning("cannot index the workspace folder %s: %s", folder, e)
-                continue
-            for f in files:
-                self._workspace_files[str((Path(folder) / f.path).resolve())] = len(texts)
-                texts.append(f.text)
-            budget -= sum(len(f.text) for f in files)
-        self.workspace = TokenCache.for_tokenizer(self.tok).extend(self.tok.encode_batch(texts)) if texts else None
-        return {"files": len(texts), "tokens": len(self.workspace) if self.workspace is not None else 0}
+        """Copy from these folders' source files (diffill/workspace.py) where no workspace adapter
+        brings its repository's tokens; an empty list forgets them. Returns {"files", "tokens"};
+        unreadable folders are skipped."""
+        self.workspace = WorkspaceCopy(self.tok, folders) if folders else None
+        return self.workspace.summary() if self.workspace is not None else {"files": 0, "tokens": 0}
+
+    def refresh_workspace(self, paths: list[str]) -> dict | None:
+        """Bring these files' copies in the workspace index in line with the disk (``WorkspaceCopy.refresh``);
+        None when no workspace is indexed. The answer has the index's new "files" and "tokens" too."""
+        if self.workspace is None:
+            return None
+        return {**self.workspace.refresh(paths), **self.workspace.summary()}
 
     def _neighbor(self, text: str) -> TokenCache:
         """A token cache of another document, kept while it is unchanged (the last ``NEIGHBORS``)."""

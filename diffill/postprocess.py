@@ -67,6 +67,15 @@ def drop_repeated_suffix_lines(text: str, ctx: HoleContext) -> str:
     return text
 
 
+def no_double_space(text: str, ctx: HoleContext) -> str:
+    """A fill after a space on a line with code (``x = |``) does not start with another one: a
+    token copied from ``x = measure`` is `` measure`` where the vocabulary has no unspaced form."""
+    line = ctx.prefix.rsplit("\n", 1)[-1]
+    if line.strip() and line.endswith((" ", "\t")):
+        return text.lstrip(" \t")
+    return text
+
+
 def trim_trailing_space(text: str, ctx: HoleContext) -> str:
     """No trailing whitespace at the end of a fill unless the suffix continues the same line."""
     if ctx.suffix.startswith("\n") or not ctx.suffix:
@@ -75,7 +84,7 @@ def trim_trailing_space(text: str, ctx: HoleContext) -> str:
 
 
 FILTERS: list[Filter] = [single_line, stop_at_dedent, drop_repeated_suffix_lines, drop_suffix_overlap,
-                         trim_trailing_space]
+                         no_double_space, trim_trailing_space]
 
 
 def postprocess(text: str, ctx: HoleContext, filters: list[Filter] = FILTERS) -> str:

@@ -4,7 +4,9 @@ translate the request, call the engine through the worker, and turn the result i
 Capabilities: incremental sync, textDocument/inlineCompletion, textDocument/completion (the
 infill as a textEdit), textDocument/codeAction ("Infill selection (diffill)"), and the commands
 ``diffill.infill`` ({uri, range}: regenerate, apply with workspace/applyEdit, $/progress per step,
-cancellable) and ``diffill.status``.
+cancellable) and ``diffill.status``. Saved documents (textDocument/didSave) and files changed on
+disk (workspace/didChangeWatchedFiles, a watcher registered where the client allows) are read
+again into the workspace index that fills copy from.
 """
 
 from __future__ import annotations
@@ -166,6 +168,45 @@ class DiffillServer(LanguageServer):
             return engine.index_workspace(list(wanted)) if hasattr(engine, "index_workspace") else None
 
         self.worker.submit(run).future.add_done_callback(self._indexed_now)
+
+    def refresh_index(self, paths: list[str]) -> None:
+        """Have the engine read these files (saved, or changed on disk) again into its workspace
+        index (in the worker), when it holds one."""
+        if not paths or not self._indexed or not self.worker.state.loaded:
+            return
+
+        def run(engine, _job):
+            return engine.refresh_workspace(paths) if hasattr(engine, "refresh_workspace") else None
+
+        self.cache.clear()  # fills remembered from before may have copied from the old text
+
+        self.worker.submit(run).future.add_done_callback(self._refreshed)
+
+    def _refreshed(self, future: asyncio.Future) -> None:
+        if future.cancelled():
+            return
+        if future.exception() is not None:
+            self.log_message(f"diffill: cannot refresh the workspace index: {future.exception()}",
+                             types.MessageType.Warning)
+        elif future.result() is not None:
+            self.workspace_index = {k: future.result()[k] for k in ("files", "tokens")}
+
+    async def watch_files(self) -> None:
+        """Ask the client to report changes to source files on disk, where it allows the
+        registration (VS Code and Neovim do)."""
+        from diffill.workspace import WATCHED
+
+        workspace = self.client_capabilities.workspace
+        watched = workspace.did_change_watched_files if workspace is not None else None
+        if watched is None or not watched.dynamic_registration:
+            return
+        options = types.DidChangeWatchedFilesRegistrationOptions(watchers=[types.FileSystemWatcher(glob_pattern=WATCHED)])
+        try:
+            await self.client_register_capability_async(types.RegistrationParams(registrations=[types.Registration(
+                id=str(uuid.uuid4()), method=types.WORKSPACE_DID_CHANGE_WATCHED_FILES, register_options=options)]))
+        except Exception as e:  # the client refused: saves in the editor still refresh the index
+            self.log_message(f"diffill: the client did not watch files for the workspace index: {e}",
+                             types.MessageType.Warning)
 
     def _indexed_now(self, future: asyncio.Future) -> None:
         if future.cancelled():
@@ -397,6 +438,7 @@ def on_initialize(ls: DiffillServer, params: types.InitializeParams) -> None:
 
 async def on_initialized(ls: DiffillServer, params: types.InitializedParams) -> None:
     ls.ensure_engine()
+    await ls.watch_files()
 
 
 async def on_did_change_configuration(ls: DiffillServer, params: types.DidChangeConfigurationParams) -> None:
@@ -442,6 +484,14 @@ def on_did_change(ls: DiffillServer, params: types.DidChangeTextDocumentParams) 
     pending = ls.inflight.get(uri)
     if pending is not None:  # its answer would be stale: stop denoising now
         pending.job.cancel()
+
+
+def on_did_save(ls: DiffillServer, params: types.DidSaveTextDocumentParams) -> None:
+    ls.refresh_index([p for p in [to_fs_path(params.text_document.uri)] if p])
+
+
+def on_did_change_watched_files(ls: DiffillServer, params: types.DidChangeWatchedFilesParams) -> None:
+    ls.refresh_index([p for p in (to_fs_path(c.uri) for c in params.changes) if p])
 
 
 def on_did_close(ls: DiffillServer, params: types.DidCloseTextDocumentParams) -> None:
@@ -645,6 +695,8 @@ def build_server(model: str | None = None, threads: int = 0) -> DiffillServer:
     server.feature(types.TEXT_DOCUMENT_DID_OPEN)(on_did_open)
     server.feature(types.TEXT_DOCUMENT_DID_CHANGE)(on_did_change)
     server.feature(types.TEXT_DOCUMENT_DID_CLOSE)(on_did_close)
+    server.feature(types.TEXT_DOCUMENT_DID_SAVE, types.SaveOptions(include_text=False))(on_did_save)
+    server.feature(types.WORKSPACE_DID_CHANGE_WATCHED_FILES)(on_did_change_watched_files)
     server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())(on_inline_completion)
     server.feature(types.TEXT_DOCUMENT_COMPLETION,
                    types.CompletionOptions(resolve_provider=False))(on_completion)

@@ -88,6 +88,17 @@ class TokenCache:
         self._stream = None
         return self
 
+    def replace(self, stream: int, ids) -> TokenCache:
+        """Stream number ``stream``'s tokens replaced by ``ids`` (empty: a file that is gone); the
+        index is rebuilt at the next match."""
+        self._parts[stream] = np.append(np.asarray(ids, dtype=np.int64), SEP)
+        self._stream = None
+        return self
+
+    @property
+    def streams(self) -> int:
+        return len(self._parts)
+
     def save(self, path) -> None:
         """The streams, as one int32 array with ``SEP`` between them (``.npy``)."""
         np.save(path, np.concatenate(self._parts).astype(np.int32) if self._parts else np.zeros(0, np.int32))

@@ -59,6 +59,11 @@ UNICODE = 's = "\U0001F600 \u4f60\u597d"  # emoji and CJK\nx = len(s)\n'
 def make_client() -> LanguageClient:
     client = make_test_lsp_client()
     client.applied_edits = []
+    client.registrations = []
+
+    @client.feature(types.CLIENT_REGISTER_CAPABILITY)
+    def register_capability(ls: LanguageClient, params: types.RegistrationParams):
+        ls.registrations.extend(params.registrations)
 
     @client.feature(types.WORKSPACE_APPLY_EDIT)
     def apply_edit(ls: LanguageClient, params: types.ApplyWorkspaceEditParams):
@@ -597,6 +602,42 @@ async def test_fills_copy_from_the_workspace_folders_files(tmp_path):
                 break
             await asyncio.sleep(0.1)
         assert (await status(c))["workspace_index"] == {"files": 0, "tokens": 0}
+    finally:
+        await stop(c)
+
+
+async def test_saved_and_changed_files_reach_the_workspace_index(tmp_path):
+    """A saved document (didSave) and a file created on disk (didChangeWatchedFiles) are read
+    again into the workspace index: the fill copies the line as it is now."""
+    shipped = Path(__file__).resolve().parents[1] / "model" / "checkpoints" / "diffill-base"
+    lib = tmp_path / "lib.py"
+    lib.write_text("def first(parcels, cargo):\n    total = weigh_all(parcels, cargo.rate)\n")
+    c = await start(str(shipped), tmp_path)
+    try:
+        for _ in range(100):
+            if (await status(c))["workspace_index"]:
+                break
+            await asyncio.sleep(0.1)
+        from diffill.workspace import WATCHED
+
+        (watcher,) = [r for r in c.registrations if r.method == types.WORKSPACE_DID_CHANGE_WATCHED_FILES]
+        assert watcher.register_options["watchers"] == [{"globPattern": WATCHED}]
+        uri = open_doc(c, "def second(parcels, cargo):\n    total = \n    return total\n")
+        assert (await inline(c, uri, 1, 12)).items[0].insert_text == "weigh_all(parcels, cargo.rate)"
+        lib.write_text("def first(parcels, cargo):\n    total = measure_each(parcels, cargo.rate)\n")
+        c.text_document_did_save(types.DidSaveTextDocumentParams(types.TextDocumentIdentifier(lib.as_uri())))
+        await status(c)  # handled in order: the refresh job is queued before the next fill
+        change(c, uri, 2, None, "def second(parcels, cargo):\n    total = \n    return total\n")
+        assert (await inline(c, uri, 1, 12)).items[0].insert_text == "measure_each(parcels, cargo.rate)"
+        new = tmp_path / "new.py"
+        new.write_text("def third(parcels):\n    return parcels\n")
+        c.workspace_did_change_watched_files(types.DidChangeWatchedFilesParams(
+            [types.FileEvent(uri=new.as_uri(), type=types.FileChangeType.Created)]))
+        for _ in range(100):
+            if (await status(c))["workspace_index"]["files"] == 2:
+                break
+            await asyncio.sleep(0.1)
+        assert (await status(c))["workspace_index"]["files"] == 2
     finally:
         await stop(c)
 

@@ -114,3 +114,29 @@ def test_the_engine_copies_from_an_indexed_workspace(shipped_engine, tmp_path):
     assert engine.infill(InfillRequest(own, start, end, path=str(tmp_path / "c.py"))).text == own[start:end]
     assert engine.infill(InfillRequest(own, start, end, path=str(tmp_path / "ws" / "b.py"))).text != own[start:end]
     assert engine.index_workspace([]) == {"files": 0, "tokens": 0} and engine.workspace is None
+
+
+def test_the_workspace_copy_follows_files_changed_on_disk(shipped_engine, tmp_path):
+    """A saved change, a new file and a deleted one reach the workspace index through
+    ``refresh_workspace``: fills copy the line as it is now, not as it was."""
+    from diffill.engine import Engine, InfillRequest
+
+    lib = tmp_path / "lib.py"
+    lib.write_text("def first(parcels, cargo):\n    total = weigh_all(parcels, cargo.rate)\n")
+    engine = Engine(replace(shipped_engine.config))
+    assert engine.refresh_workspace([str(lib)]) is None  # no workspace indexed yet
+    engine.index_workspace([str(tmp_path)])
+    text = "def second(parcels, cargo):\n    total = \n    return total\n"
+    hole = text.index("= ") + 2
+    assert engine.infill(InfillRequest(text, hole, hole, path="b.py")).text == "weigh_all(parcels, cargo.rate)"
+    lib.write_text("def first(parcels, cargo):\n    total = measure_each(parcels, cargo.rate)\n")
+    assert engine.refresh_workspace([str(lib)])["updated"] == 1
+    assert engine.infill(InfillRequest(text, hole, hole, path="b.py")).text == "measure_each(parcels, cargo.rate)"
+    lib.unlink()
+    (tmp_path / "new.py").write_text("def third(parcels, cargo):\n    total = count_up(parcels, cargo.rate)\n")
+    (tmp_path / "skip.txt").write_text("total = nothing\n")
+    outside = tmp_path.parent / "elsewhere.py"
+    outside.write_text("x = 1\n")
+    done = engine.refresh_workspace([str(lib), str(tmp_path / "new.py"), str(tmp_path / "skip.txt"), str(outside)])
+    assert (done["removed"], done["added"], done["updated"], done["files"]) == (1, 1, 0, 1)
+    assert engine.infill(InfillRequest(text, hole, hole, path="b.py")).text == "count_up(parcels, cargo.rate)"

@@ -4,6 +4,7 @@ from diffill.postprocess import (
     HoleContext,
     drop_repeated_suffix_lines,
     drop_suffix_overlap,
+    no_double_space,
     postprocess,
     single_line,
     stop_at_dedent,
@@ -36,6 +37,12 @@ def test_ending_lines_that_repeat_the_lines_after_the_hole_are_dropped():
     # single-line holes are left to the line filters
     line = HoleContext("x = ", "\nreturn y\n", multiline=False)
     assert drop_repeated_suffix_lines("1\nreturn y", line) == "1\nreturn y"
+
+
+def test_a_fill_after_a_space_does_not_start_with_another():
+    assert no_double_space(" measure(x)", HoleContext("    total = ", "\n", multiline=False)) == "measure(x)"
+    assert no_double_space(" + 1", HoleContext("    total = x", "\n", multiline=False)) == " + 1"  # no space before
+    assert no_double_space("  pass", HoleContext("def f():\n  ", "\n", multiline=True)) == "  pass"  # indentation
 
 
 def test_filters_in_order():
