@@ -25,6 +25,7 @@ from adapters.lora import (
 )
 from adapters.sources import HELDOUT_PERCENT, SYNTAX_SPAN_LANGUAGES, collect_sources, split_heldout
 from adapters.training import LINE_MIX, AdaptConfig, TrainingFile, token_stream, train_adapter
+from diffill.engine import load_library
 from diffill.errors import DiffillError
 from diffill.evaluation import heldout_figures, line_cases, line_infill, line_sampler
 from model.backend import DiffillBackend
@@ -160,9 +161,10 @@ def shipped_adapter_config() -> AdaptConfig:
                                                  ordered_fraction=0.5))
 
 
-def _heldout(model, tok, texts: list[str], cases: int) -> dict:
-    """``diffill eval heldout``'s figures (float32 weights here), rounded for the card."""
-    figures = heldout_figures(model, tok, texts, cases=cases)
+def _heldout(model, tok, texts: list[str], cases: int, library=None) -> dict:
+    """``diffill eval heldout``'s figures (float32 weights here; copying from each hole's file and
+    ``library``), rounded for the card."""
+    figures = heldout_figures(model, tok, texts, cases=cases, more=(library,))
     return {k: round(v, 4) if isinstance(v, float) else v for k, v in figures.items()}
 
 
@@ -184,21 +186,23 @@ def train_shipped_adapter(corpus: str | Path, out: str | Path | None = None, mod
     train_texts = [f.text for f in load_texts(corpus, "train")]
     if not held or not train_texts:
         raise DiffillError(f"corpus {corpus} has an empty training or held-out split")
-    before = _heldout(model, tok, held, cases)
+    library = load_library("default", tok)  # as `diffill eval heldout` fills holes
+    before = _heldout(model, tok, held, cases, library)
     cfg = shipped_adapter_config()
     stream = load_tokens(corpus, "train")  # uint16; plain_example widens the slices it takes
     files = [TrainingFile(t, True) for t in train_texts]
     peft_model, result = train_adapter(model, tok, files, cfg, minutes=minutes if steps is None else None,
                                        steps=steps, progress=progress, stream=stream)
     peft_model.merge_adapter()
-    after = _heldout(model, tok, held, cases)
+    after = _heldout(model, tok, held, cases, library)
     mix = cfg.objective.mix
     training = {"corpus": str(corpus), "files": len(files), "steps": result.steps,
                 "tokens_seen": result.tokens_seen, "minutes": round(result.seconds / 60, 2),
                 "loss": round(result.loss, 4), "batch_size": cfg.batch_size, "lr": cfg.lr, "seed": cfg.seed,
                 "lora": {"r": cfg.lora.r, "alpha": cfg.lora.alpha, "targets": list(cfg.lora.targets)},
                 "mix": vars(mix), "plain_fraction": cfg.objective.plain_fraction,
-                "hide_eoi": cfg.objective.hide_eoi, "ordered_fraction": cfg.objective.ordered_fraction}
+                "hide_eoi": cfg.objective.hide_eoi, "ordered_fraction": cfg.objective.ordered_fraction,
+                "library": "default" if library is not None else "none"}
     budget = f"--steps {steps}" if steps is not None else f"--minutes {minutes:g}"
     card = ("diffill infill adapter", f"""
 LoRA adapter (peft) on the diffill base model. In `adapters/checkpoints/infill/`, every command
@@ -225,7 +229,8 @@ adapter folder.
 ## Held-out figures
 
 `diffill eval heldout`'s figures (float32 weights) on {before['cases']} lines of the corpus's
-held-out files, measured by the recipe before and after training:
+held-out files, measured by the recipe before and after training, copying from each hole's file
+{"and from the library index (`diffill index`)" if library is not None else "(no library index was built)"}:
 
 | model | line exact match | one-line overrun | masked-token accuracy |
 |---|---|---|---|

@@ -109,6 +109,24 @@ class InfillResult:
                 "latency_ms": round(self.latency_ms, 2), "alternatives": self.alternatives}
 
 
+def load_library(setting: str | None, tok) -> LibraryIndex | None:
+    """The library index ``setting`` names (see ``EngineConfig.library``) for ``tok``. The default
+    one is used when it has been built; a damaged or mismatched default is skipped with a warning
+    (the model still serves), a damaged or mismatched named one is a clear error."""
+    if setting in (None, "none"):
+        return None
+    folder = default_folder(tok) if setting == "default" else Path(setting)
+    if folder is None or (setting == "default" and not (folder / "index.json").is_file()):
+        return None
+    try:
+        return LibraryIndex(folder, tok)
+    except ValueError as e:
+        if setting != "default":
+            raise DiffillError(f"library index: {e}") from e
+        log.warning("not copying from the library index: %s", e)
+        return None
+
+
 def wants_multiline(text: str, start: int, end: int) -> bool:
     """A selected region, or a cursor on an otherwise blank line, gets several lines;
     a cursor with code before or after it on its line gets the rest of one line."""
@@ -162,21 +180,7 @@ class Engine:
         self.library = None
 
     def _library(self, setting: str | None) -> LibraryIndex | None:
-        """The library index ``setting`` names (see ``EngineConfig.library``). The default one is
-        used when it has been built; a damaged or mismatched default is skipped with a warning (the
-        model still serves), a damaged or mismatched named one is a clear error."""
-        if setting in (None, "none") or not self.config.copy:
-            return None
-        folder = default_folder(self.tok) if setting == "default" else Path(setting)
-        if folder is None or (setting == "default" and not (folder / "index.json").is_file()):
-            return None
-        try:
-            return LibraryIndex(folder, self.tok)
-        except ValueError as e:
-            if setting != "default":
-                raise DiffillError(f"library index: {e}") from e
-            log.warning("not copying from the library index: %s", e)
-            return None
+        return load_library(setting, self.tok) if self.config.copy else None
 
     def use_adapter(self, adapter: str | None) -> str | None:
         """Serve base + ``adapter`` merged (see ``EngineConfig.adapter``); returns its folder.
