@@ -125,19 +125,27 @@ def _walk_lists(root: Path, rel: str) -> bool:
     return not ignores.ignored(rel)
 
 
-def source_file(root: str | Path, path: str | Path) -> RepoFile | None:
-    """The file at ``path`` as ``collect_sources(root)`` would take it; None when it is outside
-    ``root``, not listed there (untracked by git, or ignored), gone, or skipped."""
-    root, path = Path(root).resolve(), Path(path).resolve()
-    try:
-        rel = path.relative_to(root).as_posix()
-    except ValueError:
-        return None
-    tracked = _git_files(root)
-    if not (rel in set(tracked) if tracked is not None else _walk_lists(root, rel)):
-        return None
-    reason, language, text = _skip_reason(rel, path)
-    return None if reason else RepoFile(rel, text, language)
+def source_files(root: str | Path, paths: list[str | Path]) -> dict[str, RepoFile | None]:
+    """Each of ``paths`` (by its resolved path) as ``collect_sources(root)`` would take it; None for
+    one outside ``root``, not listed there (untracked by git, or ignored), gone, or skipped."""
+    root = Path(root).resolve()
+    tracked = None
+    out: dict[str, RepoFile | None] = {}
+    for p in paths:
+        path = Path(p).resolve()
+        out[str(path)] = None
+        try:
+            rel = path.relative_to(root).as_posix()
+        except ValueError:
+            continue
+        if tracked is None:  # listed once for all the paths
+            listed = _git_files(root)
+            tracked = set(listed) if listed is not None else False
+        if not (rel in tracked if tracked is not False else _walk_lists(root, rel)):
+            continue
+        reason, language, text = _skip_reason(rel, path)
+        out[str(path)] = None if reason else RepoFile(rel, text, language)
+    return out
 
 
 def _skip_reason(rel: str, path: Path) -> tuple[str | None, str | None, str]:

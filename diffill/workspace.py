@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from adapters.sources import LANGUAGES, collect_sources, source_file
+from adapters.sources import LANGUAGES, collect_sources, source_files
 from model.ngram import TokenCache, Without
 
 log = logging.getLogger(__name__)
@@ -61,21 +61,21 @@ class WorkspaceCopy:
         is replaced (emptied when it is gone or no longer a source file); a new source file under a
         workspace folder joins while the budget allows. Returns {"updated", "added", "removed"}."""
         done = {"updated": 0, "added": 0, "removed": 0}
-        for path in dict.fromkeys(str(Path(p).resolve()) for p in paths):
-            root = next((r for r in self.roots if Path(path).is_relative_to(r)), None)
-            if root is None:
-                continue
-            found = source_file(root, path)
-            stream = self.files.get(path)
-            if stream is not None:
-                self.cache.replace(stream, self.tok.encode(found.text) if found else [])
-                self.chars[stream] = len(found.text) if found else 0
-                done["updated" if found else "removed"] += 1
-                if not found:
-                    del self.files[path]
-            elif found and sum(self.chars.values()) + len(found.text) <= self.budget:
-                self.files[path] = self.cache.streams
-                self.chars[self.cache.streams] = len(found.text)
-                self.cache.extend([self.tok.encode(found.text)])
-                done["added"] += 1
+        wanted = list(dict.fromkeys(str(Path(p).resolve()) for p in paths))
+        for root in self.roots:
+            mine = [p for p in wanted if Path(p).is_relative_to(root)]
+            wanted = [p for p in wanted if p not in mine]
+            for path, found in source_files(root, mine).items() if mine else ():
+                stream = self.files.get(path)
+                if stream is not None:
+                    self.cache.replace(stream, self.tok.encode(found.text) if found else [])
+                    self.chars[stream] = len(found.text) if found else 0
+                    done["updated" if found else "removed"] += 1
+                    if not found:
+                        del self.files[path]
+                elif found and sum(self.chars.values()) + len(found.text) <= self.budget:
+                    self.files[path] = self.cache.streams
+                    self.chars[self.cache.streams] = len(found.text)
+                    self.cache.extend([self.tok.encode(found.text)])
+                    done["added"] += 1
         return done

@@ -19,7 +19,7 @@ from adapters import (
     read_info,
     save_adapter,
 )
-from adapters.sources import RepoFile, collect_sources, split_heldout
+from adapters.sources import RepoFile, collect_sources, source_files, split_heldout
 from adapters.training import AdaptConfig, TrainingFile, train_adapter
 from model.loading import load_checkpoint
 
@@ -330,6 +330,22 @@ def test_collect_respects_gitignore_and_skips_what_is_not_source(tmp_path):
     assert coll.skipped["generated"] == 3  # *_pb2.py, a "do not edit" header, a minified file
     assert coll.skipped["binary"] == 2  # NUL bytes, not UTF-8
     assert coll.skipped["over 1 MB"] == 1
+
+
+def test_one_file_is_taken_or_left_as_the_whole_collection_would(tmp_path):
+    """``source_files`` (the workspace index's refresh) agrees with ``collect_sources`` file by file."""
+    make_repo(tmp_path)
+    taken = {str((tmp_path / f.path).resolve()) for f in collect_sources(tmp_path).files}
+    every = [p for p in tmp_path.rglob("*") if p.is_file()] + [tmp_path / "gone.py", tmp_path.parent / "out.py"]
+    found = source_files(tmp_path, every)
+    assert {p for p, f in found.items() if f is not None} == taken
+    assert found[str((tmp_path / "pkg" / "core.py").resolve())].path == "pkg/core.py"
+    if shutil.which("git"):  # in a git repository: tracked files only
+        subprocess.run(["git", "-C", str(tmp_path), "init", "-q"], check=True)
+        subprocess.run(["git", "-C", str(tmp_path), "add", "-f", "pkg/core.py", "build/out.py"], check=True)
+        found = source_files(tmp_path, [tmp_path / "pkg" / "core.py", tmp_path / "sub" / "keep.py",
+                                        tmp_path / "build" / "out.py"])
+        assert [f.path if f else None for f in found.values()] == ["pkg/core.py", None, "build/out.py"]
 
 
 def test_collect_stops_reading_at_a_character_budget(tmp_path):
