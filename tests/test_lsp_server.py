@@ -580,6 +580,16 @@ async def test_a_fill_copies_from_another_open_document(tmp_path):
         await stop(c)
 
 
+async def wait_index(client, ready) -> dict:
+    """The server's workspace index once ``ready(index)`` (or after 10 s)."""
+    for _ in range(100):
+        index = (await status(client))["workspace_index"]
+        if index and ready(index):
+            break
+        await asyncio.sleep(0.1)
+    return index
+
+
 async def test_fills_copy_from_the_workspace_folders_files(tmp_path):
     """With the shipped model: the workspace's source files are indexed once the model loads, and a
     fill copies a line from them; ``indexWorkspace: false`` forgets them."""
@@ -588,20 +598,12 @@ async def test_fills_copy_from_the_workspace_folders_files(tmp_path):
                                      "    return total\n")
     c = await start(str(shipped), tmp_path)
     try:
-        for _ in range(100):
-            if (await status(c))["workspace_index"]:
-                break
-            await asyncio.sleep(0.1)
-        assert (await status(c))["workspace_index"]["files"] == 1
+        assert (await wait_index(c, lambda index: True))["files"] == 1
         uri = open_doc(c, "def second(parcels, cargo):\n    total = \n    return total\n")
         result = await inline(c, uri, 1, 12)
         assert result.items and result.items[0].insert_text == "weigh_all(parcels, cargo.rate)"
         await configure(c, indexWorkspace=False)
-        for _ in range(100):
-            if (await status(c))["workspace_index"]["files"] == 0:
-                break
-            await asyncio.sleep(0.1)
-        assert (await status(c))["workspace_index"] == {"files": 0, "tokens": 0}
+        assert await wait_index(c, lambda index: index["files"] == 0) == {"files": 0, "tokens": 0}
     finally:
         await stop(c)
 
@@ -614,10 +616,7 @@ async def test_saved_and_changed_files_reach_the_workspace_index(tmp_path):
     lib.write_text("def first(parcels, cargo):\n    total = weigh_all(parcels, cargo.rate)\n")
     c = await start(str(shipped), tmp_path)
     try:
-        for _ in range(100):
-            if (await status(c))["workspace_index"]:
-                break
-            await asyncio.sleep(0.1)
+        await wait_index(c, lambda index: True)
         from diffill.workspace import WATCHED
 
         (watcher,) = [r for r in c.registrations if r.method == types.WORKSPACE_DID_CHANGE_WATCHED_FILES]
@@ -633,11 +632,7 @@ async def test_saved_and_changed_files_reach_the_workspace_index(tmp_path):
         new.write_text("def third(parcels):\n    return parcels\n")
         c.workspace_did_change_watched_files(types.DidChangeWatchedFilesParams(
             [types.FileEvent(uri=new.as_uri(), type=types.FileChangeType.Created)]))
-        for _ in range(100):
-            if (await status(c))["workspace_index"]["files"] == 2:
-                break
-            await asyncio.sleep(0.1)
-        assert (await status(c))["workspace_index"]["files"] == 2
+        assert (await wait_index(c, lambda index: index["files"] == 2))["files"] == 2
     finally:
         await stop(c)
 
