@@ -64,11 +64,12 @@ def workspace_adapter_config(seed: int = 0) -> AdaptConfig:
     return AdaptConfig(lora=LoraSettings(whole=("embed_tokens",)), seed=seed)
 
 
-def exact_match(model, tok, texts: list[str], cases: int, seed: int = 0, repository: TokenCache | None = None) -> dict:
+def exact_match(model, tok, texts: list[str], cases: int, seed: int = 0, repository: TokenCache | None = None,
+                library=None) -> dict:
     """Held-out whole-line infill exact match of ``model``, its line holes filled as the engine fills
-    them (copying from their own file, and from ``repository`` when given)."""
+    them (copying from their own file, and from ``repository`` and ``library`` when given)."""
     holes = line_cases(texts, cases, seed)  # fewer when the files have fewer code lines
-    figures = line_infill(DiffillBackend(model, tok), tok, holes, line_sampler(), more=(repository,))
+    figures = line_infill(DiffillBackend(model, tok), tok, holes, line_sampler(), more=(repository, library))
     return {"line_infill_exact_match": round(figures["line_infill_exact_match"], 4), "cases": len(holes)}
 
 
@@ -94,10 +95,11 @@ def _load_base(model_path: str | None):
 
 def adapt_repository(root: str | Path, out: str | Path | None = None, minutes: float = 10.0,
                      steps: int | None = None, model_path: str | None = None, cases: int = 200,
-                     config: AdaptConfig | None = None, progress: bool = True) -> AdaptReport:
+                     config: AdaptConfig | None = None, progress: bool = True, library: str | None = "default") -> AdaptReport:
     """Train a workspace adapter on the repository at ``root`` and save it (default
     ``root/.diffill/adapter``) with its training files' tokens; held-out exact match is measured
-    before (the bare base) and after (base + adapter, copying from those tokens too)."""
+    before (the bare base) and after (base + adapter, copying from those tokens too), both copying
+    from the ``library`` index as the engine does (``EngineConfig.library``)."""
     root = Path(root)
     if not root.is_dir():
         raise DiffillError(f"no such folder: {root}")
@@ -118,7 +120,8 @@ def adapt_repository(root: str | Path, out: str | Path | None = None, minutes: f
     model, tok = _load_base(model_path)
     base_sha = base_fingerprint(model)
     held_texts = [f.text for f in held]
-    before = exact_match(model, tok, held_texts, cases)
+    index = load_library(library, tok)
+    before = exact_match(model, tok, held_texts, cases, library=index)
     texts = [f.text for f in train_files]
     stream = token_stream(tok, texts)
     n_tokens = int(len(stream) - len(texts))  # without the <bos> separators
@@ -130,13 +133,14 @@ def adapt_repository(root: str | Path, out: str | Path | None = None, minutes: f
     # the adapter as served: its weights, and its repository's tokens for fills to copy from (the
     # training stream's files, each after its <bos>)
     repository = TokenCache.for_tokenizer(tok).extend(file_streams(stream, tok.bos_id))
-    after = exact_match(model, tok, held_texts, cases, repository=repository)
+    after = exact_match(model, tok, held_texts, cases, repository=repository, library=index)
     training = {"repository": str(root.resolve()), "files": len(files), "heldout_files": len(held),
                 "tokens": n_tokens, "steps": result.steps, "tokens_seen": result.tokens_seen,
                 "minutes": round(result.seconds / 60, 2), "loss": round(result.loss, 4),
                 "lora": {"r": cfg.lora.r, "alpha": cfg.lora.alpha, "targets": list(cfg.lora.targets),
                          "whole": list(cfg.lora.whole)},
-                "batch_size": cfg.batch_size, "lr": cfg.lr, "seed": cfg.seed}
+                "batch_size": cfg.batch_size, "lr": cfg.lr, "seed": cfg.seed,
+                "library": library if index is not None else "none"}  # as given: no machine path
     card = ("diffill workspace adapter",
             (f"LoRA adapter{' with whole ' + ', '.join(cfg.lora.whole) if cfg.lora.whole else ''} "
              f"trained by `diffill adapt` on {len(files)} files ({n_tokens} tokens) of "
@@ -144,7 +148,8 @@ def adapt_repository(root: str | Path, out: str | Path | None = None, minutes: f
              f"Held-out line-infill exact match ({before['cases']} lines of {len(held)} held-out files): "
              f"{before['line_infill_exact_match']:.3f} on the bare base, "
              f"{after['line_infill_exact_match']:.3f} with this adapter and its copy of the training files' "
-             f"tokens (`{REPOSITORY_TOKENS}`, which fills copy from).\n\n"
+             f"tokens (`{REPOSITORY_TOKENS}`, which fills copy from); both copy from "
+             f"{'the library index' if index is not None else 'no library index'}.\n\n"
              f"Base model sha256: `{base_sha}`. It loads on that base only."))
     save_adapter(peft_model, out, base_sha, base_model=model_path or "diffill-base", training=training,
                  metrics={"before": before, "after": after}, card=card,
@@ -170,9 +175,10 @@ def _heldout(model, tok, texts: list[str], cases: int, library=None) -> dict:
 
 def train_shipped_adapter(corpus: str | Path, out: str | Path | None = None, model_path: str | None = None,
                           minutes: float | None = None, steps: int | None = 600, cases: int = 500,
-                          progress: bool = True) -> dict:
+                          progress: bool = True, library: str | None = "default") -> dict:
     """Train the default infill adapter on the corpus's training split on top of the base, and
-    write it with a card that records the recipe and the held-out figures."""
+    write it with a card that records the recipe and the held-out figures (copying from the
+    ``library`` index, as ``diffill eval heldout`` does)."""
     from model.corpus import load_texts, load_tokens
 
     corpus = Path(corpus)
@@ -186,7 +192,7 @@ def train_shipped_adapter(corpus: str | Path, out: str | Path | None = None, mod
     train_texts = [f.text for f in load_texts(corpus, "train")]
     if not held or not train_texts:
         raise DiffillError(f"corpus {corpus} has an empty training or held-out split")
-    library = load_library("default", tok)  # as `diffill eval heldout` fills holes
+    setting, library = library, load_library(library, tok)
     before = _heldout(model, tok, held, cases, library)
     cfg = shipped_adapter_config()
     stream = load_tokens(corpus, "train")  # uint16; plain_example widens the slices it takes
@@ -202,7 +208,7 @@ def train_shipped_adapter(corpus: str | Path, out: str | Path | None = None, mod
                 "lora": {"r": cfg.lora.r, "alpha": cfg.lora.alpha, "targets": list(cfg.lora.targets)},
                 "mix": vars(mix), "plain_fraction": cfg.objective.plain_fraction,
                 "hide_eoi": cfg.objective.hide_eoi, "ordered_fraction": cfg.objective.ordered_fraction,
-                "library": "default" if library is not None else "none"}
+                "library": setting if library is not None else "none"}  # as given: no machine path
     budget = f"--steps {steps}" if steps is not None else f"--minutes {minutes:g}"
     card = ("diffill infill adapter", f"""
 LoRA adapter (peft) on the diffill base model. In `adapters/checkpoints/infill/`, every command

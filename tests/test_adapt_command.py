@@ -167,3 +167,20 @@ def test_adapt_base_needs_a_corpus(tmp_path, tiny_checkpoint, capsys):
     code, err = exit_code_and_error(capsys, ["adapt-base", "--corpus", str(tmp_path), "--model",
                                              str(tiny_checkpoint), "--steps", "1"])
     assert code == 2 and "not a corpus folder" in err
+
+
+def test_adapt_measures_with_the_library_index_it_is_given(repo, tiny_checkpoint, tmp_path, capsys):
+    """Before and after copy from ``--library`` as the engine's fills do: an index that holds the
+    held-out files themselves bridges their lines."""
+    from model.library_index import build_index
+    from model.loading import load_checkpoint
+
+    _, tok = load_checkpoint(tiny_checkpoint)
+    texts = [p.read_text() for p in sorted((repo / "src").glob("*.py"))]
+    build_index(tok, tok.encode_batch(texts), tmp_path / "index", ["test"])
+    argv = ["adapt", str(repo), "--model", str(tiny_checkpoint), "--steps", "1", "--cases", "20", "--json"]
+    bare = run_json(capsys, [*argv, "--library", "none", "--out", str(tmp_path / "a")])
+    lib = run_json(capsys, [*argv, "--library", str(tmp_path / "index"), "--out", str(tmp_path / "b")])
+    assert lib["before"]["line_infill_exact_match"] > bare["before"]["line_infill_exact_match"]
+    assert read_info(tmp_path / "b").training["library"] == str(tmp_path / "index")
+    assert read_info(tmp_path / "a").training["library"] == "none"

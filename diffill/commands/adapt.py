@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from diffill.commands.common import add_library_option
+
 
 def register(sub) -> None:
     p = sub.add_parser("adapt", help="train a LoRA adapter on a repository's own code")
@@ -14,6 +16,7 @@ def register(sub) -> None:
     p.add_argument("--cases", type=int, default=200, help="held-out lines evaluated before and after")
     p.add_argument("--model", default=None, metavar="PATH", help="base checkpoint (default: the shipped model)")
     p.add_argument("--seed", type=int, default=0)
+    add_library_option(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=run)
 
@@ -24,7 +27,8 @@ def run(args) -> int:
 
     check_training_budget(args.minutes, args.steps, args.cases)
     report = adapt_repository(args.dir, out=args.out, minutes=args.minutes, steps=args.steps,
-                              model_path=args.model, cases=args.cases, config=workspace_adapter_config(args.seed))
+                              model_path=args.model, cases=args.cases, config=workspace_adapter_config(args.seed),
+                              library=args.library)
     if args.json:
         print(json.dumps(report.as_json()))
         return 0

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 
+from diffill.commands.common import add_library_option
+
 
 def register(sub) -> None:
     p = sub.add_parser("adapt-base", help="train the shipped infill adapter (adapters/checkpoints/infill)")
@@ -18,6 +20,7 @@ def register(sub) -> None:
     budget.add_argument("--minutes", type=float, default=None, help="a time budget instead of steps")
     p.add_argument("--cases", type=int, default=500, help="held-out lines evaluated before and after")
     p.add_argument("--model", default=None, metavar="PATH", help="base checkpoint (default: the shipped model)")
+    add_library_option(p)
     p.set_defaults(run=run)
 
 
@@ -28,6 +31,6 @@ def run(args) -> int:
     check_training_budget(args.minutes, args.steps, args.cases)
     steps = None if args.minutes is not None else args.steps
     summary = train_shipped_adapter(args.corpus, out=args.out, model_path=args.model, minutes=args.minutes,
-                                    steps=steps, cases=args.cases)
+                                    steps=steps, cases=args.cases, library=args.library)
     print(json.dumps(summary))
     return 0

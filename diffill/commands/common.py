@@ -24,6 +24,10 @@ def add_copy_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-copy", dest="copy", action="store_false",
                         help="fill holes by the model alone, without continuations copied from the rest of the "
                              "file and a workspace adapter's repository (model/ngram.py)")
+    add_library_option(parser)
+
+
+def add_library_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--library", default="default", metavar="PATH|none",
                         help="library index to copy from as well (model/library_index.py; default: the one "
                              "`diffill index` builds, when it exists)")
