@@ -174,11 +174,10 @@ class DiffillServer(LanguageServer):
         index (in the worker), when it holds one."""
         if not paths or not self._indexed or not self.worker.state.loaded:
             return
+        self.cache.clear()  # fills remembered from before may have copied from the old text
 
         def run(engine, _job):
             return engine.refresh_workspace(paths) if hasattr(engine, "refresh_workspace") else None
-
-        self.cache.clear()  # fills remembered from before may have copied from the old text
 
         self.worker.submit(run).future.add_done_callback(self._refreshed)
 
