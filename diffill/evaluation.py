@@ -123,6 +123,24 @@ def line_infill(backend, tok: CodeTokenizer, cases: list[LineCase], sampler_cfg:
             "tokens_per_forward": tokens / max(1, passes)}
 
 
+def engine_line_infill(engine, cases: list[LineCase], language: str = "python", batch: int = 32) -> dict:
+    """Exact match and one-line overrun rate of ``cases`` filled through ``engine.infill_many`` as an
+    editor's one-line completion is: with the syntax constraint, the latency bound and
+    post-processing, which ``line_infill`` leaves out (the same canvas budget)."""
+    from diffill.engine import InfillRequest
+
+    exact = overrun = 0
+    for s in range(0, len(cases), batch):
+        chunk = cases[s : s + batch]
+        reqs = [InfillRequest(c.prefix + c.suffix, len(c.prefix), len(c.prefix), language=language,
+                              max_tokens=LINE_BUDGET, multiline=False) for c in chunk]
+        for c, r in zip(chunk, engine.infill_many(reqs)):
+            exact += r.text.strip() == c.target.strip()
+            overrun += "\n" in r.raw.strip("\n")
+    n = max(1, len(cases))
+    return {"line_infill_exact_match": exact / n, "line_overrun_rate": overrun / n}
+
+
 def sign_test(only_first: int, only_second: int) -> float:
     """Two-sided exact sign test (McNemar's, exact) on the discordant cases of a paired comparison:
     the chance of a split at least this uneven if either model were as likely to win each one."""
@@ -171,10 +189,15 @@ def masked_token_accuracy(model, tok: CodeTokenizer, token_stream: np.ndarray, n
 
 def heldout_figures(model, tok: CodeTokenizer, texts: list[str], cases: int = 500, seed: int = 0,
                     sampler_cfg: SamplerConfig | None = None, copy: bool = True,
-                    more=()) -> dict:
-    backend = DiffillBackend(model, tok)
+                    more=(), engine=None) -> dict:
+    """Line infill and masked-token accuracy; with ``engine``, the line holes are filled through
+    it (``engine_line_infill``) instead of by the sampler alone."""
     holes = line_cases(texts, cases, seed)
-    figures = line_infill(backend, tok, holes, sampler_cfg or line_sampler(), copy=copy, more=more)
+    if engine is not None:
+        figures = engine_line_infill(engine, holes)
+    else:
+        figures = line_infill(DiffillBackend(model, tok), tok, holes, sampler_cfg or line_sampler(), copy=copy,
+                              more=more)
     stream = np.asarray([i for t in texts for i in [tok.bos_id] + tok.encode(t)], dtype=np.int64)
     figures["masked_token_accuracy"] = masked_token_accuracy(model, tok, stream, seed=seed)
     figures["cases"] = len(holes)

@@ -125,3 +125,25 @@ def test_eval_fills_line_holes_as_the_engine_does_unless_told(tiny_sources, tiny
     assert json.loads(served.stdout)["beam"] == LINE_BEAM and json.loads(plain.stdout)["beam"] == 0
     bad = run(*args, "--beam", "-1")
     assert bad.returncode == 2 and "beam" in bad.stderr
+
+
+def test_eval_can_fill_line_holes_through_the_engine(tiny_sources, tiny_checkpoint, monkeypatch):
+    """``--through-engine``: each hole goes through ``Engine.infill_many`` as a one-line Python
+    completion of the canvas budget ``eval heldout`` gives the sampler."""
+    from diffill.engine import Engine
+    from diffill.evaluation import LINE_BUDGET
+
+    seen = []
+    real = Engine.infill_many
+
+    def spy(self, reqs, *rest, **kw):
+        seen.extend(reqs)
+        return real(self, reqs, *rest, **kw)
+
+    monkeypatch.setattr(Engine, "infill_many", spy)
+    from diffill.cli import main
+
+    assert main(["eval", "heldout", "--model", str(tiny_checkpoint), "--corpus", str(tiny_sources), "--cases", "3",
+                 "--adapter", "none", "--through-engine", "--json"]) == 0
+    assert len(seen) == 3 and all(r.multiline is False and r.max_tokens == LINE_BUDGET and r.language == "python"
+                                  for r in seen)

@@ -26,6 +26,10 @@ def register(sub) -> None:
     add_dtype_option(h)
     add_copy_option(h)
     add_beam_option(h)
+    h.add_argument("--through-engine", action="store_true",
+                   help="fill the line holes through the engine, as an editor's one-line completion: with "
+                        "the syntax constraint, the latency bound and post-processing (--beam is then the "
+                        "engine's own)")
     h.add_argument("--json", action="store_true")
     h.set_defaults(run=run_heldout)
     register_compare(esub)
@@ -49,8 +53,10 @@ def run_heldout(args) -> int:
     texts = heldout_texts(args.corpus)
     sampler = line_sampler(args.beam)
     figures = heldout_figures(engine.model, engine.tok, texts, cases=args.cases, seed=args.seed,
-                              sampler_cfg=sampler, copy=args.copy, more=(engine.repository, engine.library))
-    figures["beam"] = sampler.beam
+                              sampler_cfg=sampler, copy=args.copy, more=(engine.repository, engine.library),
+                              engine=engine if args.through_engine else None)
+    figures["through_engine"] = args.through_engine
+    figures["beam"] = engine.config.single_line_beam if args.through_engine else sampler.beam
     figures["model"] = engine.info()["model"]
     figures["adapter"] = engine.info()["adapter"]
     figures["dtype"] = engine.dtype
