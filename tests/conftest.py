@@ -76,19 +76,29 @@ def narrow_checkpoint(tiny_checkpoint, tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def sampled_requests(monkeypatch) -> list:
+def spy_requests(monkeypatch):
+    """``spy_requests(cls, method)``: a list that gets every request ``cls.method(self, requests,
+    ...)`` is given during the test, in order; the method still runs."""
+    def watch(cls, name: str) -> list:
+        seen = []
+        real = getattr(cls, name)
+
+        def spy(self, requests, *args, **kwargs):
+            seen.extend(requests)
+            return real(self, requests, *args, **kwargs)
+
+        monkeypatch.setattr(cls, name, spy)
+        return seen
+
+    return watch
+
+
+@pytest.fixture
+def sampled_requests(spy_requests) -> list:
     """Every request the sampler is given during the test, in order."""
     from model.sampler import Sampler
 
-    seen = []
-    real = Sampler.sample
-
-    def spy(self, requests, *args, **kwargs):
-        seen.extend(requests)
-        return real(self, requests, *args, **kwargs)
-
-    monkeypatch.setattr(Sampler, "sample", spy)
-    return seen
+    return spy_requests(Sampler, "sample")
 
 
 @pytest.fixture(scope="session")

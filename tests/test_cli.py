@@ -127,21 +127,14 @@ def test_eval_fills_line_holes_as_the_engine_does_unless_told(tiny_sources, tiny
     assert bad.returncode == 2 and "beam" in bad.stderr
 
 
-def test_eval_can_fill_line_holes_through_the_engine(tiny_sources, tiny_checkpoint, monkeypatch):
+def test_eval_can_fill_line_holes_through_the_engine(tiny_sources, tiny_checkpoint, spy_requests):
     """``--through-engine``: each hole goes through ``Engine.infill_many`` as a one-line Python
     completion of the canvas budget ``eval heldout`` gives the sampler."""
+    from diffill.cli import main
     from diffill.engine import Engine
     from diffill.evaluation import LINE_BUDGET
 
-    seen = []
-    real = Engine.infill_many
-
-    def spy(self, reqs, *rest, **kw):
-        seen.extend(reqs)
-        return real(self, reqs, *rest, **kw)
-
-    monkeypatch.setattr(Engine, "infill_many", spy)
-    from diffill.cli import main
+    seen = spy_requests(Engine, "infill_many")
 
     assert main(["eval", "heldout", "--model", str(tiny_checkpoint), "--corpus", str(tiny_sources), "--cases", "3",
                  "--adapter", "none", "--through-engine", "--json"]) == 0
