@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from grammar.indentation import stray_space
+
 
 @dataclass(frozen=True)
 class HoleContext:
@@ -69,11 +71,12 @@ def drop_repeated_suffix_lines(text: str, ctx: HoleContext) -> str:
 
 def no_double_space(text: str, ctx: HoleContext) -> str:
     """A fill after a space on a line with code (``x = |``) does not start with another one: a
-    token copied from ``x = measure`` is `` measure`` where the vocabulary has no unspaced form."""
+    token copied from ``x = measure`` is `` measure`` where the vocabulary has no unspaced form.
+    After indentation, one space before code (``grammar.indentation.stray_space``) is dropped."""
     line = ctx.prefix.rsplit("\n", 1)[-1]
     if line.strip() and line.endswith((" ", "\t")):
         return text.lstrip(" \t")
-    return text
+    return text[1:] if stray_space(line, text) else text
 
 
 def trim_trailing_space(text: str, ctx: HoleContext) -> str:

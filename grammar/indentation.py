@@ -103,3 +103,12 @@ class IndentScan:
         self.going_on = line.rstrip().endswith(b"\\") and not self.quote
         if last and not self.quote and not self.depth and not self.going_on:  # blank lines change nothing
             self.opens = last == b":"
+
+
+def stray_space(line: str | bytes, fill: str | bytes) -> bool:
+    """Whether ``fill``, put after ``line`` (the hole's line up to the hole: indentation only),
+    starts with one space before code. That space is the byte-level BPE's spaced form of a word
+    (`` mimetypes``) where the vocabulary has no unspaced one, not a deeper indentation: the fill
+    is checked (``HoleChecker``) and delivered (``diffill.postprocess``) without it."""
+    space, blank = (b" ", b" \t\r\n") if isinstance(fill, bytes) else (" ", " \t\r\n")
+    return bool(line) and not line.strip() and len(fill) > 1 and fill[:1] == space and fill[1:2] not in blank

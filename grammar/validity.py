@@ -18,12 +18,12 @@ walk down the nodes that hold errors. All offsets are UTF-8 byte offsets.
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import tree_sitter as ts
 
-from grammar.indentation import IndentScan
+from grammar.indentation import IndentScan, stray_space
 from grammar.registry import Grammar
 
 SUFFIX_SCAN = 4000  # bytes of the suffix the indentation pre-check may read
@@ -252,6 +252,10 @@ class HoleChecker:
     def errors(self, fill: str | bytes) -> list[SyntaxError_]:
         """New error nodes at or after the fill's lines in the slice, in document byte offsets."""
         fill = _as_bytes(fill)
+        if stray_space(self.prefix[self.line_start : self.hole], fill):
+            # checked without its first space (as it is delivered); offsets back in ``fill``'s document
+            at = self.offset + self.hole
+            return [replace(e, start=e.start + (e.start > at), end=e.end + (e.end > at)) for e in self.errors(fill[1:])]
         hit = self._cache.get(fill)
         if hit is not None:
             self._cache.move_to_end(fill)

@@ -43,6 +43,9 @@ def test_a_fill_after_a_space_does_not_start_with_another():
     assert no_double_space(" measure(x)", HoleContext("    total = ", "\n", multiline=False)) == "measure(x)"
     assert no_double_space(" + 1", HoleContext("    total = x", "\n", multiline=False)) == " + 1"  # no space before
     assert no_double_space("  pass", HoleContext("def f():\n  ", "\n", multiline=True)) == "  pass"  # indentation
+    # after indentation, one space before code is the tokenizer's spaced word, not a deeper indent
+    assert no_double_space(" mimetypes = []", HoleContext("class L:\n    ", "\n", multiline=False)) == "mimetypes = []"
+    assert no_double_space(" x", HoleContext("x = 1\n", "\n", multiline=False)) == " x"  # column 0: kept
 
 
 def test_filters_in_order():

@@ -152,6 +152,15 @@ def test_python_indentation_is_checked_lexically():
     assert error.kind == "INDENTATION"
 
 
+def test_one_space_before_code_after_indentation_is_the_tokenizer_s_not_an_indent():
+    check = hole("class Lexer:\n    aliases = ['rell']\n    <|>\n    flags = 0\n")
+    assert check.is_valid(" mimetypes = ['text/x-rell']")  # delivered without the space
+    assert not check.is_valid("  mimetypes = 1")  # two spaces: an indentation error
+    (error,) = check.errors(" mimetypes = [")  # offsets are the spaced fill's
+    assert error.start >= len("class Lexer:\n    aliases = ['rell']\n    ") + len(" mimetypes")
+    assert not hole("x = 1\n<|>\n").is_valid(" y = 2")  # at column 0 a space is an indent
+
+
 def test_an_indentation_error_the_document_already_has_is_not_blamed_on_the_fill():
     check = hole("def f(xs):\n    s = 0\n    <|>\n          return s\n")
     assert check.is_valid("s += 1")
