@@ -158,11 +158,14 @@ class RowConstraints:
 def slots_in_errors(constraint: SyntaxConstraint, tokens: list[int], fill: bytes | None = None) -> list[int]:
     """The slot to blame for each new error of ``fill`` (default: the tokens' own render): the
     last slot the error touches, as in ``check``; the engine bans their tokens when it
-    resamples a hole."""
+    resamples a hole. ``fill`` may be the render post-processed: what post-processing dropped
+    before it (a leading space) shifts its errors back onto the tokens."""
     rendered, spans = constraint.render(tokens)
+    fill = rendered if fill is None else fill
+    shift = max(0, rendered.find(fill)) if fill else 0
     blamed = set()
-    for a, b in constraint.regions(rendered if fill is None else fill):
-        hit = [i for i, (s, e) in enumerate(spans) if _touches(s, e, a, b)]
+    for a, b in constraint.regions(fill):
+        hit = [i for i, (s, e) in enumerate(spans) if _touches(s, e, a + shift, b + shift)]
         if hit:
             blamed.add(hit[-1])
     return sorted(blamed)

@@ -12,7 +12,7 @@ import torch
 
 from diffill.engine import Engine, EngineConfig, InfillRequest
 from diffill.syntax import ensure_valid, guard_for
-from grammar.constraint import RowConstraints, SyntaxConstraint, Verdict, token_bytes
+from grammar.constraint import RowConstraints, SyntaxConstraint, Verdict, slots_in_errors, token_bytes
 from grammar.registry import grammar
 from grammar.validity import HoleChecker
 from model.sampler import Request, Sampler, SamplerConfig
@@ -137,6 +137,14 @@ def test_repair_resamples_with_the_error_tokens_banned():
     text = ensure_valid(guard, [TOK["x"], TOK[" +"]], "x +", resample, repairs=2)
     assert text == "x + 1" and guard.outcome == "repaired"
     assert seen and any(TOK[" +"] in ids for ids in seen[0].values())
+
+
+def test_errors_of_a_post_processed_fill_are_blamed_on_the_right_token():
+    doc = "def f(x):\n    y = \n"
+    guard = guard_for(doc, len("def f(x):\n    y = "), len("def f(x):\n    y = "), _FakeTok(), path="a.py")
+    tokens = [TOK[" 1"], TOK[")"]]  # rendered " 1)", delivered "1)" (no double space after "= ")
+    assert slots_in_errors(guard.constraint, tokens, b"1)") == [1]
+    assert slots_in_errors(guard.constraint, tokens) == [1]
 
 
 def test_truncation_keeps_the_longest_valid_prefix_at_a_line_boundary_then_nothing():
