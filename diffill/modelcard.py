@@ -81,6 +81,8 @@ def describe_phases(folder: Path = RECIPES) -> list[str]:
                 f"warm-up steps from step {c.schedule_start}, {sched}.")
         if c.schedule_start == branch_end:
             line += " It goes on from the last phase's decayed branch (the weights shipped then)."
+        if c.layers:
+            line += f" The model is grown to {c.layers} blocks first, where it has fewer (`model/grow.py`)."
         if c.reset_optimizer:
             line += " The optimizer state starts afresh."
         if objective:

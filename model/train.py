@@ -63,6 +63,10 @@ class TrainConfig:
     # batch is a function of its step alone, so any number of workers gives the same run; on a GPU
     # the Python-side batch building (tokenizing, tree-sitter spans) would otherwise be the bottleneck
     workers: int = 0
+    # grow the model this phase goes on from to this many blocks (model.grow: new blocks are copies
+    # whose output projections start at zero, so it computes what it did); 0: its depth as it is.
+    # Growing changes the parameters, so the optimizer state must start afresh (reset_optimizer)
+    layers: int = 0
     model: dict = field(default_factory=dict)  # DiffillConfig overrides
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
 
@@ -269,6 +273,22 @@ def resume_source(out: Path, cfg: TrainConfig) -> Path | None:
     return trunk
 
 
+def _grown(model: DiffillForMaskedLM, layers: int, fresh_optimizer: bool) -> DiffillForMaskedLM:
+    """``model`` grown to ``layers`` blocks where a phase asks for more than it has."""
+    have = model.config.num_hidden_layers
+    if not layers or layers == have:
+        return model
+    if layers < have:
+        raise ValueError(f"the model has {have} blocks, more than this phase's layers ({layers})")
+    if not fresh_optimizer:
+        raise ValueError(f"growing the model from {have} to {layers} blocks needs the optimizer state afresh: "
+                         "set reset_optimizer, with schedule_start at the step the phase starts from")
+    from model.grow import grow_model
+
+    log.info("growing the model from %d to %d blocks", have, layers)
+    return grow_model(model, layers)
+
+
 def latest_checkpoint(run: Path) -> Path:
     """The furthest-trained checkpoint of a run folder: the trunk, or a wsd branch beyond it."""
     found = [c for c in (run / "checkpoint", run / COOLDOWN / "checkpoint") if (c / "trainer_state.json").is_file()]
@@ -319,6 +339,8 @@ def train(corpus: Path, out: Path, cfg: TrainConfig, minutes: float | None = Non
         mcfg = DiffillConfig(vocab_size=tok.vocab_size, pad_token_id=tok.pad_id, mask_token_id=tok.mask_id,
                              eoi_token_id=tok.eoi_id, bos_token_id=tok.bos_id, **cfg.model)
         model = DiffillForMaskedLM(mcfg)
+    fresh_optimizer = src is None or (cfg.reset_optimizer and state["step"] == cfg.schedule_start)
+    model = _grown(model, cfg.layers, fresh_optimizer)
     # the window this run trains with is the one the model reads at inference (model.context.window_of)
     was, now = window_of(model.config), cfg.objective.window
     if start is not None and was != now:
@@ -327,7 +349,7 @@ def train(corpus: Path, out: Path, cfg: TrainConfig, minutes: float | None = Non
                     now.prefix_tokens, now.suffix_tokens)
     model.config.prefix_tokens, model.config.suffix_tokens = now.prefix_tokens, now.suffix_tokens
     optimizers = make_optimizers(model, cfg)
-    if src is not None and not (cfg.reset_optimizer and state["step"] == cfg.schedule_start):
+    if not fresh_optimizer:
         _load_optimizer(src, model, optimizers, cfg.optimizer)
     accel = Accelerator(mixed_precision="bf16", cpu=not torch.cuda.is_available())
     model, *optimizers = accel.prepare(model, *optimizers)

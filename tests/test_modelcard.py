@@ -18,7 +18,8 @@ def test_phases_are_described_in_order_with_their_step_ranges(tmp_path):
     (tmp_path / "d.json").write_text(json.dumps({"schedule": "wsd", "schedule_start": 400, "decay_start": 600,
                                                  "total_steps": 700}))
     (tmp_path / "e.json").write_text(json.dumps({"schedule": "wsd", "schedule_start": 700, "decay_start": 800,
-                                                 "total_steps": 900, "reset_optimizer": True}))
+                                                 "total_steps": 900, "reset_optimizer": True,
+                                                 "layers": 8}))
     first, second, third, fourth, fifth = describe_phases(tmp_path)
     assert "steps 0-100" in first and "AdamW" in first and "Objective" not in first
     assert "steps 100-250" in second and "Muon" in second and "from step 100" in second
@@ -27,6 +28,7 @@ def test_phases_are_described_in_order_with_their_step_ranges(tmp_path):
     assert "steps 400-700" in fourth  # the next phase goes on from the trunk, not from the branch's end
     assert "decayed branch" not in fourth and "afresh" not in fourth
     assert "steps 700-900" in fifth and "decayed branch" in fifth and "optimizer state starts afresh" in fifth
+    assert "grown to 8 blocks" in fifth and "grown" not in fourth
 
 
 def test_phases_run_in_the_order_of_their_numbers(tmp_path):

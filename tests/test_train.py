@@ -255,6 +255,27 @@ def test_a_phase_goes_on_from_the_finished_branch_as_a_run_from_its_export_does(
     assert resume_source(run, rewarm) == run / "checkpoint"
 
 
+def test_a_phase_with_more_layers_grows_the_model_it_goes_on_from(tiny_corpus, tmp_path):
+    run = tmp_path / "run"
+    train(tiny_corpus, run, _cfg(), until_step=2, progress=False)
+    two = shutil.copytree(run / "checkpoint", tmp_path / "two")
+    carried = dataclasses.replace(_cfg(), layers=3)
+    with pytest.raises(ValueError, match="optimizer state afresh"):  # the old state has no place for new blocks
+        train(tiny_corpus, run, carried, until_step=3, resume=True, progress=False)
+    deeper = dataclasses.replace(carried, schedule_start=2, reset_optimizer=True)
+    assert train(tiny_corpus, run, deeper, until_step=3, resume=True, progress=False)["step"] == 3
+    assert json.loads((run / "checkpoint" / "config.json").read_text())["num_hidden_layers"] == 3
+    # resumed once grown, it stays as deep and carries its optimizer state on
+    assert train(tiny_corpus, run, deeper, until_step=4, resume=True, progress=False)["step"] == 4
+    assert json.loads((run / "checkpoint" / "config.json").read_text())["num_hidden_layers"] == 3
+    # a run started from a model's weights grows it too (its optimizer state is afresh anyway)
+    assert train(tiny_corpus, tmp_path / "init", carried, until_step=3, init=two, progress=False)["step"] == 3
+    assert json.loads((tmp_path / "init" / "checkpoint" / "config.json").read_text())["num_hidden_layers"] == 3
+    with pytest.raises(ValueError, match="more than this phase's layers"):
+        train(tiny_corpus, tmp_path / "shallow", dataclasses.replace(_cfg(), layers=2), until_step=5,
+              init=run / "checkpoint", progress=False)
+
+
 def test_init_state_starts_at_zero_for_a_model_without_a_training_record(tiny_checkpoint):
     assert init_state(tiny_checkpoint) == {"step": 0, "tokens": 0, "cpu_seconds": 0.0, "wall_seconds": 0.0}
 
