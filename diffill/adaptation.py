@@ -64,6 +64,12 @@ def workspace_adapter_config(seed: int = 0) -> AdaptConfig:
     return AdaptConfig(lora=LoraSettings(whole=("embed_tokens",)), seed=seed)
 
 
+def library_record(setting: str | None, index) -> str:
+    """The library an adapter's figures were measured with, for its training record: the setting as
+    given (no machine path), or "none" where no index was loaded."""
+    return setting if index is not None else "none"
+
+
 def exact_match(model, tok, texts: list[str], cases: int, seed: int = 0, repository: TokenCache | None = None,
                 library=None) -> dict:
     """Held-out whole-line infill exact match of ``model``, its line holes filled as the engine fills
@@ -140,7 +146,7 @@ def adapt_repository(root: str | Path, out: str | Path | None = None, minutes: f
                 "lora": {"r": cfg.lora.r, "alpha": cfg.lora.alpha, "targets": list(cfg.lora.targets),
                          "whole": list(cfg.lora.whole)},
                 "batch_size": cfg.batch_size, "lr": cfg.lr, "seed": cfg.seed,
-                "library": library if index is not None else "none"}  # as given: no machine path
+                "library": library_record(library, index)}
     card = ("diffill workspace adapter",
             (f"LoRA adapter{' with whole ' + ', '.join(cfg.lora.whole) if cfg.lora.whole else ''} "
              f"trained by `diffill adapt` on {len(files)} files ({n_tokens} tokens) of "
@@ -192,15 +198,15 @@ def train_shipped_adapter(corpus: str | Path, out: str | Path | None = None, mod
     train_texts = [f.text for f in load_texts(corpus, "train")]
     if not held or not train_texts:
         raise DiffillError(f"corpus {corpus} has an empty training or held-out split")
-    setting, library = library, load_library(library, tok)
-    before = _heldout(model, tok, held, cases, library)
+    index = load_library(library, tok)
+    before = _heldout(model, tok, held, cases, index)
     cfg = shipped_adapter_config()
     stream = load_tokens(corpus, "train")  # uint16; plain_example widens the slices it takes
     files = [TrainingFile(t, True) for t in train_texts]
     peft_model, result = train_adapter(model, tok, files, cfg, minutes=minutes if steps is None else None,
                                        steps=steps, progress=progress, stream=stream)
     peft_model.merge_adapter()
-    after = _heldout(model, tok, held, cases, library)
+    after = _heldout(model, tok, held, cases, index)
     mix = cfg.objective.mix
     training = {"corpus": str(corpus), "files": len(files), "steps": result.steps,
                 "tokens_seen": result.tokens_seen, "minutes": round(result.seconds / 60, 2),
@@ -208,7 +214,7 @@ def train_shipped_adapter(corpus: str | Path, out: str | Path | None = None, mod
                 "lora": {"r": cfg.lora.r, "alpha": cfg.lora.alpha, "targets": list(cfg.lora.targets)},
                 "mix": vars(mix), "plain_fraction": cfg.objective.plain_fraction,
                 "hide_eoi": cfg.objective.hide_eoi, "ordered_fraction": cfg.objective.ordered_fraction,
-                "library": setting if library is not None else "none"}  # as given: no machine path
+                "library": library_record(library, index)}
     budget = f"--steps {steps}" if steps is not None else f"--minutes {minutes:g}"
     card = ("diffill infill adapter", f"""
 LoRA adapter (peft) on the diffill base model. In `adapters/checkpoints/infill/`, every command
@@ -236,7 +242,7 @@ adapter folder.
 
 `diffill eval heldout`'s figures (float32 weights) on {before['cases']} lines of the corpus's
 held-out files, measured by the recipe before and after training, copying from each hole's file
-{"and from the library index (`diffill index`)" if library is not None else "(no library index was built)"}:
+{"and from the library index (`diffill index`)" if index is not None else "(no library index was built)"}:
 
 | model | line exact match | one-line overrun | masked-token accuracy |
 |---|---|---|---|

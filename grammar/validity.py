@@ -226,6 +226,7 @@ class HoleChecker:
         self.prefix, self.suffix = prefix[cut_lo:], suffix[: cut_hi - len(prefix)]
         self.hole = len(self.prefix)
         self.line_start = lo - cut_lo
+        self.line_head = self.prefix[self.line_start :]  # the hole's line up to the hole
         self.rest_of_line = hi - len(prefix)  # bytes from the hole to the end of its line
         self.code_end = len(self.prefix[: self.line_start].rstrip())  # end of the code above
         self.tree = self.parser.parse(self.prefix + self.suffix)
@@ -252,7 +253,7 @@ class HoleChecker:
     def errors(self, fill: str | bytes) -> list[SyntaxError_]:
         """New error nodes at or after the fill's lines in the slice, in document byte offsets."""
         fill = _as_bytes(fill)
-        if stray_space(self.prefix[self.line_start : self.hole], fill):
+        if stray_space(self.line_head, fill):
             # checked without its first space (as it is delivered); offsets back in ``fill``'s document
             at = self.offset + self.hole
             return [replace(e, start=e.start + (e.start > at), end=e.end + (e.end > at)) for e in self.errors(fill[1:])]
