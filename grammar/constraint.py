@@ -55,14 +55,13 @@ def _byte_decoder() -> dict[str, int]:
     return {chr(c): b for b, c in zip(bs, cs)}
 
 
-_tables: dict[int, list[bytes]] = {}
-
-
 def token_bytes(tok) -> list[bytes]:
     """The UTF-8 bytes each token id stands for (special tokens: b""), for a byte-level BPE
-    ``CodeTokenizer``. Concatenating them gives the bytes of the decoded text exactly."""
-    key = id(tok)
-    if key not in _tables:
+    ``CodeTokenizer``. Concatenating them gives the bytes of the decoded text exactly. Computed
+    once per tokenizer and kept on it (a table keyed by ``id(tok)`` outlived its tokenizer, and a
+    later one at the same address got the wrong table)."""
+    table = tok.__dict__.get("_token_bytes")
+    if table is None:
         dec = _byte_decoder()
         table = []
         for i in range(tok.vocab_size):
@@ -72,8 +71,8 @@ def token_bytes(tok) -> list[bytes]:
             else:
                 table.append(bytes(dec[c] for c in piece) if all(c in dec for c in piece)
                              else piece.encode("utf-8"))
-        _tables[key] = table
-    return _tables[key]
+        tok._token_bytes = table
+    return table
 
 
 @dataclass

@@ -183,6 +183,21 @@ def test_token_bytes_concatenate_to_the_decoded_text(tiny_engine):
     assert pieces[tok.mask_id] == pieces[tok.eoi_id] == b""
 
 
+def test_each_tokenizer_gets_its_own_byte_table(tiny_checkpoint):
+    """A table is never another tokenizer's, even one that lived at the same address before."""
+    from conftest import SHIPPED
+    from model.tokenizer import CodeTokenizer, load_tokenizer
+
+    tiny_hf, shipped_hf = load_tokenizer(tiny_checkpoint), load_tokenizer(SHIPPED)
+    for _ in range(3):  # a freed tokenizer's address is soon taken by the next one made
+        tiny = CodeTokenizer(tiny_hf)
+        assert len(token_bytes(tiny)) == tiny.vocab_size
+        del tiny
+        shipped = CodeTokenizer(shipped_hf)
+        assert len(token_bytes(shipped)) == shipped.vocab_size
+        del shipped
+
+
 def _holes(n):
     text = (Path(sysconfig.get_paths()["stdlib"]) / "textwrap.py").read_text()
     lines = text.split("\n")
