@@ -43,6 +43,9 @@ MIN_MATCH = 12
 # than this share of them agree on it (a tie is left to the beam: seed-0 held-out lines 0.262 ->
 # 0.264 against "at least", as in `os.path.join(path, f)` against `os.path.join(path,f)`, once each)
 BRIDGE_SHARE = 0.5
+# a line bridge from the lines after the hole alone (none before it agree): the next this many lines,
+# or else the next two, and at most this many blank lines between them and the line
+FOLLOWING, _BLANKS = 3, 4
 _END_CODE, _SEP_CODE = END + 2, SEP + 2
 _SPACED_CODE = 1 << 14  # a code's mark for ``SPACED`` (codes of a vocabulary under 16,382 tokens)
 
@@ -250,9 +253,11 @@ class LibraryIndex:
         then its suffix, which must start with a line break) as the library writes it between the
         same lines: where the two lines before (or else the one line before; with the start of the
         hole's own) and the next line occur around one line, the line more than ``BRIDGE_SHARE`` of
-        those places have.
+        those places have. Else, from the next lines alone: where the next ``FOLLOWING`` lines (or
+        else the next two) occur, the line before them that more than ``BRIDGE_SHARE`` of those
+        places have, when it starts with the hole line's start.
         Returns its ids (``END`` not included; at most ``limit`` codes; ``SPACED`` marks kept), how
-        many places have it and how many places have both lines; None when there is no such line."""
+        many places have it and how many places were counted; None when there is no such line."""
         start = _line_start(context)
         if start is None or not after or after[0] != END:
             return None
@@ -268,6 +273,42 @@ class LibraryIndex:
             line = self._bridged(found, after[:stop], limit) if found else None
             if line is not None:
                 return line
+        head = context[len(context) - context[::-1].index(END):] if END in context else context
+        for lines in range(FOLLOWING, 1, -1):
+            following = _next_lines(after, lines)
+            if following is None or len(following) > DEPTH:
+                continue
+            found = self._range([t + 2 for t in reversed(following)])
+            line = self._preceding(found, len(following), head, limit) if found else None
+            if line is not None:
+                return line
+        return None
+
+    def _preceding(self, found: tuple[int, int], length: int, head: list[int], limit: int) -> tuple[list[int], int, int] | None:
+        """``bridge``'s answer from the next lines alone: the places in the range ``found`` (where
+        ``length`` tokens, the next lines, end), each with the line before them (past blank lines)."""
+        lo, hi = found
+        picks = np.arange(lo, hi) if hi - lo <= SAMPLE else np.linspace(lo, hi - 1, SAMPLE).astype(np.int64)
+        longest = max(limit, DEPTH) + len(head)
+        width = longest + 1 + _BLANKS
+        first = self._suffixes[picks].astype(np.int64) - length + 1  # where each place's next lines start
+        window = self._tokens[np.maximum(first[:, None] - np.arange(1, width + 1), 0)].astype(np.int64)  # backwards
+        rows = np.arange(len(window))
+        ends = window == _END_CODE
+        blanks = (~ends).argmax(1)  # the line breaks between that line and the next lines
+        stops = window <= _SEP_CODE
+        stops &= np.arange(width)[None, :] >= blanks[:, None]  # the line's own start, past them
+        n = stops.argmax(1) - blanks  # the line's length
+        ok = ends[:, 0] & (blanks <= _BLANKS) & stops[rows, blanks + n] & (n > 0) & ~ends[rows, np.minimum(blanks, width - 1)]
+        tally = Counter(tuple(window[r, blanks[r] : blanks[r] + n[r]][::-1].tolist()) for r in np.flatnonzero(ok))
+        counted = int(ok.sum())
+        want = np.asarray(head, dtype=np.int64)
+        for line, count in tally.most_common():
+            if count <= BRIDGE_SHARE * counted:
+                return None
+            if len(line) >= len(want) and (self._canon[np.asarray(line[: len(want)], dtype=np.int64)] - 2 == want).all():
+                rest = line[len(want):]
+                return (_ids(np.asarray(rest, dtype=np.int64)), count, counted) if 0 < len(rest) <= limit else None
         return None
 
     def _bridged(self, found: tuple[int, int], want: list[int], limit: int) -> tuple[list[int], int, int] | None:
@@ -326,3 +367,21 @@ def _line_end(after: list[int]) -> int | None:
             return None
         i += 1
     return i + 1 if i < len(after) else None
+
+
+def _next_lines(after: list[int], lines: int) -> list[int] | None:
+    """The first ``lines`` lines of ``after`` (which starts with the hole line's ``END``) past the
+    blank lines after the hole, each with its ``END``; None when ``after`` ends first."""
+    i = 0
+    while i < len(after) and after[i] == END:
+        i += 1
+    begin, seen = i, 0
+    while i < len(after):
+        if after[i] == SEP:
+            return None
+        if after[i] == END and after[i - 1] != END:
+            seen += 1
+            if seen == lines:
+                return after[begin : i + 1]
+        i += 1
+    return None

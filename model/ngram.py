@@ -227,15 +227,16 @@ def line_bridge(caches, context: list[int], suffix: list[int], limit: int) -> li
     if not bridges:
         return None
     space = caches[0].space
-    ctx = [t for t in caches[0].canonical(context[-2 * LONGEST :]).tolist() if t != space]
-    after = caches[0].canonical(suffix).tolist()
+    raw = caches[0].canonical(context[-2 * LONGEST :]).tolist()
+    ctx = [t for t in raw if t != space]
+    after = [t for t in caches[0].canonical(suffix).tolist() if t != space]  # as the library folds them
     for cache in bridges:
         found = cache.bridge(ctx, after, limit)
         if found is None:
             continue
         first, *rest = found[0]
-        # the hole starts after the indentation: its first token comes without a space
-        line = [caches[0].unspaced.get(plain(first), plain(first))] if ctx[-1] == END else [first]
+        # the hole starts after the indentation or a space ("x = |"): its first token comes without one
+        line = [caches[0].unspaced.get(plain(first), plain(first))] if raw and raw[-1] in (END, space) else [first]
         line = [x for t in line + rest for x in ((space, plain(t)) if t > 0 and t & SPACED else (t,))]
         return line if len(line) <= limit else None
     return None

@@ -181,3 +181,29 @@ def test_the_engine_fills_a_bridged_line_without_a_forward_pass(shipped_engine, 
     filled = engine.infill(InfillRequest(text, hole, hole, path="h.py", multiline=False))
     assert filled.text == line and filled.forward_passes == 0
     assert shipped_engine.infill(InfillRequest(text, hole, hole, path="h.py", multiline=False)).forward_passes > 0
+
+
+def test_a_line_is_bridged_from_the_next_lines_when_the_lines_before_are_new(shipped_engine, tmp_path):
+    """No place has the line before the hole; where the next two or three lines occur, the line
+    before them (past blank lines) is the fill when most places agree and it starts as the hole's
+    line does."""
+    tok = shipped_engine.tok
+    line = "total = weigh_all(parcels, rate)"
+
+    def index(folder, middles):
+        files = [f"def f{i}(cargo):\n    x{i} = {i}\n    {m}\n\n    print(total)\n    return total\n"
+                 for i, m in enumerate(middles)]
+        build_index(tok, tok.encode_batch(files), folder, ["test"])
+        return LibraryIndex(folder, tok)
+
+    def fill(idx, prefix, suffix="\n    print(total)\n    return total\n"):
+        found = line_bridge((TokenCache.for_tokenizer(tok), idx), tok.encode(prefix), tok.encode(suffix), 24)
+        return None if found is None else tok.decode(found)
+
+    new = "def h(cargo):\n    zz = 5\n    "  # a line before that no place has
+    agree = index(tmp_path / "a", [line, line, "total = 0"])
+    assert fill(agree, new) == line
+    assert fill(agree, new + "total = ") == "weigh_all(parcels, rate)"  # the rest of the hole's line
+    assert fill(agree, new + "count = ") is None  # the places' line does not start as the hole's
+    assert fill(agree, new, "\n    return total\n") is None  # one next line alone says too little
+    assert fill(index(tmp_path / "b", [line, "total = 0", "total = 1"]), new) is None  # no agreement
