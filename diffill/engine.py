@@ -17,6 +17,7 @@ import torch
 from adapters.lora import REPOSITORY_TOKENS, AdapterError
 from adapters.serving import AdaptedModel
 from diffill.errors import DiffillError
+from diffill.newlines import LineFeeds
 from diffill.postprocess import HoleContext, postprocess
 from diffill.precision import DTYPES, resolve_dtype
 from diffill.syntax import HoleGuard, ensure_valid, guard_for
@@ -242,9 +243,14 @@ class Engine:
     def infill_many(self, reqs: list[InfillRequest], cancelled: Callable[[], bool] | None = None,
                     on_step: Callable[[StepTrace], None] | None = None,
                     sampler: SamplerConfig | None = None) -> list[InfillResult]:
-        """Fill every hole; holes of the same kind (one line or several) and budget share forward passes."""
+        """Fill every hole; holes of the same kind (one line or several) and budget share forward
+        passes. A ``\r\n`` document is filled as ``\n`` text and gets its fills in ``\r\n``."""
         for r in reqs:
             self._check(r)
+        originals, ends = reqs, [LineFeeds(r.text) for r in reqs]
+        reqs = [replace(r, text=e.text, start=e.offset(r.start), end=e.offset(r.end),
+                        neighbors=tuple(t.replace("\r\n", "\n") for t in r.neighbors)) if e.crs else r
+                for r, e in zip(reqs, ends)]
         cancelled = cancelled or (lambda: False)
         plans = []
         for r in reqs:
@@ -286,6 +292,11 @@ class Engine:
                                           latency_ms=row_ms, multiline=plans[i][0],
                                           cancelled=was_cancelled, raw=raw, syntax=syntax,
                                           alternatives=[a for a in runners_up if a != text])
+        for i, (r, e) in enumerate(zip(originals, ends)):
+            if e.crs:
+                done = results[i]
+                results[i] = replace(done, text=e.fill(done.text), start=r.start, end=r.end,
+                                     alternatives=[e.fill(a) for a in done.alternatives])
         return results  # type: ignore[return-value]
 
     def _caches(self, req: InfillRequest) -> tuple:

@@ -20,6 +20,8 @@ def offset_of(text: str, line: int, col: int) -> int:
         raise DiffillError(f"line {line} is outside the document (it has {len(starts)} lines)")
     start = starts[line - 1]
     end = starts[line] - 1 if line < len(starts) else len(text)
+    if end > start and text[end - 1] == "\r":  # a CRLF line ends before its carriage return
+        end -= 1
     if col < 1 or start + col - 1 > end:
         raise DiffillError(f"column {col} is outside line {line} (it has {end - start} characters)")
     return start + col - 1

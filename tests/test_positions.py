@@ -22,3 +22,10 @@ def test_parsing():
     assert parse_range("1:2-3:4") == ((1, 2), (3, 4))
     with pytest.raises(DiffillError):
         parse_range("1:2")
+
+
+def test_a_crlf_line_ends_before_its_carriage_return():
+    text = "ab\r\ncd\r\n"
+    assert offset_of(text, 1, 3) == 2  # the end of "ab", before "\r"
+    with pytest.raises(DiffillError, match="it has 2 characters"):
+        offset_of(text, 1, 4)  # between "\r" and "\n"

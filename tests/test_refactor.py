@@ -14,6 +14,7 @@ import pytest
 
 from diffill.cli import main
 from diffill.engine import InfillResult
+from diffill.newlines import LineFeeds
 from diffill.refactor import FileFilter, RefactorConfig, run_refactor
 from diffill.refactor.report import unified_diff
 from diffill.refactor.syntax import parse
@@ -74,7 +75,8 @@ class FakeEngine:
         self.calls.append(len(reqs))
         if self.during:
             self.during()
-        return [InfillResult(self.fill if self.fill is not None else self.FILLS[r.language],
+        # as the engine does, in the document's line endings
+        return [InfillResult(LineFeeds(r.text).fill(self.fill if self.fill is not None else self.FILLS[r.language]),
                              r.start, r.end, 1, 1, 1, 1.0, True) for r in reqs]
 
 

@@ -40,6 +40,8 @@ def run(args) -> int:
     from diffill.trace import TracePrinter
 
     text = read_source(args.file)
+    bom = "\ufeff" if text.startswith("\ufeff") else ""  # not a column of the first line
+    text = text[len(bom):]
     if args.at:
         start = end = offset_of(text, *parse_point(args.at))
     else:
@@ -57,7 +59,7 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(result.as_json()))
     elif args.full:
-        sys.stdout.write(text[:start] + result.text + text[end:])
+        sys.stdout.write(bom + text[:start] + result.text + text[end:])
     else:
         print(result.text)
     return 0

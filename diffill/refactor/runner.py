@@ -22,7 +22,6 @@ from diffill.refactor.selection import (
     find_holes,
     find_query,
     merge,
-    newline_of,
     still_a_hole,
 )
 from diffill.refactor.syntax import fill_is_valid, syntax_errors
@@ -116,13 +115,11 @@ def _request(snap: Snapshot, region: Region) -> InfillRequest:
 
 
 def clean_fill(fill: str, snap: Snapshot, region: Region) -> str:
-    """The engine's fill fitted to its place: no whitespace around it where its line ends
-    anyway, and the file's line endings."""
+    """The engine's fill (in the file's line endings) fitted to its place: no whitespace around
+    it where its line ends anyway."""
     after = region.trail + snap.text[region.end :]
     if not after or after.startswith(("\n", "\r\n")):
         fill = fill.rstrip()
-    if newline_of(snap.text) == "\r\n":
-        fill = fill.replace("\r\n", "\n").replace("\n", "\r\n")
     # a cursor hole starts after its line's indentation: the fill's first line starts with code
     return fill if region.regenerate else fill.lstrip()
 

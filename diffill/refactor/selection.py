@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import tree_sitter as ts
 
 from diffill.errors import DiffillError
+from diffill.newlines import newline_of
 from diffill.refactor.syntax import parse, ts_language
 
 _MARKER = re.compile(r"^\s*(?:#|//|/\*|--)\s*(?:TODO|diffill)\s*:\s*fill\b", re.IGNORECASE)
@@ -169,12 +170,6 @@ def _unit(text: str, lang: str) -> str:
         return _BODY_INDENT[lang]
     m = re.search(r"^([ \t]+)\S", text, re.MULTILINE)
     return m.group(1) if m and len(m.group(1)) <= 8 else "    "
-
-
-def newline_of(text: str) -> str:
-    """The file's line ending: ``\\r\\n`` when its first line ends so, else ``\\n``."""
-    first = text.find("\n")
-    return "\r\n" if first > 0 and text[first - 1] == "\r" else "\n"
 
 
 def _cursor_region(t: _Text, a: int, b: int, kind: str, lang: str) -> Region:

@@ -1,0 +1,40 @@
+"""Line endings: the engine works on ``\\n`` text; a ``\\r\\n`` document gets its fills back in ``\\r\\n``.
+
+The model was trained on files with ``\\n`` line ends (``model/corpus.py`` turns ``\\r\\n`` into
+``\\n``), and copying from a ``\\r\\n`` document would carry its carriage returns into a fill
+(``y = x + 1\\r``). So a request's document is read without the carriage return of each ``\\r\\n``,
+its offsets moved to match, and its fills written with the document's own line ending.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+
+
+def newline_of(text: str) -> str:
+    """The document's line ending: ``\\r\\n`` when its first line ends so, else ``\\n``."""
+    first = text.find("\n")
+    return "\r\n" if first > 0 and text[first - 1] == "\r" else "\n"
+
+
+class LineFeeds:
+    """``text`` without the carriage return of each ``\\r\\n``, and offsets between the two."""
+
+    def __init__(self, text: str):
+        self.crs: list[int] = []  # where each dropped carriage return was, in ``text``
+        i = text.find("\r\n")
+        while i >= 0:
+            self.crs.append(i)
+            i = text.find("\r\n", i + 2)
+        self.text = text.replace("\r\n", "\n") if self.crs else text
+        self.newline = newline_of(text)
+
+    def offset(self, original: int) -> int:
+        """An offset of the original text in ``self.text``; one between ``\\r`` and ``\\n`` is the
+        line's end."""
+        return original - bisect_left(self.crs, original)
+
+    def fill(self, text: str) -> str:
+        """A fill of ``self.text`` as the original document writes lines."""
+        text = text.replace("\r", "") if self.crs else text
+        return text.replace("\n", "\r\n") if self.newline == "\r\n" else text
