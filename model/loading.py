@@ -38,4 +38,9 @@ def load_checkpoint(path: str | Path | None = None, dtype: torch.dtype = torch.f
         raise ModelLoadError(f"cannot load weights from {path}: {e}") from e
     if tok.vocab_size != model.config.vocab_size:
         raise ModelLoadError(f"tokenizer ({tok.vocab_size}) and model ({model.config.vocab_size}) vocabularies differ in {path}")
+    # a damaged file can still parse: bytes overwritten inside a tensor read as NaN or infinity
+    broken = [name for name, w in model.named_parameters() if not torch.isfinite(w).all()]
+    if broken:
+        raise ModelLoadError(f"corrupt weights in {path}: {broken[0]} holds values that are not numbers "
+                             f"({len(broken)} tensor{'s' if len(broken) > 1 else ''} in all)")
     return model.eval(), tok

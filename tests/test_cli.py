@@ -94,6 +94,27 @@ def test_corrupt_weights(src, tiny_checkpoint, tmp_path):
     _err(run("infill", str(src), "--at", "1:1", "--model", str(bad)), "cannot load weights")
 
 
+def test_weights_damaged_inside_a_tensor_are_refused(src, tiny_checkpoint, tmp_path):
+    """Bytes overwritten inside a tensor still parse; they read as NaN, and the model would fill
+    nothing (or garbage) without a word."""
+    import shutil
+
+    from safetensors import safe_open
+
+    bad = tmp_path / "bad"
+    shutil.copytree(tiny_checkpoint, bad)
+    weights = bad / "model.safetensors"
+    with safe_open(str(weights), "pt") as f:
+        name = next(n for n in f.keys() if "k_proj" in n)
+    data = bytearray(weights.read_bytes())
+    header = 8 + int.from_bytes(data[:8], "little")
+    offsets = json.loads(data[8:header])[name]["data_offsets"]
+    start = header + offsets[0]
+    data[start : start + 64] = b"\xff" * 64  # NaNs in any float format
+    weights.write_bytes(bytes(data))
+    _err(run("infill", str(src), "--at", "1:1", "--model", str(bad)), "corrupt weights")
+
+
 def test_usage_error_exits_2(src):
     r = run("infill", str(src))
     assert r.returncode == 2 and "error" in r.stderr
