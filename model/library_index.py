@@ -180,10 +180,20 @@ class LibraryIndex:
             raise ValueError(f"{folder}: the library index was built for another tokenizer or version; "
                              "rebuild it with `diffill index`")
         if (self._tokens.dtype != np.uint16 or self._suffixes.dtype != np.uint32
-                or len(self._suffixes) != len(self._tokens) or len(self._buckets) != tok.vocab_size + 3):
+                or len(self._suffixes) != len(self._tokens) or len(self._buckets) != tok.vocab_size + 3
+                or not self._consistent()):
             raise ValueError(f"{folder}: the library index's arrays do not fit together; rebuild it")
         self._canon = _canonical_table(tok)
         self.folder = folder
+
+    def _consistent(self, sample: int = 1024) -> bool:
+        """Whether the buckets rise from 0 to the end of the array and an even sample of the
+        suffixes points into the tokens (a damaged index fails here, not in the middle of a fill)."""
+        buckets, n = self._buckets, len(self._suffixes)
+        if len(buckets) == 0 or buckets[0] != 0 or buckets[-1] != n or (np.diff(buckets) < 0).any():
+            return False
+        picks = np.linspace(0, n - 1, min(n, sample)).astype(np.int64)
+        return n == 0 or int(self._suffixes[picks].max()) < n
 
     def __len__(self) -> int:
         return int(self.meta["tokens"])

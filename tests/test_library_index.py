@@ -80,6 +80,17 @@ def test_damaged_or_foreign_indexes_are_refused(shipped_engine, index, tmp_path,
     np.save(broken / "suffixes.npy", np.load(broken / "suffixes.npy")[:-3])
     with pytest.raises(ValueError, match="do not fit together"):
         LibraryIndex(broken, tok)
+    # arrays of the right types and lengths whose positions point past the tokens (a fill would
+    # raise IndexError in the middle of a search)
+    suffixes = np.load(index / "suffixes.npy")
+    np.save(broken / "suffixes.npy", (suffixes + np.uint32(len(suffixes))).astype(np.uint32))
+    with pytest.raises(ValueError, match="do not fit together"):
+        LibraryIndex(broken, tok)
+    buckets = np.load(index / "buckets.npy")
+    np.save(broken / "suffixes.npy", suffixes)
+    np.save(broken / "buckets.npy", buckets[::-1].copy())
+    with pytest.raises(ValueError, match="do not fit together"):
+        LibraryIndex(broken, tok)
     (broken / "tokens.npy").write_bytes(b"garbage")
     with pytest.raises(ValueError, match="not a library index"):
         LibraryIndex(broken, tok)
