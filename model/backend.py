@@ -290,7 +290,12 @@ def load_backend(kind: str, path: str | Path, trust_remote_code: bool = False):
     folder = Path(path)
     if not (folder / "config.json").is_file():
         raise ModelLoadError(f"{folder} is not a model folder (no config.json); backends load local folders only")
-    config = json.loads((folder / "config.json").read_text())
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ModelLoadError(f"corrupt config.json in {folder}: {e}") from e
+    if not isinstance(config, dict):
+        raise ModelLoadError(f"corrupt config.json in {folder}: not a JSON object")
     if config.get("auto_map") and not trust_remote_code:
         raise ModelLoadError(f"{folder} needs its own code (auto_map in config.json); pass --trust-remote-code "
                              "if you trust it")
@@ -305,7 +310,7 @@ def load_backend(kind: str, path: str | Path, trust_remote_code: bool = False):
             cfg = AutoConfig.from_pretrained(str(folder), **opts)
             auto = AutoModelForMaskedLM if type(cfg) in AutoModelForMaskedLM._model_mapping else AutoModel
             model = auto.from_pretrained(str(folder), **opts)
-    except (OSError, ValueError, KeyError) as e:
+    except Exception as e:  # safetensors, tokenizers and transformers raise many kinds on a damaged or foreign folder
         raise ModelLoadError(f"cannot load {kind} model from {folder}: {e}") from e
     eoi = _special_id(hf, ("eos_token_id", "sep_token_id"))
     mask = _special_id(hf, ("mask_token_id",))

@@ -11,6 +11,7 @@ import torch
 from diffill.engine import Engine, EngineConfig, InfillRequest
 from diffill.errors import DiffillError
 from model.backend import DiffillBackend, layout_rows, load_backend
+from conftest import SHIPPED
 from model.loading import ModelLoadError, load_checkpoint
 from model.sampler import Request, Sampler, SamplerConfig
 from model.tokenizer import load_tokenizer
@@ -228,6 +229,18 @@ def test_remote_code_runs_only_when_asked(remote_code_folder):
 def test_backends_load_local_folders_only(tmp_path):
     with pytest.raises(ModelLoadError, match="local folders"):
         load_backend("masked_lm", tmp_path / "org" / "some-model")
+
+
+def test_damaged_or_foreign_folders_are_clear_errors(tmp_path):
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(SHIPPED, bad)
+    (bad / "config.json").write_text("{not json")
+    with pytest.raises(ModelLoadError, match="corrupt config.json"):
+        load_backend("masked_lm", bad)
+    with pytest.raises(ModelLoadError, match="cannot load diffusion_gemma model"):
+        load_backend("diffusion_gemma", SHIPPED)  # a diffill checkpoint is not a DiffusionGemma one
 
 
 # -- DiffusionGemma ------------------------------------------------------------------------------
