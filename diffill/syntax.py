@@ -18,6 +18,10 @@ from grammar.validity import HoleChecker
 
 log = logging.getLogger(__name__)
 
+# a document larger than this is filled without the constraint: every check reparses it (a
+# 1.5 MB one-line file took 26 s for one cursor), and files this large are generated, not written
+MAX_CHECKED_CHARS = 1_000_000
+
 # (bans for the one resampled row) -> (tokens up to <eoi>, post-processed text)
 Resample = Callable[[dict[tuple[int, int], set[int]]], tuple[list[int], str]]
 
@@ -35,6 +39,10 @@ def guard_for(text: str, start: int, end: int, tok, language: str | None = None,
     (``resolve`` logs a one-line notice and the hole is filled unconstrained)."""
     grammar = resolve(language, path)
     if grammar is None:
+        return None
+    if len(text) > MAX_CHECKED_CHARS:
+        log.warning("the document has %d characters (over %d): completing without the syntax constraint",
+                    len(text), MAX_CHECKED_CHARS)
         return None
     checker = HoleChecker(grammar, text[:start], text[end:])
     return HoleGuard(checker, SyntaxConstraint(checker, token_bytes(tok), tok.mask_id, tok.eoi_id))

@@ -9,9 +9,13 @@ dedent to a level that no open block has.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 
 _OPEN, _CLOSE = b"([{", b")]}"
+_SPECIAL = re.compile(rb"[#'\"()\[\]{}]")  # what changes the scan's state outside strings
+# inside a string opened by each quote: an escape (a backslash and the byte after it) or its end
+_INSIDE = {q: re.compile(rb"\\(?s:.)?|" + re.escape(q)) for q in (b"'", b'"', b"'''", b'"""')}
 
 
 @dataclass
@@ -61,45 +65,39 @@ class IndentScan:
         return self.stack[-1] == ind
 
     def _scan_line(self, line: bytes) -> None:
+        """Follow one line's strings, brackets and comment, jumping from one such character to the
+        next (a long line, minified or generated, is scanned at C speed)."""
         i, n, last = 0, len(line), b""
-        single = b""
         while i < n:
-            c = line[i : i + 1]
-            if self.quote:
-                if c == b"\\":
-                    i += 2
-                    continue
-                if line.startswith(self.quote, i):
-                    i += 3
-                    self.quote = b""
-                    last = b"'"
-                    continue
-                i += 1
+            if self.quote:  # inside a triple-quoted string: to its end, past escapes
+                m = _INSIDE[self.quote].search(line, i)
+                if m is None:
+                    break
+                i = m.end()
+                if not m.group().startswith(b"\\"):
+                    self.quote, last = b"", b"'"
                 continue
-            if single:
-                if c == b"\\":
-                    i += 2
-                    continue
-                if c == single:
-                    single = b""
-                    last = c
-                i += 1
-                continue
-            if c == b"#":
+            m = _SPECIAL.search(line, i)
+            j = m.start() if m else n
+            code = line[i:j].rstrip()
+            if code:
+                last = code[-1:]
+            if m is None or m.group() == b"#":
                 break
+            c = m.group()
+            i = j + 1
             if c in (b"'", b'"'):
-                if line.startswith(c * 3, i):
-                    self.quote = c * 3
-                    i += 3
+                if line.startswith(c * 3, j):
+                    self.quote, i = c * 3, j + 3
                     continue
-                single = c
-            elif c in _OPEN:
-                self.depth += 1
-            elif c in _CLOSE:
-                self.depth = max(0, self.depth - 1)
-            if not c.isspace():
-                last = c
-            i += 1
+                last = c  # a string on one line: to its closing quote (or the line's end)
+                m = _INSIDE[c].search(line, i)
+                while m is not None and m.group().startswith(b"\\"):
+                    m = _INSIDE[c].search(line, m.end())
+                i = m.end() if m else n
+                continue
+            self.depth = self.depth + 1 if c in _OPEN else max(0, self.depth - 1)
+            last = c
         self.going_on = line.rstrip().endswith(b"\\") and not self.quote
         if last and not self.quote and not self.depth and not self.going_on:  # blank lines change nothing
             self.opens = last == b":"

@@ -254,3 +254,15 @@ def test_no_constraint_flag_turns_the_constraint_off(monkeypatch, tmp_path):
     assert main(["infill", str(f), "--at", "1:5", "--no-constraint"]) == 2
     assert main(["infill", str(f), "--at", "1:5"]) == 2
     assert [c.constrained for c in seen] == [False, True]
+
+
+def test_a_document_too_large_to_reparse_at_every_step_is_filled_unconstrained(monkeypatch, caplog):
+    import diffill.syntax
+
+    doc = "x = [" + "1, " * 100 + "]\ny = \n"
+    at = doc.index("y = ") + 4
+    assert guard_for(doc, at, at, _FakeTok(), language="python") is not None
+    monkeypatch.setattr(diffill.syntax, "MAX_CHECKED_CHARS", len(doc) - 1)
+    with caplog.at_level(logging.WARNING):
+        assert guard_for(doc, at, at, _FakeTok(), language="python") is None
+    assert "without the syntax constraint" in caplog.text
