@@ -1,6 +1,7 @@
 """The ``diffill`` command line. Each subcommand lives in ``diffill/commands/<name>.py``.
 
-Exit codes: 0 success, 1 partial failure (some regions failed), 2 bad input or a missing resource.
+Exit codes: 0 success, 1 partial failure (some regions failed), 2 bad input or a missing resource,
+141 (as a shell reports SIGPIPE) when whoever reads stdout closed it early (``| head``).
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from diffill.errors import DiffillError
@@ -30,17 +32,35 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # a usage error (2, message printed) or --help (0): a code, in-process too
+        return e.code if isinstance(e.code, int) else 2
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
-        return int(args.run(args) or 0)
+        code = int(args.run(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        return _stdout_closed()
     except DiffillError as e:
         print(f"diffill: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("diffill: interrupted", file=sys.stderr)
         return 130
+
+
+def _stdout_closed() -> int:
+    """stdout's reader went away (``diffill ... | head``): stop quietly, as the Python docs' "Note on
+    SIGPIPE" says: point stdout at devnull so that the flush at exit does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no real file behind sys.stdout (captured in-process)
+        pass
+    return 141
 
 
 if __name__ == "__main__":

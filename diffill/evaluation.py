@@ -37,7 +37,12 @@ def heldout_texts(corpus: str | Path | None = None, roots: list[Path] | None = N
         if (folder / "manifest.json").is_file():
             texts = [f.text for f in load_texts(folder, "heldout")]
         elif folder.is_dir():
-            texts = [p.read_text(encoding="utf-8", errors="replace") for p in sorted(folder.rglob("*.py"))]
+            paths = sorted(folder.rglob("*.py"))
+            texts = [p.read_text(encoding="utf-8", errors="replace") for p in paths]
+            binary = [p for p, t in zip(paths, texts) if "\x00" in t]
+            if binary:
+                raise DiffillError(f"--corpus {corpus}: {binary[0]} looks binary (it contains NUL characters)"
+                                   + (f", and {len(binary) - 1} more .py files" if len(binary) > 1 else ""))
         else:
             raise DiffillError(f"--corpus {corpus}: no such folder")
     else:

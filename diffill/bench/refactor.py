@@ -15,7 +15,7 @@ import random
 import tempfile
 from pathlib import Path
 
-from diffill.commands.common import add_model_options, engine_config_from_args
+from diffill.commands.common import add_model_options, engine_config_from_args, non_negative_int
 from diffill.errors import DiffillError
 
 NOUNS = ["price", "count", "total", "width", "score", "weight", "level", "limit", "offset", "size"]
@@ -85,8 +85,9 @@ def register(bsub) -> None:
     p.add_argument("--files", type=int, default=100, help="generated files (default 100)")
     p.add_argument("--batch-size", type=int, default=16, help="regions per engine call (default 16)")
     p.add_argument("--jobs", type=int, default=1, help="processes (default 1)")
-    p.add_argument("--threads", type=int, default=0, help="torch threads per process (0: torch's default)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=non_negative_int, default=0,
+                   help="torch threads per process (0: torch's default)")
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     add_model_options(p)
     p.set_defaults(run=run)

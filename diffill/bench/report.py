@@ -96,18 +96,26 @@ def run(args) -> int:
     if args.cases < 1:
         raise DiffillError("--cases must be at least 1")
     out = Path(args.out)
-    if not out.resolve().parent.is_dir():
-        raise DiffillError(f"no folder for the report: {out.parent}")
+    png = None if args.png == "none" else Path(args.png) if args.png else out.with_suffix(".png")
+    for path, what in ((out, "the report"), (png, "the PNG")):  # before anything is measured
+        if path is None:
+            continue
+        if path.is_dir():
+            raise DiffillError(f"{path} is a folder: give a file name for {what}")
+        if not path.resolve().parent.is_dir():
+            raise DiffillError(f"no folder for {what}: {path.parent}")
     if args.corpus and not (Path(args.corpus) / "manifest.json").is_file():
         raise DiffillError(f"{args.corpus} is not a corpus folder (no manifest.json)")
     files = {inp.name: getattr(args, inp.name) for inp in INPUTS}
     figures = gather(files, run_missing=not args.no_run, cases=args.cases, model=args.model,
                      corpus=args.corpus)
     page = render(figures, model=args.model)
-    out.write_text(page, encoding="utf-8")
+    try:
+        out.write_text(page, encoding="utf-8")
+    except OSError as e:
+        raise DiffillError(f"cannot write the report {out}: {e.strerror or e}") from None
     print(f"wrote {out}")
-    if args.png != "none":
-        png = Path(args.png) if args.png else out.with_suffix(".png")
+    if png is not None:
         written = export_main_plot(page, png)
         if written:
             print(f"wrote {png} (plot {written})")

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from diffill.commands.common import non_negative_int, positive_int
 from diffill.errors import DiffillError
 
 log = logging.getLogger(__name__)
@@ -46,8 +47,8 @@ def register(bsub) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--model", default=None, help="checkpoint folder (default: the shipped model)")
     p.add_argument("--corpus", default=None, help="draw holes from this corpus's held-out split")
-    p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=positive_int, default=2, help="torch threads (default 2)")
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.set_defaults(run=run)
 
 
@@ -208,8 +209,6 @@ def run(args) -> int:
 
     if args.cases < 1:
         raise DiffillError("--cases must be at least 1")
-    if args.threads < 1:
-        raise DiffillError("--threads must be at least 1")
     torch.set_num_threads(args.threads)
     from diffill.evaluation import heldout_texts
 

@@ -1,13 +1,46 @@
-"""Options every model-using command shares: ``--model PATH``, ``--adapter PATH|none``, ``--dtype``."""
+"""Options every model-using command shares: ``--model PATH``, ``--adapter PATH|none``, ``--dtype``;
+and argparse ``type=`` checks of numbers, so that a bad value is a usage error (exit 2)."""
 
 from __future__ import annotations
 
 import argparse
+import math
 
 from diffill.precision import DTYPES
 
 ADAPTER_HELP = ("LoRA adapter folder merged into the model, or 'none' for the bare base "
                 "(default: the shipped infill adapter, when it exists and fits the model)")
+
+
+def int_between(low: int, high: int | None = None):
+    """An argparse ``type``: an integer from ``low`` to ``high`` (no upper bound when None)."""
+    wanted = f"an integer from {low} to {high}" if high is not None else f"an integer of at least {low}"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}")
+        return value
+
+    return parse
+
+
+non_negative_int = int_between(0)  # seeds; thread counts where 0 means torch's default
+positive_int = int_between(1)
+
+
+def fraction(text: str) -> float:
+    """An argparse ``type``: a number from 0 to 1 (a confidence threshold, as the LSP setting)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0.0 <= value <= 1.0:  # also rejects nan
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}")
+    return value
 
 
 def add_adapter_option(parser: argparse.ArgumentParser) -> None:

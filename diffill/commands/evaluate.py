@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from diffill.commands.common import add_adapter_option, add_copy_option, add_dtype_option, engine_config_from_args
+from diffill.commands.common import (add_adapter_option, add_copy_option, add_dtype_option, engine_config_from_args,
+                                     non_negative_int)
 
 
 def register(sub) -> None:
@@ -19,7 +20,7 @@ def register(sub) -> None:
     esub = p.add_subparsers(dest="eval_command", required=True)
     h = esub.add_parser("heldout", help="held-out line infill and masked-token accuracy")
     h.add_argument("--cases", type=int, default=500)
-    h.add_argument("--seed", type=int, default=0)
+    h.add_argument("--seed", type=non_negative_int, default=0)
     h.add_argument("--model", default=None)
     h.add_argument("--corpus", default=None, help="use this corpus's held-out split")
     add_adapter_option(h)

@@ -6,6 +6,7 @@ region filled, 1 some regions rejected or files skipped, 2 bad arguments.
 
 from __future__ import annotations
 
+import argparse
 import functools
 import json
 import os
@@ -24,7 +25,7 @@ def register(sub) -> None:
                         "and 'TODO: fill' / 'diffill: fill' comments")
     p.add_argument("--query", metavar="TSQUERY", default=None,
                    help="a tree-sitter query; every capture named @fill is regenerated")
-    p.add_argument("--lang", action="append", default=None, metavar="LANG",
+    p.add_argument("--lang", action="append", type=language_list, default=None, metavar="LANG",
                    help="only these languages (repeat or comma-separate: python,javascript,go...)")
     p.add_argument("--include", action="append", default=[], metavar="GLOB", help="only files matching this glob")
     p.add_argument("--exclude", action="append", default=[], metavar="GLOB", help="skip files matching this glob")
@@ -45,18 +46,25 @@ def make_engine(config):
     return Engine(config)
 
 
-def parse_langs(values: list[str] | None) -> set[str] | None:
+def language_list(text: str) -> list[str]:
+    """An argparse ``type`` for ``--lang``: comma-separated language names, as canonical names."""
     from diffill.refactor.syntax import LANGUAGES, canonical_language
 
-    if not values:
-        return None
-    langs = set()
-    for name in (n.strip() for v in values for n in v.split(",") if n.strip()):
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"{text!r} names no language (known: {', '.join(LANGUAGES)})")
+    langs = []
+    for name in names:
         lang = canonical_language(name)
         if lang is None:
-            raise DiffillError(f"unknown language {name!r} (known: {', '.join(LANGUAGES)})")
-        langs.add(lang)
+            raise argparse.ArgumentTypeError(f"unknown language {name!r} (known: {', '.join(LANGUAGES)})")
+        langs.append(lang)
     return langs
+
+
+def parse_langs(values: list[list[str]] | None) -> set[str] | None:
+    """The languages of every ``--lang`` (each already checked by ``language_list``); None: all."""
+    return {lang for v in values for lang in v} if values else None
 
 
 def run(args) -> int:

@@ -6,6 +6,7 @@ import logging
 import os
 import sys
 
+from diffill.commands.common import non_negative_int
 from diffill.errors import DiffillError
 
 
@@ -14,7 +15,8 @@ def register(sub) -> None:
     p.add_argument("--tcp", metavar="HOST:PORT", help="listen on TCP instead of stdio (debugging)")
     p.add_argument("--model", default=None, help="checkpoint folder (default: the shipped model); "
                                                   "the client's diffill.model setting wins when set")
-    p.add_argument("--threads", type=int, default=0, help="torch threads for the model (default: torch's choice)")
+    p.add_argument("--threads", type=non_negative_int, default=0,
+                   help="torch threads for the model (default 0: torch's choice)")
     p.add_argument("--log-file", default=None, help="write the server's log here (default: stderr)")
     p.set_defaults(run=run)
 
@@ -27,12 +29,13 @@ def _host_port(spec: str) -> tuple[str, int]:
 
 
 def run(args) -> int:
-    if args.threads < 0:
-        raise DiffillError("--threads must be 0 (torch's default) or more")
     address = _host_port(args.tcp) if args.tcp else None
     root = logging.getLogger()
     if args.log_file:
-        handler = logging.FileHandler(args.log_file, encoding="utf-8")
+        try:
+            handler = logging.FileHandler(args.log_file, encoding="utf-8")
+        except OSError as e:
+            raise DiffillError(f"cannot write the log file {args.log_file}: {e.strerror or e}") from None
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         root.handlers[:] = [handler]
     sys.setswitchinterval(0.001)  # the event loop gets the GIL back quickly while the model runs
