@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -32,7 +33,8 @@ def load_checkpoint(path: str | Path | None = None, dtype: torch.dtype = torch.f
     if config.get("model_type") != "diffill":
         raise ModelLoadError(f"{path} holds a {config.get('model_type')!r} model, not a diffill checkpoint")
     try:
-        model = DiffillForMaskedLM.from_pretrained(str(path), dtype=dtype, use_safetensors=True)
+        with _quiet_loading():
+            model = DiffillForMaskedLM.from_pretrained(str(path), dtype=dtype, use_safetensors=True)
         tok = CodeTokenizer(load_tokenizer(path))
     except Exception as e:  # safetensors and transformers raise many kinds on a damaged file
         raise ModelLoadError(f"cannot load weights from {path}: {e}") from e
@@ -44,3 +46,18 @@ def load_checkpoint(path: str | Path | None = None, dtype: torch.dtype = torch.f
         raise ModelLoadError(f"corrupt weights in {path}: {broken[0]} holds values that are not numbers "
                              f"({len(broken)} tensor{'s' if len(broken) > 1 else ''} in all)")
     return model.eval(), tok
+
+
+@contextmanager
+def _quiet_loading():
+    """transformers' "Loading weights" progress bar off while a checkpoint of a few MB loads: a
+    command's stderr is for its own messages (``diffill: error: ...``)."""
+    from transformers.utils import logging as hf_logging
+
+    was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_on:
+            hf_logging.enable_progress_bar()

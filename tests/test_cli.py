@@ -29,6 +29,7 @@ def test_infill_json_reports_the_hole_and_counts(src, tiny_checkpoint):
     assert out["start"] == out["end"] == SRC.index("    \n") + 4
     assert out["forward_passes"] >= 1
     assert src.read_text() == before, "infill never modifies the file"
+    assert "Loading weights" not in r.stderr  # no progress bar of transformers' among a command's messages
 
 
 def test_range_infill_replaces_the_region(src, tiny_checkpoint):
