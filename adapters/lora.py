@@ -100,6 +100,8 @@ def attach(model: torch.nn.Module, settings: LoraSettings | None = None, name: s
 
 
 def _check_folder(path: Path) -> None:
+    if path.exists() and not path.is_dir():
+        raise AdapterError(f"{path} is a file, not an adapter folder (pass the folder that holds adapter_config.json)")
     if not path.is_dir():
         raise AdapterError(f"adapter folder not found: {path}")
     for name in ("adapter_config.json", "adapter_model.safetensors", META_FILE):

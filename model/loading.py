@@ -21,6 +21,8 @@ class ModelLoadError(Exception):
 def load_checkpoint(path: str | Path | None = None, dtype: torch.dtype = torch.float32):
     """(model, tokenizer) from a save_pretrained folder; safetensors only, never pickle."""
     path = Path(path) if path else DEFAULT_CHECKPOINT
+    if path.exists() and not path.is_dir():
+        raise ModelLoadError(f"{path} is a file, not a model folder (pass the folder that holds config.json)")
     if not path.is_dir():
         raise ModelLoadError(f"model folder not found: {path} (run `make model`, or pass --model PATH)")
     for name in ("config.json", "model.safetensors", "tokenizer.json"):

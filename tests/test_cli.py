@@ -86,6 +86,12 @@ def test_missing_weights(src, tmp_path):
     _err(run("infill", str(src), "--at", "1:1", "--model", str(tmp_path / "no-model")), "not found")
 
 
+def test_a_file_given_as_a_folder(src, tiny_checkpoint):
+    _err(run("infill", str(src), "--at", "1:1", "--model", str(src)), "is a file, not a model folder")
+    _err(run("infill", str(src), "--at", "1:1", "--model", str(tiny_checkpoint), "--adapter", str(src)),
+         "is a file, not an adapter folder")
+
+
 def test_corrupt_weights(src, tiny_checkpoint, tmp_path):
     import shutil
 
