@@ -23,7 +23,7 @@ from diffill.precision import DTYPES, resolve_dtype
 from diffill.syntax import HoleGuard, ensure_valid, guard_for
 from diffill.workspace import WorkspaceCopy
 from grammar.constraint import RowConstraints
-from model.backend import DiffillBackend, load_backend
+from model.backend import BACKENDS, DiffillBackend, load_backend
 from model.beam import LINE_BEAM
 from model.context import Window, encode_window
 from model.library_index import LibraryIndex, default_folder
@@ -165,6 +165,8 @@ class Engine:
 
     def _foreign_backend(self) -> None:
         """Another diffusion LM through ``model.backend.load_backend`` (no adapters)."""
+        if self.config.backend not in BACKENDS:
+            raise DiffillError(f"unknown backend {self.config.backend!r} (choose from {', '.join(BACKENDS)})")
         if not self.config.model:
             raise DiffillError(f"--backend {self.config.backend} needs --model FOLDER")
         try:

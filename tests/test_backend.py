@@ -161,6 +161,8 @@ def test_engine_serves_a_masked_lm_backend_and_rejects_unknown_ones(bert_folder)
         Engine(EngineConfig(model=str(bert_folder), backend="gpt"))
     with pytest.raises(DiffillError, match="needs --model"):
         Engine(EngineConfig(backend="masked_lm"))
+    with pytest.raises(DiffillError, match="unknown backend 'nope'"):
+        Engine(EngineConfig(backend="nope"))  # not "needs --model"
 
 
 TOY_CONFIG = '''

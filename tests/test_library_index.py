@@ -143,6 +143,9 @@ def test_diffill_index_builds_from_a_corpus(shipped_engine, tmp_path, tiny_sourc
     assert 0.98 * manifest["splits"]["train"]["tokens"] < report["tokens"] < manifest["splits"]["train"]["tokens"]
     assert len(LibraryIndex(out, shipped_engine.tok)) == report["tokens"]
     assert main(["index", "--corpus", str(tmp_path / "nothing"), "--out", str(out)]) == 2
+    assert "no such folder" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["index", "--corpus", str(tmp_path / "empty"), "--out", str(out)]) == 2
     assert "no manifest.json" in capsys.readouterr().err
     source = tmp_path / "a.py"
     source.write_text("def f(x):\n    return x\n")

@@ -26,10 +26,12 @@ def register(sub) -> None:
 def _corpus_streams(corpus: Path, tok):
     from model.corpus import file_streams, load_tokens
 
+    from diffill.errors import DiffillError
+
+    if not corpus.is_dir():
+        raise DiffillError(f"--corpus {corpus}: no such folder")
     manifest = corpus / "manifest.json"
     if not manifest.is_file():
-        from diffill.errors import DiffillError
-
         raise DiffillError(f"--corpus {corpus}: no manifest.json there (build one with `diffill corpus build`)")
     return file_streams(load_tokens(corpus, "train"), tok.bos_id), [f"{corpus} (training split)"]
 
