@@ -299,13 +299,15 @@ def test_command_dry_run_with_the_tiny_model(tmp_path, tiny_checkpoint, capsys):
     before = contents(root)
     code, out, err = cli(capsys, root, "--holes", "--model", tiny_checkpoint, "--adapter", "none")
     assert contents(root) == before
-    assert "regions" in err and "rejected as invalid" in err
+    assert "regions" in err and "rejected" in err
     code2, out2, _ = cli(capsys, root, "--holes", "--model", tiny_checkpoint, "--adapter", "none", "--json")
     report = json.loads(out2)
     assert {"files", "regions", "filled", "rejected", "skipped", "written", "seconds"} <= set(report)
     assert (report["files"], report["regions"], report["written"]) == (3, REGIONS, 0)
     assert report["filled"] + report["rejected"] == REGIONS
     assert code2 == (0 if report["rejected"] == 0 else 1)
+    assert sum(report["rejected_because"].values()) == report["rejected"]
+    assert set(report["rejected_because"]) <= {"empty fill", "still a placeholder", "not valid syntax"}
     assert bool(out) == (report["filled"] > 0)  # the sampler is greedy: both runs fill alike
     assert all(line.split()[1].startswith(str(root)) for line in out.splitlines() if line.startswith("+++ "))
 
@@ -342,3 +344,13 @@ def test_usage_errors_exit_2(tmp_path, capsys, args, message):
 def test_missing_path_exits_2(tmp_path, capsys):
     code, _, err = cli(capsys, tmp_path / "nope", "--holes")
     assert code == 2 and "no such file" in err
+
+
+def test_the_summary_says_why_fills_were_rejected(tmp_path, capsys):
+    from diffill.refactor.report import summary_table
+
+    (tmp_path / "a.py").write_text("def f():\n    ...\n\n\ndef g():\n    ...\n")
+    summary, _ = run([tmp_path], FakeEngine(fill="..."))  # the placeholder again
+    assert summary.rejected == 2 and summary.reasons == {"still a placeholder": 2}
+    row = next(line for line in summary_table(summary).splitlines() if line.startswith("rejected"))
+    assert row.split(None, 1)[1] == "2 (still a placeholder: 2)"

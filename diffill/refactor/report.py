@@ -24,7 +24,10 @@ def unified_diff(path: str, old: str, new: str) -> str:
 
 def summary_table(summary: Summary) -> str:
     rows = [("files", summary.files), ("regions", summary.regions), ("filled", summary.filled),
-            ("rejected as invalid", summary.rejected), ("skipped", summary.skipped),
+            ("rejected", f"{summary.rejected}" + (" (" + ", ".join(f"{why}: {n}" for why, n in
+                                                                   summary.reasons.most_common()) + ")"
+                                                  if summary.reasons else "")),
+            ("skipped", summary.skipped),
             ("written", summary.written), ("time", f"{summary.seconds:.1f} s")]
     width = max(len(name) for name, _ in rows)
     out = [f"{name:<{width}}  {value}" for name, value in rows]

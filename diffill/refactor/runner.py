@@ -7,6 +7,7 @@ import logging
 import multiprocessing
 import signal
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -59,6 +60,7 @@ class FileOutcome:
     rejected: int
     written: bool = False
     skipped: str = ""  # why the file was left as it is ("" when it was not skipped)
+    reasons: list[str] = field(default_factory=list)  # why each rejected region's fill was
 
 
 @dataclass
@@ -67,6 +69,7 @@ class Summary:
     regions: int = 0
     filled: int = 0  # regions with a valid fill (applied, or shown in the dry run)
     rejected: int = 0  # regions whose fill was empty, still a placeholder, or not valid syntax
+    reasons: Counter = field(default_factory=Counter)  # those three reasons, counted
     skipped: int = 0  # files left as they are, each in ``problems`` with the reason
     written: int = 0  # files replaced on disk
     seconds: float = 0.0
@@ -78,7 +81,8 @@ class Summary:
 
     def as_json(self) -> dict:
         return {"files": self.files, "regions": self.regions, "filled": self.filled,
-                "rejected": self.rejected, "skipped": self.skipped, "written": self.written,
+                "rejected": self.rejected, "rejected_because": dict(self.reasons),
+                "skipped": self.skipped, "written": self.written,
                 "seconds": round(self.seconds, 3),
                 "problems": [{"path": p.path, "reason": p.reason} for p in self.problems]}
 
@@ -255,6 +259,7 @@ def run_refactor(config: RefactorConfig, engine_factory: EngineFactory,
         outcome = _finish(snaps[i], regions[i], fills[i], config.write)
         summary.filled += outcome.filled
         summary.rejected += outcome.rejected
+        summary.reasons.update(outcome.reasons)
         summary.written += outcome.written
         if outcome.skipped:
             summary.problems.append(Skipped(outcome.path, outcome.skipped))
@@ -284,10 +289,12 @@ def run_refactor(config: RefactorConfig, engine_factory: EngineFactory,
 
 def _finish(snap: Snapshot, regions: list[Region], fills: list[str | None], write: bool) -> FileOutcome:
     new, kept = apply_fills(snap, regions, fills) if regions else (snap.text, [])
+    reasons = []
     for j in sorted(set(range(len(regions))) - set(kept)):
-        log.info("%s:%d: %s fill rejected: %s", snap.path, regions[j].line, regions[j].kind,
-                 _rejection(fills[j] or "", snap.lang) or "not valid syntax")
-    outcome = FileOutcome(snap.path, snap.text, new, len(regions), len(kept), len(regions) - len(kept))
+        reasons.append(_rejection(fills[j] or "", snap.lang) or "not valid syntax")
+        log.info("%s:%d: %s fill rejected: %s", snap.path, regions[j].line, regions[j].kind, reasons[-1])
+    outcome = FileOutcome(snap.path, snap.text, new, len(regions), len(kept), len(regions) - len(kept),
+                          reasons=reasons)
     if write and new != snap.text:
         try:
             write_atomic(snap, new)
