@@ -30,6 +30,22 @@ command_params: contextvars.ContextVar[types.ExecuteCommandParams | None] = cont
     "command_params", default=None)
 
 
+class AnsweredErrors(logging.Filter):
+    """pygls logs every error reply a handler raises (a position outside the document, a document
+    never opened) with its whole traceback, as if the server had failed. Those are answers: one
+    line each; an unexpected exception keeps its traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, JsonRpcException):
+            record.msg, record.args, record.exc_info, record.exc_text = f"answered with an error: {error}", (), None, None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+logging.getLogger("pygls.protocol.json_rpc").addFilter(AnsweredErrors())
+
+
 @attrs.define
 class MalformedRequest:
     id: Any

@@ -720,3 +720,24 @@ async def test_stress_500_mixed_requests(client):
     print(f"stress: {answered} answered, {cancelled} cancelled, resident memory growth {growth_mb:.1f} MB")
     assert growth_mb < 50, f"resident memory grew by {growth_mb:.1f} MB"
     await configure(client, threshold=0.5, maxTokens=None, constraint=True)
+
+
+async def test_error_answers_are_logged_as_one_line_not_a_traceback(caplog):
+    import logging
+
+    from lsp_server.protocol import AnsweredErrors  # noqa: F401  (installs the filter)
+
+    pygls_log = logging.getLogger("pygls.protocol.json_rpc")
+    with caplog.at_level(logging.INFO, logger="pygls.protocol.json_rpc"):
+        try:
+            raise JsonRpcException("position 999:0 is outside the document", code=INVALID_PARAMS)
+        except JsonRpcException:
+            pygls_log.exception("Failed to handle request %s", 7)
+        try:
+            raise ValueError("a real bug")
+        except ValueError:
+            pygls_log.exception("Failed to handle request %s", 8)
+    answered, bug = caplog.records
+    assert answered.levelno == logging.INFO and answered.exc_info is None
+    assert answered.getMessage() == "answered with an error: position 999:0 is outside the document"
+    assert bug.levelno == logging.ERROR and bug.exc_info is not None
