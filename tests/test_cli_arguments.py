@@ -146,3 +146,12 @@ def test_a_binary_file_in_a_corpus_folder(tmp_path):
     (tmp_path / "blob.py").write_bytes(b"x = 1\n\x00\x00binary\n")
     with pytest.raises(DiffillError, match="blob.py looks binary"):
         heldout_texts(tmp_path)
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["eval", "heldout", "--beam", "-1"], "argument --beam: expected an integer of at least 0"),
+    (["eval", "heldout", "--cases", "0"], "argument --cases: expected an integer of at least 1"),
+    (["eval", "compare", "default", "--cases", "0"], "argument --cases: expected an integer of at least 1"),
+])
+def test_eval_counts_are_checked_before_a_model_loads(capsys, argv, message):
+    assert message in usage_error(capsys, argv)

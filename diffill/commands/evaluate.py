@@ -12,14 +12,14 @@ import json
 from pathlib import Path
 
 from diffill.commands.common import (add_adapter_option, add_copy_option, add_dtype_option, engine_config_from_args,
-                                     non_negative_int)
+                                     non_negative_int, positive_int)
 
 
 def register(sub) -> None:
     p = sub.add_parser("eval", help="evaluate the model")
     esub = p.add_subparsers(dest="eval_command", required=True)
     h = esub.add_parser("heldout", help="held-out line infill and masked-token accuracy")
-    h.add_argument("--cases", type=int, default=500)
+    h.add_argument("--cases", type=positive_int, default=500)
     h.add_argument("--seed", type=non_negative_int, default=0)
     h.add_argument("--model", default=None)
     h.add_argument("--corpus", default=None, help="use this corpus's held-out split")
@@ -38,18 +38,15 @@ def register(sub) -> None:
 
 
 def add_beam_option(p) -> None:
-    p.add_argument("--beam", type=int, default=None, metavar="N",
+    p.add_argument("--beam", type=non_negative_int, default=None, metavar="N",
                    help="search each line hole with N candidates (default: as the engine fills one-line "
                         "holes, model.beam.LINE_BEAM; 0: threshold decoding)")
 
 
 def run_heldout(args) -> int:
     from diffill.engine import Engine
-    from diffill.errors import DiffillError
     from diffill.evaluation import heldout_figures, heldout_texts, line_sampler
 
-    if args.cases < 1:
-        raise DiffillError("--cases must be at least 1")
     engine = Engine(engine_config_from_args(args))
     texts = heldout_texts(args.corpus)
     sampler = line_sampler(args.beam)
@@ -77,7 +74,7 @@ def register_compare(esub) -> None:
                    help="checkpoint folders ('default': the shipped model), each optionally MODEL@ADAPTER (an "
                         "adapter folder or none, for that model instead of --adapter); each later one is "
                         "compared with the first")
-    c.add_argument("--cases", type=int, default=500, help="holes per seed")
+    c.add_argument("--cases", type=positive_int, default=500, help="holes per seed")
     c.add_argument("--seeds", default="0", help="comma-separated draws of holes (default: 0)")
     c.add_argument("--corpus", default=None, help="use this corpus's held-out split")
     add_adapter_option(c)
