@@ -2,23 +2,29 @@
 
 The model was trained on files with ``\\n`` line ends (``model/corpus.py`` turns ``\\r\\n`` into
 ``\\n``), and copying from a ``\\r\\n`` document would carry its carriage returns into a fill
-(``y = x + 1\\r``). So a request's document is read without the carriage return of each ``\\r\\n``,
-its offsets moved to match, and its fills written with the document's own line ending.
+(``y = x + 1\\r``). So a request's document is read without the carriage return of each ``\\r\\n``
+(and with a lone ``\\r`` as ``\\n``), its offsets moved to match, and its fills written with the
+document's own line ending.
 """
 
 from __future__ import annotations
 
+import re
 from bisect import bisect_left
+
+LINE_END = re.compile(r"\r\n|\r|\n")  # the LSP's line ends
 
 
 def newline_of(text: str) -> str:
-    """The document's line ending: ``\\r\\n`` when its first line ends so, else ``\\n``."""
-    first = text.find("\n")
-    return "\r\n" if first > 0 and text[first - 1] == "\r" else "\n"
+    """The document's line ending, as its first line ends: ``\\r\\n``, ``\\r`` or ``\\n`` (also
+    for a document of one line)."""
+    first = LINE_END.search(text)
+    return first.group() if first else "\n"
 
 
 class LineFeeds:
-    """``text`` without the carriage return of each ``\\r\\n``, and offsets between the two."""
+    """``text`` without the carriage return of each ``\\r\\n`` and with a lone ``\\r`` (a line end
+    of old Mac files) as ``\\n``; and offsets between the two."""
 
     def __init__(self, text: str):
         self.crs: list[int] = []  # where each dropped carriage return was, in ``text``
@@ -26,7 +32,8 @@ class LineFeeds:
         while i >= 0:
             self.crs.append(i)
             i = text.find("\r\n", i + 2)
-        self.text = text.replace("\r\n", "\n") if self.crs else text
+        self.text = text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
+        self.changed = self.text != text
         self.newline = newline_of(text)
 
     def offset(self, original: int) -> int:
@@ -36,5 +43,5 @@ class LineFeeds:
 
     def fill(self, text: str) -> str:
         """A fill of ``self.text`` as the original document writes lines."""
-        text = text.replace("\r", "") if self.crs else text
-        return text.replace("\n", "\r\n") if self.newline == "\r\n" else text
+        text = text.replace("\r", "") if self.changed else text
+        return text.replace("\n", self.newline) if self.newline != "\n" else text

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from diffill.errors import DiffillError
+from diffill.newlines import LINE_END
 
 
 def line_starts(text: str) -> list[int]:
-    starts = [0]
-    for i, ch in enumerate(text):
-        if ch == "\n":
-            starts.append(i + 1)
-    return starts
+    """Where each line starts; lines end at ``\\r\\n``, ``\\r`` or ``\\n``, as the LSP's do."""
+    return [0, *(m.end() for m in LINE_END.finditer(text))]
 
 
 def offset_of(text: str, line: int, col: int) -> int:

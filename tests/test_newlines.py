@@ -36,3 +36,14 @@ def test_a_byte_order_mark_is_not_a_column(tmp_path, capsys):
     assert '"start": 9' in out  # the end of "def f(x):", as an editor counts it
     assert main(["infill", str(source), "--at", "2:5", "--full"]) == 0
     assert capsys.readouterr().out.startswith("\ufeffdef f(x):\n")
+
+
+def test_old_mac_line_ends_are_lines_too(tmp_path, capsys):
+    from diffill.positions import offset_of
+
+    text = "a\rbc\rd"
+    lf = LineFeeds(text)
+    assert lf.text == "a\nbc\nd" and newline_of(text) == "\r" and lf.offset(4) == 4
+    assert lf.fill("x\ny") == "x\ry"
+    assert offset_of(text, 2, 3) == 4 and offset_of(text, 3, 1) == 5
+    assert newline_of("one line") == "\n" and newline_of("a\r\nb\nc") == "\r\n"
