@@ -155,3 +155,13 @@ def test_a_binary_file_in_a_corpus_folder(tmp_path):
 ])
 def test_eval_counts_are_checked_before_a_model_loads(capsys, argv, message):
     assert message in usage_error(capsys, argv)
+
+
+@pytest.mark.parametrize("argv", [
+    ["infill", "x.py", "--at", "1:1", "--model", ""],
+    ["infill", "x.py", "--at", "1:1", "--adapter", ""],
+    ["infill", "x.py", "--at", "1:1", "--library", " "],
+    ["eval", "heldout", "--model", ""],
+])
+def test_an_empty_path_is_a_usage_error_not_the_current_folder(capsys, argv):
+    assert "expected a path, got an empty string" in usage_error(capsys, argv)

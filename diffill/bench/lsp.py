@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from diffill.commands.common import int_between, positive_int
+from diffill.commands.common import int_between, positive_int, path_text
 from diffill.errors import DiffillError
 from lsp_server.settings import MAX_TOKENS_LIMIT
 
@@ -33,7 +33,7 @@ TARGET_P50_MS = 5.0
 
 def register(bsub) -> None:
     p = bsub.add_parser("lsp", help="the language server's own overhead per request (minus engine time)")
-    p.add_argument("--model", default=None, help="checkpoint folder (default: the shipped model)")
+    p.add_argument("--model", type=path_text, default=None, help="checkpoint folder (default: the shipped model)")
     p.add_argument("--requests", type=int, default=100, help="model requests (default 100)")
     p.add_argument("--cache-requests", type=int, default=50, help="repeated requests answered by the cache")
     p.add_argument("--file", default=None, help="source file to complete in (default: textwrap.py of the stdlib)")

@@ -33,6 +33,7 @@ from pathlib import Path
 
 from diffill.bench import svg
 from diffill.bench.chromium import ChromiumError, screenshot
+from diffill.commands.common import path_text
 from diffill.errors import DiffillError
 
 log = logging.getLogger(__name__)
@@ -83,7 +84,7 @@ def register(bsub) -> None:
     p.add_argument("--cases", type=int, default=40, help="size of the runs made for missing inputs")
     p.add_argument("--no-run", action="store_true",
                    help="measure nothing: missing inputs are shown as not measured")
-    p.add_argument("--model", default=None, help="checkpoint for the runs made here")
+    p.add_argument("--model", type=path_text, default=None, help="checkpoint for the runs made here")
     p.add_argument("--corpus", default=None,
                    help="runs made here draw their holes from this corpus's held-out split "
                         "(much faster than scanning the installed packages)")

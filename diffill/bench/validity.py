@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from diffill.commands.common import non_negative_int, positive_int
+from diffill.commands.common import non_negative_int, positive_int, path_text
 from diffill.errors import DiffillError
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ def register(bsub) -> None:
     p = bsub.add_parser("validity", help="syntax validity, exact match and latency with and without the constraint")
     p.add_argument("--cases", type=int, default=300, help="holes in all, spread over the 5 span kinds (default 300)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--model", default=None, help="checkpoint folder (default: the shipped model)")
+    p.add_argument("--model", type=path_text, default=None, help="checkpoint folder (default: the shipped model)")
     p.add_argument("--corpus", default=None, help="draw holes from this corpus's held-out split")
     p.add_argument("--threads", type=positive_int, default=2, help="torch threads (default 2)")
     p.add_argument("--seed", type=non_negative_int, default=0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from diffill.commands.common import add_library_option, non_negative_int
+from diffill.commands.common import add_library_option, non_negative_int, path_text
 
 
 def register(sub) -> None:
@@ -14,7 +14,7 @@ def register(sub) -> None:
     p.add_argument("--minutes", type=float, default=10.0, help="training time budget (default 10)")
     p.add_argument("--steps", type=int, default=None, help="train exactly this many steps instead")
     p.add_argument("--cases", type=int, default=200, help="held-out lines evaluated before and after")
-    p.add_argument("--model", default=None, metavar="PATH", help="base checkpoint (default: the shipped model)")
+    p.add_argument("--model", type=path_text, default=None, metavar="PATH", help="base checkpoint (default: the shipped model)")
     p.add_argument("--seed", type=non_negative_int, default=0)
     add_library_option(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from diffill.commands.common import add_library_option
+from diffill.commands.common import add_library_option, path_text
 
 
 def register(sub) -> None:
@@ -19,7 +19,7 @@ def register(sub) -> None:
     budget.add_argument("--steps", type=int, default=600, help="training steps (default 600: the recipe)")
     budget.add_argument("--minutes", type=float, default=None, help="a time budget instead of steps")
     p.add_argument("--cases", type=int, default=500, help="held-out lines evaluated before and after")
-    p.add_argument("--model", default=None, metavar="PATH", help="base checkpoint (default: the shipped model)")
+    p.add_argument("--model", type=path_text, default=None, metavar="PATH", help="base checkpoint (default: the shipped model)")
     add_library_option(p)
     p.set_defaults(run=run)
 

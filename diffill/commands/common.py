@@ -32,6 +32,13 @@ non_negative_int = int_between(0)  # seeds; thread counts where 0 means torch's 
 positive_int = int_between(1)
 
 
+def path_text(text: str) -> str:
+    """An argparse ``type``: a path that is not empty (``Path("")`` would be the current folder)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a path, got an empty string")
+    return text
+
+
 def fraction(text: str) -> float:
     """An argparse ``type``: a number from 0 to 1 (a confidence threshold, as the LSP setting)."""
     try:
@@ -44,7 +51,7 @@ def fraction(text: str) -> float:
 
 
 def add_adapter_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--adapter", default="default", metavar="PATH|none", help=ADAPTER_HELP)
+    parser.add_argument("--adapter", type=path_text, default="default", metavar="PATH|none", help=ADAPTER_HELP)
 
 
 def add_dtype_option(parser: argparse.ArgumentParser) -> None:
@@ -61,14 +68,14 @@ def add_copy_option(parser: argparse.ArgumentParser) -> None:
 
 
 def add_library_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--library", default="default", metavar="PATH|none",
+    parser.add_argument("--library", type=path_text, default="default", metavar="PATH|none",
                         help="library index to copy from as well (model/library_index.py; default: the one "
                              "`diffill index` builds, when it exists)")
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     """``--model PATH``, ``--adapter PATH|none``, ``--dtype`` and ``--no-copy``."""
-    parser.add_argument("--model", default=None, metavar="PATH",
+    parser.add_argument("--model", type=path_text, default=None, metavar="PATH",
                         help="checkpoint folder (default: the shipped model)")
     add_adapter_option(parser)
     add_dtype_option(parser)

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from diffill.commands.common import (add_adapter_option, add_copy_option, add_dtype_option, engine_config_from_args,
-                                     non_negative_int, positive_int)
+                                     non_negative_int, path_text, positive_int)
 
 
 def register(sub) -> None:
@@ -21,7 +21,7 @@ def register(sub) -> None:
     h = esub.add_parser("heldout", help="held-out line infill and masked-token accuracy")
     h.add_argument("--cases", type=positive_int, default=500)
     h.add_argument("--seed", type=non_negative_int, default=0)
-    h.add_argument("--model", default=None)
+    h.add_argument("--model", type=path_text, default=None)
     h.add_argument("--corpus", default=None, help="use this corpus's held-out split")
     add_adapter_option(h)
     add_dtype_option(h)
@@ -143,7 +143,7 @@ def register_humaneval(esub) -> None:
                    help="canvas budget for every hole (default: by variant, 24 single-line, 64 otherwise)")
     h.add_argument("--samples", default=None, metavar="OUT.jsonl",
                    help="write the completions in upstream's samples format")
-    h.add_argument("--model", default=None)
+    h.add_argument("--model", type=path_text, default=None)
     add_adapter_option(h)
     add_dtype_option(h)
     add_copy_option(h)

@@ -6,13 +6,15 @@ import json
 import time
 from pathlib import Path
 
+from diffill.commands.common import path_text
+
 
 def register(sub) -> None:
     p = sub.add_parser("index", help="build the library index fills copy from (model/library_index.py)")
     p.add_argument("--corpus", default=None, metavar="DIR",
                    help="index this corpus's training split (default: this interpreter's standard library and "
                         "site-packages, the files the content-hash split trains on)")
-    p.add_argument("--model", default=None, metavar="PATH",
+    p.add_argument("--model", type=path_text, default=None, metavar="PATH",
                    help="the model whose tokenizer the index is for (default: the shipped model)")
     p.add_argument("--out", default=None, metavar="PATH",
                    help="output folder (default: where the engine looks, $DIFFILL_LIBRARY_INDEX or the user's "

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import sys
 
-from diffill.commands.common import add_adapter_option, add_copy_option, add_dtype_option, engine_config_from_args
+from diffill.commands.common import (add_adapter_option, add_copy_option, add_dtype_option, engine_config_from_args,
+                                     path_text)
 from diffill.documents import read_source
 from diffill.errors import DiffillError
 from diffill.positions import offset_of, parse_point, parse_range
@@ -18,7 +19,7 @@ def register(sub) -> None:
     where.add_argument("--at", metavar="LINE:COL", help="insert at this cursor (1-based)")
     where.add_argument("--range", metavar="L1:C1-L2:C2", help="regenerate this region (1-based, end exclusive)")
     p.add_argument("--max-tokens", type=int, default=None, help="canvas budget in tokens")
-    p.add_argument("--model", default=None, help="checkpoint folder (default: the shipped model)")
+    p.add_argument("--model", type=path_text, default=None, help="checkpoint folder (default: the shipped model)")
     add_adapter_option(p)
     add_dtype_option(p)
     add_copy_option(p)

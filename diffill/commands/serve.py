@@ -6,14 +6,14 @@ import logging
 import os
 import sys
 
-from diffill.commands.common import non_negative_int
+from diffill.commands.common import non_negative_int, path_text
 from diffill.errors import DiffillError
 
 
 def register(sub) -> None:
     p = sub.add_parser("serve", help="run the language server (LSP over stdio)")
     p.add_argument("--tcp", metavar="HOST:PORT", help="listen on TCP instead of stdio (debugging)")
-    p.add_argument("--model", default=None, help="checkpoint folder (default: the shipped model); "
+    p.add_argument("--model", type=path_text, default=None, help="checkpoint folder (default: the shipped model); "
                                                   "the client's diffill.model setting wins when set")
     p.add_argument("--threads", type=non_negative_int, default=0,
                    help="torch threads for the model (default 0: torch's choice)")
