@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from diffill.commands.common import int_between, positive_int, path_text
+from diffill.commands.common import int_between, path_text, positive_int
 from diffill.errors import DiffillError
 from lsp_server.settings import MAX_TOKENS_LIMIT
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from diffill.commands.common import non_negative_int, positive_int, path_text
+from diffill.commands.common import non_negative_int, path_text, positive_int
 from diffill.errors import DiffillError
 
 log = logging.getLogger(__name__)
