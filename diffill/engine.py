@@ -246,12 +246,13 @@ class Engine:
                     on_step: Callable[[StepTrace], None] | None = None,
                     sampler: SamplerConfig | None = None) -> list[InfillResult]:
         """Fill every hole; holes of the same kind (one line or several) and budget share forward
-        passes. A ``\r\n`` document is filled as ``\n`` text and gets its fills in ``\r\n``."""
+        passes. A document with ``\r\n`` (or ``\r``) line ends is filled as ``\n`` text and gets its
+        fills in its own line ends (``diffill.newlines``)."""
         for r in reqs:
             self._check(r)
         originals, ends = reqs, [LineFeeds(r.text) for r in reqs]
         reqs = [replace(r, text=e.text, start=e.offset(r.start), end=e.offset(r.end),
-                        neighbors=tuple(t.replace("\r\n", "\n") for t in r.neighbors)) if e.crs else r
+                        neighbors=tuple(LineFeeds(t).text for t in r.neighbors)) if e.changed else r
                 for r, e in zip(reqs, ends)]
         cancelled = cancelled or (lambda: False)
         plans = []
@@ -295,7 +296,7 @@ class Engine:
                                           cancelled=was_cancelled, raw=raw, syntax=syntax,
                                           alternatives=[a for a in runners_up if a != text])
         for i, (r, e) in enumerate(zip(originals, ends)):
-            if e.crs:
+            if e.changed:
                 done = results[i]
                 results[i] = replace(done, text=e.fill(done.text), start=r.start, end=r.end,
                                      alternatives=[e.fill(a) for a in done.alternatives])

@@ -13,6 +13,7 @@ import re
 from bisect import bisect_left
 
 LINE_END = re.compile(r"\r\n|\r|\n")  # the LSP's line ends
+_CRLF = re.compile("\r\n")
 
 
 def newline_of(text: str) -> str:
@@ -27,13 +28,9 @@ class LineFeeds:
     of old Mac files) as ``\\n``; and offsets between the two."""
 
     def __init__(self, text: str):
-        self.crs: list[int] = []  # where each dropped carriage return was, in ``text``
-        i = text.find("\r\n")
-        while i >= 0:
-            self.crs.append(i)
-            i = text.find("\r\n", i + 2)
-        self.text = text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
-        self.changed = self.text != text
+        self.changed = "\r" in text
+        self.crs = [m.start() for m in _CRLF.finditer(text)] if self.changed else []  # the dropped ``\r``s
+        self.text = text.replace("\r\n", "\n").replace("\r", "\n") if self.changed else text
         self.newline = newline_of(text)
 
     def offset(self, original: int) -> int:

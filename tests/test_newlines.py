@@ -38,7 +38,7 @@ def test_a_byte_order_mark_is_not_a_column(tmp_path, capsys):
     assert capsys.readouterr().out.startswith("\ufeffdef f(x):\n")
 
 
-def test_old_mac_line_ends_are_lines_too(tmp_path, capsys):
+def test_old_mac_line_ends_are_lines_too(shipped_engine):
     from diffill.positions import offset_of
 
     text = "a\rbc\rd"
@@ -47,3 +47,9 @@ def test_old_mac_line_ends_are_lines_too(tmp_path, capsys):
     assert lf.fill("x\ny") == "x\ry"
     assert offset_of(text, 2, 3) == 4 and offset_of(text, 3, 1) == 5
     assert newline_of("one line") == "\n" and newline_of("a\r\nb\nc") == "\r\n"
+    doc = "def f(x):\n    y = x + 1\n    \n    return y\n"
+    cr = doc.replace("\n", "\r")
+    at_lf, at_cr = doc.index("    \n") + 4, cr.index("    \r") + 4
+    want = shipped_engine.infill(InfillRequest(doc, at_lf, at_lf, language="python", multiline=False))
+    got = shipped_engine.infill(InfillRequest(cr, at_cr, at_cr, language="python", multiline=False))
+    assert want.text and got.text == want.text.replace("\n", "\r")
