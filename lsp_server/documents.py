@@ -7,13 +7,10 @@ also breaks at form feeds and ``\\u2028``). Offsets are Python string indices (c
 from __future__ import annotations
 
 import bisect
-import re
 from dataclasses import dataclass, field
 
 from diffill.errors import DiffillError
-
-_EOL = re.compile(r"\r\n|\r|\n")
-
+from diffill.positions import line_starts
 
 def utf16_len(s: str) -> int:
     """Number of UTF-16 code units in ``s`` (characters outside the BMP count twice)."""
@@ -30,7 +27,7 @@ class Document:
 
     def line_starts(self) -> list[int]:
         if self._starts is None:
-            self._starts = [0] + [m.end() for m in _EOL.finditer(self.text)]
+            self._starts = line_starts(self.text)
         return self._starts
 
     def _line_bounds(self, line: int) -> tuple[int, int]:

@@ -283,7 +283,7 @@ def load_backend(kind: str, path: str | Path, trust_remote_code: bool = False):
     ``path`` must be a folder. Remote code runs only when ``trust_remote_code`` is given."""
     from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, AutoTokenizer
 
-    from model.loading import ModelLoadError
+    from model.loading import ModelLoadError, quiet_loading
 
     if kind not in BACKENDS or kind == "diffill":
         raise ModelLoadError(f"unknown backend {kind!r} (choose from {', '.join(BACKENDS)})")
@@ -302,14 +302,15 @@ def load_backend(kind: str, path: str | Path, trust_remote_code: bool = False):
     opts = dict(local_files_only=True, trust_remote_code=trust_remote_code)
     try:
         hf = AutoTokenizer.from_pretrained(str(folder), **opts)
-        if kind == "diffusion_gemma":
-            from transformers import DiffusionGemmaForBlockDiffusion
+        with quiet_loading():
+            if kind == "diffusion_gemma":
+                from transformers import DiffusionGemmaForBlockDiffusion
 
-            model = DiffusionGemmaForBlockDiffusion.from_pretrained(str(folder), **opts)
-        else:
-            cfg = AutoConfig.from_pretrained(str(folder), **opts)
-            auto = AutoModelForMaskedLM if type(cfg) in AutoModelForMaskedLM._model_mapping else AutoModel
-            model = auto.from_pretrained(str(folder), **opts)
+                model = DiffusionGemmaForBlockDiffusion.from_pretrained(str(folder), **opts)
+            else:
+                cfg = AutoConfig.from_pretrained(str(folder), **opts)
+                auto = AutoModelForMaskedLM if type(cfg) in AutoModelForMaskedLM._model_mapping else AutoModel
+                model = auto.from_pretrained(str(folder), **opts)
     except Exception as e:  # safetensors, tokenizers and transformers raise many kinds on a damaged or foreign folder
         raise ModelLoadError(f"cannot load {kind} model from {folder}: {e}") from e
     eoi = _special_id(hf, ("eos_token_id", "sep_token_id"))

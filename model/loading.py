@@ -35,7 +35,7 @@ def load_checkpoint(path: str | Path | None = None, dtype: torch.dtype = torch.f
     if config.get("model_type") != "diffill":
         raise ModelLoadError(f"{path} holds a {config.get('model_type')!r} model, not a diffill checkpoint")
     try:
-        with _quiet_loading():
+        with quiet_loading():
             model = DiffillForMaskedLM.from_pretrained(str(path), dtype=dtype, use_safetensors=True)
         tok = CodeTokenizer(load_tokenizer(path))
     except Exception as e:  # safetensors and transformers raise many kinds on a damaged file
@@ -51,9 +51,9 @@ def load_checkpoint(path: str | Path | None = None, dtype: torch.dtype = torch.f
 
 
 @contextmanager
-def _quiet_loading():
-    """transformers' "Loading weights" progress bar off while a checkpoint of a few MB loads: a
-    command's stderr is for its own messages (``diffill: error: ...``)."""
+def quiet_loading():
+    """transformers' "Loading weights" progress bar off while a checkpoint of a few MB loads (ours,
+    or another diffusion LM's, ``model.backend``): a command's stderr is for its own messages."""
     from transformers.utils import logging as hf_logging
 
     was_on = hf_logging.is_progress_bar_enabled()
