@@ -15,12 +15,22 @@ def test_line_feeds_map_offsets_and_write_fills_back():
     assert plain.text == "a\nb" and plain.fill("x\r\ny") == "x\r\ny"  # an LF document's text as it is
 
 
+DOC = "def f(x):\n    y = x + 1\n    \n    return y\n"
+
+
+def _fills_in(engine, newline: str):
+    """The one-line fill of DOC's blank line, as an LF document and as one with ``newline`` line
+    ends; and where the second hole was."""
+    other = DOC.replace("\n", newline)
+    at_lf, at = DOC.index("    \n") + 4, other.index("    " + newline) + 4
+    want = engine.infill(InfillRequest(DOC, at_lf, at_lf, language="python", multiline=False))
+    got = engine.infill(InfillRequest(other, at, at, language="python", multiline=False))
+    return want, got, at
+
+
 def test_a_crlf_document_gets_fills_without_stray_carriage_returns(shipped_engine):
-    lf = "def f(x):\n    y = x + 1\n    \n    return y\n"
-    crlf = lf.replace("\n", "\r\n")
-    at_lf, at_crlf = lf.index("    \n") + 4, crlf.index("    \r\n") + 4
-    want = shipped_engine.infill(InfillRequest(lf, at_lf, at_lf, language="python", multiline=False))
-    got = shipped_engine.infill(InfillRequest(crlf, at_crlf, at_crlf, language="python", multiline=False))
+    want, got, at_crlf = _fills_in(shipped_engine, "\r\n")
+    crlf = DOC.replace("\n", "\r\n")
     assert want.text and got.text == want.text.replace("\n", "\r\n")
     assert (got.start, got.end) == (at_crlf, at_crlf)
     body = crlf.index("    y =")
@@ -47,9 +57,5 @@ def test_old_mac_line_ends_are_lines_too(shipped_engine):
     assert lf.fill("x\ny") == "x\ry"
     assert offset_of(text, 2, 3) == 4 and offset_of(text, 3, 1) == 5
     assert newline_of("one line") == "\n" and newline_of("a\r\nb\nc") == "\r\n"
-    doc = "def f(x):\n    y = x + 1\n    \n    return y\n"
-    cr = doc.replace("\n", "\r")
-    at_lf, at_cr = doc.index("    \n") + 4, cr.index("    \r") + 4
-    want = shipped_engine.infill(InfillRequest(doc, at_lf, at_lf, language="python", multiline=False))
-    got = shipped_engine.infill(InfillRequest(cr, at_cr, at_cr, language="python", multiline=False))
+    want, got, _ = _fills_in(shipped_engine, "\r")
     assert want.text and got.text == want.text.replace("\n", "\r")
