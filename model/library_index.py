@@ -28,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from model.ngram import END, LONGEST, SEP, SPACED, fold_spaces
+from model.ngram import END, LONGEST, SEP, SPACED, kept_breaks, fold_spaces
 
-VERSION = 2
+VERSION = 3  # 3: runs of line breaks folded into one (``model.ngram.fold_breaks``)
 DEPTH = 64  # suffixes are sorted on this many tokens: more than LONGEST
 SAMPLE = 4096  # continuations counted per match at most (evenly spread over its occurrences)
 _SCAN = 2048  # ranges at most this long are narrowed with one vectorised search
@@ -68,7 +68,7 @@ def default_folder(tok) -> Path | None:
 
 def _codes(tok, streams) -> tuple[np.ndarray, int]:
     """Streams of ids as one uint16 array of codes, ``LONGEST`` stream ends before the first, one
-    after each stream; and how many streams were not empty. Lone spaces are folded into the next
+    after each stream; and how many streams were not empty. Runs of line breaks are one (``model.ngram.fold_breaks``); lone spaces are folded into the next
     token's code (``model.ngram.fold_spaces``)."""
     if tok.vocab_size + 2 > _SPACED_CODE:
         raise ValueError(f"a library index holds a vocabulary of at most {_SPACED_CODE - 2} tokens")
@@ -83,6 +83,7 @@ def _codes(tok, streams) -> tuple[np.ndarray, int]:
             codes = base + 2
             codes[spaced] |= _SPACED_CODE
             codes[np.isin(base, line_breaks)] = _END_CODE
+            codes = codes[kept_breaks(np.where(codes == _END_CODE, END, codes))]
             parts.append(np.append(codes, _SEP_CODE).astype(np.uint16))
     return np.concatenate(parts), len(parts) - 1
 

@@ -59,6 +59,21 @@ def fold_spaces(ids: np.ndarray, space: int | None) -> np.ndarray:
     return out[~lone]
 
 
+def fold_breaks(ids) -> np.ndarray:
+    """``ids`` (canonical: ``END`` for every line break) with each run of line breaks as one. Blank
+    lines tokenize one way where a prefix ends ("\n\n", one token) and another inside a file ("\n",
+    "\n"), so they are matched as if absent: a hole after a blank line matches its file's place."""
+    ids = np.asarray(ids, dtype=np.int64)
+    return ids[kept_breaks(ids)]
+
+
+def kept_breaks(ids: np.ndarray) -> np.ndarray:
+    """Which of ``ids`` ``fold_breaks`` keeps: all but a line break right after another."""
+    keep = np.ones(len(ids), dtype=bool)
+    keep[1:] = (ids[1:] != END) | (ids[:-1] != END)
+    return keep
+
+
 class TokenCache:
     """Token streams, indexed once, to look a fill's left context up in."""
 
@@ -133,8 +148,10 @@ class TokenCache:
             nxt[np.isin(nxt, np.fromiter(self.line_breaks, dtype=np.int64))] = END
             # the stream each position belongs to (``match``'s ``skip``)
             owner = np.repeat(np.arange(len(self._parts)), [len(p) for p in self._parts]) if self._parts else np.zeros(1, int)
-            self._owner = owner if self.space is None else owner[nxt != self.space]  # as folded below
+            owner = owner if self.space is None else owner[nxt != self.space]  # as folded below
             nxt = fold_spaces(nxt, self.space)
+            kept = kept_breaks(nxt)
+            self._owner, nxt = owner[kept], nxt[kept]
             self._next, self._stream = nxt, self.canonical(np.where(nxt >= 0, nxt & ~SPACED, nxt))
             order = np.argsort(self._stream, kind="stable")
             tokens, starts = np.unique(self._stream[order], return_index=True)
@@ -200,7 +217,7 @@ def continuation(caches, context: list[int]) -> tuple[dict[int, float], float]:
     # a prefix that ends in a space ("x = |"): in a file's tokens that space starts the next token,
     # so a lone space is left out of the context (and the fill's first token comes without one)
     unspace = ctx[-1] in (END, space)
-    ctx = [t for t in ctx if t != space][-LONGEST:]
+    ctx = fold_breaks([t for t in ctx if t != space]).tolist()[-LONGEST:]
     best, counts = 0, Counter()
     for cache in caches:
         m, nxt = cache.match(ctx)
@@ -228,8 +245,8 @@ def line_bridge(caches, context: list[int], suffix: list[int], limit: int) -> li
         return None
     space = caches[0].space
     raw = caches[0].canonical(context[-2 * LONGEST :]).tolist()
-    ctx = [t for t in raw if t != space]
-    after = [t for t in caches[0].canonical(suffix).tolist() if t != space]  # as the library folds them
+    ctx = fold_breaks([t for t in raw if t != space]).tolist()
+    after = fold_breaks([t for t in caches[0].canonical(suffix).tolist() if t != space]).tolist()  # as the library folds them
     for cache in bridges:
         found = cache.bridge(ctx, after, limit)
         if found is None:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from model.library_index import MIN_MATCH, LibraryIndex, backward_suffix_array, build_index, default_folder
-from model.ngram import LONGEST, TokenCache, continuation, fold_spaces, line_bridge
+from model.ngram import END, LONGEST, SPACED, TokenCache, continuation, fold_breaks, fold_spaces, line_bridge
 
 
 def test_the_suffix_array_sorts_positions_on_the_tokens_before_them():
@@ -41,7 +41,13 @@ def index(shipped_engine, streams, tmp_path_factory):
     meta = build_index(shipped_engine.tok, streams, folder, ["stdlib sample"])
     space = shipped_engine.tok.backend.token_to_id("\u0120")
     assert meta["files"] == len(streams)
-    assert meta["tokens"] == sum(len(fold_spaces(np.asarray(s), space)) for s in streams)  # lone spaces folded
+    breaks = list(shipped_engine.tok.line_break_ids())
+
+    def folded(ids):  # lone spaces folded into the next token, runs of line breaks into one
+        ids = fold_spaces(np.asarray(ids), space)
+        return fold_breaks(np.where(np.isin(ids & ~SPACED, breaks), END, ids))
+
+    assert meta["tokens"] == sum(len(folded(s)) for s in streams)
     return folder
 
 
@@ -56,7 +62,7 @@ def test_matches_are_a_token_cache_s(shipped_engine, streams, index):
         ctx = list(s[max(0, i - 60) : i])
         if rng.random() < 0.3:  # a context the streams do not hold as it is
             ctx[-1 - rng.randrange(min(5, len(ctx)))] = rng.randrange(tok.vocab_size)
-        raw, ctx = ctx, [t for t in cache.canonical(ctx).tolist() if t != cache.space][-LONGEST:]  # as ``continuation`` does
+        raw, ctx = ctx, fold_breaks([t for t in cache.canonical(ctx).tolist() if t != cache.space]).tolist()[-LONGEST:]  # as ``continuation`` does
         m, counts = cache.match(ctx)
         if m < MIN_MATCH:  # the library's shorter matches are not copied from
             assert lib.match(ctx) == (0, {})
@@ -221,3 +227,18 @@ def test_a_line_is_bridged_from_the_next_lines_when_the_lines_before_are_new(shi
     assert fill(agree, new + "count = ") is None  # the places' line does not start as the hole's
     assert fill(agree, new, "\n    return total\n") is None  # one next line alone says too little
     assert fill(index(tmp_path / "b", [line, "total = 0", "total = 1"]), new) is None  # no agreement
+
+
+def test_a_hole_after_a_blank_line_is_bridged_as_its_file_has_it(shipped_engine, tmp_path):
+    """A prefix that ends in a blank line ends in one token ("\\n\\n"), where the same text inside a
+    file is two ("\\n", "\\n"): runs of line breaks are matched as one, so the places still match."""
+    tok = shipped_engine.tok
+    prefix = "from pyperf import Runner\nfrom jsonschema import Validator\n\n"
+    line, suffix = "schema = Validator.SCHEMA", "\nprint(schema)\n"  # one next line: no bridge from the next lines
+    files = [prefix + line + suffix] * 2
+    breaks = tok.line_break_ids()
+    assert sum(t in breaks for t in tok.encode(prefix)) < sum(t in breaks for t in tok.encode(files[0][: len(prefix) + 1]))
+    build_index(tok, tok.encode_batch(files), tmp_path / "index", ["test"])
+    found = line_bridge((TokenCache.for_tokenizer(tok), LibraryIndex(tmp_path / "index", tok)),
+                        tok.encode(prefix), tok.encode(suffix), 24)
+    assert found is not None and tok.decode(found) == line

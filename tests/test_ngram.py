@@ -140,3 +140,11 @@ def test_the_workspace_copy_follows_files_changed_on_disk(shipped_engine, tmp_pa
     done = engine.refresh_workspace([str(lib), str(tmp_path / "new.py"), str(tmp_path / "skip.txt"), str(outside)])
     assert (done["removed"], done["added"], done["updated"], done["files"]) == (1, 1, 0, 1)
     assert engine.infill(InfillRequest(text, hole, hole, path="b.py")).text == "count_up(parcels, cargo.rate)"
+
+
+def test_runs_of_line_breaks_match_as_one():
+    # a file's "x 6 <nl> <nl> 3 4": its blank line tokenized as two line breaks, a prefix's as one
+    c = cache([1, 2, 5, 6, 90, 91, 3, 4])
+    assert c.match(c.canonical([1, 2, 5, 6, 90]).tolist()) == (5, {3: 1})
+    dist, _ = continuation([c], [1, 2, 5, 6, 91, 90])
+    assert dist == {3: 1.0}
