@@ -28,7 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from model.ngram import END, LONGEST, SEP, SPACED, kept_breaks, fold_spaces
+from model.ngram import (BRIDGE_SHARE, END, LONGEST, SEP, SPACED, agreed, fold_spaces, kept_breaks, line_end,
+                         line_start, next_lines)
 
 VERSION = 3  # 3: runs of line breaks folded into one (``model.ngram.fold_breaks``)
 DEPTH = 64  # suffixes are sorted on this many tokens: more than LONGEST
@@ -39,10 +40,6 @@ _SCAN = 2048  # ranges at most this long are narrowed with one vectorised search
 # Seed-0 / seed-1 held-out lines: 0.254 / 0.194 with 4 (the other caches' minimum), 0.260 / 0.198
 # with 8, 0.262 / 0.198 with 12, 0.262 / 0.190 with 16
 MIN_MATCH = 12
-# a line bridge: the hole's line is taken from the occurrences of the lines around it when more
-# than this share of them agree on it (a tie is left to the beam: seed-0 held-out lines 0.262 ->
-# 0.264 against "at least", as in `os.path.join(path, f)` against `os.path.join(path,f)`, once each)
-BRIDGE_SHARE = 0.5
 # a line bridge from the lines after the hole alone (none before it agree): the next this many lines,
 # or else the next two, and at most this many blank lines between them and the line
 FOLLOWING, _BLANKS = 3, 4
@@ -269,14 +266,14 @@ class LibraryIndex:
         places have, when it starts with the hole line's start.
         Returns its ids (``END`` not included; at most ``limit`` codes; ``SPACED`` marks kept), how
         many places have it and how many places were counted; None when there is no such line."""
-        start = _line_start(context)
+        start = line_start(context)
         if start is None or not after or after[0] != END:
             return None
-        stop = _line_end(after)
+        stop = line_end(after)
         if stop is None:
             return None
         # first with the two lines before: fewer places, more of them counted (at most SAMPLE)
-        longer = _line_start(context[: start + 1])
+        longer = line_start(context[: start + 1])
         for key in ([] if longer is None else [longer]) + [start]:
             if len(context) - key > DEPTH:
                 continue
@@ -286,7 +283,7 @@ class LibraryIndex:
                 return line
         head = context[len(context) - context[::-1].index(END):] if END in context else context
         for lines in range(FOLLOWING, 1, -1):
-            following = _next_lines(after, lines)
+            following = next_lines(after, lines)
             if following is None or len(following) > DEPTH:
                 continue
             found = self._range([t + 2 for t in reversed(following)])
@@ -342,57 +339,6 @@ class LibraryIndex:
         ok &= (after == np.asarray(want, dtype=np.int64)).all(1)
         both = int(ok.sum())
         tally = Counter(tuple(window[r, : n[r]].tolist()) for r in np.flatnonzero(ok))
-        if not tally:
-            return None
-        line, count = tally.most_common(1)[0]
-        if count <= BRIDGE_SHARE * both or len(line) > limit:
-            return None
-        return _ids(np.asarray(line, dtype=np.int64)), count, both
+        found = agreed(tally, both, limit)
+        return None if found is None else (_ids(np.asarray(found[0], dtype=np.int64)), *found[1:])
 
-
-def _line_start(ids: list[int]) -> int | None:
-    """The index of the ``END`` that starts the line before the last line of ``ids`` (going back
-    past blank lines); None when ``ids`` do not reach back that far."""
-    i = len(ids) - 1
-    while i >= 0 and ids[i] != END:  # the last line
-        i -= 1
-    while i >= 0 and ids[i] == END:  # blank lines
-        i -= 1
-    if i < 0:
-        return None
-    while i >= 0 and ids[i] != END:  # the line before
-        i -= 1
-    return i if i >= 0 else None
-
-
-def _line_end(after: list[int]) -> int | None:
-    """How many of ``after`` (starting with the hole line's ``END``) make up the line break, blank
-    lines and the next line up to its own ``END`` (included); None when it ends first."""
-    i = 0
-    while i < len(after) and after[i] == END:
-        i += 1
-    if i == len(after):
-        return None
-    while i < len(after) and after[i] != END:
-        if after[i] == SEP:
-            return None
-        i += 1
-    return i + 1 if i < len(after) else None
-
-
-def _next_lines(after: list[int], lines: int) -> list[int] | None:
-    """The first ``lines`` lines of ``after`` (which starts with the hole line's ``END``) past the
-    blank lines after the hole, each with its ``END``; None when ``after`` ends first."""
-    i = 0
-    while i < len(after) and after[i] == END:
-        i += 1
-    begin, seen = i, 0
-    while i < len(after):
-        if after[i] == SEP:
-            return None
-        if after[i] == END and after[i - 1] != END:
-            seen += 1
-            if seen == lines:
-                return after[begin : i + 1]
-        i += 1
-    return None

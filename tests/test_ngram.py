@@ -148,3 +148,21 @@ def test_runs_of_line_breaks_match_as_one():
     assert c.match(c.canonical([1, 2, 5, 6, 90]).tolist()) == (5, {3: 1})
     dist, _ = continuation([c], [1, 2, 5, 6, 91, 90])
     assert dist == {3: 1.0}
+
+
+def test_a_line_is_bridged_from_the_document_s_own_repeated_code(shipped_engine):
+    from model.ngram import hole_caches, line_bridge
+
+    tok = shipped_engine.tok
+
+    def bridged(bodies, prefix_body="    x = self.load()\n    ", suffix="\n    return x\n"):
+        text = "".join(f"def f{i}(self):\n    x = self.load()\n    {b}\n    return x\n\n" for i, b in enumerate(bodies))
+        prefix = text + "def g(self):\n" + prefix_body
+        found = line_bridge(hole_caches(tok, prefix, suffix), tok.encode(prefix), tok.encode(suffix), 24)
+        return None if found is None else tok.decode(found)
+
+    assert bridged(["self.check(x)", "self.check(x)"]) == "self.check(x)"
+    assert bridged(["self.check(x)", "self.check(x)", "self.audit(x)"]) == "self.check(x)"  # two places of three
+    assert bridged(["self.check(x)", "self.audit(x)"]) is None  # a tie is no agreement
+    assert bridged(["self.check(x)", "self.check(x)"], suffix="\n    return y\n") is None  # another next line
+    assert bridged(["self.check(x)"] * 2, prefix_body="    x = self.load()\n    self.") == "check(x)"  # the rest of the line
