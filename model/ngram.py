@@ -189,24 +189,29 @@ class TokenCache:
         return (m, nxt) if nxt else (0, Counter())
 
 
-    def _places(self, key: list[int]) -> np.ndarray:
-        """Where ``key`` (canonical ids) occurs in the streams: the positions of its last token."""
+    def _places(self, key: list[int], skip: int | None = None) -> np.ndarray:
+        """Where ``key`` (canonical ids) occurs in the streams (but stream ``skip``): the positions
+        of its last token."""
         stream = self._index()
         pos = self._where.get(key[-1]) if key else None
         if pos is None:
             return np.zeros(0, dtype=np.int64)
+        if skip is not None:
+            pos = pos[self._owner[pos] != skip]
         for m in range(1, len(key)):
             before = pos - m
             pos = pos[before >= 0]
             pos = pos[stream[pos - m] == key[-1 - m]]
         return pos
 
-    def bridge(self, context: list[int], after: list[int], limit: int) -> tuple[list[int], int, int] | None:
+    def bridge(self, context: list[int], after: list[int], limit: int,
+               skip: int | None = None) -> tuple[list[int], int, int] | None:
         """As ``LibraryIndex.bridge`` does from the lines before the hole (not from the next lines
         alone): the line these streams have between the two lines before the hole (or else the one
         line before; with the start of the hole's own) and the next line, when more than
         ``BRIDGE_SHARE`` of the places agree. The document's own repeated code (a block of similar
-        statements, the same call sequence in each method) bridges its holes."""
+        statements, the same call sequence in each method) bridges its holes. ``skip``: a stream
+        left out, as in ``match``."""
         start = line_start(context)
         if start is None or not after or after[0] != END:
             return None
@@ -217,7 +222,7 @@ class TokenCache:
         stream, nxt = self._index(), self._next
         longer = line_start(context[: start + 1])
         for key in ([] if longer is None else [longer]) + [start]:
-            places = self._places(context[key:])
+            places = self._places(context[key:], skip)
             if len(places) > BRIDGE_SAMPLE:
                 places = places[np.linspace(0, len(places) - 1, BRIDGE_SAMPLE).astype(np.int64)]
             tally, counted = Counter(), 0
@@ -248,6 +253,9 @@ class Without:
 
     def match(self, context: list[int]) -> tuple[int, Counter]:
         return self.cache.match(context, skip=self.stream)
+
+    def bridge(self, context: list[int], after: list[int], limit: int) -> tuple[list[int], int, int] | None:
+        return self.cache.bridge(context, after, limit, skip=self.stream)
 
 
 def prefix_context(prefix: list[int], bos: int | None) -> list[int]:

@@ -166,3 +166,22 @@ def test_a_line_is_bridged_from_the_document_s_own_repeated_code(shipped_engine)
     assert bridged(["self.check(x)", "self.audit(x)"]) is None  # a tie is no agreement
     assert bridged(["self.check(x)", "self.check(x)"], suffix="\n    return y\n") is None  # another next line
     assert bridged(["self.check(x)"] * 2, prefix_body="    x = self.load()\n    self.") == "check(x)"  # the rest of the line
+
+
+def test_a_workspace_bridges_from_its_other_files_only(shipped_engine):
+    """A repository's cache bridges too; the document's own saved copy is left out (``Without``)."""
+    from model.ngram import Without, hole_caches, line_bridge
+
+    tok = shipped_engine.tok
+    prefix, suffix = "def g(self):\n    x = self.load()\n    ", "\n    return x\n"
+    saved = prefix + "self.audit(x)" + suffix
+    other = "def f(self):\n    x = self.load()\n    self.check(x)\n    return x\n"
+    workspace = TokenCache.for_tokenizer(tok).extend([tok.encode(saved), tok.encode(other)])
+
+    def bridged(repo):
+        found = line_bridge(hole_caches(tok, prefix, suffix, (repo,)), tok.encode(prefix), tok.encode(suffix), 24)
+        return None if found is None else tok.decode(found)
+
+    assert bridged(Without(workspace, 0)) == "self.check(x)"
+    assert bridged(Without(workspace, 1)) == "self.audit(x)"
+    assert bridged(workspace) is None  # the two files disagree
