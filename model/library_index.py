@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from model.ngram import (BRIDGE_SHARE, END, LONGEST, SEP, SPACED, agreed, fold_spaces, kept_breaks, line_end,
+from model.ngram import (BRIDGE_SHARE, END, FOLLOWING, LONGEST, SEP, SPACED, agreed, fold_spaces, kept_breaks, line_end,
                          line_start, next_lines)
 
 VERSION = 3  # 3: runs of line breaks folded into one (``model.ngram.fold_breaks``)
@@ -40,9 +40,8 @@ _SCAN = 2048  # ranges at most this long are narrowed with one vectorised search
 # Seed-0 / seed-1 held-out lines: 0.254 / 0.194 with 4 (the other caches' minimum), 0.260 / 0.198
 # with 8, 0.262 / 0.198 with 12, 0.262 / 0.190 with 16
 MIN_MATCH = 12
-# a line bridge from the lines after the hole alone (none before it agree): the next this many lines,
-# or else the next two, and at most this many blank lines between them and the line
-FOLLOWING, _BLANKS = 3, 4
+# a line bridge from the next lines alone: at most this many blank lines between them and the line
+_BLANKS = 4
 _END_CODE, _SEP_CODE = END + 2, SEP + 2
 _SPACED_CODE = 1 << 14  # a code's mark for ``SPACED`` (codes of a vocabulary under 16,382 tokens)
 

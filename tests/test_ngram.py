@@ -185,3 +185,22 @@ def test_a_workspace_bridges_from_its_other_files_only(shipped_engine):
     assert bridged(Without(workspace, 0)) == "self.check(x)"
     assert bridged(Without(workspace, 1)) == "self.audit(x)"
     assert bridged(workspace) is None  # the two files disagree
+
+
+def test_the_document_bridges_from_its_next_lines_when_the_lines_before_are_new(shipped_engine):
+    from model.ngram import hole_caches, line_bridge
+
+    tok = shipped_engine.tok
+    suffix = "\n    self.save(x)\n    return x\n"
+
+    def bridged(bodies, prefix_body="    zz = 5\n    "):
+        text = "".join(f"def f{i}(self):\n    x{i} = {i}\n    {b}\n    self.save(x)\n    return x\n\n"
+                       for i, b in enumerate(bodies))
+        prefix = text + "def g(self):\n" + prefix_body
+        found = line_bridge(hole_caches(tok, prefix, suffix), tok.encode(prefix), tok.encode(suffix), 24)
+        return None if found is None else tok.decode(found)
+
+    assert bridged(["x = self.check()", "x = self.check()"]) == "x = self.check()"
+    assert bridged(["x = self.check()", "x = self.check()"], "    zz = 5\n    x = ") == "self.check()"
+    assert bridged(["x = self.check()", "x = self.check()"], "    zz = 5\n    y = ") is None  # starts otherwise
+    assert bridged(["x = self.check()", "x = self.audit()"]) is None  # a tie
