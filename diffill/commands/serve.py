@@ -46,7 +46,9 @@ def run(args) -> int:
     if address:
         server.start_tcp(*address)
     else:
-        server.start_io()
+        from lsp_server.framing import BoundedStdin
+
+        server.start_io(stdin=BoundedStdin(sys.stdin.buffer))
     # pygls' stdin reader thread may still block on a read: leave without waiting for it.
     # Exit code as LSP says: 0 after shutdown + exit, 1 when exit came without shutdown.
     code = 0 if server.protocol._shutdown else 1
