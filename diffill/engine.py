@@ -26,6 +26,7 @@ from grammar.constraint import RowConstraints
 from model.backend import BACKENDS, DiffillBackend, load_backend
 from model.beam import LINE_BEAM
 from model.context import Window, encode_window
+from model.lead import Lead, Spellings, typed_word
 from model.library_index import LibraryIndex, default_folder
 from model.loading import ModelLoadError, load_checkpoint
 from model.ngram import TokenCache, hole_caches
@@ -74,6 +75,9 @@ class EngineConfig:
     # a library index to copy from as well (model/library_index.py, built by ``diffill index``):
     # "default" (the one ``diffill index`` builds by default, when it exists), a folder, or None / "none"
     library: str | None = "default"
+    # a one-line hole at a cursor inside a word is filled from the word's start, the fill starting
+    # with the typed part (model/lead.py; token healing)
+    heal_words: bool = True
 
 
 @dataclass
@@ -126,6 +130,11 @@ def load_library(setting: str | None, tok) -> LibraryIndex | None:
             raise DiffillError(f"library index: {e}") from e
         log.warning("not copying from the library index: %s", e)
         return None
+
+
+def _after(fill: str, typed: str) -> str:
+    """A fill that starts with ``typed``, without it; "" for any other."""
+    return fill[len(typed):] if fill.startswith(typed) else ""
 
 
 def wants_multiline(text: str, start: int, end: int) -> bool:
@@ -264,23 +273,27 @@ class Engine:
             budget = plan[1]
             idx = [i for i, p in enumerate(plans) if p == plan]
             t0 = time.perf_counter()
+            cfg = self._sampler_for(sampler or self.config.sampler, multiline=plan[0])
+            typed = {i: self._typed(reqs[i], plan[0], cfg) for i in idx}
+            # the holes as the model fills them: a word being typed is part of the fill (model.lead)
+            held = {i: replace(reqs[i], start=reqs[i].start - len(typed[i])) for i in idx}
             # a one-line hole ends at its line's end: a guessed newline is the end of the fill
-            rows = [Request(*encode_window(self.tok, reqs[i].text[: reqs[i].start], reqs[i].text[reqs[i].end :],
+            rows = [Request(*encode_window(self.tok, held[i].text[: held[i].start], held[i].text[held[i].end :],
                                            self.window),
                             stops=frozenset() if plans[i][0] else self.tok.line_break_ids(),
                             finish_after=0 if plans[i][0] else self.config.single_line_passes,
-                            caches=self._caches(reqs[i])) for i in idx]
-            cfg = self._sampler_for(sampler or self.config.sampler, multiline=plan[0])
-            guards = self._guards([reqs[i] for i in idx])
+                            caches=self._caches(held[i]),
+                            lead=Lead(typed[i], Spellings.of(self.tok)) if typed[i] else None) for i in idx]
+            guards = self._guards([held[i] for i in idx])
             constraint = RowConstraints({k: g.constraint for k, g in guards.items()}) if guards else None
             outs = Sampler(self.backend, cfg).sample(rows, budget, constraint=constraint,
                                                      cancelled=cancelled, on_step=on_step)
             ms = (time.perf_counter() - t0) * 1000.0
             was_cancelled = cancelled()
             for k, (i, out) in enumerate(zip(idx, outs)):
-                r = reqs[i]
+                r, h = reqs[i], held[i]
                 raw = self.tok.decode(out.tokens)
-                ctx = HoleContext(r.text[: r.start], r.text[r.end :], plans[i][0])
+                ctx = HoleContext(h.text[: h.start], h.text[h.end :], plans[i][0])
                 text = postprocess(raw, ctx) if (out.complete or raw) else ""
                 row_ms, syntax = ms, "unconstrained"
                 t1 = time.perf_counter()
@@ -290,6 +303,9 @@ class Engine:
                                             None if was_cancelled else cancelled, runners_up)
                     syntax = guards[k].outcome
                 row_ms += (time.perf_counter() - t1) * 1000.0
+                if typed[i]:  # the typed part is in the document already (a fill without it: none)
+                    text, raw = _after(text, typed[i]), _after(raw, typed[i])
+                    runners_up = [rest for a in runners_up if (rest := _after(a, typed[i])).strip()]
                 results[i] = InfillResult(text=text, start=r.start, end=r.end, steps=out.steps,
                                           forward_passes=out.forward_passes, tokens=len(out.tokens),
                                           latency_ms=row_ms, multiline=plans[i][0],
@@ -301,6 +317,14 @@ class Engine:
                 results[i] = replace(done, text=e.fill(done.text), start=r.start, end=r.end,
                                      alternatives=[e.fill(a) for a in done.alternatives])
         return results  # type: ignore[return-value]
+
+    def _typed(self, req: InfillRequest, multiline: bool, cfg: SamplerConfig) -> str:
+        """The typed part of the word at a one-line hole's cursor, which its fill is to start with
+        (``model.lead``: beam search only, our own model only); "" for other holes."""
+        if (multiline or req.end > req.start or not cfg.beam or cfg.beam < 2 or not self.config.heal_words
+                or self.config.backend != "diffill"):
+            return ""
+        return typed_word(req.text, req.start)
 
     def _caches(self, req: InfillRequest) -> tuple:
         """A hole's token caches (model.ngram): the document around it, its neighbors, the repository,

@@ -96,6 +96,7 @@ def beam_search(backend, cfg, requests: list[Request], length: int, constraint: 
             ends[:, eoi] = True
         logp = torch.log_softmax(_forbid(logits, be, bans, active, width, t), -1).view(len(active), width, -1)
         logp = _mix_cache(logp, requests, active, canvas, t, eoi, bos)
+        logp = _lead(logp, requests, active, canvas, t)
         end_mask = ends[active][:, None, :]
         end_score = score + torch.logsumexp(logp.masked_fill(~end_mask, -math.inf), -1)
         if t == 0:  # the empty fill only where the model's first guess is the end, as greedy decoding
@@ -183,6 +184,20 @@ def _mix_cache(logp, requests, active, canvas, t, eoi, bos) -> torch.Tensor:
     return logp
 
 
+def _lead(logp, requests, active, canvas, t) -> torch.Tensor:
+    """Each candidate's next-token log-probabilities with the tokens that disagree with what is
+    left of its request's lead (``model.lead``) forbidden, ends included, until the lead is covered."""
+    for j, i in enumerate(active):
+        lead = requests[i].lead
+        if lead is None:
+            continue
+        for c in range(logp.shape[1]):
+            left = lead.left(canvas[j, c, :t].tolist())
+            if left:
+                logp[j, c] = logp[j, c].masked_fill(~lead.allowed(left, logp.shape[-1]), -math.inf)
+    return logp
+
+
 def _bridge(hole: _Hole, request, row: int, be, constraint, length: int, bos, eoi) -> bool:
     """Finish ``hole`` with the line its request's caches bridge (``model.ngram.line_bridge``), when
     there is one and the constraint passes it."""
@@ -192,6 +207,8 @@ def _bridge(hole: _Hole, request, row: int, be, constraint, length: int, bos, eo
         return False
     fill = line_bridge(request.caches, prefix_context(request.prefix, bos), request.suffix, length)
     if not fill or not _whole(be, fill) or not _valid(constraint, row, fill, length, eoi):
+        return False
+    if request.lead is not None and not request.lead.starts(fill):
         return False
     hole.tokens, hole.done = fill, True
     return True

@@ -38,6 +38,7 @@ import torch
 
 from model.backend import Backend
 from model.beam import beam_search
+from model.lead import Lead
 
 CONFIDENCE_MEASURES = ("prob", "margin", "entropy")
 ORDERS = ("confidence", "left_to_right")
@@ -137,6 +138,9 @@ class Request:
     # model's guesses: each beam candidate's next token; in threshold decoding (left to right), the
     # leftmost masked slot's
     caches: tuple = ()
+    # text the fill must start with (model.lead: the typed part of the word at the cursor); honoured
+    # by beam search
+    lead: Lead | None = None
 
 
 Bans = dict[tuple[int, int], set[int]]  # (row, slot) -> token ids never committed there

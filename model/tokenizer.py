@@ -87,6 +87,14 @@ class CodeTokenizer:
     def token_text(self, token_id: int) -> str:
         return self.decode([token_id])
 
+    def token_texts(self) -> list[str]:
+        """Every id's text alone ("" for the special tokens; computed once)."""
+        texts = self.__dict__.get("_token_texts")
+        if texts is None:
+            texts = ["" if i in self.special_ids else self.backend.decode([i]) for i in range(self.vocab_size)]
+            self._token_texts = texts
+        return texts
+
     def line_break_ids(self) -> frozenset[int]:
         """Ids of the tokens that end a line: a newline with nothing but blanks before it
         (computed once). In a one-line hole such a token ends the fill, as <eoi> does."""

@@ -32,6 +32,19 @@ def test_line_holes_are_the_rest_of_one_line(texts):
         assert h.text[h.at : h.at + 1] in ("", "\n", " ", "\t")  # the hole reaches the end of its line
 
 
+def test_mid_word_holes_start_inside_a_word(texts):
+    from model.lead import typed_word
+
+    holes = line_holes(texts, 30, _words, np.random.default_rng(0), "mid_word")
+    assert len(holes) == 30
+    originals = set(texts)
+    for h in holes:
+        assert h.kind == "mid_word" and h.target and "\n" not in h.target
+        assert h.text[: h.at] + h.target + h.text[h.at :] in originals
+        assert (h.text[h.at - 1].isalnum() or h.text[h.at - 1] == "_") and (h.target[0].isalnum() or h.target[0] == "_")
+        assert typed_word(h.text, h.at)  # what the engine fills from the word's start
+
+
 def test_block_holes_are_whole_lines(texts):
     holes = block_holes(texts, 20, _words, np.random.default_rng(0))
     assert len(holes) == 20
@@ -74,10 +87,10 @@ def test_bench_speed_json(tiny_checkpoint, tiny_sources, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["threads"] == 1 and out["model"]
     rows = {(r["kind"], r["setting"]): r for r in out["results"]}
-    assert set(rows) == {(k, s) for k in ("single_line", "multi_line")
+    assert set(rows) == {(k, s) for k in ("single_line", "mid_word", "multi_line")
                          for s in ("one_per_step", "threshold", "threshold_cache", "beam_cache")}
     # what the engine does unasked: one-line holes beam-searched, blocks by threshold
-    assert out["defaults"] == {"single_line": "beam_cache", "multi_line": "threshold_cache"}
+    assert out["defaults"] == {"single_line": "beam_cache", "mid_word": "beam_cache", "multi_line": "threshold_cache"}
     for r in out["results"]:
         assert r["cases"] == 3 and len(r["latencies_ms"]) == 3
         assert 0 < r["p50_ms"] <= r["p95_ms"]
@@ -112,4 +125,5 @@ def test_bench_speed_profile_in_json(tiny_checkpoint, tiny_sources, capsys):
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
     assert [(p["kind"], p["setting"]) for p in out["profiles"]] == [("single_line", "beam_cache"),
+                                                                   ("mid_word", "beam_cache"),
                                                                    ("multi_line", "threshold_cache")]

@@ -55,7 +55,7 @@ def test_good_values_still_parse():
     assert parse(["bench", "refactor", "--threads", "0", "--seed", "3"]).threads == 0
     speed = parse(["bench", "speed", "--threshold", "1", "--kinds", "multi_line,", "--settings", " threshold"])
     assert speed.threshold == 1.0 and speed.kinds == ["multi_line"] and speed.settings == ["threshold"]
-    assert parse(["bench", "speed"]).kinds == ["single_line", "multi_line"]
+    assert parse(["bench", "speed"]).kinds == ["single_line", "mid_word", "multi_line"]
     assert parse(["bench", "lsp", "--max-tokens", "1024"]).max_tokens == 1024
     assert parse(["refactor", ".", "--holes", "--lang", "python,go", "--lang", "javascript"]).lang == [
         ["python", "go"], ["javascript"]]

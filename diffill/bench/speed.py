@@ -1,10 +1,12 @@
 """``diffill bench speed [--cases N] [--json]``: latency, tokens per forward pass and accuracy of
 the sampler settings, on the same held-out holes for every setting.
 
-Two kinds of hole, drawn with a fixed seed from held-out files:
+Three kinds of hole, drawn with a fixed seed from held-out files:
 
 * ``single_line``: the rest of one code line from a cursor (at the line's first character or
   after a word boundary), 16-token budget, as when a user types and pauses;
+* ``mid_word``: the same from a cursor inside a word (``result = proc|``), as when a user pauses
+  in the middle of typing a name;
 * ``multi_line``: a block of 2 to 6 whole lines: a syntax node from ``grammar.spans`` that starts
   and ends at line boundaries (statements, blocks), 64-token budget.
 
@@ -32,7 +34,7 @@ from diffill.errors import DiffillError
 
 log = logging.getLogger(__name__)
 
-KINDS = {"single_line": 16, "multi_line": 64}
+KINDS = {"single_line": 16, "mid_word": 16, "multi_line": 64}
 SETTINGS = ("one_per_step", "threshold", "threshold_cache", "beam_cache")
 BEAM = 4  # beam_cache's candidates a hole when the engine does not beam-search one-line holes
 MAX_LINE_TOKENS = 15  # the target must fit the single-line budget with room for <eoi>
@@ -94,8 +96,14 @@ def _is_code(line: str) -> bool:
     return bool(s) and not s.startswith(("#", '"""', "'''"))
 
 
-def line_holes(texts: list[str], n: int, count_tokens, rng: np.random.Generator) -> list[Hole]:
-    """Cursor holes: the rest of a code line from its first character or a word boundary."""
+def _word_char(c: str) -> bool:
+    return c.isalnum() or c == "_"
+
+
+def line_holes(texts: list[str], n: int, count_tokens, rng: np.random.Generator,
+               kind: str = "single_line") -> list[Hole]:
+    """Cursor holes: the rest of a code line from its first character or a word boundary
+    (``single_line``), or from inside a word (``mid_word``)."""
     holes: list[Hole] = []
     for i in rng.permutation(len(texts)):
         text = texts[i]
@@ -105,15 +113,20 @@ def line_holes(texts: list[str], n: int, count_tokens, rng: np.random.Generator)
         for j in rng.permutation(candidates)[:3]:
             line = lines[j]
             indent = len(line) - len(line.lstrip())
-            cuts = [indent] + [k + 1 for k in range(indent, len(line.rstrip()) - 1)
-                               if not line[k].isalnum() and line[k] != "_" and line[k + 1] != " "]
+            if kind == "mid_word":
+                cuts = [k for k in range(indent + 1, len(line.rstrip())) if _word_char(line[k - 1]) and _word_char(line[k])]
+            else:
+                cuts = [indent] + [k + 1 for k in range(indent, len(line.rstrip()) - 1)
+                                   if not _word_char(line[k]) and line[k + 1] != " "]
+            if not cuts:
+                continue
             cut = int(cuts[rng.integers(len(cuts))])
             target = line[cut:].rstrip()
             if not target or count_tokens(target) > MAX_LINE_TOKENS:
                 continue
             at = int(starts[j]) + cut
             end = int(starts[j]) + len(line.rstrip())
-            holes.append(Hole("single_line", text[:at] + text[end:], at, target))
+            holes.append(Hole(kind, text[:at] + text[end:], at, target))
             if len(holes) == n:
                 return holes
     return holes
@@ -186,8 +199,8 @@ def engine_defaults(engine) -> dict[str, str]:
     """The setting that is what the engine does, unasked, for each kind of hole."""
     d = engine.config.sampler
     plain = "one_per_step" if d.max_per_step == 1 else ("threshold_cache" if d.cache else "threshold")
-    return {"single_line": "beam_cache" if engine.config.single_line_beam > 1 and d.cache else plain,
-            "multi_line": plain}
+    one_line = "beam_cache" if engine.config.single_line_beam > 1 and d.cache else plain
+    return {"single_line": one_line, "mid_word": one_line, "multi_line": plain}
 
 
 def _requests(holes: list[Hole], budget: int) -> list:
@@ -255,8 +268,11 @@ def run(args) -> int:
     count = engine.tok.encode
     results, profiles = [], []
     for kind in kinds:
-        draw = line_holes if kind == "single_line" else block_holes
-        holes = draw(texts, args.cases, lambda s: len(count(s)), np.random.default_rng(args.seed))
+        rng = np.random.default_rng(args.seed)
+        if kind == "multi_line":
+            holes = block_holes(texts, args.cases, lambda s: len(count(s)), rng)
+        else:
+            holes = line_holes(texts, args.cases, lambda s: len(count(s)), rng, kind)
         if len(holes) < args.cases:
             log.warning("only %d %s holes in the held-out files (asked for %d)", len(holes), kind, args.cases)
         for setting in settings:
