@@ -64,8 +64,9 @@ def default_folder(tok) -> Path | None:
 
 def _codes(tok, streams) -> tuple[np.ndarray, int]:
     """Streams of ids as one uint16 array of codes, ``LONGEST`` stream ends before the first, one
-    after each stream; and how many streams were not empty. Runs of line breaks are one (``model.ngram.fold_breaks``); lone spaces are folded into the next
-    token's code (``model.ngram.fold_spaces``)."""
+    after each stream; and how many streams were not empty. Runs of line breaks are one
+    (``model.ngram.fold_breaks``); lone spaces are folded into the next token's code
+    (``model.ngram.fold_spaces``)."""
     if tok.vocab_size + 2 > _SPACED_CODE:
         raise ValueError(f"a library index holds a vocabulary of at most {_SPACED_CODE - 2} tokens")
     line_breaks = np.fromiter(tok.line_break_ids(), dtype=np.int64)

@@ -191,7 +191,6 @@ class TokenCache:
         nxt.pop(SEP, None)
         return (m, nxt) if nxt else (0, Counter())
 
-
     def _places(self, key: list[int], skip: int | None = None) -> np.ndarray:
         """Where ``key`` (canonical ids) occurs in the streams (but stream ``skip``): the positions
         of its last token."""
@@ -209,12 +208,11 @@ class TokenCache:
 
     def bridge(self, context: list[int], after: list[int], limit: int,
                skip: int | None = None) -> tuple[list[int], int, int] | None:
-        """As ``LibraryIndex.bridge`` does from the lines before the hole (not from the next lines
-        alone): the line these streams have between the two lines before the hole (or else the one
-        line before; with the start of the hole's own) and the next line, when more than
-        ``BRIDGE_SHARE`` of the places agree. The document's own repeated code (a block of similar
-        statements, the same call sequence in each method) bridges its holes. ``skip``: a stream
-        left out, as in ``match``."""
+        """As ``LibraryIndex.bridge`` does: the line these streams have between the two lines before
+        the hole (or else the one line before; with the start of the hole's own) and the next line,
+        when more than ``BRIDGE_SHARE`` of the places agree; else from the next lines alone
+        (``_preceding``). The document's own repeated code (a block of similar statements, the same
+        call sequence in each method) bridges its holes. ``skip``: a stream left out, as in ``match``."""
         start = line_start(context)
         if start is None or not after or after[0] != END:
             return None
@@ -232,7 +230,9 @@ class TokenCache:
             for p in places.tolist():
                 line = []
                 q = p + 1
-                while q < len(stream) and stream[q] not in (END, SEP) and len(line) <= max(limit, LONGEST):  # longer lines vote too
+                # lines longer than ``limit`` vote too (up to ``LONGEST`` tokens): a line that does not
+                # fit is no answer
+                while q < len(stream) and stream[q] not in (END, SEP) and len(line) <= max(limit, LONGEST):
                     line.append(int(nxt[q]))
                     q += 1
                 if not line or q >= len(stream) or stream[q] != END:
@@ -334,8 +334,8 @@ def continuation(caches, context: list[int]) -> tuple[dict[int, float], float]:
 def line_bridge(caches, context: list[int], suffix: list[int], limit: int) -> list[int] | None:
     """A one-line hole's whole fill from a cache that bridges lines (a library index,
     ``LibraryIndex.bridge``; a token cache, ``TokenCache.bridge``): the line its code has between
-    the line before the hole (with the hole line's start) and the line after it, when most of the
-    places with both agree; None otherwise. The document's own cache (``caches[0]``) is asked last:
+    the line before the hole (with the hole line's start) and the line after it, or else before the
+    next lines alone, when most of the places agree; None otherwise. The document's own cache (``caches[0]``) is asked last:
     six draws of held-out lines, 880 -> 889 exact of 3,000 either way, 10 gained and 1 lost asked
     last, 14 and 5 asked first. ``context``: the ids before the hole; ``suffix``: after it."""
     bridges = [c for c in (*caches[1:], caches[0]) if hasattr(c, "bridge")]
