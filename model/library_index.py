@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from model.ngram import (BRIDGE_SHARE, END, FOLLOWING, LONGEST, SEP, SPACED, agreed, fold_spaces, kept_breaks, line_end,
-                         line_start, next_lines)
+from model.ngram import (BRIDGE_SHARE, END, FOLLOWING, LONGEST, SEP, SPACED, agreed, bridge_keys, fold_spaces,
+                         kept_breaks, next_lines)
 
 VERSION = 3  # 3: runs of line breaks folded into one (``model.ngram.fold_breaks``)
 DEPTH = 64  # suffixes are sorted on this many tokens: more than LONGEST
@@ -266,15 +266,12 @@ class LibraryIndex:
         places have, when it starts with the hole line's start.
         Returns its ids (``END`` not included; at most ``limit`` codes; ``SPACED`` marks kept), how
         many places have it and how many places were counted; None when there is no such line."""
-        start = line_start(context)
-        if start is None or not after or after[0] != END:
+        found_keys = bridge_keys(context, after)
+        if found_keys is None:
             return None
-        stop = line_end(after)
-        if stop is None:
-            return None
+        keys, stop = found_keys
         # first with the two lines before: fewer places, more of them counted (at most SAMPLE)
-        longer = line_start(context[: start + 1])
-        for key in ([] if longer is None else [longer]) + [start]:
+        for key in keys:
             if len(context) - key > DEPTH:
                 continue
             found = self._range([t + 2 for t in reversed(context[key:])])

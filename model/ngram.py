@@ -213,16 +213,13 @@ class TokenCache:
         when more than ``BRIDGE_SHARE`` of the places agree; else from the next lines alone
         (``_preceding``). The document's own repeated code (a block of similar statements, the same
         call sequence in each method) bridges its holes. ``skip``: a stream left out, as in ``match``."""
-        start = line_start(context)
-        if start is None or not after or after[0] != END:
+        found_keys = bridge_keys(context, after)
+        if found_keys is None:
             return None
-        stop = line_end(after)
-        if stop is None:
-            return None
+        keys, stop = found_keys
         want = after[:stop]
         stream, nxt = self._index(), self._next
-        longer = line_start(context[: start + 1])
-        for key in ([] if longer is None else [longer]) + [start]:
+        for key in keys:
             places = self._places(context[key:], skip)
             if len(places) > BRIDGE_SAMPLE:
                 places = places[np.linspace(0, len(places) - 1, BRIDGE_SAMPLE).astype(np.int64)]
@@ -355,6 +352,21 @@ def line_bridge(caches, context: list[int], suffix: list[int], limit: int) -> li
         line = [x for t in line + rest for x in ((space, plain(t)) if t > 0 and t & SPACED else (t,))]
         return line if len(line) <= limit else None
     return None
+
+
+def bridge_keys(context: list[int], after: list[int]) -> tuple[list[int], int] | None:
+    """Where a bridge's keys start in ``context`` (the ``END`` before the two lines before the
+    hole, then before the one line before: fewer places first) and how many of ``after`` make up
+    the next line (``line_end``); None when either side is too short or ``after`` does not start
+    with a line break."""
+    start = line_start(context)
+    if start is None or not after or after[0] != END:
+        return None
+    stop = line_end(after)
+    if stop is None:
+        return None
+    longer = line_start(context[: start + 1])
+    return ([] if longer is None else [longer]) + [start], stop
 
 
 def line_start(ids: list[int]) -> int | None:
