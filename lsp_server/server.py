@@ -35,6 +35,7 @@ from lsp_server.documents import Document, DocumentStore
 from lsp_server.protocol import DiffillProtocol, command_params
 from lsp_server.settings import Settings, merge
 from lsp_server.worker import EngineWorker, Job, LoadState
+from model.lead import typed_word
 
 if TYPE_CHECKING:
     from diffill.engine import InfillResult
@@ -515,28 +516,45 @@ async def on_inline_completion(ls: DiffillServer, params: types.InlineCompletion
 
 
 async def on_completion(ls: DiffillServer, params: types.CompletionParams) -> types.CompletionList:
-    language = ls.docs.get(params.text_document.uri).language_id if params.text_document.uri in ls.docs else ""
-    return await ls.complete(params.text_document.uri, params.position,
-                             lambda texts, pos: completion_answer(texts, pos, language))
+    uri, position = params.text_document.uri, params.position
+    language, typed, start = "", "", None
+    if uri in ls.docs:
+        doc = ls.docs.get(uri)
+        language = doc.language_id
+        try:
+            offset = doc.offset_at(position.line, position.character)
+        except DiffillError:  # a position outside the document: ``complete`` answers that
+            offset = None
+        if offset is not None and (typed := typed_word(doc.text, offset)):
+            start = types.Position(*doc.position_at(offset - len(typed)))
+    return await ls.complete(uri, position,
+                             lambda texts, pos: completion_answer(texts, pos, language, typed, start))
 
 
-def completion_answer(texts: list[str], pos: types.Position, language: str) -> types.CompletionList:
-    return types.CompletionList(is_incomplete=True, items=[completion_item(t, pos, language, rank)
+def completion_answer(texts: list[str], pos: types.Position, language: str, typed: str = "",
+                      start: types.Position | None = None) -> types.CompletionList:
+    return types.CompletionList(is_incomplete=True, items=[completion_item(t, pos, language, rank, typed, start)
                                                            for rank, t in enumerate(texts)])
 
 
-def completion_item(text: str, pos: types.Position, language: str, rank: int) -> types.CompletionItem:
-    first = next((line.strip() for line in text.split("\n") if line.strip()), text.strip())
+def completion_item(text: str, pos: types.Position, language: str, rank: int, typed: str = "",
+                    start: types.Position | None = None) -> types.CompletionItem:
+    """An infill as a completion item. At a cursor inside a word (``typed``: its part before the
+    cursor, from ``start``) the item replaces the typed part with it and the rest, as completion
+    items do, so that the editor's filter matches it (``proc`` -> ``process_item(x)``, not
+    ``ess_item(x)``)."""
+    whole = typed + text
+    first = next((line.strip() for line in whole.split("\n") if line.strip()), whole.strip())
     return types.CompletionItem(
-        label=first[:80] or text,
+        label=first[:80] or whole,
         kind=types.CompletionItemKind.Snippet,
         detail="diffill",
-        documentation=types.MarkupContent(types.MarkupKind.Markdown, f"```{language}\n{text}\n```"),
+        documentation=types.MarkupContent(types.MarkupKind.Markdown, f"```{language}\n{whole}\n```"),
         sort_text=f"{rank:02d}",  # the likeliest first
         preselect=rank == 0,
-        filter_text=first[:80] or text,
+        filter_text=first[:80] or whole,
         insert_text_format=types.InsertTextFormat.PlainText,
-        text_edit=types.TextEdit(range=types.Range(pos, pos), new_text=text),
+        text_edit=types.TextEdit(range=types.Range(start or pos, pos), new_text=whole),
     )
 
 

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_left
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # the language server reads ``typed_word`` without loading torch
+    import torch
 
 # the identifier characters just before a cursor (a word being typed)
 _WORD_TAIL = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -86,6 +88,8 @@ class Lead:
     def allowed(self, left: str, size: int) -> torch.Tensor:
         """Which of ``size`` token ids may come next when ``left`` is still to come: those whose
         (non-empty) text starts with it or is a start of it."""
+        import torch
+
         key = (left, size)
         mask = self._allowed.get(key)
         if mask is None:

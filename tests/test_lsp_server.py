@@ -258,6 +258,38 @@ async def test_completion_item_carries_the_infill_as_a_text_edit(client):
     assert item.label and item.detail == "diffill"
 
 
+async def test_a_completion_inside_a_word_replaces_the_typed_part(client):
+    """At ``tot|``, an item is ``total...`` over the typed part, so the editor's filter keeps it."""
+    import re
+
+    uri = open_doc(client)
+    for m in re.finditer(r"[A-Za-z_]{4,}", SOURCE):
+        line = SOURCE.count("\n", 0, m.start())
+        column = m.start() - (SOURCE.rfind("\n", 0, m.start()) + 1)
+        typed = m.group()[:3]
+        doc = SOURCE[: m.start() + 3] + SOURCE[m.end():]  # the word cut short at the cursor
+        change(client, uri, 2 + m.start(), None, doc)
+        result = await client.text_document_completion_async(types.CompletionParams(
+            text_document=types.TextDocumentIdentifier(uri), position=pos(line, column + 3)))
+        if result.items:
+            for item in result.items:
+                assert item.text_edit.range == rng((line, column), (line, column + 3))
+                assert item.text_edit.new_text.startswith(typed) and item.label.startswith(typed)
+                assert item.filter_text.startswith(typed)
+            return
+    pytest.fail("the tiny model completed no word anywhere")
+
+
+async def test_a_completion_item_at_a_word_boundary_inserts_at_the_cursor():
+    from lsp_server.server import completion_item
+
+    at = pos(3, 8)
+    item = completion_item("x + 1", at, "python", 0)
+    assert item.text_edit.range == types.Range(at, at) and item.label == "x + 1"
+    item = completion_item("ess(x)", at, "python", 0, "proc", pos(3, 4))
+    assert item.text_edit.range == rng((3, 4), (3, 8)) and item.text_edit.new_text == "process(x)"
+
+
 async def test_the_beam_setting_reaches_the_engine_and_keys_the_cache(client):
     uri = open_doc(client)
     await inline(client, uri, 4, 20)
