@@ -29,8 +29,8 @@ from model.context import Window, encode_window
 from model.lead import Lead, Spellings, typed_word
 from model.library_index import LibraryIndex, default_folder
 from model.loading import ModelLoadError, load_checkpoint
-from model.ngram import TokenCache, hole_caches
-from model.sampler import Request, Sampler, SamplerConfig, StepTrace
+from model.ngram import TokenCache, hole_caches, line_bridge, prefix_context
+from model.sampler import Request, SampleResult, Sampler, SamplerConfig, StepTrace
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +135,21 @@ def load_library(setting: str | None, tok) -> LibraryIndex | None:
 def _after(fill: str, typed: str) -> str:
     """A fill that starts with ``typed``, without it; "" for any other."""
     return fill[len(typed):] if fill.startswith(typed) else ""
+
+
+def _blank_cursor(text: str, at: int) -> bool:
+    """Whether ``at`` is on a line of blanks only, past its indentation, or at the start of such a
+    line where the line before is not indented (where a bridged line, found blind to indentation,
+    goes as it is)."""
+    line_start = text.rfind("\n", 0, at) + 1
+    line_end = text.find("\n", at)
+    line = text[line_start : len(text) if line_end < 0 else line_end]
+    if line.strip() or at < line_start + len(line) or line_start == 0:
+        return False
+    if line:
+        return True
+    before = text[text.rfind("\n", 0, line_start - 1) + 1 : line_start - 1]
+    return bool(before.strip()) and not before[0].isspace()
 
 
 def wants_multiline(text: str, start: int, end: int) -> bool:
@@ -285,9 +300,14 @@ class Engine:
                             caches=self._caches(held[i]),
                             lead=Lead(typed[i], Spellings.of(self.tok)) if typed[i] else None) for i in idx]
             guards = self._guards([held[i] for i in idx])
-            constraint = RowConstraints({k: g.constraint for k, g in guards.items()}) if guards else None
-            outs = Sampler(self.backend, cfg).sample(rows, budget, constraint=constraint,
-                                                     cancelled=cancelled, on_step=on_step)
+            # a cursor on a blank line between lines that the caches bridge gets that line, unsampled
+            bridged = self._blank_line_bridges([held[i] for i in idx], rows, guards) if plan[0] else {}
+            todo = [k for k in range(len(rows)) if k not in bridged]
+            constraint = RowConstraints({n: guards[k].constraint for n, k in enumerate(todo) if k in guards}) \
+                if guards else None
+            sampled = Sampler(self.backend, cfg).sample([rows[k] for k in todo], budget, constraint=constraint,
+                                                        cancelled=cancelled, on_step=on_step)
+            outs = [bridged[k] if k in bridged else sampled[todo.index(k)] for k in range(len(rows))]
             ms = (time.perf_counter() - t0) * 1000.0
             was_cancelled = cancelled()
             for k, (i, out) in enumerate(zip(idx, outs)):
@@ -325,6 +345,28 @@ class Engine:
                 or self.config.backend != "diffill"):
             return ""
         return typed_word(req.text, req.start)
+
+    def _blank_line_bridges(self, reqs: list[InfillRequest], rows: list[Request],
+                            guards: dict[int, HoleGuard]) -> dict[int, SampleResult]:
+        """Row -> the line the caches bridge (``model.ngram.line_bridge``) for a cursor on a blank
+        line, after its indentation (or at the start of a line whose line before is not indented),
+        with code on the lines around it; rows without one are left out. Only the lines on both
+        sides place it (the line before the next lines alone is, where a block is missing, its last
+        line), and it must pass the hole's syntax guard. A blank line between two lines is often one missing line; threshold
+        decoding, which fills such holes, has no bridges of its own."""
+        out: dict[int, SampleResult] = {}
+        for k, (r, row) in enumerate(zip(reqs, rows)):
+            if not row.caches or r.end > r.start or not _blank_cursor(r.text, r.start):
+                continue
+            fill = line_bridge(row.caches, prefix_context(row.prefix, self.tok.bos_id), row.suffix,
+                               self.config.single_line_tokens, alone=False)
+            if not fill:
+                continue
+            text = self.tok.decode(fill)
+            if k in guards and not guards[k].checker.is_valid(text):
+                continue
+            out[k] = SampleResult(fill, True, 0, 0, len(fill))
+        return out
 
     def _caches(self, req: InfillRequest) -> tuple:
         """A hole's token caches (model.ngram): the document around it, its neighbors, the repository,

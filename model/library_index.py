@@ -256,14 +256,15 @@ class LibraryIndex:
             lo, hi = self._narrow(lo, hi, k, code)
         return (lo, hi) if lo < hi else None
 
-    def bridge(self, context: list[int], after: list[int], limit: int) -> tuple[list[int], int, int] | None:
+    def bridge(self, context: list[int], after: list[int], limit: int,
+               alone: bool = True) -> tuple[list[int], int, int] | None:
         """The line between the end of ``context`` and ``after`` (canonical ids: the hole's prefix,
         then its suffix, which must start with a line break) as the library writes it between the
         same lines: where the two lines before (or else the one line before; with the start of the
         hole's own) and the next line occur around one line, the line more than ``BRIDGE_SHARE`` of
         those places have. Else, from the next lines alone: where the next ``FOLLOWING`` lines (or
         else the next two) occur, the line before them that more than ``BRIDGE_SHARE`` of those
-        places have, when it starts with the hole line's start.
+        places have, when it starts with the hole line's start (``alone``: whether to).
         Returns its ids (``END`` not included; at most ``limit`` codes; ``SPACED`` marks kept), how
         many places have it and how many places were counted; None when there is no such line."""
         found_keys = bridge_keys(context, after)
@@ -279,7 +280,7 @@ class LibraryIndex:
             if line is not None:
                 return line
         head = context[len(context) - context[::-1].index(END):] if END in context else context
-        for lines in range(FOLLOWING, 1, -1):
+        for lines in range(FOLLOWING, 1, -1) if alone else ():
             following = next_lines(after, lines)
             if following is None or len(following) > DEPTH:
                 continue

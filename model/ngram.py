@@ -206,13 +206,14 @@ class TokenCache:
             pos = pos[stream[pos - m] == key[-1 - m]]
         return pos
 
-    def bridge(self, context: list[int], after: list[int], limit: int,
-               skip: int | None = None) -> tuple[list[int], int, int] | None:
+    def bridge(self, context: list[int], after: list[int], limit: int, skip: int | None = None,
+               alone: bool = True) -> tuple[list[int], int, int] | None:
         """As ``LibraryIndex.bridge`` does: the line these streams have between the two lines before
         the hole (or else the one line before; with the start of the hole's own) and the next line,
         when more than ``BRIDGE_SHARE`` of the places agree; else from the next lines alone
         (``_preceding``). The document's own repeated code (a block of similar statements, the same
-        call sequence in each method) bridges its holes. ``skip``: a stream left out, as in ``match``."""
+        call sequence in each method) bridges its holes. ``skip``: a stream left out, as in ``match``;
+        ``alone``: whether the next lines alone may place the line."""
         found_keys = bridge_keys(context, after)
         if found_keys is None:
             return None
@@ -240,7 +241,7 @@ class TokenCache:
             found = agreed(tally, counted, limit)
             if found is not None:
                 return list(found[0]), found[1], found[2]
-        return self._preceding(context, after, limit, skip)
+        return self._preceding(context, after, limit, skip) if alone else None
 
     def _preceding(self, context: list[int], after: list[int], limit: int,
                    skip: int | None) -> tuple[list[int], int, int] | None:
@@ -285,8 +286,9 @@ class Without:
     def match(self, context: list[int]) -> tuple[int, Counter]:
         return self.cache.match(context, skip=self.stream)
 
-    def bridge(self, context: list[int], after: list[int], limit: int) -> tuple[list[int], int, int] | None:
-        return self.cache.bridge(context, after, limit, skip=self.stream)
+    def bridge(self, context: list[int], after: list[int], limit: int,
+               alone: bool = True) -> tuple[list[int], int, int] | None:
+        return self.cache.bridge(context, after, limit, skip=self.stream, alone=alone)
 
 
 def prefix_context(prefix: list[int], bos: int | None) -> list[int]:
@@ -328,13 +330,15 @@ def continuation(caches, context: list[int]) -> tuple[dict[int, float], float]:
     return {t: c / total for t, c in counts.items()}, weight(best)
 
 
-def line_bridge(caches, context: list[int], suffix: list[int], limit: int) -> list[int] | None:
+def line_bridge(caches, context: list[int], suffix: list[int], limit: int, alone: bool = True) -> list[int] | None:
     """A one-line hole's whole fill from a cache that bridges lines (a library index,
     ``LibraryIndex.bridge``; a token cache, ``TokenCache.bridge``): the line its code has between
     the line before the hole (with the hole line's start) and the line after it, or else before the
     next lines alone, when most of the places agree; None otherwise. The document's own cache (``caches[0]``) is asked last:
     six draws of held-out lines, 880 -> 889 exact of 3,000 either way, 10 gained and 1 lost asked
-    last, 14 and 5 asked first. ``context``: the ids before the hole; ``suffix``: after it."""
+    last, 14 and 5 asked first. ``context``: the ids before the hole; ``suffix``: after it; ``alone``:
+    whether the next lines alone may place the line (not where the hole may be several lines: the
+    line before the next lines would be the last of them)."""
     bridges = [c for c in (*caches[1:], caches[0]) if hasattr(c, "bridge")]
     if not bridges:
         return None
@@ -343,7 +347,7 @@ def line_bridge(caches, context: list[int], suffix: list[int], limit: int) -> li
     ctx = fold_breaks([t for t in raw if t != space]).tolist()
     after = fold_breaks([t for t in caches[0].canonical(suffix).tolist() if t != space]).tolist()  # as the library folds them
     for cache in bridges:
-        found = cache.bridge(ctx, after, limit)
+        found = cache.bridge(ctx, after, limit, alone=alone)
         if found is None:
             continue
         first, *rest = found[0]

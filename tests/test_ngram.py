@@ -204,3 +204,23 @@ def test_the_document_bridges_from_its_next_lines_when_the_lines_before_are_new(
     assert bridged(["x = self.check()", "x = self.check()"], "    zz = 5\n    x = ") == "self.check()"
     assert bridged(["x = self.check()", "x = self.check()"], "    zz = 5\n    y = ") is None  # starts otherwise
     assert bridged(["x = self.check()", "x = self.audit()"]) is None  # a tie
+
+
+def test_a_cursor_on_a_blank_line_gets_the_line_both_sides_bridge(shipped_engine):
+    """A blank line between two lines is filled by threshold decoding, which has no bridges: the
+    engine asks the caches first, from both sides only (the next lines alone would give the last
+    line of a missing block)."""
+    from diffill.engine import Engine, InfillRequest
+
+    engine = Engine(replace(shipped_engine.config, library="none"))
+    body = "def f{i}(self):\n    x = self.load()\n    self.check(x)\n    return x\n\n"
+    text = "".join(body.format(i=i) for i in range(2)) + "def g(self):\n    x = self.load()\n    \n    return x\n"
+    at = text.rindex("    \n") + 4  # after the blank line's indentation
+    filled = engine.infill(InfillRequest(text, at, at, path="a.py"))
+    assert filled.multiline and filled.text == "self.check(x)" and filled.forward_passes == 0
+    # at the start of a line inside a block the indentation is unknown: decoded as before
+    assert engine.infill(InfillRequest(text, at - 4, at - 4, path="a.py")).forward_passes > 0
+    # a new line before the next lines that the document has elsewhere after another line: not bridged
+    other = "".join(body.format(i=i) for i in range(2)) + "def g(self):\n    y = 2\n    \n    self.check(x)\n    return x\n"
+    at = other.rindex("    \n    self.check") + 4
+    assert engine.infill(InfillRequest(other, at, at, path="a.py")).forward_passes > 0
