@@ -307,7 +307,8 @@ class Engine:
                 if guards else None
             sampled = Sampler(self.backend, cfg).sample([rows[k] for k in todo], budget, constraint=constraint,
                                                         cancelled=cancelled, on_step=on_step)
-            outs = [bridged[k] if k in bridged else sampled[todo.index(k)] for k in range(len(rows))]
+            rest = iter(sampled)
+            outs = [bridged[k] if k in bridged else next(rest) for k in range(len(rows))]
             ms = (time.perf_counter() - t0) * 1000.0
             was_cancelled = cancelled()
             for k, (i, out) in enumerate(zip(idx, outs)):
@@ -352,8 +353,8 @@ class Engine:
         line, after its indentation (or at the start of a line whose line before is not indented),
         with code on the lines around it; rows without one are left out. Only the lines on both
         sides place it (the line before the next lines alone is, where a block is missing, its last
-        line), and it must pass the hole's syntax guard. A blank line between two lines is often one missing line; threshold
-        decoding, which fills such holes, has no bridges of its own."""
+        line), and it must pass the hole's syntax guard. A blank line between two lines is often
+        one missing line; threshold decoding, which fills such holes, has no bridges of its own."""
         out: dict[int, SampleResult] = {}
         for k, (r, row) in enumerate(zip(reqs, rows)):
             if not row.caches or r.end > r.start or not _blank_cursor(r.text, r.start):
