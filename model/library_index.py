@@ -40,8 +40,6 @@ _SCAN = 2048  # ranges at most this long are narrowed with one vectorised search
 # Seed-0 / seed-1 held-out lines: 0.254 / 0.194 with 4 (the other caches' minimum), 0.260 / 0.198
 # with 8, 0.262 / 0.198 with 12, 0.262 / 0.190 with 16
 MIN_MATCH = 12
-# a line bridge from the next lines alone: at most this many blank lines between them and the line
-_BLANKS = 4
 _END_CODE, _SEP_CODE = END + 2, SEP + 2
 _SPACED_CODE = 1 << 14  # a code's mark for ``SPACED`` (codes of a vocabulary under 16,382 tokens)
 
@@ -292,21 +290,18 @@ class LibraryIndex:
 
     def _preceding(self, found: tuple[int, int], length: int, head: list[int], limit: int) -> tuple[list[int], int, int] | None:
         """``bridge``'s answer from the next lines alone: the places in the range ``found`` (where
-        ``length`` tokens, the next lines, end), each with the line before them (past blank lines)."""
+        ``length`` tokens, the next lines, end), each with the line before them (the index holds
+        no blank lines: one line break comes between)."""
         lo, hi = found
         picks = np.arange(lo, hi) if hi - lo <= SAMPLE else np.linspace(lo, hi - 1, SAMPLE).astype(np.int64)
-        longest = max(limit, DEPTH) + len(head)
-        width = longest + 1 + _BLANKS
+        width = max(limit, DEPTH) + len(head) + 2
         first = self._suffixes[picks].astype(np.int64) - length + 1  # where each place's next lines start
         window = self._tokens[np.maximum(first[:, None] - np.arange(1, width + 1), 0)].astype(np.int64)  # backwards
         rows = np.arange(len(window))
-        ends = window == _END_CODE
-        blanks = (~ends).argmax(1)  # the line breaks between that line and the next lines
-        stops = window <= _SEP_CODE
-        stops &= np.arange(width)[None, :] >= blanks[:, None]  # the line's own start, past them
-        n = stops.argmax(1) - blanks  # the line's length
-        ok = ends[:, 0] & (blanks <= _BLANKS) & stops[rows, blanks + n] & (n > 0) & ~ends[rows, np.minimum(blanks, width - 1)]
-        tally = Counter(tuple(window[r, blanks[r] : blanks[r] + n[r]][::-1].tolist()) for r in np.flatnonzero(ok))
+        stops = window[:, 1:] <= _SEP_CODE  # the line's own start: the line break (or stream end) before it
+        n = stops.argmax(1)  # the line's length
+        ok = (window[:, 0] == _END_CODE) & stops[rows, n] & (n > 0)
+        tally = Counter(tuple(window[r, 1 : 1 + n[r]][::-1].tolist()) for r in np.flatnonzero(ok))
         counted = int(ok.sum())
         want = np.asarray(head, dtype=np.int64)
         for line, count in tally.most_common():
