@@ -141,10 +141,9 @@ def _blank_cursor(text: str, at: int) -> bool:
     """Whether ``at`` is on a line of blanks only, past its indentation, or at the start of such a
     line where the line before is not indented (where a bridged line, found blind to indentation,
     goes as it is)."""
-    line_start = text.rfind("\n", 0, at) + 1
-    line_end = text.find("\n", at)
-    line = text[line_start : len(text) if line_end < 0 else line_end]
-    if line.strip() or at < line_start + len(line) or line_start == 0:
+    line_start, line_end = _line_bounds(text, at)
+    line = text[line_start:line_end]
+    if line.strip() or at < line_end or line_start == 0:
         return False
     if line:
         return True
@@ -157,10 +156,14 @@ def wants_multiline(text: str, start: int, end: int) -> bool:
     a cursor with code before or after it on its line gets the rest of one line."""
     if end > start:
         return "\n" in text[start:end]
-    line_start = text.rfind("\n", 0, start) + 1
-    line_end = text.find("\n", start)
-    line_end = len(text) if line_end < 0 else line_end
+    line_start, line_end = _line_bounds(text, start)
     return not text[line_start:line_end].strip()
+
+
+def _line_bounds(text: str, at: int) -> tuple[int, int]:
+    """Where the line holding offset ``at`` starts and ends (before its ``\n``)."""
+    line_end = text.find("\n", at)
+    return text.rfind("\n", 0, at) + 1, len(text) if line_end < 0 else line_end
 
 
 class Engine:

@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from model.ngram import (BRIDGE_SHARE, END, FOLLOWING, LONGEST, SEP, SPACED, agreed, bridge_keys, fold_spaces,
-                         kept_breaks, next_lines)
+from model.ngram import (END, FOLLOWING, LONGEST, SEP, SPACED, agreed, agreed_rest, bridge_keys, fold_spaces, kept_breaks,
+                         next_lines)
 
 VERSION = 3  # 3: runs of line breaks folded into one (``model.ngram.fold_breaks``)
 DEPTH = 64  # suffixes are sorted on this many tokens: more than LONGEST
@@ -302,15 +302,9 @@ class LibraryIndex:
         n = stops.argmax(1)  # the line's length
         ok = (window[:, 0] == _END_CODE) & stops[rows, n] & (n > 0)
         tally = Counter(tuple(window[r, 1 : 1 + n[r]][::-1].tolist()) for r in np.flatnonzero(ok))
-        counted = int(ok.sum())
-        want = np.asarray(head, dtype=np.int64)
-        for line, count in tally.most_common():
-            if count <= BRIDGE_SHARE * counted:
-                return None
-            if len(line) >= len(want) and (self._canon[np.asarray(line[: len(want)], dtype=np.int64)] - 2 == want).all():
-                rest = line[len(want):]
-                return (_ids(np.asarray(rest, dtype=np.int64)), count, counted) if 0 < len(rest) <= limit else None
-        return None
+        found = agreed_rest(tally, int(ok.sum()), head, limit,
+                            lambda codes: (self._canon[np.asarray(codes, dtype=np.int64)] - 2).tolist())
+        return None if found is None else (_ids(np.asarray(found[0], dtype=np.int64)), *found[1:])
 
     def _bridged(self, found: tuple[int, int], want: list[int], limit: int) -> tuple[list[int], int, int] | None:
         """``bridge``'s answer from the places in the range ``found``, where ``want`` must follow."""

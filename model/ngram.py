@@ -264,14 +264,10 @@ class TokenCache:
                     b -= 1
                 if q > 0 and stream[q] == END and b + 1 < q:
                     counts[tuple(nxt[b + 1 : q].tolist())] += 1
-            found = agreed(counts, sum(counts.values()), max(limit, LONGEST) + len(head))
-            if found is None:
-                continue
-            line = found[0]
-            if self.canonical([plain(t) for t in line[: len(head)]]).tolist() != head:
-                continue
-            rest = list(line[len(head):])
-            return (rest, found[1], found[2]) if 0 < len(rest) <= limit else None
+            found = agreed_rest(counts, sum(counts.values()), head, limit,
+                                lambda ids: self.canonical([plain(t) for t in ids]).tolist())
+            if found is not None:
+                return found
         return None
 
 
@@ -421,7 +417,7 @@ def next_lines(after: list[int], lines: int) -> list[int] | None:
     return None
 
 
-def agreed(tally: Counter, counted: int, limit: int) -> tuple[tuple[int, ...], int, int] | None:
+def agreed(tally: Counter, counted: int, limit: float) -> tuple[tuple[int, ...], int, int] | None:
     """A line bridge's answer from the lines found at ``counted`` places (``tally``): the most
     common one when more than ``BRIDGE_SHARE`` of the places have it and it fits in ``limit``
     tokens, with how many have it and ``counted``; None otherwise."""
@@ -431,6 +427,22 @@ def agreed(tally: Counter, counted: int, limit: int) -> tuple[tuple[int, ...], i
     if count <= BRIDGE_SHARE * counted or len(line) > limit:
         return None
     return line, count, counted
+
+
+def agreed_rest(tally: Counter, counted: int, head: list[int], limit: int,
+                canonical) -> tuple[list[int], int, int] | None:
+    """``agreed`` for the line before the next lines (a bridge from them alone): the most common
+    line, when more than ``BRIDGE_SHARE`` of the ``counted`` places have it and it starts with
+    ``head`` (the hole line's start, canonical ids; ``canonical`` maps a line's tokens to such):
+    the rest of it (1 to ``limit`` tokens), how many places have it and ``counted``."""
+    found = agreed(tally, counted, math.inf)
+    if found is None:
+        return None
+    line, count, _ = found
+    if len(line) < len(head) or list(canonical(line[: len(head)])) != list(head):
+        return None
+    rest = list(line[len(head):])
+    return (rest, count, counted) if 0 < len(rest) <= limit else None
 
 
 def plain(token: int) -> int:
