@@ -24,6 +24,8 @@ from pathlib import Path
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 
+from model.context import Window
+
 log = logging.getLogger(__name__)
 
 TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -63,6 +65,8 @@ class AdapterInfo:
     created: str = ""
     training: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
+    # the context window it was trained with, served with it; None: the base's own
+    window: Window | None = None
 
     def as_json(self) -> dict:
         d = asdict(self)
@@ -115,10 +119,12 @@ def read_info(path: str | Path) -> AdapterInfo:
     _check_folder(path)
     try:
         meta = json.loads((path / META_FILE).read_text())
+        window = meta.get("window")
         return AdapterInfo(path=path, base_sha256=meta["base_sha256"], base_model=meta.get("base_model", ""),
                            created=meta.get("created", ""), training=meta.get("training", {}),
-                           metrics=meta.get("metrics", {}))
-    except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
+                           metrics=meta.get("metrics", {}),
+                           window=Window(int(window["prefix_tokens"]), int(window["suffix_tokens"])) if window else None)
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
         raise AdapterError(f"corrupt {META_FILE} in {path}: {e}") from e
 
 
@@ -167,10 +173,11 @@ def _relax_permissions(folder: Path) -> None:
 def save_adapter(model: PeftModel, out: str | Path, base_sha256: str, base_model: str = "",
                  training: dict | None = None, metrics: dict | None = None,
                  card: tuple[str, str] | None = None, name: str = "default",
-                 write_extra: Callable[[Path], None] | None = None) -> AdapterInfo:
+                 write_extra: Callable[[Path], None] | None = None, window: Window | None = None) -> AdapterInfo:
     """Write adapter ``name`` of ``model`` to ``out`` atomically: a temporary folder next to it
     is filled (peft config, safetensors weights, metadata, card, and what ``write_extra`` writes
-    into the folder it is given) and then swapped in."""
+    into the folder it is given) and then swapped in. ``window``: the context window it was
+    trained with, when not the base's."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
@@ -186,7 +193,7 @@ def save_adapter(model: PeftModel, out: str | Path, base_sha256: str, base_model
             nested.rmdir()
         info = AdapterInfo(path=out, base_sha256=base_sha256, base_model=base_model,
                            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                           training=training or {}, metrics=metrics or {})
+                           training=training or {}, metrics=metrics or {}, window=window)
         meta = {"format": FORMAT_VERSION, **{k: v for k, v in info.as_json().items() if k != "path"}}
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2, default=str) + "\n")
         title, body = card or ("diffill LoRA adapter", f"Trained on base sha256 `{base_sha256}`.")

@@ -9,6 +9,10 @@ Unmerging restores the base weights from a copy taken before the first merge ins
 subtracting the LoRA product: in bfloat16 ``(W + d) - d`` is not ``W``, and a server that
 switches between workspace adapters would drift its base a little at every switch.
 
+An adapter trained with a wider context window than the base's (``AdapterInfo.window``) is served
+with it: switching sets the window the model reads (``model.context.window_of``), and switching
+back to the bare base restores the base's.
+
 Loading an adapter unfuses the network's projections; every switch fuses them again from the
 weights now served (``DiffillForMaskedLM.fuse_projections``), except while an adapter runs unmerged.
 """
@@ -31,6 +35,7 @@ from adapters.lora import (
     check_base,
     read_info,
 )
+from model.context import set_window, window_of
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +49,7 @@ class AdaptedModel:
         self.active: AdapterInfo | None = None
         self._merged = False
         self._pristine: dict[str, torch.Tensor] = {}  # base weights under LoRA layers, before any merge
+        self._base_window = window_of(model.config)
 
     @property
     def base_sha256(self) -> str:
@@ -93,6 +99,7 @@ class AdaptedModel:
                 if merge:
                     self._merge()
         self.active = info
+        set_window(self.model.config, info.window if info is not None and info.window else self._base_window)
         self.model.fuse_projections()  # from the weights now served (refused while LoRA runs unmerged)
         return info
 

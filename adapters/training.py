@@ -29,7 +29,7 @@ from model.objective import (
     noise_batch,
     plain_example,
 )
-from model.context import window_of
+from model.context import Window, window_of
 from model.tokenizer import CodeTokenizer
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,8 @@ class AdaptConfig:
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     seed: int = 0
+    # the context window it trains (and is served) with; None: the base's own
+    window: Window | None = None
     # the base model's late-phase canvas noise (model/recipes): the states the sampler visits
     objective: ObjectiveConfig = field(default_factory=lambda: ObjectiveConfig(plain_fraction=0.1, hide_eoi=True,
                                                                                ordered_fraction=0.5))
@@ -121,8 +123,8 @@ def train_adapter(model: torch.nn.Module, tok: CodeTokenizer, files: list[Traini
     ``stream``: the files' token stream for plain sequences, when already at hand."""
     if minutes is None and steps is None:
         raise ValueError("give a time budget (minutes) or a number of steps")
-    # the base's context window: its adapter trains on what it reads at inference
-    cfg = replace(cfg, objective=replace(cfg.objective, window=window_of(model.config)))
+    # the window it reads at inference: the base's, unless the adapter is made to widen it
+    cfg = replace(cfg, objective=replace(cfg.objective, window=cfg.window or window_of(model.config)))
     data = SpanData(files, tok, cfg, stream)
     peft_model = attach(model, cfg.lora, name=name, seed=cfg.seed)
     params = [p for p in peft_model.parameters() if p.requires_grad]

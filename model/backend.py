@@ -126,7 +126,11 @@ class DiffillBackend:
         self.eoi_id = tokenizer.eoi_id
         self.bos_id = tokenizer.bos_id
         self.banned_ids = [tokenizer.pad_id, tokenizer.mask_id, tokenizer.bos_id]
-        self.window = window_of(model.config)  # the window it was trained with
+
+    @property
+    def window(self) -> Window:
+        """The window the served weights were trained with (an adapter may widen the base's)."""
+        return window_of(self.model.config)
 
     def prepare(self, prefixes, suffixes, length, cache=False, refresh=0) -> Layout:
         lay = layout_rows(prefixes, suffixes, length, self.mask_id, self.tok.pad_id, multiple=self.width_multiple)

@@ -29,6 +29,12 @@ def window_of(config) -> Window:
                   getattr(config, "suffix_tokens", Window.suffix_tokens))
 
 
+def set_window(config, window: Window) -> None:
+    """Make ``window`` the one a model reads with (``window_of``): an adapter trained with a wider
+    window than its base's is served with it."""
+    config.prefix_tokens, config.suffix_tokens = window.prefix_tokens, window.suffix_tokens
+
+
 def _starts(tok: CodeTokenizer) -> np.ndarray:
     """Which vocabulary entries begin with a newline (tokens that start a line), computed once
     per tokenizer and kept on it."""

@@ -24,7 +24,7 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from model.configuration import DiffillConfig
-from model.context import window_of
+from model.context import set_window, window_of
 from model.corpus import load_texts, load_tokens
 from model.network import DiffillForMaskedLM
 from model.objective import ObjectiveConfig, diffusion_loss, infill_example, noise_batch, plain_example
@@ -347,7 +347,7 @@ def train(corpus: Path, out: Path, cfg: TrainConfig, minutes: float | None = Non
         log.warning("%s was trained with a context window of %d + %d tokens (prefix + suffix); this run "
                     "trains it with %d + %d (objective.window)", start, was.prefix_tokens, was.suffix_tokens,
                     now.prefix_tokens, now.suffix_tokens)
-    model.config.prefix_tokens, model.config.suffix_tokens = now.prefix_tokens, now.suffix_tokens
+    set_window(model.config, now)
     optimizers = make_optimizers(model, cfg)
     if not fresh_optimizer:
         _load_optimizer(src, model, optimizers, cfg.optimizer)

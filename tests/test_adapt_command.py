@@ -10,6 +10,7 @@ import pytest
 
 from adapters import read_info, workspace_adapter
 from adapters.lora import REPOSITORY_TOKENS
+from diffill.adaptation import SHIPPED_WINDOW
 from diffill.cli import main
 from diffill.engine import Engine, EngineConfig
 from diffill.errors import DiffillError
@@ -158,6 +159,9 @@ def test_adapt_base_recipe_writes_an_adapter_with_a_card(tiny_checkpoint, corpus
     assert summary["steps"] == 2 and summary["adapter"] == str(out)
     card = (out / "README.md").read_text()
     assert "## Recipe" in card and "diffill adapt-base --corpus" in card and "| base + this adapter |" in card
+    assert read_info(out).window == SHIPPED_WINDOW, "served with the window it trained with, wider than the base's"
+    assert summary["window"] == {"prefix_tokens": SHIPPED_WINDOW.prefix_tokens,
+                                 "suffix_tokens": SHIPPED_WINDOW.suffix_tokens}
     figures = run_json(capsys, ["eval", "heldout", "--model", str(tiny_checkpoint), "--corpus", str(corpus),
                                 "--cases", "2", "--adapter", str(out), "--json"])
     assert figures["adapter"] == str(out.resolve())

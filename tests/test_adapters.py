@@ -21,6 +21,8 @@ from adapters import (
 )
 from adapters.sources import RepoFile, collect_sources, source_files, split_heldout
 from adapters.training import AdaptConfig, TrainingFile, train_adapter
+from model.backend import DiffillBackend
+from model.context import Window, window_of
 from model.loading import load_checkpoint
 
 IDS = torch.tensor([[5, 9, 17, 33, 60, 7, 101, 44, 12, 8], [40, 41, 42, 43, 44, 45, 46, 47, 48, 49]])
@@ -126,6 +128,22 @@ def test_switching_between_adapters_and_back_to_the_base(saved, tiny_checkpoint)
         assert (info.path.name if info else None) == path
         torch.testing.assert_close(logits(base), want, atol=1e-5, rtol=1e-5)
     assert len(served.loaded()) == 2
+
+
+def test_an_adapter_trained_with_a_wider_window_is_served_with_it(saved, tiny_checkpoint, tmp_path):
+    root, _, _ = saved
+    base, tok = load_checkpoint(tiny_checkpoint)
+    own = window_of(base.config)
+    wide = Window(own.prefix_tokens * 3, own.suffix_tokens * 2)
+    sha = base_fingerprint(base)
+    save_adapter(attach(load_checkpoint(tiny_checkpoint)[0]), tmp_path / "wide", sha, window=wide)
+    assert read_info(tmp_path / "wide").window == wide
+    assert read_info(root / "one").window is None, "an adapter saved without one keeps the base's"
+    served = AdaptedModel(base)
+    backend = DiffillBackend(base, tok)
+    for path, want in [("wide", wide), ("one", own), ("wide", wide), (None, own)]:
+        served.switch((tmp_path if path == "wide" else root) / path if path else None)
+        assert window_of(base.config) == want and backend.window == want
 
 
 def test_switching_back_restores_the_bfloat16_base_exactly(saved, tiny_checkpoint):
