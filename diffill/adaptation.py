@@ -167,9 +167,9 @@ def adapt_repository(root: str | Path, out: str | Path | None = None, minutes: f
 
 
 # The default infill adapter reads a wider window than its base (112 + 48): 600 steps of the
-# recipe at 384 + 128 beat the bare base on the six draws (903 -> 917 of 3,000 lines, README.md,
-# Adapters); the base alone read worse with it (0.326 -> 0.318, seed 0)
-SHIPPED_WINDOW = Window(prefix_tokens=384, suffix_tokens=128)
+# recipe beat the bare base on the six draws (903 of 3,000 lines -> 918 at 256 + 96, 917 at
+# 384 + 128, which costs twice the latency; README.md, Adapters)
+SHIPPED_WINDOW = Window(prefix_tokens=256, suffix_tokens=96)
 
 
 def shipped_adapter_config() -> AdaptConfig:
