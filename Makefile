@@ -84,7 +84,7 @@ model: train
 	$(PY) -m model.export $(RUNS)/base model/checkpoints/diffill-base
 
 # The infill adapter's recipe on top of the shipped base, written to adapters/checkpoints/infill,
-# which every command serves by default (README.md, Adapters). 600 steps, ~30 min on 2 cores.
+# which every command serves by default (README.md, Adapters). 600 steps, ~21 min on 2 cores.
 adapter: corpus
 	$(VENV)/bin/diffill adapt-base --corpus $(CORPUS)
 

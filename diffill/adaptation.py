@@ -168,7 +168,7 @@ def adapt_repository(root: str | Path, out: str | Path | None = None, minutes: f
 
 # The default infill adapter reads a wider window than its base (112 + 48): 600 steps of the
 # recipe beat the bare base on the six draws (903 of 3,000 lines -> 918 at 256 + 96, 917 at
-# 384 + 128, which costs twice the latency; README.md, Adapters)
+# 384 + 128, at twice the latency cost; README.md, Adapters)
 SHIPPED_WINDOW = Window(prefix_tokens=256, suffix_tokens=96)
 
 
