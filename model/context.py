@@ -40,8 +40,7 @@ def _starts(tok: CodeTokenizer) -> np.ndarray:
     per tokenizer and kept on it."""
     flags = getattr(tok, "_line_start_flags", None)
     if flags is None:
-        flags = np.array([i not in tok.special_ids and tok.backend.decode([i]).startswith("\n")
-                          for i in range(tok.vocab_size)])
+        flags = np.array([text.startswith("\n") for text in tok.token_texts()])
         tok._line_start_flags = flags
     return flags
 

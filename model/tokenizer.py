@@ -100,8 +100,8 @@ class CodeTokenizer:
         (computed once). In a one-line hole such a token ends the fill, as <eoi> does."""
         ids = self.__dict__.get("_line_break_ids")
         if ids is None:
-            ids = frozenset(i for i in range(self.vocab_size) if i not in self.special_ids
-                            and "\n" in (text := self.backend.decode([i])) and not text.split("\n", 1)[0].strip())
+            ids = frozenset(i for i, text in enumerate(self.token_texts())
+                            if "\n" in text and not text.split("\n", 1)[0].strip())
             self._line_break_ids = ids
         return ids
 
