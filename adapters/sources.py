@@ -57,20 +57,34 @@ class Collection:
     source: str = "walk"  # "git" or "walk"
 
 
+# A folder's own .git/config is not trusted: these override every setting that could make
+# `rev-parse` or `ls-files` run a command (core.fsmonitor is one), and no pager or prompt runs.
+_GIT = ["git", "--no-pager", "-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null",
+        "-c", "core.untrackedCache=false"]
+_GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_OPTIONAL_LOCKS": "0"}
+
+
+def _git(root: Path, *args: str, timeout: float) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")} | _GIT_ENV
+    return subprocess.run([*_GIT, "-C", str(root), *args], check=False, capture_output=True,
+                          timeout=timeout, env=env, stdin=subprocess.DEVNULL)
+
+
 def _git_files(root: Path) -> list[str] | None:
     """Paths git tracks under ``root``, or None when ``root`` is not in a git work tree (or is an
     untracked folder inside one, like a download under a git-managed home folder)."""
     try:
-        top = subprocess.run(["git", "-C", str(root), "rev-parse", "--show-toplevel"],
-                             check=False, capture_output=True, text=True, timeout=30)
-        if top.returncode != 0 or not top.stdout.strip():
+        top = _git(root, "rev-parse", "--show-toplevel", timeout=30)
+        toplevel = top.stdout.decode("utf-8", "replace").strip()
+        if top.returncode != 0 or not toplevel:
             return None
-        out = subprocess.run(["git", "-C", str(root), "ls-files", "-z", "--cached"],
-                             capture_output=True, timeout=120, check=True)
+        out = _git(root, "ls-files", "-z", "--cached", timeout=120)
+        if out.returncode != 0:
+            return None
     except (OSError, subprocess.SubprocessError):
         return None
     files = [p for p in out.stdout.decode("utf-8", "replace").split("\0") if p]
-    if not files and Path(top.stdout.strip()).resolve() != root.resolve():
+    if not files and Path(toplevel).resolve() != root.resolve():
         return None
     return files
 
@@ -143,13 +157,14 @@ def source_files(root: str | Path, paths: list[str | Path]) -> dict[str, RepoFil
             tracked = set(listed) if listed is not None else False
         if not (rel in tracked if tracked is not False else _walk_lists(root, rel)):
             continue
-        reason, language, text = _skip_reason(rel, path)
+        reason, language, text = _skip_reason(rel, path, root)
         out[str(path)] = None if reason else RepoFile(rel, text, language)
     return out
 
 
-def _skip_reason(rel: str, path: Path) -> tuple[str | None, str | None, str]:
-    """(reason to skip, language, text)."""
+def _skip_reason(rel: str, path: Path, root: Path) -> tuple[str | None, str | None, str]:
+    """(reason to skip, language, text). A symbolic link is read only when it points to a source
+    file inside ``root`` (resolved): a link to a secret elsewhere is never read, whatever its name."""
     parts = rel.split("/")
     if any(p in VENDORED_DIRS for p in parts[:-1]):
         return "vendored", None, ""
@@ -161,11 +176,16 @@ def _skip_reason(rel: str, path: Path) -> tuple[str | None, str | None, str]:
     if rel.lower().endswith(GENERATED_SUFFIXES):
         return "generated", None, ""
     try:
-        if not path.is_file():
+        real = path.resolve()
+        if not real.is_relative_to(root):
+            return "links outside the folder", None, ""
+        if LANGUAGES.get(real.suffix.lower()) != language:
+            return "unsupported language", None, ""
+        if not real.is_file():
             return "not a file", None, ""
-        if path.stat().st_size > MAX_FILE_BYTES:
+        if real.stat().st_size > MAX_FILE_BYTES:
             return "over 1 MB", None, ""
-        raw = path.read_bytes()
+        raw = real.read_bytes()
     except OSError:
         return "unreadable", None, ""
     if b"\0" in raw[:8192]:
@@ -198,7 +218,7 @@ def collect_sources(root: str | Path, max_chars: int | None = None) -> Collectio
     chars = 0
     ordered = sorted(listed)
     for n, rel in enumerate(ordered):
-        reason, language, text = _skip_reason(rel, root / rel)
+        reason, language, text = _skip_reason(rel, root / rel, root)
         if reason:
             coll.skipped[reason] += 1
             continue

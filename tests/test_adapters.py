@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 
@@ -394,6 +395,53 @@ def test_an_untracked_folder_inside_a_git_repository_is_walked(tmp_path):
     make_repo(tmp_path / "download")
     coll = collect_sources(tmp_path / "download")
     assert coll.source == "walk" and len(coll.files) == 3
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+def test_collecting_a_git_repository_runs_no_command_from_its_config(tmp_path):
+    """A downloaded folder's .git/config cannot make indexing run a command (core.fsmonitor)."""
+    repo, marker = tmp_path / "repo", tmp_path / "fsmonitor-ran"
+    make_repo(repo)
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "-f", "pkg/core.py"], check=True)
+    subprocess.run([*git, "config", "core.fsmonitor", f"touch {marker}; false"], check=True)
+    subprocess.run([*git, "config", "core.pager", f"touch {marker}"], check=True)
+    coll = collect_sources(repo)
+    assert coll.source == "git" and [f.path for f in coll.files] == ["pkg/core.py"]
+    source_files(repo, [repo / "pkg" / "core.py"])
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("tracked", [False, True])
+def test_links_out_of_the_folder_are_never_read(tmp_path, tracked):
+    """A link inside the folder to a file outside it (a secret), however it is named, is skipped;
+    a link to a source file inside the folder is read; so is nothing that is not a regular file."""
+    if tracked and shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    (secret / "keys.py").write_text('DB_PASSWORD = "QWPX-77c1e0f"\n')
+    (secret / "id_rsa").write_text("-----BEGIN PRIVATE KEY-----\n")
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "app.py").write_text("import os\n")
+    (ws / "leak.py").symlink_to(secret / "keys.py")
+    (ws / "key.py").symlink_to(secret / "id_rsa")
+    (ws / "notes.txt").write_text("x = 1\n")
+    (ws / "alias.py").symlink_to(ws / "notes.txt")  # inside, but not a source file
+    (ws / "same.py").symlink_to(ws / "app.py")
+    os.mkfifo(ws / "pipe.py")  # reading it would block
+    if tracked:
+        subprocess.run(["git", "-C", str(ws), "init", "-q"], check=True)
+        subprocess.run(["git", "-C", str(ws), "add", "-f", "app.py", "leak.py", "key.py", "alias.py",
+                        "same.py"], check=True)
+    coll = collect_sources(ws)
+    assert sorted(f.path for f in coll.files) == ["app.py", "same.py"]
+    assert not any("QWPX" in f.text or "PRIVATE" in f.text for f in coll.files)
+    assert coll.skipped["links outside the folder"] == 2
+    refreshed = source_files(ws, [ws / "leak.py", ws / "key.py", ws / "pipe.py"])
+    assert all(found is None for found in refreshed.values())
 
 
 def test_heldout_split_is_deterministic_and_about_ten_percent():
