@@ -46,9 +46,10 @@ def run(args) -> int:
     if address:
         server.start_tcp(*address)
     else:
-        from lsp_server.framing import BoundedStdin
+        from lsp_server.framing import FramedStdin
 
-        server.start_io(stdin=BoundedStdin(sys.stdin.buffer))
+        # the unbuffered stream beneath: the framing reads what has arrived, never blocks for more
+        server.start_io(stdin=FramedStdin(getattr(sys.stdin.buffer, "raw", sys.stdin.buffer)))
     # pygls' stdin reader thread may still block on a read: leave without waiting for it.
     # Exit code as LSP says: 0 after shutdown + exit, 1 when exit came without shutdown.
     code = 0 if server.protocol._shutdown else 1
