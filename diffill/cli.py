@@ -1,7 +1,8 @@
 """The ``diffill`` command line. Each subcommand lives in ``diffill/commands/<name>.py``.
 
 Exit codes: 0 success, 1 partial failure (some regions failed), 2 bad input or a missing resource,
-141 (as a shell reports SIGPIPE) when whoever reads stdout closed it early (``| head``).
+130 after Ctrl-C and 143 after SIGTERM (both stop the command the same way: no file is left half
+written), 141 (as a shell reports SIGPIPE) when whoever reads stdout closed it early (``| head``).
 """
 
 from __future__ import annotations
@@ -10,11 +11,27 @@ import argparse
 import importlib
 import logging
 import os
+import signal
 import sys
+import threading
 
 from diffill.errors import DiffillError
 
 COMMANDS = ["infill", "corpus", "index", "train", "evaluate", "bench", "refactor", "adapt", "adapt_base", "serve"]
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C would be, so that the same clean-up runs."""
+
+
+_MAIN_PID = os.getpid()
+
+
+def _terminate(signum, frame):
+    if os.getpid() != _MAIN_PID:  # a forked worker: die as SIGTERM asks, its parent cleans up
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+    raise Terminated
 
 
 class _Parser(argparse.ArgumentParser):
@@ -38,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         return e.code if isinstance(e.code, int) else 2
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    handles = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if handles else None
     try:
         code = int(args.run(args) or 0)
         sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
@@ -47,9 +66,12 @@ def main(argv: list[str] | None = None) -> int:
     except DiffillError as e:
         print(f"diffill: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("diffill: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        print("diffill: terminated" if isinstance(e, Terminated) else "diffill: interrupted", file=sys.stderr)
+        return 143 if isinstance(e, Terminated) else 130
+    finally:
+        if handles:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _stdout_closed() -> int:

@@ -255,7 +255,10 @@ SIGINT_SCRIPT = textwrap.dedent('''
 ''')
 
 
-def test_sigint_leaves_every_file_fully_old_or_fully_new(tmp_path):
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_or_sigterm_leaves_every_file_fully_old_or_fully_new(tmp_path, signum, code):
+    """SIGTERM (a killed job, a closed terminal's shell) stops a write as Ctrl-C does: each file
+    whole, old or new, and no temporary file left beside it."""
     tree = tmp_path / "tree"
     tree.mkdir()
     old = "def f(x):\n    ...\n\n\ndef g(x):\n    return x\n" + "".join(f"v{i} = {i}\n" for i in range(3000))
@@ -274,12 +277,12 @@ def test_sigint_leaves_every_file_fully_old_or_fully_new(tmp_path):
             if any((tree / f"m{i:03d}.py").read_text() != old for i in range(0, n, 8)):
                 break
             time.sleep(0.01)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signum)
         _, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 130, err.decode()
+    assert proc.returncode == code, err.decode()
     states = [(tree / f"m{i:03d}.py").read_text() for i in range(n)]
     assert all(s in (old, new) for s in states)
     assert old in states and new in states  # interrupted part way
