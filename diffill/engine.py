@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -303,6 +304,10 @@ class Engine:
                             caches=self._caches(held[i]),
                             lead=Lead(typed[i], Spellings.of(self.tok)) if typed[i] else None) for i in idx]
             guards = self._guards([held[i] for i in idx])
+            for k, guard in guards.items():  # whole fills are judged as the user gets them
+                h = held[idx[k]]
+                guard.constraint.finish = partial(postprocess, ctx=HoleContext(h.text[: h.start], h.text[h.end :],
+                                                                               plans[idx[k]][0]))
             # a cursor on a blank line between lines that the caches bridge gets that line, unsampled
             bridged = self._blank_line_bridges([held[i] for i in idx], rows, guards) if plan[0] else {}
             todo = [k for k in range(len(rows)) if k not in bridged]

@@ -20,7 +20,7 @@ and maps them back to slots through each token's bytes:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import NamedTuple
@@ -84,6 +84,15 @@ class SyntaxConstraint:
     mask_id: int
     eoi_id: int
     checks: int = 0
+    # the post-processing a whole fill gets before the user sees it (``accepts`` judges that text:
+    # a raw fill that repeats the suffix's ``):`` is valid once the repeat is dropped)
+    finish: Callable[[str], str] | None = None
+
+    def accepts(self, tokens: list[int]) -> bool:
+        """Whether the whole fill ``tokens`` (up to the first <eoi>), post-processed, is valid."""
+        self.checks += 1
+        text = self.render(tokens)[0].decode("utf-8", "replace")
+        return self.checker.is_valid(self.finish(text) if self.finish else text)
 
     def render(self, tokens: list[int]) -> tuple[bytes, list[tuple[int, int]]]:
         """The fill's bytes (up to the first <eoi>) and each slot's byte span in it; slots from
@@ -152,6 +161,10 @@ class RowConstraints:
     def check(self, row: int, tokens: list[int], committed: list[bool], proposed: list[bool]) -> Verdict:
         one = self.rows.get(row)
         return one.check(row, tokens, committed, proposed) if one is not None else Verdict.empty()
+
+    def accepts(self, row: int, tokens: list[int]) -> bool:
+        one = self.rows.get(row)
+        return one.accepts(tokens) if one is not None else True
 
 
 def slots_in_errors(constraint: SyntaxConstraint, tokens: list[int], fill: bytes | None = None) -> list[int]:

@@ -247,6 +247,8 @@ def _valid(constraint, row: int, fill: list[int], length: int, eoi: int) -> bool
     """Whether the constraint finds no new syntax error in the whole ``fill``."""
     if constraint is None:
         return True
+    if hasattr(constraint, "accepts"):
+        return constraint.accepts(row, fill)
     tokens = fill + [eoi] * (length - len(fill))
     verdict = constraint.check(row, tokens, [True] * length, [True] * length)
     return not (verdict[1] or verdict[2])

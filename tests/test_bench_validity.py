@@ -25,6 +25,9 @@ def test_constrained_run_is_always_valid_and_figures_are_complete(tiny_engine, t
     assert set(out["unconstrained"]) == {"validity", "exact_match", "p50_ms"}
     assert out["overhead"] is not None and out["cases"] == 10
     assert sum(out["outcomes"].values()) == 10 and set(out["outcomes"]) <= {"valid", "repaired", "truncated", "empty"}
+    exact = {name: round(out[name]["exact_match"] * 10) for name in ("constrained", "unconstrained")}
+    paired = out["paired"]
+    assert exact["constrained"] - exact["unconstrained"] == paired["only_constrained"] - paired["only_unconstrained"]
     assert tiny_engine.config.constrained  # restored
 
 

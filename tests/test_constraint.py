@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 import math
 import sysconfig
+from functools import partial
 from pathlib import Path
 
 import pytest
 import torch
 
 from diffill.engine import Engine, EngineConfig, InfillRequest
+from diffill.postprocess import HoleContext, postprocess
 from diffill.syntax import ensure_valid, guard_for
 from grammar.constraint import RowConstraints, SyntaxConstraint, Verdict, slots_in_errors, token_bytes
 from grammar.registry import grammar
@@ -266,3 +268,29 @@ def test_a_document_too_large_to_reparse_at_every_step_is_filled_unconstrained(m
     with caplog.at_level(logging.WARNING):
         assert guard_for(doc, at, at, _FakeTok(), language="python") is None
     assert "without the syntax constraint" in caplog.text
+
+
+def test_beam_search_judges_a_whole_fill_as_the_user_gets_it():
+    """The likeliest fill repeats the ``)`` after the cursor: post-processing drops the repeat, so
+    it is valid and must not lose to a less likely fill (the constraint used to cost exact matches)."""
+    script = [ranked("x", "y"), ranked(")", "<eoi>")]
+
+    class Rows:  # beam search copies the backend's state per candidate; this one holds nothing
+        def take(self, rows):
+            return self
+
+    class Backend(RankedBackend):
+        def prepare(self, prefixes, suffixes, length, cache=False, refresh=0):
+            return Rows()
+
+    def beam(constraint):
+        (out,) = Sampler(Backend(script), SamplerConfig(beam=3)).sample(
+            [Request([], [])], 6, constraint=RowConstraints({0: constraint}))
+        return b"".join(PIECES[t] for t in out.tokens).decode()
+
+    raw = python_hole("f(<|>)\n")
+    assert beam(raw) == "x"  # "x)" judged raw: f(x)) is broken
+    finished = python_hole("f(<|>)\n")
+    finished.finish = partial(postprocess, ctx=HoleContext("f(", ")\n", multiline=False))
+    assert beam(finished) == "x)"  # post-processed to "x": f(x)
+    assert finished.accepts(ranked("x", ")")) and not raw.accepts(ranked("x", ")"))

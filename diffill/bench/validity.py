@@ -106,6 +106,7 @@ def compare(engine, holes: list[Hole]) -> dict:
     by_kind: dict[str, dict] = {}
     outcomes: dict[str, int] = {}
     targets_valid = 0
+    exact_by_hole: dict[bool, list[bool]] = {True: [], False: []}
     python = grammar("python")
     for h in holes[:2]:  # warm-up: allocator, thread pool
         engine.infill(request(h))
@@ -123,6 +124,7 @@ def compare(engine, holes: list[Hole]) -> dict:
             run = runs[constrained]
             run["valid"] += valid
             run["exact"] += exact
+            exact_by_hole[constrained].append(exact)
             run["ms"].append(ms)
             k = by_kind.setdefault(h.kind, {"cases": 0, "constrained": [0, 0], "unconstrained": [0, 0]})
             k["constrained" if constrained else "unconstrained"][0] += valid
@@ -144,6 +146,10 @@ def compare(engine, holes: list[Hole]) -> dict:
                           "unconstrained": {"validity": v["unconstrained"][0] / max(1, v["cases"]),
                                             "exact_match": v["unconstrained"][1] / max(1, v["cases"])}}
                       for k, v in by_kind.items()}
+    pairs = list(zip(exact_by_hole[True], exact_by_hole[False]))
+    # paired on the same holes: exact only with the constraint, only without it
+    out["paired"] = {"only_constrained": sum(c and not u for c, u in pairs),
+                     "only_unconstrained": sum(u and not c for c, u in pairs)}
     out["outcomes"] = outcomes  # the constrained run's guard verdicts: valid, repaired, truncated, empty
     out["target_validity"] = round(targets_valid / total, 4)
     out["cases"] = len(holes)
@@ -232,6 +238,8 @@ def run(args) -> int:
     print(f"overhead {out['overhead']:+.1%}   incremental check on a {out['check_file_lines']}-line file: "
           f"{out['check_ms']:.3f} ms (p95 {out['check_p95_ms']:.3f})")
     print(f"the check accepts {out['target_validity']:.1%} of the original fills")
+    print(f"exact only with the constraint: {out['paired']['only_constrained']}, "
+          f"only without it: {out['paired']['only_unconstrained']} (same holes)")
     print("constrained outcomes: " + ", ".join(f"{k} {v}" for k, v in sorted(out["outcomes"].items())))
     for kind, v in out["by_kind"].items():
         print(f"  {kind:11} {v['cases']:4d} holes  valid {v['constrained']['validity']:.2f} / "
