@@ -79,9 +79,14 @@ def _stripped_env(work: str) -> dict[str, str]:
             "PYTHONIOENCODING": "utf-8"}
 
 
-def _kill_group(pgid: int) -> None:
+def _kill_group(pgid: int, wait_s: float = 0.0) -> None:
+    """SIGKILL the group; with ``wait_s``, wait up to that long until no member is left."""
+    deadline = time.monotonic() + wait_s
     try:
         os.killpg(pgid, signal.SIGKILL)
+        while time.monotonic() < deadline:
+            time.sleep(0.005)
+            os.killpg(pgid, 0)
     except (ProcessLookupError, PermissionError):
         pass
 
@@ -135,7 +140,7 @@ def run_python(source: str, limits: SandboxLimits | None = None) -> SandboxResul
                 returncode = proc.wait()
                 timed_out = True
             finally:
-                _kill_group(proc.pid)  # whatever the program left running
+                _kill_group(proc.pid, wait_s=1.0)  # whatever the program left running
         layers = _read_report(report, limits)
         detail = _last_line(err)
     seconds = time.perf_counter() - t0
