@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
+import subprocess
 import sys
 import tempfile
 import uuid
@@ -182,10 +184,19 @@ def test_descriptor_relative_paths_inside_the_working_folder_still_work():
     assert r.passed, r.detail
 
 
+# /proc/PID/environ shows a process's environment as it was at exec, so the secret is given to a
+# fresh interpreter that runs the sandbox, not set in this one.
+RUN_AS_PARENT = """
+import json, sys
+from diffill.sandbox import SandboxLimits, run_python
+r = run_python(sys.stdin.read(), SandboxLimits(namespaces=sys.argv[1] == "True"))
+print(json.dumps({"status": r.status, "detail": r.detail, "layers": list(r.layers)}))
+"""
+
+
 @either_way
-def test_the_parent_environment_is_not_visible(monkeypatch, namespaces):
+def test_the_parent_environment_is_not_visible(namespaces):
     secret = f"marker-{uuid.uuid4().hex}"
-    monkeypatch.setenv("DIFFILL_SANDBOX_TEST_SECRET", secret)
     program = (
         "import os\n"
         "seen = []\n"
@@ -198,10 +209,13 @@ def test_the_parent_environment_is_not_visible(monkeypatch, namespaces):
         "        seen.append(pid)\n"
         "assert not seen, f'the secret is in the environment of {seen}'\n"
     )
-    r = run_python(program, SandboxLimits(namespaces=namespaces))
-    if not AS_ROOT and "pid-namespace" not in r.layers:
+    parent = subprocess.run([sys.executable, "-c", RUN_AS_PARENT, str(namespaces)], input=program,
+                            env={**os.environ, "DIFFILL_SANDBOX_TEST_SECRET": secret},
+                            capture_output=True, text=True, timeout=60, check=True)
+    r = json.loads(parent.stdout)
+    if not AS_ROOT and "pid-namespace" not in r["layers"]:
         pytest.skip("without root or a PID namespace the program shares its user and /proc with the parent")
-    assert r.passed, r.detail
+    assert r["status"] == "passed", r["detail"]
 
 
 @root_only
