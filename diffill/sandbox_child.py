@@ -10,7 +10,8 @@ It imports nothing from diffill. In order, it:
    folder comes back at its own path, and /etc/passwd and /etc/group list only root and the
    sandbox's user;
 2. with a private mount namespace, forks into a new PID namespace and mounts a /proc there that
-   shows the program's own processes only (this process stays outside and passes the exit status on);
+   shows the program's own processes only (this process stays outside and passes the exit status
+   on; the namespace's pid 1 only waits for the program);
 3. as root, drops to the sandbox's user (groups, gid, uid), so that file permissions and the
    process limit bind; in any case clears capabilities and sets no_new_privs;
 4. sets resource limits: address space, CPU seconds, processes (RLIMIT_NPROC: no new processes
@@ -148,9 +149,12 @@ def _hide_paths(libc, work: str, uid: int, gid: int) -> bool:
     return ok
 
 
-def _wait_and_pass_on(pid: int) -> None:
-    """Outside the PID namespace: wait for the program and end the same way it did."""
+def _wait_and_pass_on(pid: int, status_pipe: int) -> None:
+    """Outside the PID namespace: wait, then end the way the program did."""
     _, status = os.waitpid(pid, 0)
+    reported = os.read(status_pipe, 4)  # the program's own status, passed on by the namespace's pid 1
+    if len(reported) == 4:
+        status = int.from_bytes(reported, "little")
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
         if sig not in (signal.SIGKILL, signal.SIGSTOP):
@@ -161,13 +165,27 @@ def _wait_and_pass_on(pid: int) -> None:
 
 
 def _pid_namespace(libc) -> bool:
-    """Fork into a new PID namespace with its own /proc; only the child returns."""
+    """Fork into a new PID namespace with its own /proc; only the program's process returns.
+
+    This process stays outside. The namespace's pid 1 only waits for the program and reports its
+    status: pid 1 ignores signals it has no handler for (SIGXCPU at the CPU limit, for one), so
+    the program must not be it. When this process dies, pid 1 does, and the namespace with it.
+    """
     if libc.unshare(CLONE_NEWPID) != 0:
         return False
-    pid = os.fork()
-    if pid:
-        _wait_and_pass_on(pid)
-    return libc.mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None) == 0
+    status_r, status_w = os.pipe()
+    if pid := os.fork():
+        os.close(status_w)
+        _wait_and_pass_on(pid, status_r)
+    os.close(status_r)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    mounted = libc.mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None) == 0
+    if pid := os.fork():
+        _, status = os.waitpid(pid, 0)
+        os.write(status_w, status.to_bytes(4, "little"))
+        os._exit(0)
+    os.close(status_w)
+    return mounted
 
 
 def _enter_namespaces(libc, work: str, uid: int, gid: int) -> list[str]:
@@ -314,8 +332,6 @@ def main() -> None:
     problem = _drop_privileges(ctypes, libc, uid, gid)
     if problem is None:
         layers.append("unprivileged")
-    if "pid-namespace" in layers:
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # gone with the process the parent kills
     del ctypes, libc
     sys.modules.pop("ctypes", None)
     os.write(report_fd, json.dumps({"layers": layers, "problem": problem}).encode())
