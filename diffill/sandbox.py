@@ -122,7 +122,10 @@ def run_python(source: str, limits: SandboxLimits | None = None) -> SandboxResul
         os.mkdir(work, 0o700)
         if os.geteuid() == 0:  # the sandbox's user may pass through to its own folder, and no more
             os.chmod(root, 0o711)
-            os.chown(work, limits.user, limits.user)
+            try:
+                os.chown(work, limits.user, limits.user)
+            except OSError as e:
+                raise SandboxError(f"cannot give the sandbox's folder to uid {limits.user}: {e}") from e
         program = Path(root, "program.py")
         program.write_text(source, encoding="utf-8")
         out, err, report = Path(root, "stdout"), Path(root, "stderr"), Path(root, "report")
