@@ -287,3 +287,12 @@ def test_the_pid_namespace_shows_only_the_program_and_its_waiting_parent():
     if "pid-namespace" not in r.layers:
         pytest.skip("this system refuses a PID namespace")
     assert r.passed, r.detail
+
+
+@either_way
+def test_a_program_that_leaves_its_process_group_is_still_killed(monkeypatch, outside, namespaces):
+    monkeypatch.setattr(tempfile, "tempdir", str(outside))  # the child's command line names this folder
+    program = "import os, time\ntry:\n    os.setsid()\nexcept OSError:\n    pass\ntime.sleep(60)\n"
+    r = run_python(program, SandboxLimits(timeout_s=1.0, namespaces=namespaces))
+    assert r.status == "timed out"
+    assert _alive_with(str(outside)) == []
