@@ -38,14 +38,13 @@ from diffill.errors import DiffillError
 
 log = logging.getLogger(__name__)
 
+CHILD_SOURCE = (Path(__file__).with_name("sandbox_child.py")).read_text(encoding="utf-8")
 NAMESPACE_LAYERS = ("net-namespace", "mount-namespace", "pid-namespace")
-_warned: set[tuple[str, ...]] = set()
+_warned: set[tuple[str, ...]] = set()  # the missing layers already logged
 
 
 class SandboxError(DiffillError):
     """The sandbox cannot be set up safely here, so no program is run."""
-
-CHILD_SOURCE = (Path(__file__).with_name("sandbox_child.py")).read_text(encoding="utf-8")
 
 
 @dataclass(frozen=True)
