@@ -232,6 +232,7 @@ def run_humaneval(engine, problems: list[Problem], config: HumanEvalConfig | Non
                   ) -> HumanEvalReport:
     config = config or HumanEvalConfig()
     t0 = time.perf_counter()
+    run_python("", config.limits)  # a sandbox that cannot run safely here says so before the model runs
     completions = complete_with_engine(engine, problems, config)
     cases = evaluate(problems, completions, config.limits)
     info = engine.info()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,8 @@ import pytest
 from diffill.cli import main
 from diffill.errors import DiffillError
 from diffill.humaneval import (HumanEvalConfig, evaluate, fit_completion, is_exact, load_problems,
-                               write_samples)
+                               run_humaneval, write_samples)
+from diffill.sandbox import SandboxError, SandboxLimits
 
 DATA = Path(__file__).parent / "data" / "humaneval_infill_tiny.jsonl"
 ESCAPE = Path("/tmp/diffill-humaneval-escape.txt")
@@ -164,6 +166,18 @@ def test_cli_runs_end_to_end_and_is_deterministic(tiny_checkpoint, tmp_path, cap
     assert sa == sb
     assert [json.loads(x)["task_id"] for x in sa.splitlines()] == [
         json.loads(x)["task_id"] for x in data.read_text().splitlines()]
+
+
+class UnusedEngine:
+    def infill_many(self, requests):
+        raise AssertionError("the model ran")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="leaving root for another user needs root")
+def test_a_sandbox_that_cannot_run_safely_stops_the_run_before_the_model():
+    config = HumanEvalConfig(limits=SandboxLimits(user=0))  # "dropping" to root again
+    with pytest.raises(SandboxError, match="cannot run programs safely"):
+        run_humaneval(UnusedEngine(), load_problems(DATA), config)
 
 
 def test_limit_and_max_tokens_are_checked(capsys):
