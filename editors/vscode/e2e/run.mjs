@@ -215,19 +215,13 @@ async function main() {
     await page.locator(".monaco-workbench .part.editor").waitFor({ timeout: WORKBENCH_MS })
       .catch(async () => { throw new StepError(await fail("the workbench did not load")()); });
 
-    log("opening stats.py");
-    const editorReady = page.locator(".tabs-container .tab.active", { hasText: "stats.py" });
-    await until(async () => {
-      if (await editorReady.count() > 0) return true;
-      await page.keyboard.press("Control+P");
-      const input = page.locator(".quick-input-widget input");
-      await input.waitFor({ timeout: 5_000 }).catch(() => {});
-      await input.fill("stats.py").catch(() => {});
-      const row = page.locator(".quick-input-widget .monaco-list-row", { hasText: "stats.py" }).first();
-      if (await row.waitFor({ timeout: 5_000 }).then(() => true, () => false)) await page.keyboard.press("Enter");
-      await sleep(1_000);
-      return (await editorReady.count()) > 0 ? true : undefined;
-    }, UI_MS, fail("stats.py did not open in an editor"));
+    log("opening stats.py from the explorer");
+    const row = page.locator(".explorer-folders-view .monaco-list-row", { hasText: "stats.py" }).first();
+    await row.waitFor({ timeout: WORKBENCH_MS })
+      .catch(async () => { throw new StepError(await fail("the explorer did not list stats.py")()); });
+    await row.dblclick();
+    await page.locator(".tabs-container .tab.active", { hasText: "stats.py" }).waitFor({ timeout: UI_MS })
+      .catch(async () => { throw new StepError(await fail("stats.py did not open in an editor")()); });
 
     // The item exists once the extension is active; "starting" / "loading" spin until the model is in.
     log("waiting for the diffill status bar item to show the loaded model");
