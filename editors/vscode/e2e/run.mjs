@@ -22,6 +22,7 @@ const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
 // Generous: two shared cores run code-server, Chromium and the model at once.
 const SERVER_START_MS = 120_000;
 const WORKBENCH_MS = 120_000;
+const ACTIVATION_MS = 90_000;
 const MODEL_LOAD_MS = 240_000;
 const GHOST_MS = 120_000;
 const INFILL_MS = 180_000;
@@ -228,17 +229,18 @@ async function main() {
     const item = page.locator('.statusbar-item[id$="diffill.status"]'); // id: extension id + item id
     const itemText = async () => ((await item.innerText({ timeout: 1_000 }).catch(() => "")) || "").replace(/\s+/g, " ").trim();
     const itemIcon = async () => (await item.locator(".codicon").first().getAttribute("class", { timeout: 1_000 }).catch(() => "")) ?? "";
+    await item.waitFor({ timeout: ACTIVATION_MS }).catch(async () => {
+      throw new StepError(`no diffill status bar item: the extension is not installed or did not activate\n${diag()}`);
+    });
     await until(async () => {
-      if (await item.count() === 0) return undefined;
       const icon = await itemIcon();
       if (/codicon-(error|warning|circle-slash)\b/.test(icon)) {
         throw new StepError(`the diffill status bar item reports a failed server (${icon}, "${await itemText()}")\n${diag()}`);
       }
       const text = await itemText();
       return /codicon-sparkle\b/.test(icon) && text !== "" && text !== "diffill" ? text : undefined;
-    }, MODEL_LOAD_MS, async () => (await item.count() === 0
-      ? `no diffill status bar item: the extension is not installed or did not activate\n${diag()}`
-      : `the diffill server did not report a loaded model (status bar: "${await itemText()}", ${await itemIcon()})\n${diag()}`));
+    }, MODEL_LOAD_MS, async () =>
+      `the diffill server did not report a loaded model (status bar: "${await itemText()}", ${await itemIcon()})\n${diag()}`);
     const statusLoaded = await itemText();
 
     log("typing at the end of the file");
