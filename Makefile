@@ -7,8 +7,11 @@ RUNS ?= runs
 CORPUS ?= $(RUNS)/corpus
 # The shipped model's recipe (see model/checkpoints/diffill-base/README.md)
 TRAIN_ARGS ?=
+# code-server and playwright-core for the VS Code end-to-end test
+E2E := editors/vscode/e2e
+E2E_STAMP := $(E2E)/node_modules/.installed
 
-.PHONY: install index run test lint model adapter corpus train continue phase-given system-deps vscode gpu-prep
+.PHONY: install index run test lint model adapter corpus train continue phase-given system-deps vscode e2e-vscode gpu-prep
 
 install: $(STAMP)
 
@@ -29,17 +32,31 @@ run: install index
 	$(VENV)/bin/diffill infill diffill/examples/stats.py --at 19:5 --full
 
 # The VS Code checks run first so that pytest's summary is the last thing printed.
-test: install system-deps vscode
+test: install system-deps vscode $(E2E_STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider
 
-# Headless Chromium renders the bench report in tests (Debian's package; root installs it).
+# Headless Chromium renders the bench report and drives VS Code in tests (Debian's packages; root
+# installs them). ripgrep, pkg-config and the Kerberos headers are what code-server's npm install needs.
+SYSTEM_DEPS := chromium ripgrep pkg-config libkrb5-dev
 system-deps:
-	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
-		|| echo "chromium could not be installed: the report-rendering tests will skip"
+	@missing=$$(for p in $(SYSTEM_DEPS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	test -z "$$missing" || { apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; } \
+		|| echo "could not install $$missing"
 
 # VS Code extension: npm ci, tsc --noEmit, unit tests, .vsix package
 vscode:
 	$(MAKE) -C editors/vscode ci
+
+# The packaged extension in code-server (npm), driven by headless Chromium (tests/test_vscode_e2e.py).
+# The first install builds code-server's native modules (a few minutes); later runs reuse them.
+$(E2E_STAMP): $(E2E)/package-lock.json $(E2E)/install.sh | system-deps
+	$(E2E)/install.sh
+	touch $@
+
+# VSCODE_SCREENSHOT=editors/vscode-ghost-text.png renews the picture in editors/README.md
+VSCODE_SCREENSHOT ?=
+e2e-vscode: install system-deps vscode $(E2E_STAMP)
+	DIFFILL_VSCODE_SCREENSHOT=$(abspath $(VSCODE_SCREENSHOT)) $(PY) -m pytest -q -p no:cacheprovider tests/test_vscode_e2e.py
 
 lint: install
 	$(VENV)/bin/ruff check .
