@@ -82,7 +82,7 @@ def describe_phases(folder: Path = RECIPES) -> list[str]:
         line = (f"`{path.name}`: steps {c.schedule_start}-{c.total_steps}; {opt}; lr {c.lr}, {c.warmup_steps} "
                 f"warm-up steps from step {c.schedule_start}, {sched}.")
         if c.schedule_start == branch_end:
-            line += " It goes on from the last phase's decayed branch (the weights shipped then)."
+            line += " It goes on from the last phase's decayed branch (the exported weights)."
         if c.layers:
             line += f" The model is grown to {c.layers} blocks first, where it has fewer (`model/grow.py`)."
         if c.reset_optimizer:
