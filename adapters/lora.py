@@ -3,8 +3,8 @@
 An adapter folder is a peft folder (``adapter_config.json`` + ``adapter_model.safetensors``)
 plus ``diffill_adapter.json``, which records the sha256 of the base model's weights it was
 trained on, and a ``README.md`` card (Hugging Face form: YAML front matter, then the text).
-Loading an adapter onto any other base is refused. A workspace adapter also keeps its repository's tokens (``repository_tokens.npy``, model/ngram.py),
-which fills copy from.
+Loading an adapter onto any other base is refused. A workspace adapter also keeps its
+repository's tokens (``repository_tokens.npy``, model/ngram.py), which fills copy from.
 """
 
 from __future__ import annotations

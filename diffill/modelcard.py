@@ -1,8 +1,9 @@
-"""The shipped model's card, in Hugging Face form: YAML front matter (license, language, tags and a
-model-index of evaluation results), then intended use, architecture, recipe, evaluation and
-limitations.
+"""Write the shipped model's card in Hugging Face form, from a training run.
 
-    python -m diffill.modelcard RUN_DIR CHECKPOINT_DIR [--final FIGURES.json] [--humaneval FIGURES.json]
+YAML front matter (license, language, tags and a model-index of evaluation results), then
+intended use, architecture, recipe, training, evaluation and limitations.
+
+    python -m diffill.modelcard RUN_DIR CHECKPOINT_DIR [--final JSON] [--humaneval JSON] [--notes MD]
 
 Reads the run's ``log.jsonl`` (training steps and periodic held-out evaluations),
 ``train_config.json`` and the corpus manifest, appends the run's end to the checkpoint's
@@ -119,7 +120,8 @@ def front_matter(name: str, final: dict | None = None, humaneval: dict | None = 
 
     results = []
     if final and "line_infill_exact_match" in final:
-        metrics = [{"type": "exact_match", "name": "line infill exact match", "value": final["line_infill_exact_match"]}]
+        metrics = [{"type": "exact_match", "name": "line infill exact match",
+                    "value": final["line_infill_exact_match"]}]
         if "masked_token_accuracy" in final:
             metrics.append({"type": "accuracy", "name": "masked-token accuracy (ratio 0.5)",
                             "value": final["masked_token_accuracy"]})
@@ -228,8 +230,8 @@ def write_card(run: Path, dest: Path, final: dict | None = None, notes: str | No
     lines.append("- The running log of the training (date, step, tokens, CPU-hours, figures) is `training_log.json`.")
     lines += ["", "## Evaluation"]
     if final:
-        lines += ["", "Held-out lines of the corpus (`diffill eval heldout --corpus runs/corpus --json` on the exported "
-                  "model; the settings it ran with are in the table):", "", "| figure | value |", "|---|---|"]
+        lines += ["", "Held-out lines of the corpus (`diffill eval heldout --corpus runs/corpus --json` on the "
+                  "exported model; the settings it ran with are in the table):", "", "| figure | value |", "|---|---|"]
         lines += [f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in final.items()]
     if humaneval:
         lines += ["", "HumanEval single-line infilling (`diffill eval humaneval-infill HumanEval.jsonl.gz --json`):",
@@ -265,7 +267,8 @@ def main() -> None:
     ap.add_argument("run", type=Path)
     ap.add_argument("dest", type=Path)
     ap.add_argument("--final", type=Path, help="JSON of `diffill eval heldout --json` on the exported model")
-    ap.add_argument("--humaneval", type=Path, help="JSON of `diffill eval humaneval-infill --json` on the exported model")
+    ap.add_argument("--humaneval", type=Path,
+                    help="JSON of `diffill eval humaneval-infill --json` on the exported model")
     ap.add_argument("--notes", type=Path, help="Markdown file: notes on the recipe for the card")
     a = ap.parse_args()
     final = json.loads(a.final.read_text()) if a.final else None

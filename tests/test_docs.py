@@ -59,7 +59,8 @@ def test_readme_command_table_names_real_commands_and_options():
             words = command.split()[1:]
             variants = words[1].split("|") if len(words) > 1 and "|" in words[1] else [None]
             for variant in variants:
-                path = [words[0]] + ([variant] if variant else [w for w in words[1:] if re.fullmatch(r"[a-z][a-z-]*", w)])
+                names = [w for w in words[1:] if re.fullmatch(r"[a-z][a-z-]*", w)]
+                path = [words[0]] + ([variant] if variant else names)
                 parser = _command(path)
                 assert parser.prog.split()[1:] == path, command
                 for option in re.findall(r"`(--[a-z-]+)", command_cell + meaning):
@@ -70,7 +71,9 @@ def test_readme_command_table_names_real_commands_and_options():
                                      ["eval", "humaneval-infill"], ["bench", "speed"], ["bench", "refactor"]])
 def test_the_model_options_the_readme_lists_are_accepted(command):
     parser = _command(command)
-    options = ("--adapter", "--dtype", "--no-copy", "--library") + (() if command == ["eval", "compare"] else ("--model",))
+    options = ("--adapter", "--dtype", "--no-copy", "--library")
+    if command != ["eval", "compare"]:  # compare takes its models as arguments
+        options += ("--model",)
     for option in options:
         assert option in parser._option_string_actions, (command, option)
 
