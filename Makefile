@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 RUNS ?= runs
 CORPUS ?= $(RUNS)/corpus
-# The shipped model's recipe (see model/checkpoints/diffill-base/README.md)
+# The shipped model's recipe (see docs/training.md)
 TRAIN_ARGS ?=
 # code-server and playwright-core for the VS Code end-to-end test
 E2E := editors/vscode/e2e
@@ -63,16 +63,17 @@ lint: install
 
 corpus: $(CORPUS)/manifest.json
 
-# The shipped model's tokenizer (trained by `diffill corpus build` without --tokenizer in the first
-# session): a tokenizer trained afresh on this machine's files would have other ids, and training
+# The shipped model's tokenizer (trained by `diffill corpus build` without --tokenizer on the first
+# corpus): a tokenizer trained afresh on this machine's files would have other ids, and training
 # refuses to go on from a model with a corpus tokenized by other ids.
 CORPUS_ARGS ?= --tokenizer model/checkpoints/diffill-base
 $(CORPUS)/manifest.json: | install
 	$(VENV)/bin/diffill corpus build $(CORPUS) $(CORPUS_ARGS)
 
-# The shipped weights' recipe, in phases (model/recipes/*.json): each phase resumes the run where
-# the last one stopped and trains until its schedule's last step. Phases tried and not shipped
-# are kept in model/recipes/trials/ (run one with PHASES=...).
+# The shipped weights' recipe, in phases (model/recipes/phase*.json, listed in order in
+# model/recipes/README.md): each phase resumes the run where the last one stopped and trains until
+# its schedule's last step. Trials that did not ship are in model/recipes/not-shipped/ (run one
+# with PHASES=...).
 # Numeric order (phase9 before phase10), as diffill.modelcard.phase_files orders them for the card.
 PHASES ?= $(shell ls model/recipes/*.json | sort -V)
 # the step a phase's schedule ends at (its JSON's total_steps)
@@ -94,19 +95,19 @@ continue: phase-given corpus
 		--init model/checkpoints/diffill-base --config $(PHASE) $(TRAIN_ARGS)
 
 phase-given:
-	@test -n "$(PHASE)" || { echo "usage: make continue PHASE=model/recipes/trials/NAME.json"; exit 2; }
+	@test -n "$(PHASE)" || { echo "usage: make continue PHASE=model/recipes/continue/NAME.json"; exit 2; }
 
 # Reproduce the shipped weights: corpus, training, then export as bf16 into the checkpoint folder.
 model: train
 	$(PY) -m model.export $(RUNS)/base model/checkpoints/diffill-base
 
 # The infill adapter's recipe on top of the shipped base, written to adapters/checkpoints/infill,
-# which every command serves by default (README.md, Adapters). 600 steps, ~21 min on 2 cores.
+# which every command serves by default (docs/adapters.md). 600 steps, ~21 min on 2 cores.
 adapter: corpus
 	$(VENV)/bin/diffill adapt-base --corpus $(CORPUS)
 
-# Before a run on a lent GPU machine (model/gpu/run.sh): the wheels that machine lacks (Python 3.12
-# there), into .whl/, which the device tool then carries.
+# Before a run on a GPU host (model/gpu/run.sh): the tree-sitter wheels a Python 3.12 host may
+# lack, into .whl/, to be copied there with the repository.
 gpu-prep: install
 	$(PY) -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 		--platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \

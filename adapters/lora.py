@@ -2,9 +2,9 @@
 
 An adapter folder is a peft folder (``adapter_config.json`` + ``adapter_model.safetensors``)
 plus ``diffill_adapter.json``, which records the sha256 of the base model's weights it was
-trained on, and a ``README.md`` card. Loading an adapter onto any other base is refused. A
-workspace adapter also keeps its repository's tokens (``repository_tokens.npy``, model/ngram.py),
-which fills copy from.
+trained on, and a ``README.md`` card (Hugging Face form: YAML front matter, then the text).
+Loading an adapter onto any other base is refused. A workspace adapter also keeps its
+repository's tokens (``repository_tokens.npy``, model/ngram.py), which fills copy from.
 """
 
 from __future__ import annotations
@@ -158,8 +158,29 @@ def workspace_adapter(folder: str | Path) -> Path | None:
     return path
 
 
-def write_card(path: Path, title: str, body: str) -> None:
-    (path / CARD_FILE).write_text(f"# {title}\n\n{body.strip()}\n", encoding="utf-8")
+def card_front_matter(info: AdapterInfo, name: str) -> str:
+    """A Hugging Face card's YAML front matter for an adapter: peft, its base, and a model-index
+    with its held-out line-infill figures after training, where it has them."""
+    import yaml
+
+    meta = {"license": "mit", "language": ["code"], "library_name": "peft",
+            "base_model": Path(info.base_model).name or "diffill-base", "pipeline_tag": "fill-mask",
+            "tags": ["code", "code-infilling", "lora", "diffill"]}
+    after = info.metrics.get("after") or {}
+    metrics = [{"type": "exact_match", "name": "line infill exact match", "value": after["line_infill_exact_match"]}
+               ] if "line_infill_exact_match" in after else []
+    if metrics and "masked_token_accuracy" in after:
+        metrics.append({"type": "accuracy", "name": "masked-token accuracy", "value": after["masked_token_accuracy"]})
+    if metrics:
+        meta["model-index"] = [{"name": name, "results": [{
+            "task": {"type": "fill-mask", "name": "Code infilling"},
+            "dataset": {"type": "heldout-lines", "name": "Held-out lines of the training files' held-out split"},
+            "metrics": metrics}]}]
+    return "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---\n\n"
+
+
+def write_card(path: Path, title: str, body: str, front_matter: str = "") -> None:
+    (path / CARD_FILE).write_text(f"{front_matter}# {title}\n\n{body.strip()}\n", encoding="utf-8")
 
 
 def _relax_permissions(folder: Path) -> None:
@@ -197,7 +218,7 @@ def save_adapter(model: PeftModel, out: str | Path, base_sha256: str, base_model
         meta = {"format": FORMAT_VERSION, **{k: v for k, v in info.as_json().items() if k != "path"}}
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2, default=str) + "\n")
         title, body = card or ("diffill LoRA adapter", f"Trained on base sha256 `{base_sha256}`.")
-        write_card(tmp, title, body)
+        write_card(tmp, title, body, card_front_matter(info, out.name))
         if write_extra is not None:
             write_extra(tmp)
         old = out.with_name(f".{out.name}.old")

@@ -172,5 +172,5 @@ def train_adapter(model: torch.nn.Module, tok: CodeTokenizer, files: list[Traini
 
 # The default infill adapter's middles (`diffill adapt-base`): whole lines (after their
 # indentation, sometimes with it) and rests of lines, the holes completion at the cursor makes.
-# A tree-sitter-node-heavy mix (nodes 40%) at lr 1e-3 lowered exact match (README.md, Adapters).
+# A tree-sitter-node-heavy mix (nodes 40%) at lr 1e-3 lowered exact match (docs/adapters.md).
 LINE_MIX = MiddleMix(line=0.7, line_rest=0.3, lines=0.0, node=0.0, chars=0.0)

@@ -168,7 +168,7 @@ def adapt_repository(root: str | Path, out: str | Path | None = None, minutes: f
 
 # The default infill adapter reads a wider window than its base (112 + 48): 600 steps of the
 # recipe beat the bare base on the six draws (903 of 3,000 lines -> 918 at 256 + 96, 917 at
-# 384 + 128, at twice the latency cost; README.md, Adapters)
+# 384 + 128, at twice the latency cost; docs/adapters.md)
 SHIPPED_WINDOW = Window(prefix_tokens=256, suffix_tokens=96)
 
 
@@ -233,6 +233,12 @@ LoRA adapter (peft) on the diffill base model. In `adapters/checkpoints/infill/`
 serves base + this adapter, merged into the weights, unless given `--adapter none` or another
 adapter folder.
 
+## Intended use
+
+Code infilling through diffill's engine (`diffill infill`, `diffill refactor`, the language
+server), on top of the base it was trained on: the rest of a line at the cursor most of all, the
+holes its training middles imitate.
+
 ## Recipe
 
     diffill adapt-base --corpus {corpus} {budget}
@@ -263,10 +269,18 @@ held-out files, measured by the recipe before and after training, copying from e
 | base | {before['line_infill_exact_match']:.3f} | {before['line_overrun_rate']:.1%} | {before['masked_token_accuracy']:.3f} |
 | base + this adapter | {after['line_infill_exact_match']:.3f} | {after['line_overrun_rate']:.1%} | {after['masked_token_accuracy']:.3f} |
 
-A mix weighted to tree-sitter node middles (nodes 40%, lines 25%, line rests 15%, line runs 15%,
-characters 5%) at lr 1e-3, batch 32, made exact match worse on an earlier base (300 lines:
-0.013 -> 0.007); this recipe was chosen on the step-12400 base (500 lines, 400 steps: 0.048 ->
-0.054; with nodes at 20%, 150 steps: 0.050).
+The middle mix favours lines because a mix weighted to tree-sitter node middles (nodes 40%, lines
+25%, line rests 15%, line runs 15%, characters 5%) at lr 1e-3, batch 32, lowered exact match
+(300 lines: 0.013 -> 0.007), while a line mix raised it (the step-12400 base, 500 lines, 400 steps:
+0.048 -> 0.054; with nodes at 20%, 150 steps: 0.050). Figures and latency: `docs/adapters.md`.
+
+## Limitations
+
+- It reads a wider window than its base, so every forward pass costs more: one-line completions
+  are slower than with `--adapter none` (measured in `docs/adapters.md`).
+- Its gain over the base is the difference in the table above; the base's size limits what it
+  can add.
+- Trained on Python only, like its base.
 
 Base model sha256: `{base_sha}`. The adapter loads on that base only; a retrained base needs
 this recipe run again.

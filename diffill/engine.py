@@ -46,11 +46,7 @@ class EngineConfig:
     window: Window | None = None  # None: the model's own (the window it was trained with)
     single_line_tokens: int = 16
     # a one-line hole's latency bound: after this many forward passes it is finished in one step
-    # (model.sampler.Request.finish_after); 0: no bound. Bench speed's 200 one-line holes, default
-    # setting, 0 -> 10: the passes' p95 13 -> 10, exact match unchanged (0.09 step 22100, 0.085 step
-    # 26200), edit similarity -0.0001 / -0.0012; latency p95 106 -> 82 ms (step 22100, one round of
-    # two) but 111 -> 109 ms (step 26200), whose slowest holes are the syntax guard's resamples.
-    # 8 on step 22100: edit similarity 0.295, against 0.302
+    # (model.sampler.Request.finish_after); 0: no bound. Measured: docs/decoding.md
     single_line_passes: int = 10
     # one-line holes are searched with this many candidates (model.beam; 0 or 1: threshold
     # decoding), unless the sampler settings name a beam themselves (SamplerConfig.beam not None)
@@ -64,14 +60,11 @@ class EngineConfig:
     adapter: str | None = "default"
     backend: str = "diffill"  # diffill | masked_lm | diffusion_gemma (model.backend.BACKENDS)
     trust_remote_code: bool = False  # run a checkpoint's own code (Dream, LLaDA); only when asked
-    # inference weights: float32 | bfloat16 | auto (bfloat16 where the CPU has native bf16 kernels).
-    # bfloat16 is faster (bench speed, step-9800 model, 600 one-line holes: p50 69 -> 48 ms) at the
-    # same held-out figures; its resident memory stays flat because the backend rounds row widths
-    # up (model.backend.DiffillBackend.BF16_WIDTH_MULTIPLE)
+    # inference weights: float32 | bfloat16 | auto (bfloat16 where the CPU has native bf16 kernels;
+    # faster at the same held-out figures: docs/benchmarks.md)
     dtype: str = "auto"
     # holes mix in continuations of their left context found in the rest of the document, the request's
-    # neighbors and a workspace adapter's repository (model/ngram.py; 500 held-out lines, step 28800:
-    # 43 -> 69 exact)
+    # neighbors and a workspace adapter's repository (model/ngram.py; docs/decoding.md)
     copy: bool = True
     # a library index to copy from as well (model/library_index.py, built by ``diffill index``):
     # "default" (the one ``diffill index`` builds by default, when it exists), a folder, or None / "none"

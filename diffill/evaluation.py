@@ -92,8 +92,8 @@ def line_cases(texts: list[str], n: int, seed: int = 0) -> list[LineCase]:
 
 def line_sampler(beam: int | None = None) -> SamplerConfig:
     """How line holes are filled: as the engine fills one-line holes (beam search, ``LINE_BEAM``
-    candidates), or with ``beam`` candidates (0: threshold decoding, as for every figure measured
-    before the thirteenth session and every point of the learning curve)."""
+    candidates), or with ``beam`` candidates (0: threshold decoding, as the learning curve's
+    points are measured)."""
     if beam is not None and beam < 0:
         raise DiffillError("beam must not be negative")
     return SamplerConfig(beam=LINE_BEAM if beam is None else beam)

@@ -1,9 +1,12 @@
-"""The shipped model's card: recipe, corpus, tokens seen, held-out figures, learning curve.
+"""Write the shipped model's card in Hugging Face form, from a training run.
 
-    python -m diffill.modelcard RUN_DIR CHECKPOINT_DIR [--final FIGURES.json]
+YAML front matter (license, language, tags and a model-index of evaluation results), then
+intended use, architecture, recipe, training, evaluation and limitations.
+
+    python -m diffill.modelcard RUN_DIR CHECKPOINT_DIR [--final JSON] [--humaneval JSON] [--notes MD]
 
 Reads the run's ``log.jsonl`` (training steps and periodic held-out evaluations),
-``train_config.json`` and the corpus manifest, appends this session to the checkpoint's
+``train_config.json`` and the corpus manifest, appends the run's end to the checkpoint's
 running log (``training_log.json``) and its evaluations to the curve's points
 (``learning_curve.json``), and rewrites ``README.md`` and ``learning_curve.svg``.
 """
@@ -80,7 +83,7 @@ def describe_phases(folder: Path = RECIPES) -> list[str]:
         line = (f"`{path.name}`: steps {c.schedule_start}-{c.total_steps}; {opt}; lr {c.lr}, {c.warmup_steps} "
                 f"warm-up steps from step {c.schedule_start}, {sched}.")
         if c.schedule_start == branch_end:
-            line += " It goes on from the last phase's decayed branch (the weights shipped then)."
+            line += " It goes on from the last phase's decayed branch (the exported weights)."
         if c.layers:
             line += f" The model is grown to {c.layers} blocks first, where it has fewer (`model/grow.py`)."
         if c.reset_optimizer:
@@ -105,7 +108,41 @@ def _canvas_noise(objective: dict) -> str:
     return "Canvas noise as the sampler sees it: " + "; ".join(parts) + "; each slot weighted by 1 / its chance of being masked. "
 
 
-def write_card(run: Path, dest: Path, final: dict | None = None, notes: str | None = None) -> Path:
+HELDOUT_DATASET = {"type": "heldout-python-lines", "name": "Held-out Python lines (content-hash split of the corpus)"}
+HUMANEVAL_DATASET = {"type": "openai_humaneval", "name": "HumanEval single-line infilling"}
+
+
+def front_matter(name: str, final: dict | None = None, humaneval: dict | None = None) -> str:
+    """The card's YAML front matter: what the Hugging Face Hub reads (license, language, library,
+    pipeline, tags) and a model-index with the figures of ``diffill eval heldout --json``
+    (``final``) and ``diffill eval humaneval-infill --json`` (``humaneval``), where given."""
+    import yaml
+
+    results = []
+    if final and "line_infill_exact_match" in final:
+        metrics = [{"type": "exact_match", "name": "line infill exact match",
+                    "value": final["line_infill_exact_match"]}]
+        if "masked_token_accuracy" in final:
+            metrics.append({"type": "accuracy", "name": "masked-token accuracy (ratio 0.5)",
+                            "value": final["masked_token_accuracy"]})
+        results.append({"task": {"type": "fill-mask", "name": "Code infilling"}, "dataset": HELDOUT_DATASET,
+                        "metrics": metrics})
+    if humaneval and "pass_at_1" in humaneval:
+        metrics = [{"type": "pass@1", "name": "pass@1", "value": humaneval["pass_at_1"]}]
+        if "exact_match" in humaneval:
+            metrics.append({"type": "exact_match", "name": "exact match", "value": humaneval["exact_match"]})
+        results.append({"task": {"type": "fill-mask", "name": "Code infilling"},
+                        "dataset": {**HUMANEVAL_DATASET, "split": f"first {humaneval['cases']}" if "cases" in humaneval
+                                    else "test"}, "metrics": metrics})
+    meta = {"license": "mit", "language": ["code"], "library_name": "transformers", "pipeline_tag": "fill-mask",
+            "tags": ["code", "code-infilling", "masked-diffusion", "diffusion-lm", "python", "diffill"]}
+    if results:
+        meta["model-index"] = [{"name": name, "results": results}]
+    return "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---\n"
+
+
+def write_card(run: Path, dest: Path, final: dict | None = None, notes: str | None = None,
+               humaneval: dict | None = None) -> Path:
     from model.train import latest_checkpoint
 
     points, last = read_run(run)
@@ -131,18 +168,30 @@ def write_card(run: Path, dest: Path, final: dict | None = None, notes: str | No
     params = (model_cfg["vocab_size"] * hidden
               + n_layers * (4 * hidden * hidden + 3 * hidden * model_cfg["intermediate_size"] + 2 * hidden) + hidden)
     lines = [
-        "# diffill-base",
+        front_matter(dest.name, final, humaneval),
+        f"# {dest.name}",
         "",
         "The default model of diffill: a small bidirectional transformer trained as a masked diffusion",
         "language model for code infilling, by the project's own recipe, on CPU.",
         "",
-        "## Model",
+        "## Intended use",
         "",
-        f"- Architecture: {n_layers} layers, hidden {hidden}, {model_cfg['num_attention_heads']} heads, "
+        "Filling holes in source code (the rest of a line at the cursor, a few lines, a selected region) "
+        "through diffill's engine: `diffill infill`, `diffill refactor` and the language server (`diffill serve`), "
+        "which add beam search, copying from the file and the library index, and a tree-sitter syntax "
+        "constraint. The weights load with `model.loading.load_checkpoint` (importing `model.network` registers "
+        "the `diffill` model type with transformers' Auto classes). Not meant for free text, chat, or code "
+        "generation from a description.",
+        "",
+        "## Architecture",
+        "",
+        f"- {n_layers} layers, hidden {hidden}, {model_cfg['num_attention_heads']} heads, "
         f"SwiGLU {model_cfg['intermediate_size']}, RoPE, RMSNorm, no causal mask, tied embeddings; "
         f"{params / 1e6:.2f}M parameters; weights stored as bf16 safetensors.",
         f"- Tokenizer: byte-level BPE, {model_cfg['vocab_size']} entries, trained on the corpus; special tokens "
         "`<pad> <mask> <eoi> <bos>`.",
+        f"- Context window: {model_cfg.get('prefix_tokens', 112)} tokens before the hole and "
+        f"{model_cfg.get('suffix_tokens', 48)} after (`config.json`).",
         "",
         "## Recipe (`make model`)",
         "",
@@ -162,12 +211,13 @@ def write_card(run: Path, dest: Path, final: dict | None = None, notes: str | No
         "suffix tokens cut at line boundaries. Batch "
         f"{cfg['batch_size']}, gradient clipping {cfg['grad_clip']}, weight decay {cfg['weight_decay']}, "
         "bf16 autocast on CPU.",
-        "3. The phases (`model/recipes/*.json`; a phase resumes the run and trains until its schedule ends):",
+        "3. The phases (`model/recipes/phase*.json`, in order; a phase resumes the run and trains until its "
+        "schedule ends):",
         *[f"   - {phase}" for phase in describe_phases()],
-        "4. `python -m model.export runs/base model/checkpoints/diffill-base` (bf16; the furthest checkpoint, "
+        "4. `python -m model.export runs/base " + f"model/checkpoints/{dest.name}` (bf16; the furthest checkpoint, "
         "a wsd phase's cooldown branch).",
         "",
-        "## Training so far",
+        "## Training",
         "",
         f"- Steps: {state['step']}; tokens seen: {state['tokens'] / 1e6:.1f}M; "
         f"CPU time: {state['cpu_seconds'] / 3600:.2f} CPU-hours ({state['wall_seconds'] / 3600:.2f} h wall "
@@ -177,12 +227,18 @@ def write_card(run: Path, dest: Path, final: dict | None = None, notes: str | No
         tr, ho = corpus_manifest["splits"]["train"], corpus_manifest["splits"]["heldout"]
         lines.append(f"- Corpus: {tr['files']} training files ({tr['tokens'] / 1e6:.1f}M tokens, "
                      f"{tr['bytes'] / 1e6:.0f} MB), {ho['files']} held-out files ({ho['tokens'] / 1e6:.2f}M tokens).")
+    lines.append("- The running log of the training (date, step, tokens, CPU-hours, figures) is `training_log.json`.")
+    lines += ["", "## Evaluation"]
     if final:
-        lines += ["", "## Held-out figures (`diffill eval heldout --corpus runs/corpus --json`)", "",
-                  "| figure | value |", "|---|---|"]
+        lines += ["", "Held-out lines of the corpus (`diffill eval heldout --corpus runs/corpus --json` on the "
+                  "exported model; the settings it ran with are in the table):", "", "| figure | value |", "|---|---|"]
         lines += [f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in final.items()]
+    if humaneval:
+        lines += ["", "HumanEval single-line infilling (`diffill eval humaneval-infill HumanEval.jsonl.gz --json`):",
+                  "", "| figure | value |", "|---|---|"]
+        lines += [f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in humaneval.items()]
     if points:
-        lines += ["", "## Learning curve", "",
+        lines += ["", "### Learning curve", "",
                   "Held-out line infill (200 cases, 24-token budget) during training:", "",
                   "![learning curve](learning_curve.svg)", "",
                   "| step | CPU-hours | tokens | line exact match | line overrun | masked-token acc. |",
@@ -193,15 +249,15 @@ def write_card(run: Path, dest: Path, final: dict | None = None, notes: str | No
             lines.append(f"| {step} | {p['cpu_hours']:.2f} | {p['tokens'] / 1e6:.1f}M | "
                          f"{e['line_infill_exact_match']:.3f} | {e.get('line_overrun_rate', 0):.3f} | "
                          f"{e['masked_token_accuracy']:.3f} |")
-    lines += ["", "## Running log", "", "| date | step | tokens | CPU-hours | line exact match |", "|---|---|---|---|---|"]
-    for h in history:
-        lines.append(f"| {h['date']} | {h['step']} | {h['tokens'] / 1e6:.1f}M | {h['cpu_hours']:.2f} | "
-                     f"{h['figures'].get('line_infill_exact_match', float('nan')):.3f} |")
     if notes:
-        lines += ["", "## Notes on this run", "", notes.strip()]
-    lines += ["", "## Limits", "",
-              "A few million parameters trained for a few CPU-hours: infills are short and often generic; "
-              "the model knows Python best (its only training language).", ""]
+        lines += ["", "## Notes", "", notes.strip()]
+    lines += ["", "## Limitations", "",
+              f"- {params / 1e6:.1f}M parameters trained for {state['cpu_seconds'] / 3600:.0f} CPU-hours: fills are "
+              "short and often generic, right in shape more often than in content.",
+              "- Trained on Python only; other languages are filled poorly.",
+              "- The model reads only its context window; copying from the rest of the file and from the library "
+              "index, which the engine adds, gives most of diffill's exact matches.",
+              "- Its training data are the Python packages of one machine: code unlike them is filled worse.", ""]
     (dest / "README.md").write_text("\n".join(lines))
     return dest / "README.md"
 
@@ -211,10 +267,13 @@ def main() -> None:
     ap.add_argument("run", type=Path)
     ap.add_argument("dest", type=Path)
     ap.add_argument("--final", type=Path, help="JSON of `diffill eval heldout --json` on the exported model")
-    ap.add_argument("--notes", type=Path, help="Markdown file: what changed during this run, and why")
+    ap.add_argument("--humaneval", type=Path,
+                    help="JSON of `diffill eval humaneval-infill --json` on the exported model")
+    ap.add_argument("--notes", type=Path, help="Markdown file: notes on the recipe for the card")
     a = ap.parse_args()
     final = json.loads(a.final.read_text()) if a.final else None
-    print(write_card(a.run, a.dest, final, a.notes.read_text() if a.notes else None))
+    humaneval = json.loads(a.humaneval.read_text()) if a.humaneval else None
+    print(write_card(a.run, a.dest, final, a.notes.read_text() if a.notes else None, humaneval))
 
 
 if __name__ == "__main__":

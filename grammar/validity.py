@@ -1,4 +1,4 @@
-"""Does an infill introduce a syntax error? The validity check of DESIGN.md, incremental.
+"""Does an infill introduce a syntax error? The syntax guard's validity check, incremental.
 
 An infill is *invalid* when the document with the infill has a new tree-sitter ERROR or MISSING
 node at or after the infill: one that overlaps the infilled text widened to whole lines, or lies

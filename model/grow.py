@@ -11,8 +11,8 @@ or ``training_log.json``), ready for ``diffill train --init DEST``: the step, to
 counts go on from the source's, so the learning curve counts what the source cost.
 
 Why deeper: the shipped model (6.9M parameters) has seen about 32 tokens per parameter, past the
-compute-optimal ~20, and told each held-out line's length it fills hardly more of them (README,
-Decoding): what it lacks is capacity, which depth adds while keeping what it learnt.
+compute-optimal ~20, and told each held-out line's length it fills hardly more of them
+(docs/decoding.md): what it lacks is capacity, which depth adds while keeping what it learnt.
 """
 
 from __future__ import annotations

@@ -46,14 +46,13 @@ ORDERS = ("confidence", "left_to_right")
 
 @dataclass
 class SamplerConfig:
-    # commit every masked slot at least this confident. Step-17600 model, 500 held-out lines (seed 0),
-    # left to right: 0.9 exact match 0.084, 0.7 0.082 (+6% tokens a pass), 0.5 0.076 (+11%)
+    # commit every masked slot at least this confident (measured: docs/decoding.md)
     threshold: float = 0.9
     min_per_step: int = 1  # commit at least this many (the most confident) per step
     max_per_step: int = 0  # 0: no cap; 1: one token per step (the slow baseline)
     confidence: str = "prob"  # prob | margin | entropy
-    # left_to_right: the leftmost masked slot, then on while confident (500 held-out lines, step-7400
-    # model: exact match 0.026 against 0.016 for confidence, the most confident slots anywhere)
+    # left_to_right: the leftmost masked slot, then on while confident; confidence: the most
+    # confident slots anywhere (measured: docs/decoding.md)
     order: str = "left_to_right"
     max_steps: int = 0  # 0: the canvas length (+ growth) + 8
     grow_by: int = 0  # slots added when code fills the whole canvas; 0: never grow
@@ -62,16 +61,11 @@ class SamplerConfig:
     max_remask: int = 1  # times any one slot may be re-masked
     temperature: float = 0.0  # 0: greedy
     seed: int = 0
-    # prefix/suffix keys and values computed once (approximate; False: the exact path). Measured on
-    # the step-9800 model: 500 held-out lines exact match 0.038 either way; bench speed one-line
-    # holes p50 106 -> 59 ms, same exact match (0.045), multi-line 437 -> 280 ms, edit sim 0.143 -> 0.140
+    # prefix/suffix keys and values computed once (approximate; False: the exact path; docs/decoding.md)
     cache: bool = True
     cache_refresh: int = 0  # with cache: recompute the context every this many steps; 0: never
     # a unit of 1-4 tokens repeated back to back this many times may not start again at the next
-    # slot (greedy decoding of a small model falls into loops: `_to_to_to_to...`); 0: no limit.
-    # Measured on the step-12400 model, 3 against 0: 500 held-out lines exact match 0.048 either
-    # way; bench speed holes (200 each, context cache) one-line edit similarity 0.227 -> 0.229 and
-    # forwards 5.33 -> 5.09, multi-line 0.135 -> 0.138 and 17.0 -> 15.7, exact match unchanged
+    # slot (greedy decoding of a small model falls into loops: `_to_to_to_to...`); 0: no limit
     max_repeats: int = 3
     # > 1: left-to-right beam search with this many candidates a hole (model.beam); 0 or 1: off.
     # None: the engine decides per hole (EngineConfig.single_line_beam for one-line holes, else

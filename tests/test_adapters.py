@@ -9,10 +9,12 @@ import subprocess
 
 import pytest
 import torch
+import yaml
 
 from adapters import (
     AdaptedModel,
     AdapterError,
+    AdapterInfo,
     LoraSettings,
     attach,
     base_fingerprint,
@@ -20,6 +22,7 @@ from adapters import (
     read_info,
     save_adapter,
 )
+from adapters.lora import card_front_matter
 from adapters.sources import RepoFile, collect_sources, source_files, split_heldout
 from adapters.training import AdaptConfig, TrainingFile, train_adapter
 from model.backend import DiffillBackend
@@ -83,6 +86,23 @@ def test_adapter_folder_holds_peft_files_metadata_and_card(saved, tiny_checkpoin
     base, _ = load_checkpoint(tiny_checkpoint)
     assert read_info(root / "one").base_sha256 == base_fingerprint(base)
     assert not list(root.glob(".one*")), "no temporary folder is left behind"
+    card = (root / "one" / "README.md").read_text()
+    assert card.startswith("---\n"), "a Hugging Face card opens with YAML front matter"
+    meta = yaml.safe_load(card.split("---\n")[1])
+    assert meta["library_name"] == "peft" and meta["base_model"] and "model-index" not in meta
+    assert card.split("---\n", 2)[2].lstrip().startswith("# "), "the card's text follows its front matter"
+
+
+def test_card_front_matter_indexes_the_figures_after_training(tmp_path):
+    info = AdapterInfo(path=tmp_path, base_sha256="0" * 64, base_model="/models/diffill-base",
+                       metrics={"before": {"line_infill_exact_match": 0.1},
+                                "after": {"line_infill_exact_match": 0.25, "masked_token_accuracy": 0.5}})
+    meta = yaml.safe_load(card_front_matter(info, "infill").split("---\n")[1])
+    assert meta["base_model"] == "diffill-base", "a label, not a path on the machine that trained it"
+    (index,) = meta["model-index"]
+    assert index["name"] == "infill"
+    assert [(m["type"], m["value"]) for m in index["results"][0]["metrics"]] == [("exact_match", 0.25),
+                                                                                 ("accuracy", 0.5)]
 
 
 def test_save_load_round_trip_gives_identical_logits(saved, tiny_checkpoint):

@@ -77,7 +77,7 @@ def test_growing_needs_more_layers(tiny_checkpoint, tmp_path, capsys):
 
 
 def test_a_grown_trunk_trains_on_from_its_step(tiny_corpus, tmp_path):
-    """The README's recipe: grow a run's trunk checkpoint, then ``train --init`` the grown model."""
+    """The documented recipe: grow a run's trunk checkpoint, then ``train --init`` the grown model."""
     from model.train import TrainConfig, train
 
     tiny = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}

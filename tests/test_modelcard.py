@@ -1,9 +1,12 @@
 """The model card: written from a training run's log, with the recipe's phases and a running log."""
 
 import json
+import re
 import shutil
 
-from diffill.modelcard import describe_phases, phase_files, write_card
+import yaml
+
+from diffill.modelcard import RECIPES, describe_phases, front_matter, phase_files, write_card
 from model.train import TrainConfig, train
 
 TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
@@ -58,9 +61,65 @@ def test_card_has_the_learning_curve_and_appends_to_the_running_log(tiny_corpus,
     assert "phase1.json" in card and "| 0.5000 |" in card
 
 
+def _front_matter(card: str) -> dict:
+    assert card.startswith("---\n"), "a Hugging Face card opens with YAML front matter"
+    return yaml.safe_load(card.split("---\n")[1])
+
+
+def test_card_opens_with_front_matter_whose_model_index_holds_the_figures_given(tiny_corpus, tmp_path):
+    run = tmp_path / "run"
+    cfg = TrainConfig(batch_size=2, warmup_steps=1, total_steps=2, model=dict(TINY), eval_minutes=1e9)
+    train(tiny_corpus, run, cfg, steps=2, progress=False)
+    dest = tmp_path / "tiny-model"
+    shutil.copytree(run / "checkpoint", dest)
+    bare = _front_matter(write_card(run, dest).read_text())
+    assert {"license", "language", "library_name", "pipeline_tag", "tags"} <= set(bare)
+    assert "model-index" not in bare, "no figures given, none claimed"
+    card = write_card(run, dest, final={"line_infill_exact_match": 0.25, "masked_token_accuracy": 0.4},
+                      humaneval={"pass_at_1": 0.045, "exact_match": 0.035, "cases": 200}).read_text()
+    (index,) = _front_matter(card)["model-index"]
+    assert index["name"] == "tiny-model"
+    figures = {(r["dataset"]["type"], m["type"]): m["value"] for r in index["results"] for m in r["metrics"]}
+    assert figures == {("heldout-python-lines", "exact_match"): 0.25, ("heldout-python-lines", "accuracy"): 0.4,
+                       ("openai_humaneval", "pass@1"): 0.045, ("openai_humaneval", "exact_match"): 0.035}
+    body = card.split("---\n", 2)[2]
+    sections = [line for line in body.splitlines() if line.startswith("## ")]
+    assert sections == ["## Intended use", "## Architecture", "## Recipe (`make model`)", "## Training",
+                        "## Evaluation", "## Limitations"]
+
+
+def test_front_matter_leaves_out_what_a_figures_file_lacks():
+    meta = yaml.safe_load(front_matter("m", final={"cases": 3}, humaneval={"exact_match": 0.1}).split("---\n")[1])
+    assert "model-index" not in meta
+
+
+def test_the_shipped_cards_open_with_front_matter():
+    repo = RECIPES.parents[1]
+    for card in (repo / "model" / "checkpoints" / "diffill-base" / "README.md",
+                 repo / "adapters" / "checkpoints" / "infill" / "README.md"):
+        meta = _front_matter(card.read_text())
+        assert meta["license"] == "mit" and meta["model-index"][0]["results"], card
+
+
+def test_the_recipe_index_lists_every_recipe_in_the_order_make_train_runs_them():
+    """model/recipes/README.md: the shipped phases in order with their steps and learning rate, and
+    a line for every other recipe."""
+    rows = [line for line in (RECIPES / "README.md").read_text().splitlines() if line.startswith("| ")]
+    named = [(row, re.search(r"`([^`]+\.json)`", row).group(1)) for row in rows if re.search(r"`[^`]+\.json`", row)]
+    shipped = [(row, name) for row, name in named if re.match(r"\| \d+ \|", row)]
+    assert [name for _, name in shipped] == [p.name for p in phase_files()]
+    for row, name in shipped:
+        settings = json.loads((RECIPES / name).read_text())
+        assert str(settings["total_steps"]) in row and f"{settings.get('lr', TrainConfig().lr):g}" in row, row
+        if settings.get("schedule") == "wsd":
+            assert f"trunk {settings.get('schedule_start')}" in row or f"-{settings['decay_start']}," in row, row
+    others = {name for row, name in named if not re.match(r"\| \d+ \|", row)}
+    assert others == {str(p.relative_to(RECIPES)) for p in RECIPES.glob("*/*.json")}
+
+
 def test_the_curve_keeps_its_points_when_the_run_folder_is_new(tiny_corpus, tmp_path):
-    """Run folders do not outlive a machine: a session that goes on from the shipped weights in a
-    new folder adds its evaluations to the card's curve instead of replacing it."""
+    """Run folders do not outlive a machine: a run that goes on from the shipped weights in a new
+    folder adds its evaluations to the card's curve instead of replacing it."""
     cfg = TrainConfig(batch_size=2, warmup_steps=1, total_steps=4, model=dict(TINY), eval_minutes=1e9)
     figures = iter([0.25, 0.5])
 

@@ -216,7 +216,7 @@ def test_batch_workers_give_the_same_run(tiny_corpus, tmp_path):
 
 def test_a_phase_goes_on_from_the_finished_branch_as_a_run_from_its_export_does(tiny_corpus, tmp_path):
     """The re-warm of the shipped weights: ``make train`` resumes the last phase's branch with the
-    optimizer afresh, as a session that has only the exported model (``--init``) does."""
+    optimizer afresh, as a machine that has only the exported model (``--init``) does."""
     from model.export import export
     from model.train import resume_source
 
@@ -227,7 +227,7 @@ def test_a_phase_goes_on_from_the_finished_branch_as_a_run_from_its_export_does(
     rewarm = dataclasses.replace(_cfg(), **_wsd_tiny(start=6, decay=8, total=10, warmup=1), reset_optimizer=True)
     assert resume_source(run, rewarm) == branch
 
-    # what a later session has: the exported model, whose card's running log says where it stopped
+    # what a new machine has: the exported model, whose card's running log says where it stopped
     shipped = export(run, tmp_path / "shipped")
     state = json.loads((branch / "trainer_state.json").read_text())
     (shipped / "training_log.json").write_text(json.dumps([{

@@ -6,7 +6,7 @@ not given is measured here at a small size (``--cases``), unless ``--no-run``; w
 missing is shown as "not measured" with the reason. The main plot (accuracy against tokens per
 forward pass) is also written as a PNG for the README, rendered by headless Chromium.
 
-Input shapes (from the issues that define them):
+Input shapes (the JSON each command prints with ``--json``):
 
 - ``bench speed --json``: ``{"results": [{"kind", "setting", "p50_ms", "p95_ms",
   "tokens_per_forward", "exact_match", "edit_similarity", "cases"}...], "model", "threads"}``;

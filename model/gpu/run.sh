@@ -1,17 +1,17 @@
 #!/usr/bin/env bash
-# One prepared training run on the GPU machine the device tool lends (issue #3): the shipped model
-# goes on training by the same recipe (model/gpu/continue.json: the objective of the CPU phases,
-# a wsd schedule, batches built by worker processes) on that machine's own Python sources, and
-# comes back as a bf16 export to evaluate, and ship if it is better, here.
+# One prepared training run on a GPU host: the shipped model goes on training by the same recipe
+# (model/gpu/continue.json: the objective of the CPU phases, a wsd schedule, batches built by
+# worker processes) on that host's own Python sources, and comes back as a bf16 export to
+# evaluate, and ship if it is better.
 #
-#   make gpu-prep                      # here: the wheels that machine lacks, into .whl/
-#   run: bash model/gpu/run.sh 7       # there, with carry [".whl"] and timeout_s 600
+#   make gpu-prep                      # beforehand: the wheels that host may lack, into .whl/
+#   bash model/gpu/run.sh 7            # on the GPU host, with .whl/ copied along
 #
 # MINUTES (default 7) is the whole budget: corpus, a 40-step probe that times a step, the run
 # (its schedule sized from the probe to end on time: constant lr, then the last 30% decaying) and
 # the export. Output in $OUT (default $WORK/out): export/ (the model), log.jsonl, corpus.json,
-# summary.json. The corpus holds out the content-hash split and the files this project holds out
-# here (model/gpu/heldout-paths.txt), so other versions of them are not trained on.
+# summary.json. The corpus holds out the content-hash split and the held-out files of the CPU
+# corpus (model/gpu/heldout-paths.txt), so other versions of them are not trained on.
 # For a dry run elsewhere (tests/test_gpu_run.py): DIFFILL_GPU_INIT (the model to go on training),
 # DIFFILL_GPU_CONFIG, DIFFILL_GPU_SOURCES (folders to build the corpus from), DIFFILL_GPU_WORK,
 # DIFFILL_GPU_PROBE (probe steps).
