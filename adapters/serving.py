@@ -173,7 +173,7 @@ class AdaptedModel:
         if tensors is None:
             return None
         try:
-            info = read_info(DEFAULT_ADAPTER)
+            info = read_info(Path(DEFAULT_ADAPTER).resolve())  # the path peft's loading reports
         except AdapterError:
             return None
         self.model.unfuse_projections()
@@ -190,9 +190,9 @@ class AdaptedModel:
         return info
 
     def _keep_merge(self, cache: MergedWeights) -> None:
-        """Write the shipped adapter's merge to the cache, when it is merged and LoRA layers are
-        all it changes."""
-        if not self._merged or self.active is None:
+        """Write the shipped adapter's merge to the cache, when it is merged, LoRA layers are all
+        it changes, and the cache does not hold it yet (a damaged file was deleted when read)."""
+        if not self._merged or self.active is None or cache.path.is_file():
             return
         config = self._peft.peft_config[self._loaded[self.active.path][0]]
         if getattr(config, "modules_to_save", None) or getattr(config, "trainable_token_indices", None):
