@@ -20,11 +20,14 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
-from peft import LoraConfig, PeftModel, get_peft_model
 
 from model.context import Window
+
+if TYPE_CHECKING:  # peft (and transformers' heavy modules with it) is imported where an adapter is used
+    from peft import LoraConfig, PeftModel
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +55,8 @@ class LoraSettings:
     whole: tuple[str, ...] = ()
 
     def peft_config(self) -> LoraConfig:
+        from peft import LoraConfig
+
         return LoraConfig(r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout,
                           target_modules=list(self.targets), bias="none", init_lora_weights=True,
                           modules_to_save=list(self.whole) or None)
@@ -74,13 +79,14 @@ class AdapterInfo:
         return d
 
 
-def base_fingerprint(model: torch.nn.Module) -> str:
+def base_fingerprint(model: torch.nn.Module, replaced: dict[str, torch.Tensor] | None = None) -> str:
     """sha256 over the names, shapes and values (rounded to bfloat16) of a bare model's state dict.
 
     Independent of file layout and of the dtype the model was loaded in: float32 weights loaded
     as bfloat16 for inference (``EngineConfig.dtype``) keep their fingerprint. Compute it before
-    any adapter is attached: LoRA layers change the state dict."""
-    state = model.state_dict()
+    any adapter is attached: LoRA layers change the state dict. ``replaced``: the base's values of
+    weights that a merge loaded from the cache overwrote (``adapters.merged``)."""
+    state = {**model.state_dict(), **(replaced or {})}
     if any("lora_" in k or ".base_layer." in k for k in state):
         raise AdapterError("cannot fingerprint a model that already has LoRA layers attached")
     h = hashlib.sha256()
@@ -97,6 +103,8 @@ def attach(model: torch.nn.Module, settings: LoraSettings | None = None, name: s
     """A fresh trainable LoRA adapter on ``model`` (modified in place); only the LoRA weights and
     copies of the modules in ``settings.whole`` train. The LoRA A matrices are drawn from ``seed``
     so training is reproducible."""
+    from peft import get_peft_model
+
     torch.manual_seed(seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)

@@ -22,10 +22,9 @@ from __future__ import annotations
 import logging
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
-from peft import PeftModel
-from peft.tuners.lora import LoraLayer
 
 from adapters.lora import (
     DEFAULT_ADAPTER,
@@ -35,13 +34,21 @@ from adapters.lora import (
     check_base,
     read_info,
 )
+from adapters.merged import MergedWeights
 from model.context import set_window, window_of
+
+if TYPE_CHECKING:  # imported when an adapter is loaded through peft, not for the cached merge
+    from peft import PeftModel
 
 log = logging.getLogger(__name__)
 
 
 class AdaptedModel:
-    def __init__(self, model: torch.nn.Module, base_sha256: str | None = None):
+    """``weights``: the base's weights file; given, the shipped adapter's merge is kept in the
+    user's cache (``adapters.merged``) and served from there, without peft, when it is found."""
+
+    def __init__(self, model: torch.nn.Module, base_sha256: str | None = None, weights: Path | None = None,
+                 dtype: str = "float32"):
         self.model = model
         self._base_sha256 = base_sha256
         self._peft: PeftModel | None = None
@@ -50,12 +57,14 @@ class AdaptedModel:
         self._merged = False
         self._pristine: dict[str, torch.Tensor] = {}  # base weights under LoRA layers, before any merge
         self._base_window = window_of(model.config)
+        self._weights, self._dtype = weights, dtype
+        self._replaced: dict[str, torch.Tensor] = {}  # base weights that a cached merge overwrote
 
     @property
     def base_sha256(self) -> str:
         """Fingerprint of the bare base, computed once, before any adapter is attached."""
         if self._base_sha256 is None:
-            self._base_sha256 = base_fingerprint(self.model)
+            self._base_sha256 = base_fingerprint(self.model, self._replaced)
         return self._base_sha256
 
     def load(self, path: str | Path) -> AdapterInfo:
@@ -67,6 +76,8 @@ class AdaptedModel:
         check_base(info, self.base_sha256)
         self.model.unfuse_projections()  # peft is about to inject LoRA layers; switch() fuses again
         name = f"a{len(self._loaded)}"
+        from peft import PeftModel
+
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", FutureWarning)
@@ -87,6 +98,7 @@ class AdaptedModel:
         if path is not None and Path(path).resolve() not in self._loaded:
             check_base(read_info(path), self.base_sha256)  # refuse before touching the served weights
         self.model.unfuse_projections()  # the weights are about to change
+        self._restore_replaced()
         if self._merged:
             self._unmerge()  # peft loads and switches adapters on unmerged weights only
         info = self.load(path) if path is not None else None
@@ -104,6 +116,8 @@ class AdaptedModel:
         return info
 
     def _lora_base_weights(self) -> dict[str, torch.Tensor]:
+        from peft.tuners.lora import LoraLayer
+
         return {name: m.get_base_layer().weight for name, m in self._peft.named_modules()
                 if isinstance(m, LoraLayer)}
 
@@ -129,13 +143,76 @@ class AdaptedModel:
         if str(spec) == "default":
             if not (DEFAULT_ADAPTER / "adapter_model.safetensors").is_file():
                 return self.switch(None)
+            cache = self._merge_cache()
+            if cache is not None and (info := self._use_cached(cache)) is not None:
+                return info
             try:
                 check_base(read_info(DEFAULT_ADAPTER), self.base_sha256)
             except AdapterError as e:
                 log.info("not using the shipped adapter: %s", e)
                 return self.switch(None)
-            return self.switch(DEFAULT_ADAPTER)
+            info = self.switch(DEFAULT_ADAPTER)
+            if cache is not None:
+                self._keep_merge(cache)
+            return info
         return self.switch(Path(spec))
+
+    def _merge_cache(self) -> MergedWeights | None:
+        """Where the shipped adapter's merge into this base is kept; None without a weights file."""
+        if self._weights is None or not Path(self._weights).is_file():
+            return None
+        return MergedWeights.locate(Path(self._weights), DEFAULT_ADAPTER, self._dtype)
+
+    def _use_cached(self, cache: MergedWeights) -> AdapterInfo | None:
+        """Serve the shipped adapter from its cached merge (None: not cached, or peft already holds
+        adapters). The cache is keyed on the exact files, and was written only after the adapter
+        passed the base check, so that check is not repeated."""
+        if self._peft is not None:
+            return None
+        tensors = cache.load(self.model)
+        if tensors is None:
+            return None
+        try:
+            info = read_info(Path(DEFAULT_ADAPTER).resolve())  # the path peft's loading reports
+        except AdapterError:
+            return None
+        self.model.unfuse_projections()
+        self._restore_replaced()
+        params = dict(self.model.named_parameters())
+        with torch.no_grad():
+            for name, t in tensors.items():
+                self._replaced[name] = params[name].detach().clone()
+                params[name].copy_(t)
+        self.active = info
+        set_window(self.model.config, info.window or self._base_window)
+        self.model.fuse_projections()
+        log.info("shipped adapter served from its cached merge %s", cache.path)
+        return info
+
+    def _keep_merge(self, cache: MergedWeights) -> None:
+        """Write the shipped adapter's merge to the cache, when it is merged, LoRA layers are all
+        it changes, and the cache does not hold it yet (a damaged file was deleted when read)."""
+        if not self._merged or self.active is None or cache.path.is_file():
+            return
+        config = self._peft.peft_config[self._loaded[self.active.path][0]]
+        if getattr(config, "modules_to_save", None) or getattr(config, "trainable_token_indices", None):
+            return
+        from peft.tuners.lora import LoraLayer
+
+        cache.save({f"{name}.weight": m.get_base_layer().weight for name, m in self.model.named_modules()
+                    if isinstance(m, LoraLayer)})
+
+    def _restore_replaced(self) -> None:
+        """The base weights back where a cached merge overwrote them."""
+        if not self._replaced:
+            return
+        params = dict(self.model.named_parameters())
+        with torch.no_grad():
+            for name, w in self._replaced.items():
+                params[name].copy_(w)
+        self._replaced.clear()
+        self.active = None
+        set_window(self.model.config, self._base_window)
 
     def loaded(self) -> list[AdapterInfo]:
         return [info for _, info in self._loaded.values()]

@@ -29,7 +29,7 @@ from model.beam import LINE_BEAM
 from model.context import Window, encode_window
 from model.lead import Lead, Spellings, typed_word
 from model.library_index import LibraryIndex, default_folder
-from model.loading import ModelLoadError, load_checkpoint
+from model.loading import DEFAULT_CHECKPOINT, ModelLoadError, load_checkpoint
 from model.ngram import TokenCache, hole_caches, line_bridge, prefix_context
 from model.sampler import Request, SampleResult, Sampler, SamplerConfig, StepTrace
 
@@ -176,7 +176,9 @@ class Engine:
         except ModelLoadError as e:
             raise DiffillError(str(e)) from e
         self.backend = DiffillBackend(self.model, self.tok)
-        self.adapters = AdaptedModel(self.model)
+        # the shipped adapter's merge into these weights is kept in the user's cache (adapters.merged)
+        weights = Path(self.config.model or DEFAULT_CHECKPOINT) / "model.safetensors"
+        self.adapters = AdaptedModel(self.model, weights=weights, dtype=self.dtype)
         self.adapter: str | None = None  # folder of the merged adapter
         self.repository: TokenCache | None = None  # the adapter's repository tokens, when it has them
         self._neighbors: dict[str, TokenCache] = {}  # other documents' token caches, oldest first

@@ -402,6 +402,16 @@ class DiffillServer(LanguageServer):
             self.timings.overhead_ms.append(max(0.0, total_ms - engine_ms))
             self.timings.handoff_ms.append(handoff_ms)
 
+    def readiness(self) -> str:
+        """"starting" (no load asked for yet: before ``initialized``), "loading" (the model loads and
+        warms up in the worker; requests wait for it), "ready" or "failed"."""
+        if self._load_job is not None and not self._load_job.future.done():
+            return "loading"
+        state = self.worker.state
+        if state.loaded:
+            return "ready"
+        return "failed" if state.error else "starting"
+
     def status(self) -> dict:
         state = self.worker.state
         # copies first: the engine thread appends to these while the event loop reads them
@@ -415,6 +425,9 @@ class DiffillServer(LanguageServer):
             "adapter_setting": self.settings.adapter,
             "adapter_requested": self._wanted[1] if self._wanted else None,  # after workspace lookup
             "loaded": state.loaded,
+            "state": self.readiness(),
+            "load_ms": round(state.load_ms, 1),  # the last load, its warm-up pass included
+            "warm_up_ms": round(state.warm_up_ms, 1),
             "error": state.error,
             "latencies_ms": [round(x, 2) for x in lat[-50:]],
             "p50_ms": round(statistics.median(lat), 2) if lat else None,

@@ -24,6 +24,11 @@ if TYPE_CHECKING:  # the engine (torch, transformers) is imported in the worker 
 
 log = logging.getLogger(__name__)
 
+# filled once after every load, a one-line hole and a blank line, so that the first request finds
+# the Python grammar loaded and the network's first passes (allocations, kernel choice) done
+WARM_UP_TEXT = "import os\n\n\ndef read(path):\n    with open(path) as f:\n        return f.\n    \n"
+WARM_UP_HOLES = (WARM_UP_TEXT.index("f.\n") + 2, len(WARM_UP_TEXT) - 1)
+
 MISSING_MODEL_HELP = ("Set the diffill.model setting (or start `diffill serve --model PATH`) to a checkpoint "
                       "folder, or run `make model` in the diffill checkout to build the default model.")
 
@@ -77,6 +82,8 @@ class LoadState:
     error: str | None = None
     info: dict = field(default_factory=dict)
     adapters: bool = False  # the engine can load adapters
+    load_ms: float = 0.0  # loading the engine, warm-up included
+    warm_up_ms: float = 0.0  # the warm-up fills alone
 
 
 class EngineWorker:
@@ -112,12 +119,16 @@ class EngineWorker:
     # -- the worker thread -----------------------------------------------------------------
 
     def _load(self, model: str | None, adapter: str | None) -> LoadState:
+        t0 = time.perf_counter()
         try:
             state = self._load_engine(model, adapter)
         except Exception as e:  # not even the engine's code could be imported
             log.exception("loading the engine failed")
             state = LoadState(model, adapter, False, f"diffill cannot load its engine: {type(e).__name__}: {e}")
         state.adapters = engine_supports_adapters() if state.loaded else False
+        if state.loaded:
+            state.warm_up_ms = warm_up(self.engine)
+        state.load_ms = (time.perf_counter() - t0) * 1000.0
         self.state = state
         return state
 
@@ -186,3 +197,19 @@ class EngineWorker:
             job.future.get_loop().call_soon_threadsafe(settle)
         except RuntimeError:  # the event loop is closed: the server is shutting down
             pass
+
+
+def warm_up(engine: Engine) -> float:
+    """Fill ``WARM_UP_HOLES`` once (results dropped); returns the milliseconds it took. A failure
+    is logged: the engine still serves."""
+    if not hasattr(engine, "infill"):
+        return 0.0
+    from diffill.engine import InfillRequest
+
+    t0 = time.perf_counter()
+    try:
+        for at in WARM_UP_HOLES:
+            engine.infill(InfillRequest(WARM_UP_TEXT, at, at, language="python"))
+    except Exception:  # a model that cannot fill this is reported by the first real request
+        log.exception("warming up the engine failed")
+    return (time.perf_counter() - t0) * 1000.0

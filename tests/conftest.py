@@ -11,6 +11,8 @@ import pytest
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 # tests never copy from a library index the developer built (a test that wants one builds its own)
 os.environ["DIFFILL_LIBRARY_INDEX"] = "none"
+# nor keep merged adapter weights in the user's cache (a test that wants them points it elsewhere)
+os.environ["DIFFILL_MERGED_CACHE"] = "none"
 
 import torch  # noqa: E402
 

@@ -127,3 +127,43 @@ def test_bench_speed_profile_in_json(tiny_checkpoint, tiny_sources, capsys):
     assert [(p["kind"], p["setting"]) for p in out["profiles"]] == [("single_line", "beam_cache"),
                                                                    ("mid_word", "beam_cache"),
                                                                    ("multi_line", "threshold_cache")]
+
+
+def test_typing_holes_are_whole_lines_after_their_indentation(texts):
+    holes = line_holes(texts, 20, _words, np.random.default_rng(0), "typing")
+    assert len(holes) == 20
+    originals = set(texts)
+    for h in holes:
+        assert h.kind == "typing" and len(h.target) > 1 and "\n" not in h.target
+        assert h.text[: h.at] + h.target + h.text[h.at :] in originals
+        assert not h.text[h.text.rfind("\n", 0, h.at) + 1 : h.at].strip()  # only indentation before it
+
+
+def test_typing_replays_each_keystroke_through_the_forwarding_cache(tiny_checkpoint, tiny_sources, capsys,
+                                                                      monkeypatch):
+    from lsp_server.cache import InfillCache
+
+    looked_up = []
+    real_get = InfillCache.get
+
+    def get(self, hole, extra):
+        looked_up.append(hole.line)
+        return real_get(self, hole, extra)
+
+    monkeypatch.setattr(InfillCache, "get", get)
+    rc = main(["bench", "speed", "--cases", "3", "--json", "--threads", "1", "--model", str(tiny_checkpoint),
+               "--adapter", "none", "--corpus", str(tiny_sources), "--kinds", "typing"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    [row] = out["results"]
+    assert row["kind"] == "typing" and row["setting"] == out["defaults"]["single_line"] and row["cases"] == 3
+    assert row["keystrokes"] == len(row["latencies_ms"]) == len(looked_up) > 0
+    # one request a keystroke: the cursor's line grows by one character, three lines in all, each
+    # from its first character after the indentation
+    starts = [i for i, line in enumerate(looked_up) if i == 0 or line[:-1] != looked_up[i - 1]]
+    assert len(starts) == 3
+    assert all(len(looked_up[i].strip()) == 1 for i in starts)
+    assert 0 < row["p50_ms"] <= row["p95_ms"]
+    for key in ("cache_hits", "shown", "typed_along", "rest_of_line"):
+        assert 0 <= row[key] <= 1
+    assert row["rest_of_line"] <= row["typed_along"] <= row["shown"]

@@ -561,6 +561,22 @@ async def test_bad_setting_values_are_logged_and_the_old_values_kept(client):
     assert not any("somethingNew" in t for t in texts)
 
 
+async def test_status_says_loading_until_the_model_is_loaded_and_warm_and_early_requests_wait(tiny_checkpoint,
+                                                                                             tmp_path):
+    c = await start(str(tiny_checkpoint), tmp_path)
+    try:
+        first = await status(c)  # the engine's imports alone outlast this answer
+        assert first["state"] == "loading"
+        answer = await inline(c, open_doc(c), 4, 10)  # waits for the model, then is answered
+        assert isinstance(answer, types.InlineCompletionList)
+        s = await status(c)
+        assert s["state"] == "ready" and s["loaded"]
+        assert s["load_ms"] >= s["warm_up_ms"] > 0
+        assert s["counters"]["model_calls"] == 1 and s["counters"]["errors"] == 0
+    finally:
+        await stop(c)
+
+
 async def test_missing_model_says_so_and_how_to_fix_it(client, tiny_checkpoint, tmp_path):
     uri = open_doc(client)
     client.messages.clear()
@@ -571,7 +587,7 @@ async def test_missing_model_says_so_and_how_to_fix_it(client, tiny_checkpoint, 
         assert err.value.code == REQUEST_FAILED
         assert "model folder not found" in err.value.message and "diffill.model" in err.value.message
         s = await status(client)
-        assert not s["loaded"] and "diffill.model" in s["error"]
+        assert not s["loaded"] and "diffill.model" in s["error"] and s["state"] == "failed"
         assert any("diffill.model" in m.message for m in client.messages)
     finally:
         await configure(client, model=str(tiny_checkpoint))

@@ -82,3 +82,39 @@ async def test_cancel_flag_is_visible_to_the_running_job():
     job.cancel()
     assert await job.future == "stopped"
     worker.stop()
+
+
+class FillingEngine(FakeEngine):
+    """A stand-in engine that records the holes it is asked to fill."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.filled = []
+
+    def infill(self, req):
+        self.filled.append((req.text, req.start, req.language))
+        return None
+
+
+async def test_loading_warms_the_engine_up_before_any_request_runs():
+    from lsp_server.worker import WARM_UP_HOLES, WARM_UP_TEXT
+
+    worker = EngineWorker(factory=FillingEngine)
+    load = worker.load("m", None)
+    request = worker.submit(lambda engine, job: list(engine.filled))  # queued behind the load
+    state = await load.future
+    assert state.loaded and state.load_ms >= state.warm_up_ms > 0
+    assert await request.future == [(WARM_UP_TEXT, at, "python") for at in WARM_UP_HOLES]
+    worker.stop()
+
+
+async def test_a_failing_warm_up_leaves_the_engine_serving():
+    class Failing(FakeEngine):
+        def infill(self, req):
+            raise RuntimeError("cannot fill")
+
+    worker = EngineWorker(factory=Failing)
+    state = await worker.load("m", None).future
+    assert state.loaded and state.error is None
+    assert await worker.submit(lambda engine, job: engine.config.model).future == "m"
+    worker.stop()

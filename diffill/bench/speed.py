@@ -10,6 +10,13 @@ Three kinds of hole, drawn with a fixed seed from held-out files:
 * ``multi_line``: a block of 2 to 6 whole lines: a syntax node from ``grammar.spans`` that starts
   and ends at line boundaries (statements, blocks), 64-token budget.
 
+And, only when named (``--kinds typing``; keep ``--cases`` to a few dozen lines), ``typing``: code
+lines replayed as a user types them after their indentation, one request a keystroke, answered as
+the language server answers: from its forwarding cache (``lsp_server.cache.InfillCache``) when the
+user typed into the last suggestion, else by the engine with its own setting for one-line holes.
+Reported per keystroke: latency p50/p95, how often a suggestion was shown, how often it began with
+the character typed next (the user was typing along it) and how often it was the rest of the line.
+
 Settings: ``one_per_step`` (one token committed per forward pass), ``threshold`` (parallel
 decoding by confidence), ``threshold_cache`` (the same with the prefix/suffix cache) and
 ``beam_cache`` (left-to-right beam search, ``model.beam``, with the cache). The engine's own
@@ -35,6 +42,7 @@ from diffill.errors import DiffillError
 log = logging.getLogger(__name__)
 
 KINDS = {"single_line": 16, "mid_word": 16, "multi_line": 64}
+TYPING = "typing"  # one-line budget: KINDS["single_line"]
 SETTINGS = ("one_per_step", "threshold", "threshold_cache", "beam_cache")
 BEAM = 4  # beam_cache's candidates a hole when the engine does not beam-search one-line holes
 MAX_LINE_TOKENS = 15  # the target must fit the single-line budget with room for <eoi>
@@ -64,8 +72,8 @@ def register(bsub) -> None:
                    help="override the default confidence threshold (0 to 1)")
     p.add_argument("--confidence", default=None, choices=("prob", "margin", "entropy"),
                    help="override the default confidence measure")
-    p.add_argument("--kinds", type=_subset_of(KINDS, "kind"), default=list(KINDS),
-                   help="comma-separated subset of " + ", ".join(KINDS))
+    p.add_argument("--kinds", type=_subset_of([*KINDS, TYPING], "kind"), default=list(KINDS),
+                   help=f"comma-separated subset of {', '.join([*KINDS, TYPING])} (default: all but {TYPING})")
     p.add_argument("--settings", type=_subset_of(SETTINGS, "setting"), default=list(SETTINGS),
                    help="comma-separated subset of " + ", ".join(SETTINGS))
     p.add_argument("--profile", action="store_true",
@@ -103,7 +111,7 @@ def _word_char(c: str) -> bool:
 def line_holes(texts: list[str], n: int, count_tokens, rng: np.random.Generator,
                kind: str = "single_line") -> list[Hole]:
     """Cursor holes: the rest of a code line from its first character or a word boundary
-    (``single_line``), or from inside a word (``mid_word``)."""
+    (``single_line``), from inside a word (``mid_word``), or from its first character (``typing``)."""
     holes: list[Hole] = []
     for i in rng.permutation(len(texts)):
         text = texts[i]
@@ -115,6 +123,8 @@ def line_holes(texts: list[str], n: int, count_tokens, rng: np.random.Generator,
             indent = len(line) - len(line.lstrip())
             if kind == "mid_word":
                 cuts = [k for k in range(indent + 1, len(line.rstrip())) if _word_char(line[k - 1]) and _word_char(line[k])]
+            elif kind == TYPING:
+                cuts = [indent] if len(line.strip()) > 1 else []
             else:
                 cuts = [indent] + [k + 1 for k in range(indent, len(line.rstrip()) - 1)
                                    if not _word_char(line[k]) and line[k + 1] != " "]
@@ -240,6 +250,49 @@ def measure(engine, holes: list[Hole], setting: str, budget: int) -> dict:
             "cases": len(holes), "latencies_ms": [round(x, 2) for x in ms]}
 
 
+def replay_typing(engine, holes: list[Hole], setting: str, budget: int) -> dict:
+    """Type each hole's line into it a character at a time (see the module's ``typing``); every
+    keystroke but the line's last is a request, answered from the forwarding cache or the engine."""
+    from diffill.engine import InfillRequest
+    from lsp_server.cache import Hole as Cursor
+    from lsp_server.cache import InfillCache
+
+    cfg = setting_config(engine.config.sampler, setting, _beam(engine))
+    for h in holes[:3]:  # warm-up: allocator, thread pool, kernels
+        engine.infill(InfillRequest(h.text, h.at, h.at, max_tokens=budget, language="python"), sampler=cfg)
+    cache = InfillCache()
+    ms, miss_ms = [], []
+    shown = along = rest = 0
+    for h in holes:
+        for k in range(1, len(h.target)):
+            text, at, following = h.text[: h.at] + h.target[:k] + h.text[h.at :], h.at + k, h.target[k:]
+            t0 = time.perf_counter()
+            cursor = Cursor.at(text, at)
+            texts = cache.get(cursor, setting)
+            if texts is None:
+                r = engine.infill(InfillRequest(text, at, at, max_tokens=budget, language="python"), sampler=cfg)
+                texts = [r.text, *r.alternatives] if r.text else []  # what the server offers
+                cache.put(cursor, setting, texts)
+                miss_ms.append((time.perf_counter() - t0) * 1000.0)
+            ms.append((time.perf_counter() - t0) * 1000.0)
+            suggestion = texts[0] if texts else ""
+            shown += bool(suggestion)
+            along += suggestion.startswith(following[0])
+            rest += bool(suggestion) and suggestion.rstrip() == following.rstrip()
+    n = max(1, len(ms))
+
+    def pct(values: list[float], q: int) -> float | None:
+        return round(float(np.percentile(values, q)), 2) if values else None
+
+    return {"kind": TYPING, "setting": setting, "cases": len(holes), "keystrokes": len(ms),
+            "p50_ms": pct(ms, 50), "p95_ms": pct(ms, 95),
+            "engine_p50_ms": pct(miss_ms, 50), "engine_p95_ms": pct(miss_ms, 95),  # keystrokes the cache missed
+            "cache_hits": round(cache.hits / n, 4), "shown": round(shown / n, 4),
+            "typed_along": round(along / n, 4),  # the suggestion began with the next character typed
+            "rest_of_line": round(rest / n, 4),  # the suggestion was what the user went on to type
+            "latencies_ms": [round(x, 2) for x in ms]}
+
+
 def profile(engine, holes: list[Hole], setting: str, budget: int) -> dict:
     """Where the time of ``setting`` goes on these holes (diffill.bench.profile)."""
     cfg = setting_config(engine.config.sampler, setting, _beam(engine))
@@ -275,6 +328,10 @@ def run(args) -> int:
             holes = line_holes(texts, args.cases, lambda s: len(count(s)), rng, kind)
         if len(holes) < args.cases:
             log.warning("only %d %s holes in the held-out files (asked for %d)", len(holes), kind, args.cases)
+        if kind == TYPING:  # with the engine's own setting for one-line holes, as the server serves them
+            results.append(replay_typing(engine, holes, engine_defaults(engine)["single_line"], KINDS["single_line"]))
+            log.info("%s", {k: v for k, v in results[-1].items() if k != "latencies_ms"})
+            continue
         for setting in settings:
             log.info("%s / %s: %d holes", kind, setting, len(holes))
             results.append(measure(engine, holes, setting, KINDS[kind]))
@@ -294,8 +351,16 @@ def run(args) -> int:
         print(f"model {out['model']}, {args.threads} threads")
         print(f"{'kind':12} {'setting':16} {'p50 ms':>8} {'p95 ms':>8} {'tok/fwd':>8} {'exact':>7} {'edit sim':>8} {'cases':>6}")
         for r in results:
+            if r["kind"] == TYPING:
+                continue
             print(f"{r['kind']:12} {r['setting']:16} {r['p50_ms']:8.1f} {r['p95_ms']:8.1f} {r['tokens_per_forward']:8.2f} "
                   f"{r['exact_match']:7.3f} {r['edit_similarity']:8.3f} {r['cases']:6d}")
+        for r in results:
+            if r["kind"] == TYPING:
+                print(f"typing ({r['setting']}): {r['cases']} lines, {r['keystrokes']} keystrokes, per keystroke "
+                      f"p50 {r['p50_ms'] or 0:.1f} ms p95 {r['p95_ms'] or 0:.1f} ms; answered from the cache "
+                      f"{r['cache_hits']:.0%}, suggestion shown {r['shown']:.0%}, began with the next character "
+                      f"typed {r['typed_along']:.0%}, was the rest of the line {r['rest_of_line']:.0%}")
         for p in profiles:
             print("\n".join(format_profile(p)))
     return 0
