@@ -46,7 +46,7 @@ def parses(text: str) -> bool:
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> dict:
-    """One session in the editor; what the document held after each step."""
+    """One run in the editor; what the document held after each step."""
     # DIFFILL_VSCODE_SCREENSHOT=editors/vscode-ghost-text.png renews the picture in editors/README.md
     shot = Path(os.environ.get("DIFFILL_VSCODE_SCREENSHOT") or tmp_path_factory.mktemp("vscode") / "ghost-text.png")
     cmd = ["node", str(E2E / "run.mjs"), "--vsix", str(VSIX), "--server", str(DIFFILL),
