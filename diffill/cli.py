@@ -14,7 +14,8 @@ import sys
 
 from diffill.errors import DiffillError
 
-COMMANDS = ["infill", "corpus", "index", "train", "evaluate", "bench", "refactor", "adapt", "adapt_base", "serve"]
+COMMANDS = ["infill", "corpus", "index", "train", "evaluate", "bench", "refactor", "adapt", "adapt_base", "serve",
+            "calibrate"]
 
 
 class _Parser(argparse.ArgumentParser):

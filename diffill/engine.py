@@ -118,6 +118,7 @@ class InfillResult:
     alternative_confidences: list[float] = field(default_factory=list)
     withheld: bool = False  # the fill was below the request's min_confidence (text is "")
     signals: Signals | None = field(default=None, repr=False)  # what the confidence was estimated from
+    alternative_signals: list[Signals] = field(default_factory=list, repr=False)
 
     def as_json(self) -> dict:
         return {"text": self.text, "start": self.start, "end": self.end, "steps": self.steps,
@@ -367,15 +368,15 @@ class Engine:
                 confidence, calibrated = self.confidence(signals)
                 pairs = [(a, replace(o, rank=n + 1)) for n, (a, o) in enumerate(p for p in pairs if p[0] != text)]
                 withheld = bool(text) and confidence < r.min_confidence
-                shown = [(a, c) for a, o in pairs if (c := self.confidence(o)[0]) >= r.min_confidence]
+                shown = [(a, c, o) for a, o in pairs if (c := self.confidence(o)[0]) >= r.min_confidence]
                 results[i] = InfillResult(text="" if withheld else text, start=r.start, end=r.end, steps=out.steps,
                                           forward_passes=out.forward_passes, tokens=len(out.tokens),
                                           latency_ms=row_ms, multiline=plans[i][0],
                                           cancelled=was_cancelled, raw=raw, syntax=syntax,
-                                          alternatives=[a for a, _ in shown], confidence=confidence,
+                                          alternatives=[a for a, _, _ in shown], confidence=confidence,
                                           confidence_calibrated=calibrated,
-                                          alternative_confidences=[c for _, c in shown], withheld=withheld,
-                                          signals=signals)
+                                          alternative_confidences=[c for _, c, _ in shown], withheld=withheld,
+                                          signals=signals, alternative_signals=[o for _, _, o in shown])
         for i, (r, e) in enumerate(zip(originals, ends)):
             if e.changed:
                 done = results[i]

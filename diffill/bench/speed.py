@@ -47,6 +47,7 @@ class Hole:
     text: str  # the document with the hole removed
     at: int  # the cursor
     target: str
+    source: int = -1  # the index of the text it was drawn from
 
 
 def register(bsub) -> None:
@@ -103,7 +104,8 @@ def _word_char(c: str) -> bool:
 def line_holes(texts: list[str], n: int, count_tokens, rng: np.random.Generator,
                kind: str = "single_line") -> list[Hole]:
     """Cursor holes: the rest of a code line from its first character or a word boundary
-    (``single_line``), or from inside a word (``mid_word``)."""
+    (``single_line``), from its first character only (``line``), from a word boundary past it
+    (``mid_line``), or from inside a word (``mid_word``)."""
     holes: list[Hole] = []
     for i in rng.permutation(len(texts)):
         text = texts[i]
@@ -116,8 +118,9 @@ def line_holes(texts: list[str], n: int, count_tokens, rng: np.random.Generator,
             if kind == "mid_word":
                 cuts = [k for k in range(indent + 1, len(line.rstrip())) if _word_char(line[k - 1]) and _word_char(line[k])]
             else:
-                cuts = [indent] + [k + 1 for k in range(indent, len(line.rstrip()) - 1)
-                                   if not _word_char(line[k]) and line[k + 1] != " "]
+                cuts = [] if kind == "mid_line" else [indent]
+                cuts += [] if kind == "line" else [k + 1 for k in range(indent, len(line.rstrip()) - 1)
+                                                   if not _word_char(line[k]) and line[k + 1] != " "]
             if not cuts:
                 continue
             cut = int(cuts[rng.integers(len(cuts))])
@@ -126,7 +129,7 @@ def line_holes(texts: list[str], n: int, count_tokens, rng: np.random.Generator,
                 continue
             at = int(starts[j]) + cut
             end = int(starts[j]) + len(line.rstrip())
-            holes.append(Hole(kind, text[:at] + text[end:], at, target))
+            holes.append(Hole(kind, text[:at] + text[end:], at, target, int(i)))
             if len(holes) == n:
                 return holes
     return holes
