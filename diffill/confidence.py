@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 CALIBRATION_FILE = "confidence.json"
 # the language server's default minConfidence: chosen on the precision/coverage curve of one-line
 # holes in a repository outside the corpus (docs/confidence.md)
-MIN_CONFIDENCE = 0.5
+MIN_CONFIDENCE = 0.4
 VERSION = 1
 KINDS = ("line", "block")
 SYNTAX = ("runner-up", "repaired", "truncated")  # the guard's verdicts with a feature of their own
