@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -163,9 +164,10 @@ def fingerprint(base_sha256: str, adapter: str | None) -> dict:
     return out
 
 
-def load_calibration(folder: str | Path, wanted: dict) -> Calibration | None:
-    """The calibration in ``folder`` when there is one for ``wanted`` (``fingerprint``); a damaged
-    one, or one fitted for another model or adapter, is ignored with a warning."""
+def load_calibration(folder: str | Path, wanted: Callable[[], dict]) -> Calibration | None:
+    """The calibration in ``folder`` when there is one for ``wanted()`` (``fingerprint``, asked for
+    only when there is a file: the base's fingerprint reads every weight); a damaged one, or one
+    fitted for another model or adapter, is ignored with a warning."""
     path = Path(folder) / CALIBRATION_FILE
     if not path.is_file():
         return None
@@ -174,7 +176,7 @@ def load_calibration(folder: str | Path, wanted: dict) -> Calibration | None:
     except ValueError as e:
         log.warning("confidence not calibrated: %s: %s", path, e)
         return None
-    if calibration.fingerprint != wanted:
+    if calibration.fingerprint != wanted():
         log.warning("confidence not calibrated: %s was fitted for another model or adapter (%s); "
                     "refit it with `diffill calibrate`", path, _describe(calibration.fingerprint))
         return None

@@ -244,7 +244,7 @@ class Engine:
             raise DiffillError(str(e)) from e
         self.adapter = str(info.path) if info else None
         self.repository = repository if info else None
-        self.calibration = load_calibration(self.model_folder, self.fingerprint())
+        self.calibration = load_calibration(self.model_folder, self.fingerprint)
         log.info("adapter: %s; confidence %s", self.adapter or "none",
                  "calibrated" if self.calibration else "not calibrated (raw scores)")
         return self.adapter
