@@ -368,7 +368,9 @@ class Engine:
                 confidence, calibrated = self.confidence(signals)
                 pairs = [(a, replace(o, rank=n + 1)) for n, (a, o) in enumerate(p for p in pairs if p[0] != text)]
                 withheld = bool(text) and confidence < r.min_confidence
-                shown = [(a, c, o) for a, o in pairs if (c := self.confidence(o)[0]) >= r.min_confidence]
+                # a withheld fill is no answer at all: its runners-up go with it
+                shown = [(a, c, o) for a, o in pairs if (c := self.confidence(o)[0]) >= r.min_confidence
+                         and not withheld]
                 results[i] = InfillResult(text="" if withheld else text, start=r.start, end=r.end, steps=out.steps,
                                           forward_passes=out.forward_passes, tokens=len(out.tokens),
                                           latency_ms=row_ms, multiline=plans[i][0],
