@@ -11,7 +11,7 @@ TRAIN_ARGS ?=
 E2E := editors/vscode/e2e
 E2E_STAMP := $(E2E)/node_modules/.installed
 
-.PHONY: install index run test lint model adapter corpus train continue phase-given system-deps vscode e2e-vscode gpu-prep
+.PHONY: install index calibrate run test lint model adapter corpus train continue phase-given system-deps vscode e2e-vscode gpu-prep
 
 install: $(STAMP)
 
@@ -26,6 +26,11 @@ $(STAMP): pyproject.toml constraints.txt
 # code the shipped model was trained on (about 2.5 minutes and 3 GB of memory on 2 cores, once).
 index: install
 	$(VENV)/bin/diffill index --unless-built
+
+# The confidence of the shipped model's fills (docs/confidence.md), refitted after the model or
+# its adapter changes: one-line holes of the corpus's training split (about 40 minutes on 2 busy cores).
+calibrate: install
+	$(VENV)/bin/diffill calibrate --corpus $(CORPUS) --cases 250
 
 run: install index
 	@echo "--- diffill/examples/stats.py, hole at 19:5 (the empty body line of stdev) ---"

@@ -17,7 +17,8 @@ import threading
 
 from diffill.errors import DiffillError
 
-COMMANDS = ["infill", "corpus", "index", "train", "evaluate", "bench", "refactor", "adapt", "adapt_base", "serve"]
+COMMANDS = ["infill", "corpus", "index", "train", "evaluate", "bench", "refactor", "adapt", "adapt_base", "serve",
+            "calibrate"]
 
 
 class Terminated(KeyboardInterrupt):

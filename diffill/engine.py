@@ -17,6 +17,7 @@ import torch
 
 from adapters.lora import REPOSITORY_TOKENS, AdapterError
 from adapters.serving import AdaptedModel
+from diffill.confidence import Calibration, Signals, fingerprint, load_calibration, raw_score
 from diffill.errors import DiffillError
 from diffill.newlines import LineFeeds
 from diffill.postprocess import HoleContext, postprocess
@@ -30,7 +31,7 @@ from model.context import Window, encode_window
 from model.lead import Lead, Spellings, typed_word
 from model.library_index import LibraryIndex, default_folder
 from model.loading import DEFAULT_CHECKPOINT, ModelLoadError, load_checkpoint
-from model.ngram import TokenCache, hole_caches, line_bridge, prefix_context
+from model.ngram import TokenCache, bridged_line, hole_caches, prefix_context
 from model.sampler import Request, SampleResult, Sampler, SamplerConfig, StepTrace
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,9 @@ class InfillRequest:
     max_tokens: int | None = None  # canvas budget; None: by context (single or multi-line)
     neighbors: tuple[str, ...] = ()  # other documents (the editor's other open files) to copy from
     multiline: bool | None = None  # None: decided by the cursor context
+    # a fill whose confidence (InfillResult.confidence) is below this is withheld (no text), and so
+    # is each runner-up below it; 0: every fill as it is
+    min_confidence: float = 0.0
 
 
 @dataclass
@@ -101,11 +105,22 @@ class InfillResult:
     syntax: str = "unconstrained"  # the syntax guard's verdict: valid | runner-up | repaired | truncated | empty
     # other fills a beam search found (one-line holes), likeliest first; valid where a grammar is known
     alternatives: list[str] = field(default_factory=list)
+    # the estimated probability that the fill is exactly what the user would have written
+    # (diffill.confidence); uncalibrated (the raw score) when the model has no calibration for it
+    confidence: float = 0.0
+    confidence_calibrated: bool = False
+    alternative_confidences: list[float] = field(default_factory=list)
+    withheld: bool = False  # the fill was below the request's min_confidence (text is "")
+    signals: Signals | None = field(default=None, repr=False)  # what the confidence was estimated from
+    alternative_signals: list[Signals] = field(default_factory=list, repr=False)
 
     def as_json(self) -> dict:
         return {"text": self.text, "start": self.start, "end": self.end, "steps": self.steps,
                 "forward_passes": self.forward_passes, "tokens": self.tokens,
-                "latency_ms": round(self.latency_ms, 2), "alternatives": self.alternatives}
+                "latency_ms": round(self.latency_ms, 2), "alternatives": self.alternatives,
+                "confidence": round(self.confidence, 4), "confidence_calibrated": self.confidence_calibrated,
+                "alternative_confidences": [round(c, 4) for c in self.alternative_confidences],
+                "withheld": self.withheld}
 
 
 def load_library(setting: str | None, tok) -> LibraryIndex | None:
@@ -180,6 +195,7 @@ class Engine:
         weights = Path(self.config.model or DEFAULT_CHECKPOINT) / "model.safetensors"
         self.adapters = AdaptedModel(self.model, weights=weights, dtype=self.dtype)
         self.adapter: str | None = None  # folder of the merged adapter
+        self.calibration: Calibration | None = None  # for the model and adapter served (use_adapter)
         self.repository: TokenCache | None = None  # the adapter's repository tokens, when it has them
         self._neighbors: dict[str, TokenCache] = {}  # other documents' token caches, oldest first
         self.workspace: WorkspaceCopy | None = None  # the workspace folders' files (index_workspace)
@@ -201,6 +217,7 @@ class Engine:
         self.dtype = str(next(self.model.parameters()).dtype).removeprefix("torch.")
         self.adapters = None
         self.adapter = None
+        self.calibration = None
         self.repository = None
         self.workspace = None
         self.library = None
@@ -223,8 +240,19 @@ class Engine:
             raise DiffillError(str(e)) from e
         self.adapter = str(info.path) if info else None
         self.repository = repository if info else None
-        log.info("adapter: %s", self.adapter or "none")
+        self.calibration = load_calibration(self.model_folder, self.fingerprint)
+        log.info("adapter: %s; confidence %s", self.adapter or "none",
+                 "calibrated" if self.calibration else "not calibrated (raw scores)")
         return self.adapter
+
+    @property
+    def model_folder(self) -> Path:
+        """The checkpoint folder (where its confidence calibration lives)."""
+        return Path(self.config.model) if self.config.model else DEFAULT_CHECKPOINT
+
+    def fingerprint(self) -> dict:
+        """What a confidence calibration fitted now is valid for: this base and adapter."""
+        return fingerprint(self.adapters.base_sha256, self.adapter)
 
     def _repository(self, folder: Path) -> TokenCache | None:
         """The token cache a workspace adapter keeps of its repository's files, if any."""
@@ -322,19 +350,35 @@ class Engine:
                 row_ms, syntax = ms, "unconstrained"
                 t1 = time.perf_counter()
                 runners_up = self._runners_up(out.alternatives, ctx, guards.get(k))
+                evidence = self._evidence(out, ctx, plans[i][0], len(typed[i]))
                 if k in guards:
                     text = self._keep_valid(guards[k], rows[k], budget, cfg, out.tokens, text, ctx,
                                             None if was_cancelled else cancelled, runners_up)
                     syntax = guards[k].outcome
                 row_ms += (time.perf_counter() - t1) * 1000.0
+                signals = replace(evidence.get(text, evidence[None]), syntax=syntax, rank=0,
+                                  tokens=len(self.tok.encode(text)) if text.strip() else 0)
+                pairs = [(a, replace(evidence.get(a, evidence[None]), tokens=len(self.tok.encode(a))))
+                         for a in runners_up]
                 if typed[i]:  # the typed part is in the document already (a fill without it: none)
                     text, raw = _after(text, typed[i]), _after(raw, typed[i])
-                    runners_up = [rest for a in runners_up if (rest := _after(a, typed[i])).strip()]
-                results[i] = InfillResult(text=text, start=r.start, end=r.end, steps=out.steps,
+                    pairs = [(rest, o) for a, o in pairs if (rest := _after(a, typed[i])).strip()]
+                    if not text:
+                        signals = replace(signals, tokens=0)
+                confidence, calibrated = self.confidence(signals)
+                pairs = [(a, replace(o, rank=n + 1)) for n, (a, o) in enumerate(p for p in pairs if p[0] != text)]
+                withheld = bool(text) and confidence < r.min_confidence
+                # a withheld fill is no answer at all: its runners-up go with it
+                shown = [(a, c, o) for a, o in pairs if (c := self.confidence(o)[0]) >= r.min_confidence
+                         and not withheld]
+                results[i] = InfillResult(text="" if withheld else text, start=r.start, end=r.end, steps=out.steps,
                                           forward_passes=out.forward_passes, tokens=len(out.tokens),
                                           latency_ms=row_ms, multiline=plans[i][0],
                                           cancelled=was_cancelled, raw=raw, syntax=syntax,
-                                          alternatives=[a for a in runners_up if a != text])
+                                          alternatives=[a for a, _, _ in shown], confidence=confidence,
+                                          confidence_calibrated=calibrated,
+                                          alternative_confidences=[c for _, c, _ in shown], withheld=withheld,
+                                          signals=signals, alternative_signals=[o for _, _, o in shown])
         for i, (r, e) in enumerate(zip(originals, ends)):
             if e.changed:
                 done = results[i]
@@ -362,14 +406,15 @@ class Engine:
         for k, (r, row) in enumerate(zip(reqs, rows)):
             if not row.caches or r.end > r.start or not _blank_cursor(r.text, r.start):
                 continue
-            fill = line_bridge(row.caches, prefix_context(row.prefix, self.tok.bos_id), row.suffix,
-                               self.config.single_line_tokens, alone=False)
-            if not fill:
+            found = bridged_line(row.caches, prefix_context(row.prefix, self.tok.bos_id), row.suffix,
+                                 self.config.single_line_tokens, alone=False)
+            if not found or not found.line:
                 continue
+            fill = found.line
             text = self.tok.decode(fill)
             if k in guards and not guards[k].checker.is_valid(text):
                 continue
-            out[k] = SampleResult(fill, True, 0, 0, len(fill))
+            out[k] = SampleResult(fill, True, 0, 0, len(fill), bridge=found.agreement)
         return out
 
     def _caches(self, req: InfillRequest) -> tuple:
@@ -424,6 +469,34 @@ class Engine:
             if alt.strip() and alt not in out and (guard is None or guard.checker.is_valid(alt)):
                 out.append(alt)
         return out
+
+    def _evidence(self, out: SampleResult, ctx: HoleContext, multiline: bool, typed: int) -> dict:
+        """Post-processed text -> ``Signals`` for the sampler's fill and each runner-up (the likelier
+        one where two read the same); under None, the fill's (for a fill the syntax guard changed)."""
+        kind = "block" if multiline else "line"
+        scores = [out.score, *out.alternative_scores] if out.score is not None else []
+        found: dict = {}
+        fills = [(out.tokens, (out.token_logps, out.copied)), *zip(out.alternatives, out.alternative_evidence)]
+        for n, (tokens, (logps, copied)) in enumerate(fills):
+            margin = None
+            if len(scores) > 1 and n < len(scores):
+                margin = scores[n] - max(s for m, s in enumerate(scores) if m != n)
+            signals = Signals(kind, scores[n] if n < len(scores) else None, margin, n, logps, copied,
+                              out.bridge if n == 0 else None, len(tokens), out.forward_passes, typed=typed)
+            raw = self.tok.decode(tokens)
+            text = postprocess(raw, ctx) if (n or out.complete or raw) else ""
+            found.setdefault(text, signals)
+            if n == 0:
+                found[None] = signals
+        return found
+
+    def confidence(self, signals: Signals) -> tuple[float, bool]:
+        """A fill's confidence and whether it is calibrated (``diffill.confidence``)."""
+        if self.calibration is not None:
+            calibrated = self.calibration.confidence(signals)
+            if calibrated is not None:
+                return calibrated, True
+        return raw_score(signals), False
 
     def _guards(self, reqs: list[InfillRequest]) -> dict[int, HoleGuard]:
         """Row -> syntax guard, for the rows whose language has a grammar (constrained only)."""

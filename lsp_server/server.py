@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 VERSION = "0.1.0"
 INFILL_COMMAND = "diffill.infill"
 STATUS_COMMAND = "diffill.status"
+ACCEPTED_COMMAND = "diffill.accepted"  # run by the editor when ghost text is accepted
 INFILL_TITLE = "Infill selection (diffill)"
 REQUEST_FAILED = -32803  # LSP ErrorCodes.RequestFailed
 COMPLETION_METHODS = {types.TEXT_DOCUMENT_INLINE_COMPLETION, types.TEXT_DOCUMENT_COMPLETION}
@@ -79,6 +80,7 @@ class Counters:
     stale_dropped: int = 0
     errors: int = 0
     steps: int = 0  # denoising steps run
+    accepted: int = 0  # ghost text accepted (diffill.accepted)
 
 
 @dataclass
@@ -277,12 +279,13 @@ class DiffillServer(LanguageServer):
 
     def cache_key(self, doc: Document) -> tuple:
         s = self.settings
-        return doc.language_id, s.max_tokens, s.threshold, s.beam, s.constraint, self.generation
+        return doc.language_id, s.max_tokens, s.threshold, s.beam, s.constraint, s.min_confidence, self.generation
 
     async def complete(self, uri: str, position: types.Position,
-                       answer: Callable[[list[str], types.Position], Any]) -> Any:
+                       answer: Callable[[list[tuple[str, dict]], types.Position], Any]) -> Any:
         """``answer(infills, position)`` for the cursor: the infill and the beam search's
-        runners-up, likeliest first ([] when there is none; the position is normalised). When the
+        runners-up, likeliest first, each with its confidence (``notes``); [] when there is none or
+        the infill is less confident than the minConfidence setting (the position is normalised). When the
         model runs, the worker sends the answer itself as soon as the engine returns (no wait for
         the event loop to be scheduled); the loop's identical answer is then dropped by the
         protocol."""
@@ -295,7 +298,7 @@ class DiffillServer(LanguageServer):
         if not self.settings.enabled_for(doc.language_id):
             return answer([], pos)
         hole, extra, version = Hole.at(doc.text, start), self.cache_key(doc), doc.version
-        cached = self.cache.get(hole, extra)
+        cached = self.cache.lookup(hole, extra)
         if cached is not None:
             self.counters.cache_hits += 1
             return answer(cached, pos)
@@ -304,20 +307,20 @@ class DiffillServer(LanguageServer):
         def answer_now(result: InfillResult, job: Job) -> None:  # in the worker thread
             if msg_id is None or result.cancelled:
                 return
-            self.cache.put(hole, extra, choices(result))
+            self.cache.put(hole, extra, choices(result), notes(result))
             if self.docs_version(uri) == version:
                 self.timings.pending_engine_ms[msg_id] = (job.engine_ms, (job.started - job.submitted) * 1000.0)
-                if not self.protocol.answer_from_worker(msg_id, answer(choices(result), pos)):
+                if not self.protocol.answer_from_worker(msg_id, answer(scored(result), pos)):
                     self.timings.pending_engine_ms.pop(msg_id, None)  # answered already (cancelled)
 
         result = await self.infill(doc, start, start, kind="complete", max_tokens=self.settings.max_tokens,
                                    after=answer_now)
         if result is not None:
-            self.cache.put(hole, extra, choices(result))  # still good for forwarding after the edit
+            self.cache.put(hole, extra, choices(result), notes(result))  # still good for forwarding after the edit
         if self.docs_version(uri) != version:
             self.counters.stale_dropped += 1
             return answer([], pos)
-        return answer(choices(result) if result is not None else [], pos)
+        return answer(scored(result) if result is not None else [], pos)
 
     def docs_version(self, uri: str) -> int | None:
         return self.docs.get(uri).version if uri in self.docs else None
@@ -339,13 +342,14 @@ class DiffillServer(LanguageServer):
             # one-line and longer fills copy from the other open documents too (model/ngram.py)
             neighbors = self.docs.others(doc.uri, NEIGHBOR_DOCUMENTS, NEIGHBOR_MAX_CHARS)
             threshold, constraint, beam = s.threshold, s.constraint, s.beam
+            min_confidence = s.min_confidence if kind == "complete" else 0.0
 
             def run(engine, job):
                 from diffill.engine import InfillRequest  # imported by the worker with the engine
                 from model.beam import LINE_BEAM
 
                 req = InfillRequest(text, start, end, language=language, path=path, max_tokens=max_tokens,
-                                    neighbors=neighbors)
+                                    neighbors=neighbors, min_confidence=min_confidence)
                 engine.config.constrained = constraint
                 engine.config.single_line_beam = LINE_BEAM if beam is None else beam
                 t0 = time.perf_counter()
@@ -515,13 +519,29 @@ def on_did_close(ls: DiffillServer, params: types.DidCloseTextDocumentParams) ->
 
 
 def choices(result: InfillResult) -> list[str]:
-    """What the user may pick from: the infill, then the runners-up (none when the infill is empty)."""
+    """What the user may pick from: the infill, then the runners-up (none when the infill is empty:
+    none was found, or it was less confident than the request's minimum)."""
     return [result.text, *result.alternatives] if result.text else []
 
 
-def inline_answer(texts: list[str], pos: types.Position) -> types.InlineCompletionList:
-    return types.InlineCompletionList(items=[types.InlineCompletionItem(insert_text=t, range=types.Range(pos, pos))
-                                             for t in texts])
+def notes(result: InfillResult) -> list[dict]:
+    """Each of ``choices``' confidence, as an item's data: {"confidence", "calibrated"}."""
+    confidences = [result.confidence, *result.alternative_confidences] if result.text else []
+    return [{"confidence": round(c, 4), "calibrated": result.confidence_calibrated} for c in confidences]
+
+
+def scored(result: InfillResult) -> list[tuple[str, dict]]:
+    return list(zip(choices(result), notes(result)))
+
+
+def inline_answer(infills: list[tuple[str, dict]], pos: types.Position) -> types.InlineCompletionList:
+    """Ghost text. An inline item has no data field: its confidence rides on the command the
+    editor runs when the item is accepted (``diffill.accepted``, which counts acceptances)."""
+    return types.InlineCompletionList(items=[
+        types.InlineCompletionItem(insert_text=t, range=types.Range(pos, pos),
+                                   command=types.Command(title="diffill: accepted", command=ACCEPTED_COMMAND,
+                                                         arguments=[note]))
+        for t, note in infills])
 
 
 async def on_inline_completion(ls: DiffillServer, params: types.InlineCompletionParams) -> types.InlineCompletionList:
@@ -541,17 +561,17 @@ async def on_completion(ls: DiffillServer, params: types.CompletionParams) -> ty
         if offset is not None and (typed := typed_word(doc.text, offset)):
             start = types.Position(*doc.position_at(offset - len(typed)))
     return await ls.complete(uri, position,
-                             lambda texts, pos: completion_answer(texts, pos, language, typed, start))
+                             lambda infills, pos: completion_answer(infills, pos, language, typed, start))
 
 
-def completion_answer(texts: list[str], pos: types.Position, language: str, typed: str = "",
+def completion_answer(infills: list[tuple[str, dict]], pos: types.Position, language: str, typed: str = "",
                       start: types.Position | None = None) -> types.CompletionList:
-    return types.CompletionList(is_incomplete=True, items=[completion_item(t, pos, language, rank, typed, start)
-                                                           for rank, t in enumerate(texts)])
+    return types.CompletionList(is_incomplete=True, items=[completion_item(t, pos, language, rank, typed, start, note)
+                                                           for rank, (t, note) in enumerate(infills)])
 
 
 def completion_item(text: str, pos: types.Position, language: str, rank: int, typed: str = "",
-                    start: types.Position | None = None) -> types.CompletionItem:
+                    start: types.Position | None = None, note: dict | None = None) -> types.CompletionItem:
     """An infill as a completion item. At a cursor inside a word (``typed``: its part before the
     cursor, from ``start``) the item replaces the typed part with it and the rest, as completion
     items do, so that the editor's filter matches it (``proc`` -> ``process_item(x)``, not
@@ -568,6 +588,7 @@ def completion_item(text: str, pos: types.Position, language: str, rank: int, ty
         filter_text=first[:80] or whole,
         insert_text_format=types.InsertTextFormat.PlainText,
         text_edit=types.TextEdit(range=types.Range(start or pos, pos), new_text=whole),
+        data=note,  # {"confidence", "calibrated"}
     )
 
 
@@ -690,6 +711,11 @@ class InfillProgress:
         self.ls.work_done_progress.tokens.pop(self.token, None)
 
 
+def on_accepted_command(ls: DiffillServer, *args: Any) -> None:
+    """Ghost text was accepted (its item's command; the argument is its data): counted."""
+    ls.counters.accepted += 1
+
+
 def on_status_command(ls: DiffillServer, *args: Any) -> dict:
     return ls.status()
 
@@ -734,4 +760,5 @@ def build_server(model: str | None = None, threads: int = 0) -> DiffillServer:
                    types.CodeActionOptions(code_action_kinds=[types.CodeActionKind.RefactorRewrite]))(on_code_action)
     server.command(INFILL_COMMAND)(on_infill_command)
     server.command(STATUS_COMMAND)(on_status_command)
+    server.command(ACCEPTED_COMMAND)(on_accepted_command)
     return server

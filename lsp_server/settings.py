@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+from diffill.confidence import MIN_CONFIDENCE
+
 SECTION = "diffill"
 MAX_TOKENS_LIMIT = 1024
 MAX_BEAM = 16
@@ -22,6 +24,9 @@ class Settings:
     constraint: bool = True  # tree-sitter syntax constraint
     languages: tuple[str, ...] | None = None  # enabled LSP languageIds; None: all
     index_workspace: bool = True  # fills copy from the workspace folders' source files
+    # completions (ghost text and items) only for fills at least this confident (the estimated
+    # probability that a fill is exactly right, diffill.confidence); 0: every fill
+    min_confidence: float = MIN_CONFIDENCE
 
     def enabled_for(self, language_id: str) -> bool:
         return self.languages is None or language_id in self.languages
@@ -78,6 +83,7 @@ _KEYS = {
     "indexWorkspace": ("index_workspace", _bool),
     "maxTokens": ("max_tokens", _max_tokens),
     "threshold": ("threshold", _threshold),
+    "minConfidence": ("min_confidence", _threshold),
     "beam": ("beam", _beam),
     "constraint": ("constraint", _bool),
     "languages": ("languages", _languages),

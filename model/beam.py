@@ -41,22 +41,29 @@ if TYPE_CHECKING:  # the sampler imports this module
 # candidates a one-line hole is searched with, by default (the engine, eval heldout, adapt)
 LINE_BEAM = 4
 
+# a fill's evidence: each token's log-probability (and the end's, when it was scored), and each
+# token's share of its probability that the token caches gave
+Evidence = tuple[list[float], list[float]]
+
 
 class _Hole:
-    """One request's search: its finished fills (score, tokens), best first."""
+    """One request's search: its finished fills (score, tokens, each token's log-probability and
+    the end's), best first."""
 
     def __init__(self, keep: int):
         self.keep = keep
-        self.finished: list[tuple[float, list[int]]] = []
+        self.finished: list[tuple[float, list[int], Evidence]] = []
         self.done = False
         self.steps = self.passes = 0
         self.tokens: list[int] | None = None  # the answer, when the finish_after bound completed one
+        self.evidence: Evidence = ([], [])  # ... its searched part's
+        self.bridge: tuple[int, int] | None = None  # a line bridge's answer: places agreeing, places counted
 
     def worth(self, score: float) -> bool:
         return len(self.finished) < self.keep or score > self.finished[-1][0]
 
-    def add(self, score: float, tokens: list[int]) -> None:
-        self.finished.append((score, tokens))
+    def add(self, score: float, tokens: list[int], evidence: Evidence) -> None:
+        self.finished.append((score, tokens, evidence))
         self.finished.sort(key=lambda f: -f[0])
         del self.finished[self.keep :]
 
@@ -83,6 +90,10 @@ def beam_search(backend, cfg, requests: list[Request], length: int, constraint: 
     width = 1  # rows per active request: 1 at the first step, then k
     canvas = torch.full((len(active), 1, length), mask, dtype=torch.long)
     score = torch.zeros((len(active), 1))
+    # per candidate and slot: its token's log-probability, and the share of that probability the
+    # token caches gave (model.ngram; the evidence of a copy)
+    token_lp = torch.zeros((len(active), 1, length))
+    copied = torch.zeros((len(active), 1, length))
     ends = None
     stopped = False
     for t in range(length if active else 0):
@@ -95,7 +106,7 @@ def beam_search(backend, cfg, requests: list[Request], length: int, constraint: 
             ends = Sampler._stop_table(requests, logits.shape[-1])
             ends[:, eoi] = True
         logp = torch.log_softmax(_forbid(logits, be, bans, active, width, t), -1).view(len(active), width, -1)
-        logp = _mix_cache(logp, requests, active, canvas, t, eoi, bos)
+        logp, mixed = _mix_cache(logp, requests, active, canvas, t, eoi, bos)
         logp = _lead(logp, requests, active, canvas, t)
         end_mask = ends[active][:, None, :]
         end_score = score + torch.logsumexp(logp.masked_fill(~end_mask, -math.inf), -1)
@@ -113,9 +124,14 @@ def beam_search(backend, cfg, requests: list[Request], length: int, constraint: 
                     break
                 fill = canvas[j, c, :t].tolist()
                 if _whole(be, fill) and _valid(constraint, i, fill, length, eoi):
-                    holes[i].add(s, fill)
+                    holes[i].add(s, fill, (token_lp[j, c, :t].tolist() + [s - float(score[j, c])],
+                                           copied[j, c, :t].tolist()))
         canvas = canvas.gather(1, src[:, :, None].expand(-1, -1, length)).clone()
         canvas[:, :, t] = tok
+        token_lp = token_lp.gather(1, src[:, :, None].expand(-1, -1, length)).clone()
+        token_lp[:, :, t] = top.values - score.gather(1, src)
+        copied = copied.gather(1, src[:, :, None].expand(-1, -1, length)).clone()
+        copied[:, :, t] = _copied_share(mixed, src, tok, top.values - score.gather(1, src))
         score = top.values
         for j, i in enumerate(active):
             hole, request = holes[i], requests[i]
@@ -123,7 +139,7 @@ def beam_search(backend, cfg, requests: list[Request], length: int, constraint: 
                 for c in range(k):
                     s = float(score[j, c])
                     if s > -math.inf and hole.worth(s) and _valid(constraint, i, canvas[j, c].tolist(), length, eoi):
-                        hole.add(s, canvas[j, c].tolist())
+                        hole.add(s, canvas[j, c].tolist(), (token_lp[j, c].tolist(), copied[j, c].tolist()))
             open_best = float(score[j].max())
             bound = bool(request.finish_after) and hole.passes >= request.finish_after
             if t == length - 1 or open_best == -math.inf or (hole.finished and hole.best() >= open_best):
@@ -136,6 +152,7 @@ def beam_search(backend, cfg, requests: list[Request], length: int, constraint: 
                     fill = _complete(canvas[j, 0, : t + 1].tolist(), rest, be, bans, i, t + 1, ends[i])
                 if not hole.finished or _valid(constraint, i, fill, length, eoi):
                     hole.tokens = fill  # else the best finished fill, which the constraint passed
+                    hole.evidence = (token_lp[j, 0, : t + 1].tolist(), copied[j, 0, : t + 1].tolist())
                 hole.passes += 1
                 hole.done = True
         if on_step:
@@ -144,34 +161,40 @@ def beam_search(backend, cfg, requests: list[Request], length: int, constraint: 
         keep = [j for j, i in enumerate(active) if not holes[i].done]
         if len(keep) < len(active) or width == 1:  # drop finished holes; give each of the others k rows
             state = state.take(torch.tensor([j * width for j in keep for _ in range(k)], dtype=torch.long))
-            canvas, score = canvas[keep], score[keep]
+            canvas, score, token_lp, copied = canvas[keep], score[keep], token_lp[keep], copied[keep]
             active = [active[j] for j in keep]
         width = k
         if not active:
             break
     results = []
     for i, hole in enumerate(holes):
-        alternatives = [f[1] for f in hole.finished]
-        tokens, complete = hole.tokens, True
+        found = hole.finished
+        tokens, complete, best = hole.tokens, True, None
         if tokens is None and hole.done:
-            tokens, alternatives = (alternatives[0], alternatives[1:]) if alternatives else ([], [])
+            best, found = (found[0], found[1:]) if found else (None, [])
         elif tokens is None:  # cancelled: the best finished fill, unless an open candidate is likelier
             j = active.index(i)
             if hole.finished and hole.best() >= float(score[j].max()):
-                tokens, alternatives = alternatives[0], alternatives[1:]
+                best, found = found[0], found[1:]
             else:
                 row = canvas[j, 0].tolist()
                 tokens, complete = row[: row.index(mask)] if mask in row else row, False
-        results.append(SampleResult(tokens, complete, hole.steps, hole.passes, len(tokens), stopped, alternatives))
+        evidence = best[2] if best is not None else hole.evidence
+        results.append(SampleResult(best[1] if best is not None else tokens, complete, hole.steps, hole.passes,
+                                    len(best[1] if best is not None else tokens), stopped, [f[1] for f in found],
+                                    score=best[0] if best is not None else None, token_logps=evidence[0],
+                                    copied=evidence[1], alternative_scores=[f[0] for f in found],
+                                    bridge=hole.bridge, alternative_evidence=[f[2] for f in found]))
     return results
 
 
-def _mix_cache(logp, requests, active, canvas, t, eoi, bos) -> torch.Tensor:
+def _mix_cache(logp, requests, active, canvas, t, eoi, bos) -> tuple[torch.Tensor, dict]:
     """Each candidate's next-token log-probabilities mixed with what follows the hole's prefix and
     the candidate so far in its request's token caches (``model.ngram``); a line break there is
-    the hole's end."""
+    the hole's end. Also {(row, candidate): (the caches' distribution, its weight)} where mixed."""
     from model.ngram import continuation, mix, prefix_context
 
+    mixed = {}
     for j, i in enumerate(active):
         caches = requests[i].caches
         if not caches:
@@ -181,7 +204,20 @@ def _mix_cache(logp, requests, active, canvas, t, eoi, bos) -> torch.Tensor:
             dist, lam = continuation(caches, head + canvas[j, c, :t].tolist())
             if dist:
                 logp[j, c] = mix(logp[j, c], dist, lam, eoi)
-    return logp
+                mixed[j, c] = dist, lam
+    return logp, mixed
+
+
+def _copied_share(mixed: dict, src, tok, logp) -> torch.Tensor:
+    """(rows, candidates): the share of each chosen token's (mixed) probability that its
+    candidate's token caches gave (``_mix_cache``); 0 where they were not mixed in."""
+    out = torch.zeros(src.shape)
+    for (j, c), (dist, lam) in mixed.items():
+        for n in (src[j] == c).nonzero().flatten().tolist():
+            p = dist.get(int(tok[j, n]), 0.0) * lam
+            if p:
+                out[j, n] = min(1.0, p / max(math.exp(float(logp[j, n])), 1e-12))
+    return out
 
 
 def _lead(logp, requests, active, canvas, t) -> torch.Tensor:
@@ -201,16 +237,17 @@ def _lead(logp, requests, active, canvas, t) -> torch.Tensor:
 def _bridge(hole: _Hole, request, row: int, be, constraint, length: int, bos, eoi) -> bool:
     """Finish ``hole`` with the line its request's caches bridge (``model.ngram.line_bridge``), when
     there is one and the constraint passes it."""
-    from model.ngram import line_bridge, prefix_context
+    from model.ngram import bridged_line, prefix_context
 
     if not request.caches:
         return False
-    fill = line_bridge(request.caches, prefix_context(request.prefix, bos), request.suffix, length)
+    found = bridged_line(request.caches, prefix_context(request.prefix, bos), request.suffix, length)
+    fill = found.line if found is not None else None
     if not fill or not _whole(be, fill) or not _valid(constraint, row, fill, length, eoi):
         return False
     if request.lead is not None and not request.lead.starts(fill):
         return False
-    hole.tokens, hole.done = fill, True
+    hole.tokens, hole.done, hole.bridge = fill, True, found.agreement
     return True
 
 

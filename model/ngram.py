@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -326,7 +327,21 @@ def continuation(caches, context: list[int]) -> tuple[dict[int, float], float]:
     return {t: c / total for t, c in counts.items()}, weight(best)
 
 
+@dataclass
+class Bridged:
+    """A line bridge's answer: the line's ids and the agreement behind it."""
+
+    line: list[int]
+    agreement: tuple[int, int]  # places that have this line, places counted
+
+
 def line_bridge(caches, context: list[int], suffix: list[int], limit: int, alone: bool = True) -> list[int] | None:
+    """``bridged_line``'s line, or None."""
+    found = bridged_line(caches, context, suffix, limit, alone)
+    return found.line if found is not None else None
+
+
+def bridged_line(caches, context: list[int], suffix: list[int], limit: int, alone: bool = True) -> Bridged | None:
     """A one-line hole's whole fill from a cache that bridges lines (a library index,
     ``LibraryIndex.bridge``; a token cache, ``TokenCache.bridge``): the line its code has between
     the line before the hole (with the hole line's start) and the line after it, or else before the
@@ -350,7 +365,7 @@ def line_bridge(caches, context: list[int], suffix: list[int], limit: int, alone
         # the hole starts after the indentation or a space ("x = |"): its first token comes without one
         line = [caches[0].unspaced.get(plain(first), plain(first))] if raw and raw[-1] in (END, space) else [first]
         line = [x for t in line + rest for x in ((space, plain(t)) if t > 0 and t & SPACED else (t,))]
-        return line if len(line) <= limit else None
+        return Bridged(line, (found[1], found[2])) if len(line) <= limit else None
     return None
 
 

@@ -121,6 +121,17 @@ class SampleResult:
     committed: int
     cancelled: bool = False
     alternatives: list[list[int]] = field(default_factory=list)  # beam search: the runners-up, best first
+    # the evidence a fill's confidence is estimated from (diffill.confidence). Beam search: the
+    # fill's log-probability (None when it was not scored: a line bridge, a fill completed at the
+    # finish_after bound), the runners-up's, each scored token's log-probability (and the end's)
+    # and share of it that the token caches gave; a line bridge's places agreeing and counted.
+    # Threshold decoding: each token's confidence when it was committed, as a log
+    score: float | None = None
+    alternative_scores: list[float] = field(default_factory=list)
+    token_logps: list[float] = field(default_factory=list)
+    copied: list[float] = field(default_factory=list)
+    bridge: tuple[int, int] | None = None
+    alternative_evidence: list[tuple[list[float], list[float]]] = field(default_factory=list)  # (logps, copied)
 
 
 @dataclass
@@ -176,6 +187,7 @@ class Sampler:
         state = be.prepare([r.prefix for r in requests], [r.suffix for r in requests], length,
                            cfg.cache, cfg.cache_refresh)
         canvas = torch.full((b, length), mask, dtype=torch.long)
+        committed_conf = torch.ones((b, length))  # each slot's confidence when it was committed
         ban = torch.zeros((b, length, 0), dtype=torch.bool)
         remasked = torch.zeros((b, length), dtype=torch.long)
         stops = None  # (B, V) stop tokens of each row, built at the first step when any row has some
@@ -197,6 +209,7 @@ class Sampler:
                 if not self._grow_needed(canvas, eoi, length, cfg):
                     break
                 canvas, ban, remasked, state, length = self._grow(requests, canvas, ban, remasked, length)
+                committed_conf = torch.cat([committed_conf, torch.ones((b, length - committed_conf.shape[1]))], 1)
                 continue
             if seen is None or not torch.equal(canvas, seen):
                 # a step that changed nothing (its proposals vetoed) leaves the same canvas, so the
@@ -235,6 +248,7 @@ class Sampler:
             # an <eoi> is never committed with a <mask> left of it (a veto or re-mask may leave one)
             propose &= ~(is_end & self._open_left((canvas == mask) & ~propose))
             new = torch.where(propose, guess, canvas)
+            committed_conf = torch.where(propose, end_conf.clamp(0.0, 1.0), committed_conf)
             new = self._eoi_fill(new, eoi, mask)
             if cfg.remask_below > 0:
                 new = self._remask(new, canvas, p_old, remasked, mask, eoi)
@@ -243,8 +257,11 @@ class Sampler:
                 on_step(StepTrace(steps, new.tolist(), [torch.nonzero(f).squeeze(1).tolist() for f in fresh],
                                   float(threshold.min())))
             canvas = new
-        return [self._result(row, mask, eoi, n_steps, n_passes, stopped)
-                for row, n_steps, n_passes in zip(canvas.tolist(), row_steps, row_passes)]
+        results = [self._result(row, mask, eoi, n_steps, n_passes, stopped)
+                   for row, n_steps, n_passes in zip(canvas.tolist(), row_steps, row_passes)]
+        for r, conf in zip(results, committed_conf.clamp_min(1e-6).log().tolist()):
+            r.token_logps = conf[: len(r.tokens)]
+        return results
 
     # -- helpers ---------------------------------------------------------------------------
 

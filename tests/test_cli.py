@@ -24,7 +24,9 @@ def test_infill_json_reports_the_hole_and_counts(src, tiny_checkpoint):
     r = run("infill", str(src), "--at", "6:5", "--model", str(tiny_checkpoint), "--json", "--max-tokens", "8")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
-    assert set(out) == {"text", "start", "end", "steps", "forward_passes", "tokens", "latency_ms", "alternatives"}
+    assert set(out) == {"text", "start", "end", "steps", "forward_passes", "tokens", "latency_ms", "alternatives",
+                        "confidence", "confidence_calibrated", "alternative_confidences", "withheld"}
+    assert 0.0 <= out["confidence"] <= 1.0 and out["confidence_calibrated"] is False  # no calibration: raw
     assert out["alternatives"] == []  # a blank line's hole is multi-line: no beam search, no runners-up
     assert out["start"] == out["end"] == SRC.index("    \n") + 4
     assert out["forward_passes"] >= 1

@@ -92,7 +92,9 @@ async def stop(client: LanguageClient) -> None:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def client(tiny_checkpoint, tmp_path_factory):
-    c = await start(str(tiny_checkpoint), tmp_path_factory.mktemp("ws"), {"threshold": 0.5, "unknownKey": 1})
+    # minConfidence 0: the tiny random model's fills are all unlikely, and these tests need answers
+    c = await start(str(tiny_checkpoint), tmp_path_factory.mktemp("ws"),
+                    {"threshold": 0.5, "unknownKey": 1, "minConfidence": 0})
     yield c
     await stop(c)
 
@@ -306,19 +308,51 @@ async def test_the_beam_setting_reaches_the_engine_and_keys_the_cache(client):
 
 async def test_answers_offer_the_runners_up_after_the_infill():
     from diffill.engine import InfillResult
-    from lsp_server.server import choices, completion_answer, inline_answer
+    from lsp_server.server import choices, completion_answer, inline_answer, scored
 
-    result = InfillResult("a + b", 3, 3, 2, 2, 3, 1.0, False, alternatives=["a - b", "a"])
+    result = InfillResult("a + b", 3, 3, 2, 2, 3, 1.0, False, alternatives=["a - b", "a"], confidence=0.7,
+                          confidence_calibrated=True, alternative_confidences=[0.2, 0.1])
     texts = choices(result)
     assert texts == ["a + b", "a - b", "a"]
     at = pos(1, 11)
-    assert [(i.insert_text, i.range) for i in inline_answer(texts, at).items] == [(t, rng((1, 11), (1, 11))) for t in texts]
-    items = completion_answer(texts, at, "python").items
+    inline_items = inline_answer(scored(result), at).items
+    assert [(i.insert_text, i.range) for i in inline_items] == [(t, rng((1, 11), (1, 11))) for t in texts]
+    assert [i.command.arguments[0]["confidence"] for i in inline_items] == [0.7, 0.2, 0.1]
+    items = completion_answer(scored(result), at, "python").items
     assert [i.text_edit.new_text for i in items] == texts
+    assert [i.data for i in items] == [{"confidence": c, "calibrated": True} for c in (0.7, 0.2, 0.1)]
     assert sorted(items, key=lambda i: i.sort_text) == items and [i.preselect for i in items] == [True, False, False]
     # no infill, no runners-up
     assert choices(InfillResult("", 3, 3, 1, 1, 0, 1.0, False, alternatives=["x"])) == []
     assert inline_answer([], at).items == [] and completion_answer([], at, "python").items == []
+
+
+async def test_items_carry_their_confidence_and_none_is_shown_below_min_confidence(client):
+    uri = open_doc(client)
+    line, character, text = await some_suggestion(client, uri, SOURCE)
+    ghost = (await inline(client, uri, line, character)).items[0]
+    assert ghost.insert_text == text and ghost.command.command == "diffill.accepted"
+    note = ghost.command.arguments[0]
+    note = note if isinstance(note, dict) else note._asdict()  # pygls reads JSON objects as named tuples
+    confidence = note["confidence"]
+    assert 0.0 <= confidence <= 1.0 and note["calibrated"] is False
+    listed = await client.text_document_completion_async(types.CompletionParams(
+        text_document=types.TextDocumentIdentifier(uri), position=pos(line, character)))
+    assert listed.items[0].data["confidence"] == confidence
+    assert all(0.0 <= item.data["confidence"] <= 1.0 for item in listed.items)
+    try:
+        await configure(client, minConfidence=min(1.0, confidence + 1e-4))  # the suggestion is below it now
+        assert not (await inline(client, uri, line, character)).items
+        assert not (await client.text_document_completion_async(types.CompletionParams(
+            text_document=types.TextDocumentIdentifier(uri), position=pos(line, character)))).items
+        await configure(client, minConfidence=max(0.0, confidence - 1e-4))  # and at or above it again
+        shown = await inline(client, uri, line, character)
+        assert shown.items and shown.items[0].insert_text == text
+    finally:
+        await configure(client, minConfidence=0)
+    await client.workspace_execute_command_async(types.ExecuteCommandParams(
+        command="diffill.accepted", arguments=[note]))
+    assert (await status(client))["counters"]["accepted"] >= 1
 
 
 async def test_typing_into_a_suggestion_is_answered_from_the_cache(client):
@@ -618,7 +652,7 @@ async def test_a_fill_copies_from_another_open_document(tmp_path):
     """With the shipped model: a line of another open file is copied where the lines before the
     cursor match the lines before it there (model/ngram.py)."""
     shipped = Path(__file__).resolve().parents[1] / "model" / "checkpoints" / "diffill-base"
-    c = await start(str(shipped), tmp_path)
+    c = await start(str(shipped), tmp_path, {"minConfidence": 0})  # copying, not abstention, is tested
     try:
         open_doc(c, "def first(parcels, cargo):\n    total = weigh_all(parcels, cargo.rate)\n    return total\n")
         uri = open_doc(c, "def second(parcels, cargo):\n    total = \n    return total\n")
@@ -644,7 +678,7 @@ async def test_fills_copy_from_the_workspace_folders_files(tmp_path):
     shipped = Path(__file__).resolve().parents[1] / "model" / "checkpoints" / "diffill-base"
     (tmp_path / "lib.py").write_text("def first(parcels, cargo):\n    total = weigh_all(parcels, cargo.rate)\n"
                                      "    return total\n")
-    c = await start(str(shipped), tmp_path)
+    c = await start(str(shipped), tmp_path, {"minConfidence": 0})  # copying, not abstention, is tested
     try:
         assert (await wait_index(c, lambda index: True))["files"] == 1
         uri = open_doc(c, "def second(parcels, cargo):\n    total = \n    return total\n")
@@ -662,7 +696,7 @@ async def test_saved_and_changed_files_reach_the_workspace_index(tmp_path):
     shipped = Path(__file__).resolve().parents[1] / "model" / "checkpoints" / "diffill-base"
     lib = tmp_path / "lib.py"
     lib.write_text("def first(parcels, cargo):\n    total = weigh_all(parcels, cargo.rate)\n")
-    c = await start(str(shipped), tmp_path)
+    c = await start(str(shipped), tmp_path, {"minConfidence": 0})  # copying, not abstention, is tested
     try:
         await wait_index(c, lambda index: True)
         from diffill.workspace import WATCHED

@@ -44,3 +44,14 @@ def test_enabled_languages():
     assert Settings().enabled_for("anything")
     assert Settings(languages=("python",)).enabled_for("python")
     assert not Settings(languages=("python",)).enabled_for("rust")
+
+
+def test_min_confidence_is_a_fraction_with_a_default_that_abstains():
+    from diffill.confidence import MIN_CONFIDENCE
+
+    assert Settings().min_confidence == MIN_CONFIDENCE > 0
+    s, problems = merge(Settings(), {"minConfidence": 0})
+    assert problems == [] and s.min_confidence == 0.0
+    for bad in (1.5, -0.1, "high", True):
+        s, problems = merge(Settings(), {"minConfidence": bad})
+        assert s.min_confidence == MIN_CONFIDENCE and "minConfidence" in problems[0]

@@ -51,7 +51,7 @@ vim.opt.swapfile = false
 vim.lsp.config('diffill', {
   cmd = { vim.env.DIFFILL_BIN, 'serve', '--threads', '1' },
   root_markers = { '.git' },
-  settings = { diffill = { model = vim.env.DIFFILL_MODEL, adapter = 'none', constraint = true } },
+  settings = { diffill = { model = vim.env.DIFFILL_MODEL, adapter = 'none', constraint = true, minConfidence = 0 } },
 })
 vim.lsp.enable('diffill')
 require('diffill').setup({ debounce_ms = 50 })

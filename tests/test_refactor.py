@@ -357,3 +357,37 @@ def test_the_summary_says_why_fills_were_rejected(tmp_path, capsys):
     assert summary.rejected == 2 and summary.reasons == {"still a placeholder": 2}
     row = next(line for line in summary_table(summary).splitlines() if line.startswith("rejected"))
     assert row.split(None, 1)[1] == "2 (still a placeholder: 2)"
+
+
+class UnsureEngine(FakeEngine):
+    """As FakeEngine, each fill with confidence 0.4, withheld as the engine does below the minimum."""
+
+    def infill_many(self, reqs):
+        out = super().infill_many(reqs)
+        for r, req in zip(out, reqs):
+            r.confidence = 0.4
+            if r.confidence < req.min_confidence:
+                r.text, r.withheld = "", True
+        return out
+
+
+def test_min_confidence_leaves_a_hole_untouched_rather_than_fill_it_badly(tmp_path):
+    root = make_tree(tmp_path)
+    before = contents(root)
+    summary, _ = run([root], UnsureEngine(), write=True, min_confidence=0.5)
+    assert contents(root) == before and summary.written == 0
+    assert summary.rejected == REGIONS and summary.reasons == {"below --min-confidence": REGIONS}
+    summary, _ = run([root], UnsureEngine(), write=True, min_confidence=0.4)  # at the minimum: filled
+    assert contents(root) == FILLED and summary.filled == REGIONS
+
+
+def test_the_min_confidence_option_reaches_the_engine(tmp_path, tiny_checkpoint, capsys):
+    root = make_tree(tmp_path)
+    before = contents(root)
+    code, out, _ = cli(capsys, root, "--holes", "--model", tiny_checkpoint, "--adapter", "none", "--write",
+                       "--min-confidence", "1", "--json")
+    report = json.loads(out)
+    assert contents(root) == before and report["written"] == 0 and code == 1
+    assert report["rejected_because"].get("below --min-confidence", 0) >= 1
+    code, _, err = cli(capsys, root, "--holes", "--min-confidence", "2")
+    assert code == 2 and "from 0 to 1" in err

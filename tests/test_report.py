@@ -15,7 +15,7 @@ from diffill.bench.chromium import dump_dom, find_chromium
 from diffill.bench.report import INPUTS, Input, gather, measure, render
 from diffill.cli import main
 
-PLOTS = ["plot-accuracy-speed", "plot-latency", "plot-validity", "plot-adapter"]
+PLOTS = ["plot-accuracy-speed", "plot-latency", "plot-validity", "plot-adapter", "plot-abstain"]
 
 SPEED = {"results": [
     {"kind": "single_line", "setting": s, "p50_ms": p50, "p95_ms": p50 * 2, "tokens_per_forward": tpf,
@@ -36,8 +36,13 @@ ADAPT = {"before": {"line_infill_exact_match": 0.18}, "after": {"line_infill_exa
          "files": 120, "tokens": 300000, "adapter": "repo/.diffill/adapter", "minutes": 10}
 HUMANEVAL = {"pass_at_1": 0.1, "exact_match": 0.05, "cases": 6, "seconds": 3.2, "model": "m",
              "adapter": None, "by_variant": {"single-line": {"cases": 3, "pass_at_1": 0.2, "exact_match": 0.1}}}
+CURVE = [{"threshold": t, "coverage": c, "shown": int(300 * c), "precision": p}
+         for t, c, p in [(0.0, 1.0, 0.2), (0.2, 0.5, 0.35), (0.4, 0.3, 0.5), (0.5, 0.2, 0.62), (0.6, 0.1, 0.7)]]
+ABSTAIN = {"threshold": 0.5, "precision": 0.62, "coverage": 0.2, "ece": 0.03, "cases": 300, "curve": CURVE,
+           "kinds": {"line": {"threshold": 0.5, "precision": 0.62, "coverage": 0.2, "ece": 0.03, "cases": 300,
+                              "curve": CURVE}}}
 ALL = {"speed": SPEED, "validity": VALIDITY, "heldout": HELDOUT, "heldout_base": HELDOUT_BASE,
-       "adapt": ADAPT, "humaneval": HUMANEVAL}
+       "adapt": ADAPT, "humaneval": HUMANEVAL, "abstain": ABSTAIN}
 
 
 @pytest.fixture

@@ -17,6 +17,8 @@ Input shapes (the JSON each command prints with ``--json``):
   as served (with the default adapter) and once with ``--adapter none``.
 - ``adapt --json``: ``{"before": {"line_infill_exact_match"}, "after": {...}, ...}``.
 - ``eval humaneval-infill --json``: ``{"pass_at_1", "exact_match", "cases", ...}``.
+- ``bench abstain --json``: ``{"threshold", "precision", "coverage", "ece", "cases", "curve": [{"threshold",
+  "coverage", "precision"}...], "kinds": {"line": {...the same...}, "mid_line": {...}}}``.
 """
 
 from __future__ import annotations
@@ -64,6 +66,8 @@ INPUTS = [
           ("before", "after")),
     Input("humaneval", "JSON of `diffill eval humaneval-infill --json` (data not shipped: never "
           "run here)", ("pass_at_1", "exact_match")),
+    Input("abstain", "JSON of `diffill bench abstain --json`", ("curve",),
+          ("bench", "abstain", "--json", "--cases", "{cases}")),
 ]
 
 
@@ -387,6 +391,26 @@ def quality_section(f: Figures) -> str:
     return html
 
 
+def abstain_section(f: Figures) -> str:
+    """Precision against coverage as the confidence threshold rises, one line per kind of hole."""
+    data = f.data.get("abstain")
+    if not data:
+        return _missing("plot-abstain", "Precision against coverage", f.source.get("abstain", ""))
+    kinds = data.get("kinds") or {"holes": data}
+    series = {kind: [(row["coverage"], row["precision"], f"{row['threshold']:g}") for row in k["curve"]
+                     if row["precision"] is not None and row["threshold"] in (0.0, 0.2, 0.4, 0.5, 0.6, 0.8)]
+              for kind, k in kinds.items()}
+    series = {kind: points for kind, points in series.items() if points}
+    if not series:
+        return _missing("plot-abstain", "Precision against coverage", "no fill was shown at any threshold")
+    plot = svg.scatter("plot-abstain", "Exact among shown against shown among asked, by confidence threshold",
+                       series, "coverage", "precision")
+    rows = [[kind, k.get("cases", ""), k.get("threshold", ""), k.get("precision", ""), k.get("coverage", ""),
+             k.get("ece", "")] for kind, k in kinds.items()]
+    return _figure(plot, f"Source: {escape(f.source.get('abstain', ''))}. Points are labelled by threshold.") + \
+        _table(["holes", "cases", "threshold", "precision", "coverage", "ECE"], rows)
+
+
 def render(f: Figures, model: str | None = None) -> str:
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     sources = "".join(f"<li><code>{escape(k)}</code>: {escape(v)}</li>" for k, v in f.source.items())
@@ -400,6 +424,7 @@ def render(f: Figures, model: str | None = None) -> str:
         "<h2>Syntax validity</h2>", validity_section(f),
         "<h2>Adapters</h2>", adapter_section(f),
         "<h2>Quality</h2>", quality_section(f),
+        "<h2>Confidence and abstention</h2>", abstain_section(f),
         f"<h2>Sources</h2><ul>{sources}</ul>",
         "</body></html>", ""])
 

@@ -55,6 +55,7 @@ class Hole:
     text: str  # the document with the hole removed
     at: int  # the cursor
     target: str
+    source: int = -1  # the index of the text it was drawn from
 
 
 def register(bsub) -> None:
@@ -111,7 +112,8 @@ def _word_char(c: str) -> bool:
 def line_holes(texts: list[str], n: int, count_tokens, rng: np.random.Generator,
                kind: str = "single_line") -> list[Hole]:
     """Cursor holes: the rest of a code line from its first character or a word boundary
-    (``single_line``), from inside a word (``mid_word``), or from its first character (``typing``)."""
+    (``single_line``), from its first character only (``line``, and ``typing``, which types it in),
+    from a word boundary past it (``mid_line``), or from inside a word (``mid_word``)."""
     holes: list[Hole] = []
     for i in rng.permutation(len(texts)):
         text = texts[i]
@@ -126,8 +128,9 @@ def line_holes(texts: list[str], n: int, count_tokens, rng: np.random.Generator,
             elif kind == TYPING:
                 cuts = [indent] if len(line.strip()) > 1 else []
             else:
-                cuts = [indent] + [k + 1 for k in range(indent, len(line.rstrip()) - 1)
-                                   if not _word_char(line[k]) and line[k + 1] != " "]
+                cuts = [] if kind == "mid_line" else [indent]
+                cuts += [] if kind == "line" else [k + 1 for k in range(indent, len(line.rstrip()) - 1)
+                                                   if not _word_char(line[k]) and line[k + 1] != " "]
             if not cuts:
                 continue
             cut = int(cuts[rng.integers(len(cuts))])
@@ -136,7 +139,7 @@ def line_holes(texts: list[str], n: int, count_tokens, rng: np.random.Generator,
                 continue
             at = int(starts[j]) + cut
             end = int(starts[j]) + len(line.rstrip())
-            holes.append(Hole(kind, text[:at] + text[end:], at, target))
+            holes.append(Hole(kind, text[:at] + text[end:], at, target, int(i)))
             if len(holes) == n:
                 return holes
     return holes

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import importlib
 
-BENCHES: list[str] = ["report", "speed", "lsp", "validity", "refactor"]
+BENCHES: list[str] = ["report", "speed", "lsp", "validity", "refactor", "abstain"]
 
 
 def register(sub) -> None:
-    p = sub.add_parser("bench", help="benchmarks (speed, validity, lsp, refactor, report)")
+    p = sub.add_parser("bench", help="benchmarks (speed, validity, lsp, refactor, abstain, report)")
     bsub = p.add_subparsers(dest="bench_command", required=True)
     for name in BENCHES:
         importlib.import_module(f"diffill.bench.{name}").register(bsub)

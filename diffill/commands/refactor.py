@@ -12,7 +12,7 @@ import json
 import os
 import sys
 
-from diffill.commands.common import add_model_options, engine_config_from_args
+from diffill.commands.common import add_model_options, engine_config_from_args, fraction
 from diffill.errors import DiffillError
 
 
@@ -33,6 +33,9 @@ def register(sub) -> None:
     p.add_argument("--write", action="store_true", help="apply the changes (default: print a diff)")
     p.add_argument("--jobs", type=int, default=1, metavar="N", help="processes filling regions")
     p.add_argument("--batch-size", type=int, default=16, metavar="N", help="regions sharing forward passes")
+    p.add_argument("--min-confidence", type=fraction, default=0.0, metavar="P",
+                   help="leave a region as it is when its fill's confidence (the estimated probability that it "
+                        "is exactly right, 0 to 1) is below P (default 0: fill every region)")
     add_model_options(p)
     p.add_argument("--json", action="store_true", help="print one JSON summary instead of diffs and a table")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -77,6 +80,7 @@ def run(args) -> int:
                       gitignore=not args.no_gitignore)
     config = RefactorConfig(paths=args.paths, holes=args.holes, query=args.query, filter=filt,
                             write=args.write, jobs=args.jobs, batch_size=args.batch_size,
+                            min_confidence=args.min_confidence,
                             progress=not args.no_progress and not args.json)
     threads = max(1, (os.cpu_count() or 1) // max(1, args.jobs))
     factory = functools.partial(make_engine, engine_config_from_args(args, threads=threads if args.jobs > 1 else 0))

@@ -47,6 +47,8 @@ class RefactorConfig:
     write: bool = False  # False: a dry run
     jobs: int = 1  # processes filling regions
     batch_size: int = 16  # regions per engine call (they share forward passes)
+    # a region whose fill is less confident than this (InfillResult.confidence) is left as it is
+    min_confidence: float = 0.0
     progress: bool = False  # a tqdm bar on stderr
 
 
@@ -68,7 +70,7 @@ class Summary:
     files: int = 0  # source files read
     regions: int = 0
     filled: int = 0  # regions with a valid fill (applied, or shown in the dry run)
-    rejected: int = 0  # regions whose fill was empty, still a placeholder, or not valid syntax
+    rejected: int = 0  # regions whose fill was empty, still a placeholder, not valid syntax or not confident
     reasons: Counter = field(default_factory=Counter)  # those three reasons, counted
     skipped: int = 0  # files left as they are, each in ``problems`` with the reason
     written: int = 0  # files replaced on disk
@@ -112,10 +114,11 @@ def select_regions(snap: Snapshot, holes: bool, query_source: str | None,
     return merge(*groups)
 
 
-def _request(snap: Snapshot, region: Region) -> InfillRequest:
+def _request(snap: Snapshot, region: Region, min_confidence: float = 0.0) -> InfillRequest:
     doc, start, end = region.hole(snap.text)
     multiline = True if not region.regenerate else "\n" in snap.text[region.start : region.end]
-    return InfillRequest(doc, start, end, language=snap.lang, path=snap.path, multiline=multiline)
+    return InfillRequest(doc, start, end, language=snap.lang, path=snap.path, multiline=multiline,
+                         min_confidence=min_confidence)
 
 
 def clean_fill(fill: str, snap: Snapshot, region: Region) -> str:
@@ -126,6 +129,9 @@ def clean_fill(fill: str, snap: Snapshot, region: Region) -> str:
         fill = fill.rstrip()
     # a cursor hole starts after its line's indentation: the fill's first line starts with code
     return fill if region.regenerate else fill.lstrip()
+
+
+LOW_CONFIDENCE = "below --min-confidence"  # a region left alone: its fill was not confident enough
 
 
 def _rejection(fill: str, lang: str) -> str | None:
@@ -187,14 +193,15 @@ def _init_worker(factory: EngineFactory) -> None:
     _worker_engine = factory()
 
 
-def _fill_in_worker(jobs: list[_Job]) -> list[tuple[tuple[int, int], str]]:
+def _fill_in_worker(jobs: list[_Job]) -> list[tuple[tuple[int, int], str | None]]:
     assert _worker_engine is not None
     return _fill(_worker_engine, jobs)
 
 
-def _fill(engine: InfillEngine, jobs: list[_Job]) -> list[tuple[tuple[int, int], str]]:
+def _fill(engine: InfillEngine, jobs: list[_Job]) -> list[tuple[tuple[int, int], str | None]]:
+    """Each job's fill; None for one withheld as not confident enough."""
     results = engine.infill_many([j.request for j in jobs])
-    return [(j.key, r.text) for j, r in zip(jobs, results)]
+    return [(j.key, None if r.withheld else r.text) for j, r in zip(jobs, results)]
 
 
 def _chunks(jobs: list[_Job], size: int) -> list[list[_Job]]:
@@ -202,7 +209,7 @@ def _chunks(jobs: list[_Job], size: int) -> list[list[_Job]]:
 
 
 def _filled(factory: EngineFactory, chunks: list[list[_Job]], processes: int
-            ) -> Iterator[list[tuple[tuple[int, int], str]]]:
+            ) -> Iterator[list[tuple[tuple[int, int], str | None]]]:
     if processes <= 1 or len(chunks) <= 1:
         engine = factory()
         for chunk in chunks:
@@ -250,13 +257,15 @@ def run_refactor(config: RefactorConfig, engine_factory: EngineFactory,
     if query_errors and not snaps:
         raise query_errors[0]  # the query fits none of the files' languages: a usage error
 
-    jobs = [_Job((i, j), _request(snap, r)) for i, snap in enumerate(snaps) for j, r in enumerate(regions[i])]
+    jobs = [_Job((i, j), _request(snap, r, config.min_confidence))
+            for i, snap in enumerate(snaps) for j, r in enumerate(regions[i])]
     summary.regions = len(jobs)
     fills: list[list[str | None]] = [[None] * len(rs) for rs in regions]
+    withheld: list[set[int]] = [set() for _ in regions]  # regions left alone: fills below min_confidence
     remaining = [len(rs) for rs in regions]
 
     def finish(i: int) -> None:
-        outcome = _finish(snaps[i], regions[i], fills[i], config.write)
+        outcome = _finish(snaps[i], regions[i], fills[i], config.write, withheld[i])
         summary.filled += outcome.filled
         summary.rejected += outcome.rejected
         summary.reasons.update(outcome.reasons)
@@ -275,7 +284,10 @@ def run_refactor(config: RefactorConfig, engine_factory: EngineFactory,
     try:
         for done in _filled(engine_factory, _chunks(jobs, config.batch_size), config.jobs) if jobs else ():
             for (i, j), text in done:
-                fills[i][j] = clean_fill(text, snaps[i], regions[i][j])
+                if text is None:
+                    withheld[i].add(j)
+                else:
+                    fills[i][j] = clean_fill(text, snaps[i], regions[i][j])
                 remaining[i] -= 1
                 if remaining[i] == 0:
                     finish(i)
@@ -287,11 +299,12 @@ def run_refactor(config: RefactorConfig, engine_factory: EngineFactory,
     return summary
 
 
-def _finish(snap: Snapshot, regions: list[Region], fills: list[str | None], write: bool) -> FileOutcome:
+def _finish(snap: Snapshot, regions: list[Region], fills: list[str | None], write: bool,
+            withheld: set[int] | frozenset[int] = frozenset()) -> FileOutcome:
     new, kept = apply_fills(snap, regions, fills) if regions else (snap.text, [])
     reasons = []
     for j in sorted(set(range(len(regions))) - set(kept)):
-        reasons.append(_rejection(fills[j] or "", snap.lang) or "not valid syntax")
+        reasons.append(LOW_CONFIDENCE if j in withheld else _rejection(fills[j] or "", snap.lang) or "not valid syntax")
         log.info("%s:%d: %s fill rejected: %s", snap.path, regions[j].line, regions[j].kind, reasons[-1])
     outcome = FileOutcome(snap.path, snap.text, new, len(regions), len(kept), len(regions) - len(kept),
                           reasons=reasons)
