@@ -15,6 +15,7 @@ export interface ServerConfiguration {
   beam: number | null;
   constraint: boolean;
   languages: string[] | null;
+  minConfidence: number;
 }
 
 /** Everything the extension reads from the `diffill.*` settings. */
@@ -38,6 +39,7 @@ export const DEFAULT_SETTINGS: Settings = {
     beam: null,
     constraint: true,
     languages: null,
+    minConfidence: 0.4,
   },
 };
 
@@ -73,6 +75,7 @@ function beamWidth(value: unknown): number | null {
 export function readSettings(get: SettingGetter): Settings {
   const d = DEFAULT_SETTINGS;
   const threshold = get("threshold");
+  const minConfidence = get("minConfidence");
   const languages = strings(get("languages"));
   return {
     serverPath: text(get("server.path")) ?? d.serverPath,
@@ -90,6 +93,8 @@ export function readSettings(get: SettingGetter): Settings {
       constraint: typeof get("constraint") === "boolean"
         ? (get("constraint") as boolean) : d.server.constraint,
       languages: languages && languages.length > 0 ? languages : null,
+      minConfidence: typeof minConfidence === "number" && minConfidence >= 0 && minConfidence <= 1
+        ? minConfidence : d.server.minConfidence,
     },
   };
 }

@@ -26,18 +26,18 @@ describe("readSettings", () => {
   it("maps every server setting to the server's field", () => {
     const s = readSettings(from({
       model: "/m", adapter: "none", useWorkspaceAdapter: false, maxTokens: 32,
-      threshold: 0.5, beam: 2, constraint: false, languages: ["python", "rust"],
+      threshold: 0.5, beam: 2, constraint: false, languages: ["python", "rust"], minConfidence: 0,
     }));
     assert.deepEqual(s.server, {
       model: "/m", adapter: "none", useWorkspaceAdapter: false, maxTokens: 32,
-      threshold: 0.5, beam: 2, constraint: false, languages: ["python", "rust"],
+      threshold: 0.5, beam: 2, constraint: false, languages: ["python", "rust"], minConfidence: 0,
     });
   });
 
   it("falls back to defaults for ill-typed or out-of-range values", () => {
     const s = readSettings(from({
       "server.path": "  ", "server.args": "serve", model: "", maxTokens: 0,
-      threshold: 1.5, constraint: "yes", languages: [],
+      threshold: 1.5, constraint: "yes", languages: [], minConfidence: 2,
     }));
     assert.equal(s.serverPath, "diffill");
     assert.deepEqual(s.serverArgs, ["serve"]);
@@ -46,6 +46,7 @@ describe("readSettings", () => {
     assert.equal(s.server.threshold, 0.9);
     assert.equal(s.server.constraint, true);
     assert.equal(s.server.languages, null);
+    assert.equal(s.server.minConfidence, 0.4);
   });
 
   it("rejects a fractional token budget", () => {
