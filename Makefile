@@ -70,8 +70,10 @@ corpus: $(CORPUS)/manifest.json
 
 # The shipped model's tokenizer (trained by `diffill corpus build` without --tokenizer on the first
 # corpus): a tokenizer trained afresh on this machine's files would have other ids, and training
-# refuses to go on from a model with a corpus tokenized by other ids.
-CORPUS_ARGS ?= --tokenizer model/checkpoints/diffill-base
+# refuses to go on from a model with a corpus tokenized by other ids. --keep-near-twins: the corpus
+# the shipped model was trained on (without it, near-twins inside the training split are dropped;
+# add --humaneval FILE to drop files that contain a HumanEval problem).
+CORPUS_ARGS ?= --tokenizer model/checkpoints/diffill-base --keep-near-twins
 $(CORPUS)/manifest.json: | install
 	$(VENV)/bin/diffill corpus build $(CORPUS) $(CORPUS_ARGS)
 

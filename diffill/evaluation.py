@@ -2,13 +2,15 @@
 
 Cases are drawn with a fixed seed from held-out files (the corpus's held-out split, or the
 files of this interpreter's standard library and site-packages that the content-hash split
-holds out).
+holds out). From a corpus's held-out split, ``heldout_split`` leaves out the files that have a
+near-twin in its training split (model.neartwins): other versions and vendored copies of files
+the model was trained on.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +52,49 @@ def heldout_texts(corpus: str | Path | None = None, roots: list[Path] | None = N
     if not texts:
         raise DiffillError("no held-out files to draw holes from")
     return texts
+
+
+@dataclass
+class HeldoutSplit:
+    """The held-out texts to draw holes from, and what the near-twin rule left out."""
+
+    texts: list[str]
+    files: int  # held-out files before any were left out
+    lines: int  # their non-blank lines
+    left_out_files: int = 0
+    left_out_lines: int = 0
+    rule: dict | None = None  # the near-twin rule applied (None: none was)
+    left_out: list[str] = field(default_factory=list)  # paths of the files left out
+
+    def report(self) -> dict:
+        return {"heldout_files": self.files - self.left_out_files, "heldout_lines": self.lines - self.left_out_lines,
+                "near_twin_files_left_out": self.left_out_files, "near_twin_lines_left_out": self.left_out_lines,
+                "near_twin_rule": self.rule}
+
+
+def _nonblank_lines(text: str) -> int:
+    return sum(1 for line in text.splitlines() if line.strip())
+
+
+def heldout_split(corpus: str | Path | None = None, keep_near_twins: bool = False) -> HeldoutSplit:
+    """``heldout_texts``, less the held-out files of a corpus that have a near-twin in its training
+    split (unless ``keep_near_twins``; other sources have no training split to compare with)."""
+    from model.corpus import heldout_near_twins, load_texts
+    from model.neartwins import TwinRule
+
+    if not (corpus and (Path(corpus) / "manifest.json").is_file()) or keep_near_twins:
+        texts = heldout_texts(corpus)
+        return HeldoutSplit(texts, len(texts), sum(map(_nonblank_lines, texts)))
+    folder, rule = Path(corpus), TwinRule()
+    held = load_texts(folder, "heldout")
+    twins = heldout_near_twins(folder, rule)
+    texts = [f.text for i, f in enumerate(held) if i not in twins]
+    if not texts:
+        raise DiffillError(f"every held-out file of {corpus} has a near-twin in its training split "
+                           "(--keep-near-twins draws from them all)")
+    return HeldoutSplit(texts, len(held), sum(_nonblank_lines(f.text) for f in held), len(twins),
+                        sum(_nonblank_lines(held[i].text) for i in twins), rule.as_dict(),
+                        [held[i].path for i in twins])
 
 
 @dataclass

@@ -2,11 +2,14 @@
 
 Files are filtered (generated, minified or huge files dropped; test files capped), deduplicated
 (exact and whitespace-insensitive), split deterministically by content hash (~3% held out) and
-written as JSONL text shards plus uint16 token shards, with a manifest.
+written as JSONL text shards plus uint16 token shards, with a manifest. Optionally the training
+split loses near-twins of its own files (model.neartwins), and both splits lose every file that
+contains a HumanEval problem; the manifest records which rules were applied and what they removed.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import logging
@@ -21,6 +24,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from model.neartwins import TwinRule, twins_against, twins_within
+
 log = logging.getLogger(__name__)
 
 HELDOUT_PERCENT = 3
@@ -28,6 +33,9 @@ MAX_FILE_BYTES = 256_000
 MAX_LINE_CHARS = 400
 TEST_KEEP_PERCENT = 25  # test files are common in site-packages; keep a quarter of them
 SHARD_FILES = 5000
+HUMANEVAL_NGRAM = 8  # word-level n-grams of a problem's prompt
+HUMANEVAL_SHARE = 0.5  # a file holding this share of a prompt's n-grams contains the problem
+HELDOUT_TWINS = "heldout-near-twins.json"  # cache of the held-out files with a near-twin in training
 
 
 @dataclass
@@ -130,13 +138,17 @@ def heldout_files(roots: list[Path] | None = None) -> list[SourceFile]:
 
 def build_corpus(out: Path, roots: list[Path] | None = None, vocab_size: int = 8192,
                  tokenizer_sample_bytes: int = 40_000_000, tokenizer: Path | None = None,
-                 held_paths: set[str] | None = None, processes: int = 0) -> dict:
+                 held_paths: set[str] | None = None, processes: int = 0,
+                 near_twins: TwinRule | None = TwinRule(), humaneval: Path | None = None) -> dict:
     """Scan, split, train the tokenizer on the training split, write shards and a manifest.
 
     ``tokenizer``: use this tokenizer (a model's or another corpus's folder) instead of training
     one, so a model trained elsewhere can go on training here. ``held_paths``: relative paths held
     out besides the content-hash split (another machine's held-out files: their other versions
-    here must not be trained on)."""
+    here must not be trained on). ``near_twins``: drop training files that are near-twins of an
+    earlier training file under this rule (None: keep them, as corpora built before the rule did).
+    ``humaneval``: a file of HumanEval problems (JSONL, optionally gzipped); files of either split
+    that contain one of its prompts are dropped."""
     from model.tokenizer import CodeTokenizer, load_tokenizer, train_tokenizer
 
     roots = roots or default_roots()
@@ -150,6 +162,24 @@ def build_corpus(out: Path, roots: list[Path] | None = None, vocab_size: int = 8
     splits = {"train": [f for f in files if not held(f)], "heldout": [f for f in files if held(f)]}
     if not splits["train"]:
         raise ValueError(f"no Python files found under {', '.join(map(str, roots))}")
+    rules: dict = {"near_twins_in_train": near_twins.as_dict() if near_twins else None, "humaneval": None}
+    removed: dict = {}
+    if humaneval is not None:
+        prompts = load_humaneval_prompts(humaneval)
+        rules["humaneval"] = {"file": str(humaneval), "problems": len(prompts), "ngram": HUMANEVAL_NGRAM,
+                              "share": HUMANEVAL_SHARE}
+        removed["humaneval"] = {}
+        for name in splits:
+            hits = {i: task for i, f in enumerate(splits[name]) if (task := contains_problem(f.text, prompts))}
+            removed["humaneval"][name] = [{"path": splits[name][i].path, "problem": task} for i, task in hits.items()]
+            splits[name] = [f for i, f in enumerate(splits[name]) if i not in hits]
+            log.info("%s: %d files contain a HumanEval problem, dropped", name, len(hits))
+    if near_twins is not None:
+        train = splits["train"]
+        twins = twins_within([(f.path, f.text) for f in train], near_twins)
+        removed["near_twins_in_train"] = {"files": len(twins), "bytes": sum(len(train[i].text) for i in twins)}
+        splits["train"] = [f for i, f in enumerate(train) if i not in twins]
+        log.info("train: %d near-twins of other training files dropped", len(twins))
 
     def sample() -> Iterator[str]:
         budget = tokenizer_sample_bytes
@@ -166,7 +196,8 @@ def build_corpus(out: Path, roots: list[Path] | None = None, vocab_size: int = 8
         hf = train_tokenizer(sample(), vocab_size=vocab_size)
     hf.save_pretrained(str(out / "tokenizer"))
     tok = CodeTokenizer(hf)
-    manifest: dict = {"roots": [str(r) for r in roots], "vocab_size": tok.vocab_size, "splits": {}}
+    manifest: dict = {"roots": [str(r) for r in roots], "vocab_size": tok.vocab_size, "rules": rules,
+                      "removed": removed, "splits": {}}
     for name, split in splits.items():
         shards, n_tokens = [], 0
         for s in range(0, len(split), SHARD_FILES):
@@ -207,3 +238,75 @@ def file_streams(tokens: np.ndarray, bos: int) -> list[np.ndarray]:
 def load_tokens(corpus: Path, split: str) -> np.ndarray:
     manifest = json.loads((corpus / "manifest.json").read_text())
     return np.concatenate([np.load(corpus / s["tokens"]) for s in manifest["splits"][split]["shards"]])
+
+
+def load_humaneval_prompts(path: Path) -> dict[str, str]:
+    """{task id: prompt} of a HumanEval file (the original problems or human-eval-infilling's
+    records; JSONL, optionally gzipped), identical prompts once."""
+    opener = gzip.open if str(path).endswith(".gz") else open
+    prompts: dict[str, str] = {}
+    try:
+        with opener(path, "rt", encoding="utf-8") as fh:
+            for n, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                record = json.loads(line)
+                if not isinstance(record, dict) or not isinstance(record.get("prompt"), str):
+                    raise ValueError(f"{path}:{n}: not a HumanEval record (no prompt)")
+                if record["prompt"] not in prompts.values():
+                    prompts[str(record.get("task_id", n))] = record["prompt"]
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, EOFError) as e:
+        raise ValueError(f"{path}: cannot read HumanEval problems ({e})") from e
+    if not prompts:
+        raise ValueError(f"{path}: no HumanEval problems in it")
+    return prompts
+
+
+def _ngrams(text: str, n: int = HUMANEVAL_NGRAM) -> set[tuple[str, ...]]:
+    words = re.findall(r"\w+|[^\w\s]", text)
+    return {tuple(words[i : i + n]) for i in range(max(1, len(words) - n + 1))} if words else set()
+
+
+def contains_problem(text: str, prompts: dict[str, str]) -> str | None:
+    """The task id of a HumanEval problem whose prompt ``text`` contains (at least HUMANEVAL_SHARE
+    of the prompt's word n-grams), or None. Only files defining a function of a prompt's name are
+    compared."""
+    defined = set(re.findall(r"def\s+(\w+)\s*\(", text))
+    grams = None
+    for task, prompt in prompts.items():
+        names = set(re.findall(r"def\s+(\w+)\s*\(", prompt))
+        if not names & defined:
+            continue
+        want = _ngrams(prompt)
+        grams = _ngrams(text) if grams is None else grams
+        if want and len(want & grams) >= HUMANEVAL_SHARE * len(want):
+            return task
+    return None
+
+
+def heldout_near_twins(corpus: Path, rule: TwinRule = TwinRule()) -> dict[int, str]:
+    """{index in the held-out split: path of its near-twin in the training split}, computed once
+    per corpus and rule and cached in the corpus folder (a rebuilt corpus is computed afresh)."""
+    manifest_digest = hashlib.sha256((corpus / "manifest.json").read_bytes()).hexdigest()
+    cache = corpus / HELDOUT_TWINS
+    if cache.is_file():
+        try:
+            saved = json.loads(cache.read_text())
+            if saved["manifest_sha256"] == manifest_digest and saved["rule"] == rule.as_dict():
+                return {int(t["index"]): t["twin"] for t in saved["twins"]}
+        except (OSError, ValueError, KeyError, TypeError):
+            log.warning("%s is unreadable: computing the near-twins afresh", cache)
+    held = load_texts(corpus, "heldout")
+    train = load_texts(corpus, "train")
+    log.info("finding near-twins of %d held-out files among %d training files", len(held), len(train))
+    found = twins_against([(f.path, f.text) for f in held], [(f.path, f.text) for f in train], rule)
+    twins = {i: train[j].path for i, j in sorted(found.items())}
+    record = {"manifest_sha256": manifest_digest, "rule": rule.as_dict(), "heldout_files": len(held),
+              "twins": [{"index": i, "path": held[i].path, "twin": p} for i, p in twins.items()]}
+    tmp = cache.with_name(cache.name + ".tmp")
+    try:
+        tmp.write_text(json.dumps(record, indent=1))
+        tmp.replace(cache)
+    except OSError as e:
+        log.warning("could not cache the near-twins in %s: %s", cache, e)
+    return twins

@@ -5,7 +5,10 @@ Per sequence: t ~ U(eps, 1); each eligible position is masked with probability t
 number of eligible positions. Plain sequences make every token eligible. Infill sequences make
 only the canvas eligible: the canvas holds the middle's tokens followed by <eoi> padding.
 Optionally (``hide_eoi``, ``ordered_fraction``) canvases are noised the way the sampler sees
-them: no <eoi> visible while content is masked, and a share masked left to right.
+them: no <eoi> visible while content is masked, and a share masked left to right. With
+``context_mask_rate`` r > 0 an infill sequence's prefix and suffix are noised too, each token masked
+with probability r * t and weighted 1/t (MDLM's weight for a position whose schedule masks it at
+rate r * t), so each counts r times as much as a canvas slot in expectation.
 """
 
 from __future__ import annotations
@@ -63,6 +66,13 @@ class ObjectiveConfig:
     # random: the states of left-to-right decoding, which confidence order mostly follows.
     hide_eoi: bool = False
     ordered_fraction: float = 0.0
+    # Loss on the context too: an infill sequence's prefix and suffix tokens are masked with
+    # probability context_mask_rate * t (0: the context is never masked, only the canvas is learned).
+    context_mask_rate: float = 0.0
+    # Read the prefix and suffix from the whole file rather than from the excerpt the middle is
+    # picked in: a window wider than the excerpt would otherwise stop at the excerpt's edges (and
+    # begin with <bos> there, as if at the start of the file).
+    window_from_file: bool = False
 
 
 def _line_bounds(text: str, pos: int) -> tuple[int, int]:
@@ -120,6 +130,7 @@ def canvas_size(n_middle: int, rng: np.random.Generator, max_pad: int) -> int:
 def infill_example(text: str, tok: CodeTokenizer, rng: np.random.Generator, cfg: ObjectiveConfig,
                    kind: str | None = None, excerpt_chars: int = 3000) -> Example | None:
     """An infill sequence from a random excerpt of ``text`` (one file)."""
+    whole, a = text, 0
     if len(text) > excerpt_chars:  # parse and split a window, not a whole large file
         a = int(rng.integers(0, len(text) - excerpt_chars))
         a = text.rfind("\n", 0, a) + 1
@@ -134,7 +145,10 @@ def infill_example(text: str, tok: CodeTokenizer, rng: np.random.Generator, cfg:
     middle = tok.encode(text[start:end])
     if not middle or len(middle) > MAX_CANVAS:
         return None
-    prefix, suffix = encode_window(tok, text[:start], text[end:], cfg.window)
+    if cfg.window_from_file:
+        prefix, suffix = encode_window(tok, whole[: a + start], whole[a + end :], cfg.window)
+    else:
+        prefix, suffix = encode_window(tok, text[:start], text[end:], cfg.window)
     slots = min(MAX_CANVAS, canvas_size(len(middle), rng, cfg.max_eoi_pad))
     canvas = middle + [tok.eoi_id] * (slots - len(middle))
     ids = prefix + canvas + suffix
@@ -162,11 +176,13 @@ class Batch:
     attention_mask: torch.Tensor
     masked: torch.Tensor  # bool: positions whose loss counts
     weights: torch.Tensor  # (B, T): 1 / the chance each position was masked (1/t, unless a canvas mode says otherwise)
-    n_eligible: int
+    n_eligible: float  # eligible positions, context positions counted context_mask_rate each
+    context: torch.Tensor | None = None  # bool: the infill context positions that may be masked
 
     def to(self, device) -> Batch:
         return Batch(self.input_ids.to(device), self.targets.to(device), self.attention_mask.to(device),
-                     self.masked.to(device), self.weights.to(device), self.n_eligible)
+                     self.masked.to(device), self.weights.to(device), self.n_eligible,
+                     None if self.context is None else self.context.to(device))
 
 
 def noise_batch(examples: list[Example], tok: CodeTokenizer, rng: np.random.Generator,
@@ -175,7 +191,10 @@ def noise_batch(examples: list[Example], tok: CodeTokenizer, rng: np.random.Gene
     is forced: a sequence that draws no mask adds nothing, which keeps the 1/t estimate unbiased.
     The ``objective``'s ``hide_eoi`` and ``ordered_fraction`` change how infill canvases are
     masked; each masked position is then weighted by 1 / its probability of being
-    masked, so every eligible position still counts once in expectation."""
+    masked, so every eligible position still counts once in expectation. The ``objective``'s
+    ``context_mask_rate`` r then masks infill context tokens (not <bos>) with probability r * t,
+    weighted 1/t; its draws come after all the others, so the rest of the batch is the same
+    whatever r is, and with r = 0 nothing is drawn."""
     width = -(-max(len(e.ids) for e in examples) // SHAPE_QUANTUM) * SHAPE_QUANTUM
     b = len(examples)
     targets = np.full((b, width), tok.pad_id, dtype=np.int64)
@@ -194,6 +213,13 @@ def noise_batch(examples: list[Example], tok: CodeTokenizer, rng: np.random.Gene
             if e.canvas:
                 _mask_canvas(i, targets, eligible, masked, weights, float(t[i]), tok.eoi_id, rng,
                              objective.hide_eoi, objective.ordered_fraction)
+    n_eligible, context = float(eligible.sum()), None
+    rate = objective.context_mask_rate if objective is not None else 0.0
+    if rate > 0:
+        rows = np.array([e.canvas for e in examples])
+        context = rows[:, None] & (attn == 1) & ~eligible & (targets != tok.bos_id)
+        masked = masked | (context & (rng.random((b, width)) < rate * t[:, None]))  # weights: 1/t already
+        n_eligible += rate * float(context.sum())
     inputs = np.where(masked, tok.mask_id, targets)
     return Batch(
         input_ids=torch.from_numpy(inputs),
@@ -201,7 +227,8 @@ def noise_batch(examples: list[Example], tok: CodeTokenizer, rng: np.random.Gene
         attention_mask=torch.from_numpy(attn),
         masked=torch.from_numpy(masked),
         weights=torch.from_numpy(weights.astype(np.float32)),
-        n_eligible=int(eligible.sum()),
+        n_eligible=n_eligible,
+        context=None if context is None else torch.from_numpy(context),
     )
 
 
@@ -249,5 +276,11 @@ def diffusion_loss(model, batch: Batch) -> tuple[torch.Tensor, dict]:
     loss = (ce * weights).sum() / max(1, batch.n_eligible)
     with torch.no_grad():
         real = batch.masked[sel]
+        stats = {}
+        if batch.context is not None:  # canvas and plain figures apart from the context's
+            in_context = batch.context[sel] & real
+            stats = {"context_ce": ce[in_context].mean().item() if in_context.any() else 0.0,
+                     "context_masked": int(in_context.sum())}
+            real = real & ~batch.context[sel]
         acc = (logits.argmax(-1)[real] == targets[real]).float().mean().item()
-    return loss, {"ce": ce[real].mean().item(), "masked_acc": acc, "masked": int(real.sum())}
+    return loss, {"ce": ce[real].mean().item(), "masked_acc": acc, "masked": int(real.sum()), **stats}

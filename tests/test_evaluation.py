@@ -71,3 +71,35 @@ def test_line_infill_reads_the_window_its_model_was_trained_with(narrow_checkpoi
     before = "".join(f"x{i} = {i}\n" for i in range(30))
     line_infill(DiffillBackend(model, tok), tok, [LineCase(before, "\n" + before, "y = 1")], SamplerConfig(max_steps=2))
     assert 0 < len(sampled_requests[0].prefix) <= 6 and 0 < len(sampled_requests[0].suffix) <= 3
+
+
+def test_held_out_files_with_a_near_twin_in_training_are_left_out_unless_kept(tiny_corpus, tmp_path):
+    from diffill.evaluation import heldout_split
+    from model.corpus import build_corpus
+
+    src = tmp_path / "src"
+    (src / "vendor").mkdir(parents=True)
+    body = "".join(f"def f_{i}(x):\n    return x + {i}\n\n" for i in range(30))
+    (src / "mod.py").write_text(body)
+    (src / "vendor" / "mod.py").write_text(body.replace("x + 7\n", "x + 77\n"))  # another version
+    (src / "other.py").write_text("".join(f"VALUE_{i} = {i} * 3\n" for i in range(30)))
+    corpus = tmp_path / "c"
+    build_corpus(corpus, [src], tokenizer=tiny_corpus / "tokenizer", held_paths={"vendor/mod.py", "other.py"})
+
+    honest = heldout_split(corpus)
+    assert honest.texts == [(src / "other.py").read_text()]
+    report = honest.report()
+    assert (report["heldout_files"], report["near_twin_files_left_out"]) == (1, 1)
+    assert report["near_twin_lines_left_out"] == 60 and report["heldout_lines"] == 30
+    assert report["near_twin_rule"]["jaccard"] == 0.5
+
+    kept = heldout_split(corpus, keep_near_twins=True)
+    assert len(kept.texts) == 2 and kept.report()["near_twin_files_left_out"] == 0
+    assert kept.report()["near_twin_rule"] is None
+
+
+def test_a_folder_of_sources_has_no_training_split_to_leave_twins_out_by(tiny_sources):
+    from diffill.evaluation import heldout_split, heldout_texts
+
+    split = heldout_split(tiny_sources)
+    assert split.texts == heldout_texts(tiny_sources) and split.left_out_files == 0 and split.rule is None

@@ -171,3 +171,80 @@ def test_plain_and_infill_losses_are_finite_on_a_real_model(tiny_checkpoint, tok
     assert m.embed_tokens.weight.grad is not None
 
 
+
+
+def test_with_no_context_rate_the_context_is_never_masked_and_the_batch_is_unchanged(tok):
+    """context_mask_rate 0 (the default) draws nothing more: the batch of a seed is the one the
+    objective built before the rate existed, canvas noise and all."""
+    exs = [_canvas_example(tok), Example(ids=list(range(40, 60)), eligible=[True] * 20)]
+    for seed in range(20):
+        base = noise_batch(exs, tok, np.random.default_rng(seed), objective=ObjectiveConfig(hide_eoi=True))
+        zero = noise_batch(exs, tok, np.random.default_rng(seed),
+                           objective=ObjectiveConfig(hide_eoi=True, context_mask_rate=0.0))
+        assert zero.context is None and not zero.masked[0, :3].any() and not zero.masked[0, 19:].any()
+        for name in ("input_ids", "targets", "masked", "weights"):
+            assert torch.equal(getattr(base, name), getattr(zero, name))
+        assert zero.n_eligible == base.n_eligible == 16 + 20
+
+
+def test_context_rate_masks_the_context_at_rate_times_t_weighted_one_over_t(tok):
+    ex = Example(ids=[tok.bos_id] + [20] * 300 + [30] * 16 + [21] * 100,
+                 eligible=[False] * 301 + [True] * 16 + [False] * 100, canvas=True)
+    plain = Example(ids=[40] * 50, eligible=[True] * 50)
+    rate, t = 0.2, np.array([0.5, 0.5])
+    hits = total = 0
+    for seed in range(100):
+        rng = np.random.default_rng(seed)
+        b = noise_batch([ex, plain], tok, rng, t=t, objective=ObjectiveConfig(context_mask_rate=rate))
+        ctx = b.context[0]
+        assert not b.context[1].any() and not ctx[0], "plain rows and <bos> are not context"
+        assert ctx[1:301].all() and not ctx[301:317].any() and ctx[317:417].all() and not ctx[417:].any()
+        hits += int(b.masked[0][ctx].sum())
+        total += int(ctx.sum())
+        assert torch.allclose(b.weights[0][ctx], torch.tensor(1 / 0.5))
+        assert b.n_eligible == pytest.approx(16 + 50 + rate * 400)
+    assert hits / total == pytest.approx(rate * 0.5, abs=0.01)
+
+
+def test_context_rate_leaves_the_canvas_noise_as_it_was(tok):
+    exs = [_canvas_example(tok)] * 4
+    cfg = ObjectiveConfig(hide_eoi=True, ordered_fraction=0.5)
+    for seed in range(10):
+        off = noise_batch(exs, tok, np.random.default_rng(seed), objective=cfg)
+        on = noise_batch(exs, tok, np.random.default_rng(seed),
+                         objective=ObjectiveConfig(hide_eoi=True, ordered_fraction=0.5, context_mask_rate=1.0))
+        assert torch.equal(on.masked & ~on.context, off.masked)
+        assert torch.equal(on.weights, off.weights)
+
+
+def test_context_loss_is_reported_apart_from_the_canvas(tiny_checkpoint, tok):
+    from model.network import DiffillForMaskedLM
+
+    model = DiffillForMaskedLM.from_pretrained(str(tiny_checkpoint))
+    ex = infill_example(SRC * 4, tok, np.random.default_rng(0), ObjectiveConfig(), kind="line")
+    b = noise_batch([ex] * 8, tok, np.random.default_rng(1), t=np.full(8, 0.9),
+                    objective=ObjectiveConfig(context_mask_rate=1.0))
+    loss, stats = diffusion_loss(model, b)
+    assert torch.isfinite(loss)
+    assert stats["context_masked"] == int((b.masked & b.context).sum()) > 0
+    assert stats["masked"] == int((b.masked & ~b.context).sum())
+
+
+def test_the_window_can_be_read_from_the_whole_file_around_the_excerpt(tok):
+    from model.context import Window
+
+    text = "".join(f"value_{i} = {i}\n" for i in range(400))  # ~6,000 characters, over the excerpt
+    window = Window(200, 60)
+    starts_with_bos = {False: 0, True: 0}
+    for flag in (False, True):
+        rng = np.random.default_rng(4)
+        cfg = ObjectiveConfig(window=window, window_from_file=flag)
+        for _ in range(30):
+            ex = infill_example(text, tok, rng, cfg, kind="line", excerpt_chars=600)
+            if ex is None:
+                continue
+            assert tok.decode([i for i in ex.ids if i not in (tok.eoi_id, tok.bos_id)]) in text
+            starts_with_bos[flag] += ex.ids[0] == tok.bos_id
+            if flag:
+                assert ex.eligible.index(True) > 150, "the prefix reaches past the excerpt's start"
+    assert starts_with_bos[False] > 0 and starts_with_bos[True] == 0

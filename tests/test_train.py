@@ -308,3 +308,33 @@ def test_every_recipe_is_a_valid_training_config(recipe):
     apply_settings(cfg, json.loads((RECIPES / recipe).read_text()))
     check_schedule(cfg)
     assert cfg.total_steps > cfg.schedule_start
+
+
+def test_a_run_with_context_masking_logs_the_context_loss_and_records_its_wide_window(tiny_corpus, tmp_path):
+    from model.context import Window, window_of
+    from model.network import DiffillForMaskedLM
+    from model.train import latest_checkpoint
+
+    cfg = _cfg()
+    cfg.objective.window = Window(300, 100)
+    cfg.objective.window_from_file = True
+    cfg.objective.context_mask_rate = 0.2
+    train(tiny_corpus, tmp_path / "w", cfg, steps=2, progress=False)
+    model = DiffillForMaskedLM.from_pretrained(str(latest_checkpoint(tmp_path / "w")))
+    assert window_of(model.config) == Window(300, 100)
+    steps = [json.loads(line) for line in (tmp_path / "w" / "log.jsonl").read_text().splitlines()]
+    assert all(s["context_masked"] > 0 and s["context_ce"] > 0 for s in steps)
+
+
+@pytest.mark.parametrize("recipe", sorted(str(p.relative_to(RECIPES)) for p in RECIPES.rglob("*.json")))
+def test_every_recipe_window_fits_the_positions_the_model_has(recipe):
+    from diffill.commands.train import apply_settings
+    from model.configuration import DiffillConfig
+    from model.objective import MAX_CANVAS
+
+    cfg = TrainConfig()
+    apply_settings(cfg, json.loads((RECIPES / recipe).read_text()))
+    w = cfg.objective.window
+    positions = cfg.model.get("max_position_embeddings", DiffillConfig().max_position_embeddings)
+    assert w.prefix_tokens + 1 + MAX_CANVAS + w.suffix_tokens <= positions
+    assert cfg.objective.plain_length <= positions

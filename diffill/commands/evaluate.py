@@ -23,6 +23,7 @@ def register(sub) -> None:
     h.add_argument("--seed", type=non_negative_int, default=0)
     h.add_argument("--model", type=path_text, default=None)
     h.add_argument("--corpus", default=None, help="use this corpus's held-out split")
+    add_near_twins_option(h)
     add_adapter_option(h)
     add_dtype_option(h)
     add_copy_option(h)
@@ -37,6 +38,12 @@ def register(sub) -> None:
     register_humaneval(esub)
 
 
+def add_near_twins_option(p) -> None:
+    p.add_argument("--keep-near-twins", action="store_true",
+                   help="draw from every held-out file of --corpus, also those with a near-twin in its training "
+                        "split (another version or a vendored copy of a training file; left out by default)")
+
+
 def add_beam_option(p) -> None:
     p.add_argument("--beam", type=non_negative_int, default=None, metavar="N",
                    help="search each line hole with N candidates (default: as the engine fills one-line "
@@ -45,12 +52,12 @@ def add_beam_option(p) -> None:
 
 def run_heldout(args) -> int:
     from diffill.engine import Engine
-    from diffill.evaluation import heldout_figures, heldout_texts, line_sampler
+    from diffill.evaluation import heldout_figures, heldout_split, line_sampler
 
     engine = Engine(engine_config_from_args(args))
-    texts = heldout_texts(args.corpus)
+    split = heldout_split(args.corpus, args.keep_near_twins)
     sampler = line_sampler(args.beam)
-    figures = heldout_figures(engine.model, engine.tok, texts, cases=args.cases, seed=args.seed,
+    figures = heldout_figures(engine.model, engine.tok, split.texts, cases=args.cases, seed=args.seed,
                               sampler_cfg=sampler, copy=args.copy, more=(engine.repository, engine.library),
                               engine=engine if args.through_engine else None)
     figures["through_engine"] = args.through_engine
@@ -60,12 +67,22 @@ def run_heldout(args) -> int:
     figures["dtype"] = engine.dtype
     figures["copy"] = args.copy
     figures["library"] = engine.info()["library"]
+    figures.update(split.report())
     if args.json:
         print(json.dumps(figures))
     else:
         for k, v in figures.items():
+            if k == "near_twin_rule":
+                v = _rule_text(v)
             print(f"{k:28} {v:.4f}" if isinstance(v, float) else f"{k:28} {v}")
     return 0
+
+
+def _rule_text(rule: dict | None) -> str:
+    if rule is None:
+        return "none"
+    return (f"{rule['shingle_lines']}-line shingle Jaccard >= {rule['jaccard']}, or same name sharing more than "
+            f"{rule['same_name_share']:.0%} of its lines")
 
 
 def register_compare(esub) -> None:
@@ -77,6 +94,7 @@ def register_compare(esub) -> None:
     c.add_argument("--cases", type=positive_int, default=500, help="holes per seed")
     c.add_argument("--seeds", default="0", help="comma-separated draws of holes (default: 0)")
     c.add_argument("--corpus", default=None, help="use this corpus's held-out split")
+    add_near_twins_option(c)
     add_adapter_option(c)
     add_dtype_option(c)
     add_copy_option(c)
@@ -106,12 +124,13 @@ def _model_and_adapter(name: str, adapter: str) -> tuple[str, str]:
 def run_compare(args) -> int:
     from diffill.engine import Engine
     from diffill.errors import DiffillError
-    from diffill.evaluation import compare_line_infill, heldout_texts, line_sampler
+    from diffill.evaluation import compare_line_infill, heldout_split, line_sampler
 
     if args.cases < 1:
         raise DiffillError("--cases must be at least 1")
     seeds = _seeds(args.seeds)
-    texts = heldout_texts(args.corpus)
+    split = heldout_split(args.corpus, args.keep_near_twins)
+    texts = split.texts
     models = []
     for name in args.models:
         path, adapter = _model_and_adapter(name, args.adapter)
@@ -120,10 +139,13 @@ def run_compare(args) -> int:
     sampler = line_sampler(args.beam)
     report = compare_line_infill(models, texts, seeds, args.cases, sampler, copy=args.copy)
     report["beam"] = sampler.beam
+    report.update(split.report())
     if args.json:
         print(json.dumps(report))
         return 0
-    print(f"{report['cases']} held-out lines (seeds {','.join(map(str, seeds))})")
+    print(f"{report['cases']} held-out lines (seeds {','.join(map(str, seeds))}) from {report['heldout_files']} "
+          f"held-out files; {split.left_out_files} files ({split.left_out_lines} non-blank lines) left out as "
+          f"near-twins of training files ({_rule_text(split.rule)})")
     for row in report["models"]:
         print(f"  {row['model']:40} exact match {row['line_infill_exact_match']:.4f} ({row['exact']})"
               f"  overrun {row['line_overrun_rate']:.4f}")
