@@ -32,7 +32,8 @@ def repo(tiny_sources, tmp_path):
 @pytest.fixture(scope="module")
 def corpus(tiny_corpus, tmp_path_factory):
     """The tiny corpus with a held-out split (its dozen files are too few for the hash split to
-    hold any out): the first two training files, listed again as held out."""
+    hold any out): the first two training files, listed again as held out. They are their own
+    near-twins in training, so evaluations here keep near-twins (``--keep-near-twins``)."""
     out = tmp_path_factory.mktemp("corpus") / "corpus"
     shutil.copytree(tiny_corpus, out)
     lines = (out / "train-00000.jsonl").read_text().splitlines()[:2]
@@ -147,7 +148,8 @@ def test_adapter_option_errors_exit_2(tmp_path, tiny_checkpoint, tiny_sources, c
 
 
 def test_eval_heldout_takes_adapter_none(tiny_checkpoint, corpus, capsys):
-    figures = run_json(capsys, ["eval", "heldout", "--model", str(tiny_checkpoint), "--corpus", str(corpus),
+    figures = run_json(capsys, ["eval", "heldout", "--keep-near-twins", "--model", str(tiny_checkpoint),
+                                "--corpus", str(corpus),
                                 "--cases", "2", "--adapter", "none", "--json"])
     assert figures["adapter"] == "none" and 0.0 <= figures["line_infill_exact_match"] <= 1.0
 
@@ -162,7 +164,8 @@ def test_adapt_base_recipe_writes_an_adapter_with_a_card(tiny_checkpoint, corpus
     assert read_info(out).window == SHIPPED_WINDOW, "served with the window it trained with, wider than the base's"
     assert summary["window"] == {"prefix_tokens": SHIPPED_WINDOW.prefix_tokens,
                                  "suffix_tokens": SHIPPED_WINDOW.suffix_tokens}
-    figures = run_json(capsys, ["eval", "heldout", "--model", str(tiny_checkpoint), "--corpus", str(corpus),
+    figures = run_json(capsys, ["eval", "heldout", "--keep-near-twins", "--model", str(tiny_checkpoint),
+                                "--corpus", str(corpus),
                                 "--cases", "2", "--adapter", str(out), "--json"])
     assert figures["adapter"] == str(out.resolve())
 
