@@ -82,7 +82,7 @@ def beam_search(backend, cfg, requests: list[Request], length: int, constraint: 
     mask, eoi, bos = be.mask_id, be.eoi_id, getattr(be, "bos_id", None)
     holes = [_Hole(k) for _ in requests]
     # requests still searching, in the order of their rows; holes a library bridges need no search
-    active = [i for i, r in enumerate(requests) if not _bridge(holes[i], r, i, be, constraint, length, bos, eoi)]
+    active = [i for i, r in enumerate(requests) if not _bridge(holes[i], r, i, be, constraint, length, bos)]
     state = be.prepare([requests[i].prefix for i in active], [requests[i].suffix for i in active], length,
                        cfg.cache, cfg.cache_refresh) if active else None
     if active and not hasattr(state, "take"):
@@ -123,7 +123,7 @@ def beam_search(backend, cfg, requests: list[Request], length: int, constraint: 
                 if s == -math.inf or not holes[i].worth(s):
                     break
                 fill = canvas[j, c, :t].tolist()
-                if _whole(be, fill) and _valid(constraint, i, fill, length, eoi):
+                if _whole(be, fill) and _valid(constraint, i, fill):
                     holes[i].add(s, fill, (token_lp[j, c, :t].tolist() + [s - float(score[j, c])],
                                            copied[j, c, :t].tolist()))
         canvas = canvas.gather(1, src[:, :, None].expand(-1, -1, length)).clone()
@@ -138,7 +138,7 @@ def beam_search(backend, cfg, requests: list[Request], length: int, constraint: 
             if t == length - 1:  # a canvas full of code is a finished fill too
                 for c in range(k):
                     s = float(score[j, c])
-                    if s > -math.inf and hole.worth(s) and _valid(constraint, i, canvas[j, c].tolist(), length, eoi):
+                    if s > -math.inf and hole.worth(s) and _valid(constraint, i, canvas[j, c].tolist()):
                         hole.add(s, canvas[j, c].tolist(), (token_lp[j, c].tolist(), copied[j, c].tolist()))
             open_best = float(score[j].max())
             bound = bool(request.finish_after) and hole.passes >= request.finish_after
@@ -150,7 +150,7 @@ def beam_search(backend, cfg, requests: list[Request], length: int, constraint: 
                     rest = be.logits(state.take(torch.tensor([j * width])), canvas[j, :1],
                                      torch.arange(t + 1, length)[None])[0]
                     fill = _complete(canvas[j, 0, : t + 1].tolist(), rest, be, bans, i, t + 1, ends[i])
-                if not hole.finished or _valid(constraint, i, fill, length, eoi):
+                if not hole.finished or _valid(constraint, i, fill):
                     hole.tokens = fill  # else the best finished fill, which the constraint passed
                     hole.evidence = (token_lp[j, 0, : t + 1].tolist(), copied[j, 0, : t + 1].tolist())
                 hole.passes += 1
@@ -234,7 +234,7 @@ def _lead(logp, requests, active, canvas, t) -> torch.Tensor:
     return logp
 
 
-def _bridge(hole: _Hole, request, row: int, be, constraint, length: int, bos, eoi) -> bool:
+def _bridge(hole: _Hole, request, row: int, be, constraint, length: int, bos) -> bool:
     """Finish ``hole`` with the line its request's caches bridge (``model.ngram.line_bridge``), when
     there is one and the constraint passes it."""
     from model.ngram import bridged_line, prefix_context
@@ -243,7 +243,7 @@ def _bridge(hole: _Hole, request, row: int, be, constraint, length: int, bos, eo
         return False
     found = bridged_line(request.caches, prefix_context(request.prefix, bos), request.suffix, length)
     fill = found.line if found is not None else None
-    if not fill or not _whole(be, fill) or not _valid(constraint, row, fill, length, eoi):
+    if not fill or not _whole(be, fill) or not _valid(constraint, row, fill):
         return False
     if request.lead is not None and not request.lead.starts(fill):
         return False
@@ -280,15 +280,9 @@ def _whole(be, fill: list[int]) -> bool:
     return tok is None or not tok.decode(fill[-4:]).endswith("\ufffd")
 
 
-def _valid(constraint, row: int, fill: list[int], length: int, eoi: int) -> bool:
-    """Whether the constraint finds no new syntax error in the whole ``fill``."""
-    if constraint is None:
-        return True
-    if hasattr(constraint, "accepts"):
-        return constraint.accepts(row, fill)
-    tokens = fill + [eoi] * (length - len(fill))
-    verdict = constraint.check(row, tokens, [True] * length, [True] * length)
-    return not (verdict[1] or verdict[2])
+def _valid(constraint, row: int, fill: list[int]) -> bool:
+    """Whether the constraint accepts the whole ``fill`` (``Constraint.accepts``)."""
+    return constraint is None or constraint.accepts(row, fill)
 
 
 def _complete(head: list[int], logits, be, bans, row: int, first: int, ends) -> list[int]:

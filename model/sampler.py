@@ -99,8 +99,10 @@ class Constraint(Protocol):
     def check(self, row: int, tokens: list[int], committed: list[bool],
               proposed: list[bool]) -> tuple[set[int], set[int], set[int]]: ...
 
-    # optional: ``accepts(row, tokens) -> bool`` judges a whole fill (tokens up to <eoi>) as the
-    # user would get it, post-processed; beam search uses it where the constraint has it
+    def accepts(self, row: int, tokens: list[int]) -> bool:
+        """Whether the whole fill ``tokens`` (up to <eoi>) is valid as the user would get it,
+        post-processed (beam search judges finished fills so)."""
+        ...
 
 
 @dataclass

@@ -118,6 +118,11 @@ class RejectFill:
         self.seen.append(fill)
         return Verdict(set(), {len(fill) - 1}, set()) if fill == self.bad else Verdict.empty()
 
+    def accepts(self, row, tokens):
+        fill = tokens[: tokens.index(EOI)] if EOI in tokens else tokens
+        self.seen.append(fill)
+        return fill != self.bad
+
 
 def test_the_constraint_keeps_invalid_fills_out():
     rc = RejectFill([B, F])
