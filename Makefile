@@ -106,7 +106,7 @@ phase-given:
 
 # Reproduce the shipped weights: corpus, training, then export as bf16 into the checkpoint folder.
 model: train
-	$(PY) -m model.export $(RUNS)/base model/checkpoints/diffill-base
+	$(PY) -m diffill.model.export $(RUNS)/base model/checkpoints/diffill-base
 
 # The infill adapter's recipe on top of the shipped base, written to adapters/checkpoints/infill,
 # which every command serves by default (docs/adapters.md). 600 steps, ~21 min on 2 cores.

@@ -6,7 +6,7 @@
 - ``adapters.sources``: a repository's source files for a workspace adapter.
 """
 
-from adapters.lora import (
+from diffill.adapters.lora import (
     DEFAULT_ADAPTER,
     TARGET_MODULES,
     WORKSPACE_ADAPTER,
@@ -20,7 +20,7 @@ from adapters.lora import (
     save_adapter,
     workspace_adapter,
 )
-from adapters.serving import AdaptedModel
+from diffill.adapters.serving import AdaptedModel
 
 __all__ = ["DEFAULT_ADAPTER", "TARGET_MODULES", "WORKSPACE_ADAPTER", "AdaptedModel", "AdapterError",
            "AdapterInfo", "LoraSettings", "attach", "base_fingerprint", "list_adapters", "read_info",

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from model.context import Window
+from diffill.model.context import Window
 
 if TYPE_CHECKING:  # peft (and transformers' heavy modules with it) is imported where an adapter is used
     from peft import LoraConfig, PeftModel

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from adapters.lora import META_FILE
+from diffill.adapters.lora import META_FILE
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from adapters.lora import (
+from diffill.adapters.lora import (
     DEFAULT_ADAPTER,
     AdapterError,
     AdapterInfo,
@@ -34,8 +34,8 @@ from adapters.lora import (
     check_base,
     read_info,
 )
-from adapters.merged import MergedWeights
-from model.context import set_window, window_of
+from diffill.adapters.merged import MergedWeights
+from diffill.model.context import set_window, window_of
 
 if TYPE_CHECKING:  # imported when an adapter is loaded through peft, not for the cached merge
     from peft import PeftModel

@@ -20,8 +20,8 @@ import torch
 from peft import PeftModel
 from tqdm import tqdm
 
-from adapters.lora import LoraSettings, attach
-from model.objective import (
+from diffill.adapters.lora import LoraSettings, attach
+from diffill.model.objective import (
     MiddleMix,
     ObjectiveConfig,
     diffusion_loss,
@@ -29,8 +29,8 @@ from model.objective import (
     noise_batch,
     plain_example,
 )
-from model.context import Window, window_of
-from model.tokenizer import CodeTokenizer
+from diffill.model.context import Window, window_of
+from diffill.model.tokenizer import CodeTokenizer
 
 log = logging.getLogger(__name__)
 

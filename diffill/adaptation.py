@@ -15,7 +15,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from adapters.lora import (
+from diffill.adapters.lora import (
     DEFAULT_ADAPTER,
     REPOSITORY_TOKENS,
     WORKSPACE_ADAPTER,
@@ -23,17 +23,17 @@ from adapters.lora import (
     base_fingerprint,
     save_adapter,
 )
-from adapters.sources import HELDOUT_PERCENT, SYNTAX_SPAN_LANGUAGES, collect_sources, split_heldout
-from adapters.training import LINE_MIX, AdaptConfig, TrainingFile, token_stream, train_adapter
+from diffill.adapters.sources import HELDOUT_PERCENT, SYNTAX_SPAN_LANGUAGES, collect_sources, split_heldout
+from diffill.adapters.training import LINE_MIX, AdaptConfig, TrainingFile, token_stream, train_adapter
 from diffill.engine import load_library
 from diffill.errors import DiffillError
 from diffill.evaluation import heldout_figures, line_cases, line_infill, line_sampler
-from model.backend import DiffillBackend
-from model.context import Window, set_window, window_of
-from model.corpus import file_streams
-from model.loading import ModelLoadError, load_checkpoint
-from model.ngram import TokenCache
-from model.objective import ObjectiveConfig
+from diffill.model.backend import DiffillBackend
+from diffill.model.context import Window, set_window, window_of
+from diffill.model.corpus import file_streams
+from diffill.model.loading import ModelLoadError, load_checkpoint
+from diffill.model.ngram import TokenCache
+from diffill.model.objective import ObjectiveConfig
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +193,7 @@ def train_shipped_adapter(corpus: str | Path, out: str | Path | None = None, mod
     """Train the default infill adapter on the corpus's training split on top of the base, and
     write it with a card that records the recipe and the held-out figures (copying from the
     ``library`` index, as ``diffill eval heldout`` does)."""
-    from model.corpus import load_texts, load_tokens
+    from diffill.model.corpus import load_texts, load_tokens
 
     corpus = Path(corpus)
     if not (corpus / "manifest.json").is_file():

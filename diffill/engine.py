@@ -15,8 +15,8 @@ from pathlib import Path
 
 import torch
 
-from adapters.lora import REPOSITORY_TOKENS, AdapterError
-from adapters.serving import AdaptedModel
+from diffill.adapters.lora import REPOSITORY_TOKENS, AdapterError
+from diffill.adapters.serving import AdaptedModel
 from diffill.confidence import Calibration, Signals, fingerprint, load_calibration, raw_score
 from diffill.errors import DiffillError
 from diffill.newlines import LineFeeds
@@ -24,15 +24,15 @@ from diffill.postprocess import HoleContext, postprocess
 from diffill.precision import DTYPES, resolve_dtype
 from diffill.syntax import HoleGuard, ensure_valid, guard_for
 from diffill.workspace import WorkspaceCopy
-from grammar.constraint import RowConstraints
-from model.backend import BACKENDS, DiffillBackend, load_backend
-from model.beam import LINE_BEAM
-from model.context import Window, encode_window
-from model.lead import Lead, Spellings, typed_word
-from model.library_index import LibraryIndex, default_folder
-from model.loading import DEFAULT_CHECKPOINT, ModelLoadError, load_checkpoint
-from model.ngram import TokenCache, bridged_line, hole_caches, prefix_context
-from model.sampler import Request, SampleResult, Sampler, SamplerConfig, StepTrace
+from diffill.grammar.constraint import RowConstraints
+from diffill.model.backend import BACKENDS, DiffillBackend, load_backend
+from diffill.model.beam import LINE_BEAM
+from diffill.model.context import Window, encode_window
+from diffill.model.lead import Lead, Spellings, typed_word
+from diffill.model.library_index import LibraryIndex, default_folder
+from diffill.model.loading import DEFAULT_CHECKPOINT, ModelLoadError, load_checkpoint
+from diffill.model.ngram import TokenCache, bridged_line, hole_caches, prefix_context
+from diffill.model.sampler import Request, SampleResult, Sampler, SamplerConfig, StepTrace
 
 log = logging.getLogger(__name__)
 

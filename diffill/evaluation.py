@@ -17,13 +17,13 @@ import numpy as np
 import torch
 
 from diffill.errors import DiffillError
-from model.backend import DiffillBackend
-from model.beam import LINE_BEAM
-from model.context import Window, encode_window
-from model.ngram import hole_caches
-from model.objective import noise_batch, plain_example
-from model.sampler import Request, Sampler, SamplerConfig
-from model.tokenizer import CodeTokenizer
+from diffill.model.backend import DiffillBackend
+from diffill.model.beam import LINE_BEAM
+from diffill.model.context import Window, encode_window
+from diffill.model.ngram import hole_caches
+from diffill.model.objective import noise_batch, plain_example
+from diffill.model.sampler import Request, Sampler, SamplerConfig
+from diffill.model.tokenizer import CodeTokenizer
 
 LINE_BUDGET = 24
 
@@ -32,7 +32,7 @@ def heldout_texts(corpus: str | Path | None = None, roots: list[Path] | None = N
     """Texts to draw held-out holes from: a corpus folder's held-out split, any folder of Python
     sources, or (no ``corpus``) the files of this interpreter's library that the content-hash
     split holds out (under ``roots``, default: the standard library and site-packages)."""
-    from model.corpus import heldout_files, load_texts
+    from diffill.model.corpus import heldout_files, load_texts
 
     if corpus:
         folder = Path(corpus)
@@ -79,8 +79,8 @@ def _nonblank_lines(text: str) -> int:
 def heldout_split(corpus: str | Path | None = None, keep_near_twins: bool = False) -> HeldoutSplit:
     """``heldout_texts``, less the held-out files of a corpus that have a near-twin in its training
     split (unless ``keep_near_twins``; other sources have no training split to compare with)."""
-    from model.corpus import heldout_near_twins, load_texts
-    from model.neartwins import TwinRule
+    from diffill.model.corpus import heldout_near_twins, load_texts
+    from diffill.model.neartwins import TwinRule
 
     if not (corpus and (Path(corpus) / "manifest.json").is_file()) or keep_near_twins:
         texts = heldout_texts(corpus)

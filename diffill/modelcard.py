@@ -19,6 +19,7 @@ import json
 import re
 from pathlib import Path
 
+import diffill.model
 from diffill.bench.svg import scatter
 
 
@@ -53,7 +54,7 @@ def curve_svg(points: list[dict]) -> str:
                    "CPU-hours (process CPU time, 2 cores)", "exact match")
 
 
-RECIPES = Path(__file__).resolve().parents[1] / "model" / "recipes"
+RECIPES = Path(diffill.model.__file__).resolve().parent / "recipes"
 
 
 def phase_files(folder: Path = RECIPES) -> list[Path]:
@@ -66,7 +67,7 @@ def describe_phases(folder: Path = RECIPES) -> list[str]:
     """One line per recipe phase: optimizer, learning-rate schedule and the steps it covers."""
     from dataclasses import replace
 
-    from model.train import TrainConfig
+    from diffill.model.train import TrainConfig
 
     out, branch_end = [], None
     for path in phase_files(folder):
@@ -143,7 +144,7 @@ def front_matter(name: str, final: dict | None = None, humaneval: dict | None = 
 
 def write_card(run: Path, dest: Path, final: dict | None = None, notes: str | None = None,
                humaneval: dict | None = None) -> Path:
-    from model.train import latest_checkpoint
+    from diffill.model.train import latest_checkpoint
 
     points, last = read_run(run)
     cfg = json.loads((run / "train_config.json").read_text())
@@ -214,7 +215,7 @@ def write_card(run: Path, dest: Path, final: dict | None = None, notes: str | No
         "3. The phases (`model/recipes/phase*.json`, in order; a phase resumes the run and trains until its "
         "schedule ends):",
         *[f"   - {phase}" for phase in describe_phases()],
-        "4. `python -m model.export runs/base " + f"model/checkpoints/{dest.name}` (bf16; the furthest checkpoint, "
+        "4. `python -m diffill.model.export runs/base " + f"model/checkpoints/{dest.name}` (bf16; the furthest checkpoint, "
         "a wsd phase's cooldown branch).",
         "",
         "## Training",

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from grammar.indentation import stray_space
+from diffill.grammar.indentation import stray_space
 
 
 @dataclass(frozen=True)

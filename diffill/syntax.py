@@ -12,9 +12,9 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from grammar.constraint import SyntaxConstraint, slots_in_errors, token_bytes
-from grammar.registry import resolve
-from grammar.validity import HoleChecker
+from diffill.grammar.constraint import SyntaxConstraint, slots_in_errors, token_bytes
+from diffill.grammar.registry import resolve
+from diffill.grammar.validity import HoleChecker
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 from typing import TextIO
 
-from model.sampler import StepTrace
-from model.tokenizer import CodeTokenizer
+from diffill.model.sampler import StepTrace
+from diffill.model.tokenizer import CodeTokenizer
 
 MASK_GLYPH = "\u2591"  # a light shade block stands for <mask>
 FRESH, RESET = "\x1b[1;32m", "\x1b[0m"

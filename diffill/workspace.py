@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from adapters.sources import LANGUAGES, collect_sources, source_files
-from model.ngram import TokenCache, Without
+from diffill.adapters.sources import LANGUAGES, collect_sources, source_files
+from diffill.model.ngram import TokenCache, Without
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import NamedTuple
 
-from grammar.validity import HoleChecker
+from diffill.grammar.validity import HoleChecker
 
 
 class Verdict(NamedTuple):

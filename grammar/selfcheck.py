@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from grammar.registry import GRAMMAR_NAMES, grammar
-from grammar.validity import HoleChecker
+from diffill.grammar.registry import GRAMMAR_NAMES, grammar
+from diffill.grammar.validity import HoleChecker
 
 HOLE = "<|>"
 

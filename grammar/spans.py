@@ -12,7 +12,7 @@ from functools import lru_cache
 
 import tree_sitter as ts
 
-from grammar.registry import GRAMMAR_NAMES, grammar
+from diffill.grammar.registry import GRAMMAR_NAMES, grammar
 
 SPAN_KINDS = ("block", "statement", "expression", "arguments", "line")
 NODE_KINDS = SPAN_KINDS[:4]

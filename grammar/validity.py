@@ -23,8 +23,8 @@ from functools import lru_cache
 
 import tree_sitter as ts
 
-from grammar.indentation import IndentScan, stray_space
-from grammar.registry import Grammar
+from diffill.grammar.indentation import IndentScan, stray_space
+from diffill.grammar.registry import Grammar
 
 SUFFIX_SCAN = 4000  # bytes of the suffix the indentation pre-check may read
 CACHE_SIZE = 64  # fills remembered per hole (sampler steps often re-render the same text)

@@ -30,12 +30,12 @@ from pygls.lsp.server import LanguageServer
 from pygls.uris import to_fs_path
 
 from diffill.errors import DiffillError
-from lsp_server.cache import Hole, InfillCache
-from lsp_server.documents import Document, DocumentStore
-from lsp_server.protocol import DiffillProtocol, command_params
-from lsp_server.settings import Settings, merge
-from lsp_server.worker import EngineWorker, Job, LoadState
-from model.lead import typed_word
+from diffill.lsp_server.cache import Hole, InfillCache
+from diffill.lsp_server.documents import Document, DocumentStore
+from diffill.lsp_server.protocol import DiffillProtocol, command_params
+from diffill.lsp_server.settings import Settings, merge
+from diffill.lsp_server.worker import EngineWorker, Job, LoadState
+from diffill.model.lead import typed_word
 
 if TYPE_CHECKING:
     from diffill.engine import InfillResult
@@ -346,7 +346,7 @@ class DiffillServer(LanguageServer):
 
             def run(engine, job):
                 from diffill.engine import InfillRequest  # imported by the worker with the engine
-                from model.beam import LINE_BEAM
+                from diffill.model.beam import LINE_BEAM
 
                 req = InfillRequest(text, start, end, language=language, path=path, max_tokens=max_tokens,
                                     neighbors=neighbors, min_confidence=min_confidence)

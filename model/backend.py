@@ -22,8 +22,8 @@ from typing import Protocol
 
 import torch
 
-from model.context import Window, window_of
-from model.tokenizer import CodeTokenizer
+from diffill.model.context import Window, window_of
+from diffill.model.tokenizer import CodeTokenizer
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +146,7 @@ class DiffillBackend:
             lay.context_index = order[:, :n]
             cmask = torch.arange(n)[None] < counts[:, None]
             lay.context_mask = None if bool(cmask.all()) else cmask.long()
-            from model.network import rope_cos_sin
+            from diffill.model.network import rope_cos_sin
 
             lay.rope = rope_cos_sin(lay.canvas_index, self.model.head_dim, self.model.config.rope_theta)
         return lay
@@ -287,7 +287,7 @@ def load_backend(kind: str, path: str | Path, trust_remote_code: bool = False):
     ``path`` must be a folder. Remote code runs only when ``trust_remote_code`` is given."""
     from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, AutoTokenizer
 
-    from model.loading import ModelLoadError, quiet_loading
+    from diffill.model.loading import ModelLoadError, quiet_loading
 
     if kind not in BACKENDS or kind == "diffill":
         raise ModelLoadError(f"unknown backend {kind!r} (choose from {', '.join(BACKENDS)})")

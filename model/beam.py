@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 import torch
 
 if TYPE_CHECKING:  # the sampler imports this module
-    from model.sampler import Bans, Constraint, Request, SampleResult, StepTrace
+    from diffill.model.sampler import Bans, Constraint, Request, SampleResult, StepTrace
 
 # candidates a one-line hole is searched with, by default (the engine, eval heldout, adapt)
 LINE_BEAM = 4
@@ -76,7 +76,7 @@ def beam_search(backend, cfg, requests: list[Request], length: int, constraint: 
                 on_step: Callable[[StepTrace], None] | None = None) -> list[SampleResult]:
     """Search one canvas of ``length`` slots per request (see the module docstring); ``bans`` and
     ``cancelled`` as for ``Sampler.sample``, ``on_step`` sees each hole's best candidate."""
-    from model.sampler import SampleResult, Sampler, StepTrace
+    from diffill.model.sampler import SampleResult, Sampler, StepTrace
 
     k, be = cfg.beam, backend
     mask, eoi, bos = be.mask_id, be.eoi_id, getattr(be, "bos_id", None)
@@ -192,7 +192,7 @@ def _mix_cache(logp, requests, active, canvas, t, eoi, bos) -> tuple[torch.Tenso
     """Each candidate's next-token log-probabilities mixed with what follows the hole's prefix and
     the candidate so far in its request's token caches (``model.ngram``); a line break there is
     the hole's end. Also {(row, candidate): (the caches' distribution, its weight)} where mixed."""
-    from model.ngram import continuation, mix, prefix_context
+    from diffill.model.ngram import continuation, mix, prefix_context
 
     mixed = {}
     for j, i in enumerate(active):
@@ -237,7 +237,7 @@ def _lead(logp, requests, active, canvas, t) -> torch.Tensor:
 def _bridge(hole: _Hole, request, row: int, be, constraint, length: int, bos) -> bool:
     """Finish ``hole`` with the line its request's caches bridge (``model.ngram.line_bridge``), when
     there is one and the constraint passes it."""
-    from model.ngram import bridged_line, prefix_context
+    from diffill.model.ngram import bridged_line, prefix_context
 
     if not request.caches:
         return False
@@ -255,7 +255,7 @@ def _copy_rest(request, head: list[int], length: int, bos) -> list[int] | None:
     """``head`` continued by its request's caches alone, while they are sure of the next token
     (``model.ngram.sure_run``), up to a line break; None when they are not sure that far or the
     line does not end within ``length``."""
-    from model.ngram import prefix_context, sure_run
+    from diffill.model.ngram import prefix_context, sure_run
 
     if not request.caches:
         return None

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from model.tokenizer import CodeTokenizer
+from diffill.model.tokenizer import CodeTokenizer
 
 CHARS_PER_TOKEN_BOUND = 6  # generous: read this many characters per budget token before cutting
 

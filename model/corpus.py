@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from model.neartwins import TwinRule, twins_against, twins_within
+from diffill.model.neartwins import TwinRule, twins_against, twins_within
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +149,7 @@ def build_corpus(out: Path, roots: list[Path] | None = None, vocab_size: int = 8
     earlier training file under this rule (None: keep them, as corpora built before the rule did).
     ``humaneval``: a file of HumanEval problems (JSONL, optionally gzipped); files of either split
     that contain one of its prompts are dropped."""
-    from model.tokenizer import CodeTokenizer, load_tokenizer, train_tokenizer
+    from diffill.model.tokenizer import CodeTokenizer, load_tokenizer, train_tokenizer
 
     roots = roots or default_roots()
     out.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,6 @@
 """Export a training checkpoint as the shipped model: bf16 safetensors, config, tokenizer.
 
-    python -m model.export RUN model/checkpoints/diffill-base
+    python -m diffill.model.export RUN model/checkpoints/diffill-base
 
 RUN is a run folder (its furthest-trained checkpoint: ``checkpoint/``, or a wsd schedule's
 ``cooldown/checkpoint/`` past it) or one checkpoint folder. The model card (README.md) in the
@@ -16,13 +16,13 @@ from pathlib import Path
 
 import torch
 
-from model.network import DiffillForMaskedLM
-from model.tokenizer import load_tokenizer
+from diffill.model.network import DiffillForMaskedLM
+from diffill.model.tokenizer import load_tokenizer
 
 
 def export(src: Path, dst: Path) -> Path:
     if not (src / "config.json").is_file():
-        from model.train import latest_checkpoint
+        from diffill.model.train import latest_checkpoint
 
         src = latest_checkpoint(src)
     model = DiffillForMaskedLM.from_pretrained(str(src), dtype=torch.float32)
@@ -37,5 +37,5 @@ def export(src: Path, dst: Path) -> Path:
 
 if __name__ == "__main__":
     if len(sys.argv) != 3:
-        sys.exit("usage: python -m model.export RUN|CHECKPOINT DEST")
+        sys.exit("usage: python -m diffill.model.export RUN|CHECKPOINT DEST")
     print(export(Path(sys.argv[1]), Path(sys.argv[2])))

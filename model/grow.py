@@ -1,6 +1,6 @@
 """Grow a trained model deeper without changing what it computes (block expansion, as LLaMA Pro does):
 
-    python -m model.grow SRC DEST --layers N
+    python -m diffill.model.grow SRC DEST --layers N
 
 SRC is a run folder (its furthest-trained checkpoint) or a checkpoint folder. Each new block is a
 copy of an existing one, inserted right after it, with its two output projections (``o_proj``,
@@ -25,8 +25,8 @@ from pathlib import Path
 
 import torch
 
-from model.network import DiffillForMaskedLM
-from model.tokenizer import load_tokenizer
+from diffill.model.network import DiffillForMaskedLM
+from diffill.model.tokenizer import load_tokenizer
 
 RECORDS = ("trainer_state.json", "training_log.json")  # where model.train.init_state reads the counts
 
@@ -61,7 +61,7 @@ def grow_model(model: DiffillForMaskedLM, layers: int) -> DiffillForMaskedLM:
 
 def grow(src: Path, dst: Path, layers: int) -> Path:
     if not (src / "config.json").is_file():
-        from model.train import latest_checkpoint
+        from diffill.model.train import latest_checkpoint
 
         src = latest_checkpoint(src)
     model = grow_model(DiffillForMaskedLM.from_pretrained(str(src), dtype=torch.float32), layers)
@@ -78,7 +78,7 @@ def grow(src: Path, dst: Path, layers: int) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m model.grow", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m diffill.model.grow", description=__doc__.split("\n\n")[0])
     ap.add_argument("src", type=Path, help="run folder or checkpoint folder")
     ap.add_argument("dst", type=Path)
     ap.add_argument("--layers", type=int, required=True, help="blocks the grown model has")

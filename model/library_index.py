@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from model.ngram import (END, FOLLOWING, LONGEST, SEP, SPACED, agreed, agreed_rest, bridge_keys, fold_spaces, kept_breaks,
+from diffill.model.ngram import (END, FOLLOWING, LONGEST, SEP, SPACED, agreed, agreed_rest, bridge_keys, fold_spaces, kept_breaks,
                          next_lines)
 
 VERSION = 3  # 3: runs of line breaks folded into one (``model.ngram.fold_breaks``)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import torch
 
-from model.network import DiffillForMaskedLM
-from model.tokenizer import CodeTokenizer, load_tokenizer
+from diffill.model.network import DiffillForMaskedLM
+from diffill.model.tokenizer import CodeTokenizer, load_tokenizer
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "diffill-base"
 

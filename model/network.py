@@ -24,7 +24,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModelForMaskedLM, PreTrainedModel
 from transformers.modeling_outputs import MaskedLMOutput
 
-from model.configuration import DiffillConfig
+from diffill.model.configuration import DiffillConfig
 
 KV = tuple[torch.Tensor, torch.Tensor]
 

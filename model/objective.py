@@ -19,9 +19,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from grammar.spans import python_spans
-from model.context import Window, encode_window
-from model.tokenizer import CodeTokenizer
+from diffill.grammar.spans import python_spans
+from diffill.model.context import Window, encode_window
+from diffill.model.tokenizer import CodeTokenizer
 
 EPS = 0.02  # floor of t: caps the 1/t weight at 50 (canvases are short, so tiny t is all noise)
 CANVAS_BUDGETS = (16, 24, 32, 64)

@@ -36,9 +36,9 @@ from typing import Protocol
 
 import torch
 
-from model.backend import Backend
-from model.beam import beam_search
-from model.lead import Lead
+from diffill.model.backend import Backend
+from diffill.model.beam import beam_search
+from diffill.model.lead import Lead
 
 CONFIDENCE_MEASURES = ("prob", "margin", "entropy")
 ORDERS = ("confidence", "left_to_right")
@@ -273,7 +273,7 @@ class Sampler:
         wait this step (those right of what the caches spoke for: the model guessed them without the
         copied tokens); and {(row, slot): token} for the run of masked slots from the leftmost one
         that the caches continue without doubt (``sure_run``), which need no forward pass."""
-        from model.ngram import END, HALF, continuation, mix, prefix_context, sure_run, weight
+        from diffill.model.ngram import END, HALF, continuation, mix, prefix_context, sure_run, weight
 
         bos = getattr(self.backend, "bos_id", None)
         wait = torch.zeros(canvas.shape, dtype=torch.bool)

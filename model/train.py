@@ -23,12 +23,12 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
-from model.configuration import DiffillConfig
-from model.context import set_window, window_of
-from model.corpus import load_texts, load_tokens
-from model.network import DiffillForMaskedLM
-from model.objective import ObjectiveConfig, diffusion_loss, infill_example, noise_batch, plain_example
-from model.tokenizer import CodeTokenizer, load_tokenizer
+from diffill.model.configuration import DiffillConfig
+from diffill.model.context import set_window, window_of
+from diffill.model.corpus import load_texts, load_tokens
+from diffill.model.network import DiffillForMaskedLM
+from diffill.model.objective import ObjectiveConfig, diffusion_loss, infill_example, noise_batch, plain_example
+from diffill.model.tokenizer import CodeTokenizer, load_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -283,7 +283,7 @@ def _grown(model: DiffillForMaskedLM, layers: int, fresh_optimizer: bool) -> Dif
     if not fresh_optimizer:
         raise ValueError(f"growing the model from {have} to {layers} blocks needs the optimizer state afresh: "
                          "set reset_optimizer, with schedule_start at the step the phase starts from")
-    from model.grow import grow_model
+    from diffill.model.grow import grow_model
 
     log.info("growing the model from %d to %d blocks", have, layers)
     return grow_model(model, layers)

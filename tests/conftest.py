@@ -36,7 +36,7 @@ def tiny_sources(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_corpus(tiny_sources, tmp_path_factory) -> Path:
-    from model.corpus import build_corpus
+    from diffill.model.corpus import build_corpus
 
     out = tmp_path_factory.mktemp("corpus")
     build_corpus(out, [tiny_sources], vocab_size=512)
@@ -49,9 +49,9 @@ TINY_MODEL = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, in
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tiny_corpus, tmp_path_factory) -> Path:
     """A randomly initialised 2-layer model with the tiny corpus's tokenizer, saved as a checkpoint."""
-    from model.configuration import DiffillConfig
-    from model.network import DiffillForMaskedLM
-    from model.tokenizer import CodeTokenizer, load_tokenizer
+    from diffill.model.configuration import DiffillConfig
+    from diffill.model.network import DiffillForMaskedLM
+    from diffill.model.tokenizer import CodeTokenizer, load_tokenizer
 
     torch.manual_seed(0)
     hf = load_tokenizer(tiny_corpus / "tokenizer")
@@ -98,7 +98,7 @@ def spy_requests(monkeypatch):
 @pytest.fixture
 def sampled_requests(spy_requests) -> list:
     """Every request the sampler is given during the test, in order."""
-    from model.sampler import Sampler
+    from diffill.model.sampler import Sampler
 
     return spy_requests(Sampler, "sample")
 

@@ -8,8 +8,8 @@ import subprocess
 
 import pytest
 
-from adapters import read_info, workspace_adapter
-from adapters.lora import REPOSITORY_TOKENS
+from diffill.adapters import read_info, workspace_adapter
+from diffill.adapters.lora import REPOSITORY_TOKENS
 from diffill.adaptation import SHIPPED_WINDOW
 from diffill.cli import main
 from diffill.engine import Engine, EngineConfig
@@ -179,8 +179,8 @@ def test_adapt_base_needs_a_corpus(tmp_path, tiny_checkpoint, capsys):
 def test_adapt_measures_with_the_library_index_it_is_given(repo, tiny_checkpoint, tmp_path, capsys):
     """Before and after copy from ``--library`` as the engine's fills do: an index that holds the
     held-out files themselves bridges their lines."""
-    from model.library_index import build_index
-    from model.loading import load_checkpoint
+    from diffill.model.library_index import build_index
+    from diffill.model.loading import load_checkpoint
 
     _, tok = load_checkpoint(tiny_checkpoint)
     texts = [p.read_text() for p in sorted((repo / "src").glob("*.py"))]

@@ -11,7 +11,7 @@ import pytest
 import torch
 import yaml
 
-from adapters import (
+from diffill.adapters import (
     AdaptedModel,
     AdapterError,
     AdapterInfo,
@@ -22,12 +22,12 @@ from adapters import (
     read_info,
     save_adapter,
 )
-from adapters.lora import card_front_matter
-from adapters.sources import RepoFile, collect_sources, source_files, split_heldout
-from adapters.training import AdaptConfig, TrainingFile, train_adapter
-from model.backend import DiffillBackend
-from model.context import Window, window_of
-from model.loading import load_checkpoint
+from diffill.adapters.lora import card_front_matter
+from diffill.adapters.sources import RepoFile, collect_sources, source_files, split_heldout
+from diffill.adapters.training import AdaptConfig, TrainingFile, train_adapter
+from diffill.model.backend import DiffillBackend
+from diffill.model.context import Window, window_of
+from diffill.model.loading import load_checkpoint
 
 IDS = torch.tensor([[5, 9, 17, 33, 60, 7, 101, 44, 12, 8], [40, 41, 42, 43, 44, 45, 46, 47, 48, 49]])
 
@@ -213,20 +213,20 @@ def test_adapter_on_the_wrong_base_is_refused(saved, other_base):
 
 
 def test_engine_refuses_a_wrong_base_adapter_but_default_falls_back(saved, other_base, monkeypatch):
-    import adapters.serving
+    from diffill.adapters import serving as adapter_serving
     from diffill.engine import Engine, EngineConfig
     from diffill.errors import DiffillError
 
     root, _, _ = saved
     with pytest.raises(DiffillError, match="another base model"):
         Engine(EngineConfig(model=str(other_base), adapter=str(root / "one")))
-    monkeypatch.setattr(adapters.serving, "DEFAULT_ADAPTER", root / "one")
+    monkeypatch.setattr(adapter_serving, "DEFAULT_ADAPTER", root / "one")
     engine = Engine(EngineConfig(model=str(other_base)))  # the shipped adapter belongs to another base
     assert engine.adapter is None and engine.info()["adapter"] == "none"
 
 
 def test_engine_merges_the_adapter_and_reports_it(saved, tiny_checkpoint, monkeypatch):
-    import adapters.serving
+    from diffill.adapters import serving as adapter_serving
     from diffill.engine import Engine, EngineConfig
 
     root, expected, _ = saved
@@ -235,9 +235,9 @@ def test_engine_merges_the_adapter_and_reports_it(saved, tiny_checkpoint, monkey
     torch.testing.assert_close(logits(engine.model), expected, atol=1e-5, rtol=1e-5)
     assert engine.use_adapter("none") is None and engine.info()["adapter"] == "none"
     # "default": the shipped adapter, used only when it was made for this base
-    monkeypatch.setattr(adapters.serving, "DEFAULT_ADAPTER", root / "two")
+    monkeypatch.setattr(adapter_serving, "DEFAULT_ADAPTER", root / "two")
     assert Engine(EngineConfig(model=str(tiny_checkpoint))).adapter == str((root / "two").resolve())
-    monkeypatch.setattr(adapters.serving, "DEFAULT_ADAPTER", root / "missing")
+    monkeypatch.setattr(adapter_serving, "DEFAULT_ADAPTER", root / "missing")
     assert Engine(EngineConfig(model=str(tiny_checkpoint))).adapter is None
 
 
@@ -311,17 +311,17 @@ def test_whole_modules_train_as_a_copy_beside_the_lora_weights(tiny_checkpoint, 
 
 
 def test_an_adapter_trains_on_the_window_its_base_reads(narrow_checkpoint, tiny_sources, monkeypatch):
-    import model.objective
-    from model.context import Window
+    from diffill.model import objective
+    from diffill.model.context import Window
 
     windows = set()
-    real = model.objective.encode_window
+    real = objective.encode_window
 
     def spy(tok, prefix, suffix, window):
         windows.add(window)
         return real(tok, prefix, suffix, window)
 
-    monkeypatch.setattr(model.objective, "encode_window", spy)
+    monkeypatch.setattr(objective, "encode_window", spy)
     _train(narrow_checkpoint, [p.read_text() for p in sorted(tiny_sources.glob("*.py"))[:4]], steps=1)
     assert windows == {Window(6, 3)}
 

@@ -10,11 +10,11 @@ import torch
 
 from diffill.engine import Engine, EngineConfig, InfillRequest
 from diffill.errors import DiffillError
-from model.backend import DiffillBackend, layout_rows, load_backend
+from diffill.model.backend import DiffillBackend, layout_rows, load_backend
 from conftest import SHIPPED
-from model.loading import ModelLoadError, load_checkpoint
-from model.sampler import Request, Sampler, SamplerConfig
-from model.tokenizer import load_tokenizer
+from diffill.model.loading import ModelLoadError, load_checkpoint
+from diffill.model.sampler import Request, Sampler, SamplerConfig
+from diffill.model.tokenizer import load_tokenizer
 
 
 @pytest.fixture(scope="module")

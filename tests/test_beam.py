@@ -8,11 +8,11 @@ import math
 import pytest
 import torch
 
-from grammar.constraint import Verdict
-from model.backend import DiffillBackend
-from model.loading import load_checkpoint
-from model.ngram import TokenCache
-from model.sampler import Request, Sampler, SamplerConfig
+from diffill.grammar.constraint import Verdict
+from diffill.model.backend import DiffillBackend
+from diffill.model.loading import load_checkpoint
+from diffill.model.ngram import TokenCache
+from diffill.model.sampler import Request, Sampler, SamplerConfig
 
 MASK, EOI, PAD = 1, 2, 0
 A, B, C, D, E, F, NL = 10, 11, 12, 13, 14, 15, 16

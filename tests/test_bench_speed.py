@@ -10,7 +10,7 @@ import pytest
 from diffill.bench.profile import PHASES
 from diffill.bench.speed import block_holes, edit_similarity, line_holes, profile, setting_config
 from diffill.cli import main
-from model.sampler import SamplerConfig
+from diffill.model.sampler import SamplerConfig
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,7 @@ def test_line_holes_are_the_rest_of_one_line(texts):
 
 
 def test_mid_word_holes_start_inside_a_word(texts):
-    from model.lead import typed_word
+    from diffill.model.lead import typed_word
 
     holes = line_holes(texts, 30, _words, np.random.default_rng(0), "mid_word")
     assert len(holes) == 30
@@ -141,7 +141,7 @@ def test_typing_holes_are_whole_lines_after_their_indentation(texts):
 
 def test_typing_replays_each_keystroke_through_the_forwarding_cache(tiny_checkpoint, tiny_sources, capsys,
                                                                       monkeypatch):
-    from lsp_server.cache import InfillCache
+    from diffill.lsp_server.cache import InfillCache
 
     looked_up = []
     real_get = InfillCache.get

@@ -146,7 +146,7 @@ def test_eval_compare_reports_each_model_and_the_pair(tmp_path, tiny_sources, ti
 
 
 def test_eval_fills_line_holes_as_the_engine_does_unless_told(tiny_sources, tiny_checkpoint):
-    from model.beam import LINE_BEAM
+    from diffill.model.beam import LINE_BEAM
 
     args = ["eval", "heldout", "--model", str(tiny_checkpoint), "--corpus", str(tiny_sources), "--cases", "3",
             "--adapter", "none", "--json"]

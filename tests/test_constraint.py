@@ -14,10 +14,10 @@ import torch
 from diffill.engine import Engine, EngineConfig, InfillRequest
 from diffill.postprocess import HoleContext, postprocess
 from diffill.syntax import ensure_valid, guard_for
-from grammar.constraint import RowConstraints, SyntaxConstraint, Verdict, slots_in_errors, token_bytes
-from grammar.registry import grammar
-from grammar.validity import HoleChecker
-from model.sampler import Request, Sampler, SamplerConfig
+from diffill.grammar.constraint import RowConstraints, SyntaxConstraint, Verdict, slots_in_errors, token_bytes
+from diffill.grammar.registry import grammar
+from diffill.grammar.validity import HoleChecker
+from diffill.model.sampler import Request, Sampler, SamplerConfig
 
 PAD, MASK, EOI, BOS = 0, 1, 2, 3
 PIECES = [b"", b"", b"", b"", b"x", b" +", b" 1", b")", b"(", b"2", b" 3", b" 4", b"\n    ", b"y", b" ="]
@@ -188,7 +188,7 @@ def test_token_bytes_concatenate_to_the_decoded_text(tiny_engine):
 def test_each_tokenizer_gets_its_own_byte_table(tiny_checkpoint):
     """A table is never another tokenizer's, even one that lived at the same address before."""
     from conftest import SHIPPED
-    from model.tokenizer import CodeTokenizer, load_tokenizer
+    from diffill.model.tokenizer import CodeTokenizer, load_tokenizer
 
     tiny_hf, shipped_hf = load_tokenizer(tiny_checkpoint), load_tokenizer(SHIPPED)
     for _ in range(3):  # a freed tokenizer's address is soon taken by the next one made
@@ -233,7 +233,7 @@ def test_constrained_engine_results_are_always_valid_on_a_random_model(tiny_engi
 
 
 def test_unknown_language_is_filled_unconstrained_with_a_notice(tiny_engine, caplog):
-    with caplog.at_level(logging.WARNING, logger="grammar.registry"):
+    with caplog.at_level(logging.WARNING, logger="diffill.grammar.registry"):
         r = tiny_engine.infill(InfillRequest("a b c\n", 2, 2, path="notes.zzz-unknown", max_tokens=4))
     assert isinstance(r.text, str)
     assert any("zzz-unknown" in rec.getMessage() for rec in caplog.records)

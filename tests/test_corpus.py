@@ -5,8 +5,8 @@ import json
 import pytest
 
 from diffill.cli import main
-from model.corpus import build_corpus, is_heldout, load_texts
-from model.tokenizer import load_tokenizer
+from diffill.model.corpus import build_corpus, is_heldout, load_texts
+from diffill.model.tokenizer import load_tokenizer
 
 
 def test_content_hash_split_holds_out_the_same_files_everywhere(tiny_corpus):
@@ -45,7 +45,7 @@ def test_build_without_a_tokenizer_trains_one(tiny_sources, tmp_path):
 
 
 def test_reading_in_processes_collects_the_same_files_in_the_same_order(tiny_sources):
-    from model.corpus import collect
+    from diffill.model.corpus import collect
 
     one = [(f.path, f.text) for f in collect([tiny_sources], progress=False)]
     two = [(f.path, f.text) for f in collect([tiny_sources], progress=False, processes=2)]
@@ -118,8 +118,8 @@ def test_a_humaneval_file_that_is_not_one_is_a_clear_error(tiny_corpus, tmp_path
 
 
 def test_held_out_near_twins_are_found_once_and_cached_in_the_corpus(tiny_corpus, tmp_path, monkeypatch):
-    import model.corpus as corpus_module
-    from model.corpus import HELDOUT_TWINS, heldout_near_twins
+    import diffill.model.corpus as corpus_module
+    from diffill.model.corpus import HELDOUT_TWINS, heldout_near_twins
 
     _sources(tmp_path / "src")
     corpus = tmp_path / "c"

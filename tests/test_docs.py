@@ -9,7 +9,7 @@ import pytest
 from conftest import REPO
 
 from diffill.cli import build_parser
-from lsp_server.settings import _KEYS, Settings
+from diffill.lsp_server.settings import _KEYS, Settings
 
 README = REPO / "README.md"
 PAGES = [README, *sorted((REPO / "docs").glob("*.md"))]

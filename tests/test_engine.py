@@ -1,5 +1,5 @@
 from diffill.engine import InfillRequest, wants_multiline
-from model.beam import LINE_BEAM
+from diffill.model.beam import LINE_BEAM
 from diffill.errors import DiffillError
 import pytest
 
@@ -82,7 +82,7 @@ def test_dtype_auto_picks_bf16_only_where_native_and_unknown_dtypes_are_refused(
 
 def test_the_engine_reads_the_window_its_model_was_trained_with(narrow_checkpoint, sampled_requests):
     from diffill.engine import Engine, EngineConfig
-    from model.context import Window
+    from diffill.model.context import Window
 
     engine = Engine(EngineConfig(model=str(narrow_checkpoint), adapter=None))
     assert engine.window == Window(6, 3)
@@ -94,7 +94,7 @@ def test_the_engine_reads_the_window_its_model_was_trained_with(narrow_checkpoin
 
 
 def test_one_line_holes_are_beam_searched_unless_the_sampler_names_a_beam(tiny_engine, monkeypatch):
-    from model.sampler import Sampler
+    from diffill.model.sampler import Sampler
 
     used = []
     real = Sampler.sample
@@ -121,8 +121,8 @@ def test_one_line_holes_are_beam_searched_unless_the_sampler_names_a_beam(tiny_e
 
 
 def test_alternatives_are_distinct_valid_one_line_fills(shipped_engine):
-    from grammar.validity import HoleChecker
-    from grammar.registry import resolve
+    from diffill.grammar.validity import HoleChecker
+    from diffill.grammar.registry import resolve
 
     text = "def area(width, height):\n    return width * height\n\n\nprint(area(2, 3))\n"
     pos = text.index("width *")

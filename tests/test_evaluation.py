@@ -40,7 +40,7 @@ def test_sign_test_is_the_exact_two_sided_binomial():
 
 def test_compare_pairs_the_same_holes(tiny_sources, tiny_engine, shipped_engine):
     from diffill.evaluation import compare_line_infill, heldout_texts, line_infill, line_sampler, sign_test
-    from model.backend import DiffillBackend
+    from diffill.model.backend import DiffillBackend
 
     texts = heldout_texts(tiny_sources)
     models = [("shipped", shipped_engine.model, shipped_engine.tok), ("tiny", tiny_engine.model, tiny_engine.tok),
@@ -63,9 +63,9 @@ def test_compare_pairs_the_same_holes(tiny_sources, tiny_engine, shipped_engine)
 
 def test_line_infill_reads_the_window_its_model_was_trained_with(narrow_checkpoint, sampled_requests):
     from diffill.evaluation import LineCase, line_infill
-    from model.backend import DiffillBackend
-    from model.loading import load_checkpoint
-    from model.sampler import SamplerConfig
+    from diffill.model.backend import DiffillBackend
+    from diffill.model.loading import load_checkpoint
+    from diffill.model.sampler import SamplerConfig
 
     model, tok = load_checkpoint(narrow_checkpoint)
     before = "".join(f"x{i} = {i}\n" for i in range(30))
@@ -75,7 +75,7 @@ def test_line_infill_reads_the_window_its_model_was_trained_with(narrow_checkpoi
 
 def test_held_out_files_with_a_near_twin_in_training_are_left_out_unless_kept(tiny_corpus, tmp_path):
     from diffill.evaluation import heldout_split
-    from model.corpus import build_corpus
+    from diffill.model.corpus import build_corpus
 
     src = tmp_path / "src"
     (src / "vendor").mkdir(parents=True)

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from model.tokenizer import load_tokenizer
+from diffill.model.tokenizer import load_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 

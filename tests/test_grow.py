@@ -3,10 +3,10 @@ import json
 import pytest
 import torch
 
-from model.configuration import DiffillConfig
-from model.grow import copies_after, grow, grow_model, main
-from model.network import DiffillForMaskedLM
-from model.train import init_state
+from diffill.model.configuration import DiffillConfig
+from diffill.model.grow import copies_after, grow, grow_model, main
+from diffill.model.network import DiffillForMaskedLM
+from diffill.model.train import init_state
 
 CFG = dict(vocab_size=300, hidden_size=32, num_hidden_layers=3, num_attention_heads=2, intermediate_size=48)
 
@@ -78,7 +78,7 @@ def test_growing_needs_more_layers(tiny_checkpoint, tmp_path, capsys):
 
 def test_a_grown_trunk_trains_on_from_its_step(tiny_corpus, tmp_path):
     """The documented recipe: grow a run's trunk checkpoint, then ``train --init`` the grown model."""
-    from model.train import TrainConfig, train
+    from diffill.model.train import TrainConfig, train
 
     tiny = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
     cfg = TrainConfig(batch_size=4, warmup_steps=1, total_steps=20, model=tiny, eval_minutes=1e9)

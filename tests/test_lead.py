@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from model.lead import Lead, Spellings, typed_word
+from diffill.model.lead import Lead, Spellings, typed_word
 
 
 def test_the_typed_word_is_the_identifier_before_the_cursor():

@@ -10,8 +10,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from model.library_index import MIN_MATCH, LibraryIndex, backward_suffix_array, build_index, default_folder
-from model.ngram import END, LONGEST, SPACED, TokenCache, continuation, fold_breaks, fold_spaces, line_bridge
+from diffill.model.library_index import MIN_MATCH, LibraryIndex, backward_suffix_array, build_index, default_folder
+from diffill.model.ngram import END, LONGEST, SPACED, TokenCache, continuation, fold_breaks, fold_spaces, line_bridge
 
 
 def test_the_suffix_array_sorts_positions_on_the_tokens_before_them():
@@ -74,7 +74,7 @@ def test_matches_are_a_token_cache_s(shipped_engine, streams, index):
 def test_damaged_or_foreign_indexes_are_refused(shipped_engine, index, tmp_path, tiny_checkpoint):
     import shutil
 
-    from model.tokenizer import CodeTokenizer
+    from diffill.model.tokenizer import CodeTokenizer
 
     tok = shipped_engine.tok
     with pytest.raises(ValueError, match="not a library index"):
@@ -134,7 +134,7 @@ def test_the_engine_copies_from_a_library_and_says_which(shipped_engine, tmp_pat
 
 def test_diffill_index_builds_from_a_corpus(shipped_engine, tmp_path, tiny_sources, capsys):
     from diffill.cli import main
-    from model.loading import DEFAULT_CHECKPOINT
+    from diffill.model.loading import DEFAULT_CHECKPOINT
 
     corpus = tmp_path / "corpus"
     assert main(["corpus", "build", str(corpus), "--source", str(tiny_sources),
@@ -168,7 +168,7 @@ def _bridge_index(tok, folder, middles):
 
 
 def test_a_line_is_bridged_when_most_places_with_both_neighbours_agree(shipped_engine, tmp_path):
-    from model.ngram import END
+    from diffill.model.ngram import END
 
     tok = shipped_engine.tok
     doc = TokenCache.for_tokenizer(tok)

@@ -1,6 +1,6 @@
 """The LRU infill cache with forwarding (lsp_server/cache.py)."""
 
-from lsp_server.cache import Hole, InfillCache
+from diffill.lsp_server.cache import Hole, InfillCache
 
 TEXT = "def f(x):\n    return x\n"
 

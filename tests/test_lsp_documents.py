@@ -3,7 +3,7 @@
 import pytest
 
 from diffill.errors import DiffillError
-from lsp_server.documents import Document, DocumentStore, utf16_len
+from diffill.lsp_server.documents import Document, DocumentStore, utf16_len
 
 EMOJI = "\U0001F600"
 

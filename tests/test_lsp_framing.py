@@ -9,7 +9,7 @@ import os
 import subprocess
 import sys
 
-from lsp_server.framing import SKIPPED, FramedStdin
+from diffill.lsp_server.framing import SKIPPED, FramedStdin
 
 
 def test_a_body_over_the_limit_is_read_past_and_the_next_message_is_intact(caplog):

@@ -283,7 +283,7 @@ async def test_a_completion_inside_a_word_replaces_the_typed_part(client):
 
 
 async def test_a_completion_item_at_a_word_boundary_inserts_at_the_cursor():
-    from lsp_server.server import completion_item
+    from diffill.lsp_server.server import completion_item
 
     at = pos(3, 8)
     item = completion_item("x + 1", at, "python", 0)
@@ -308,7 +308,7 @@ async def test_the_beam_setting_reaches_the_engine_and_keys_the_cache(client):
 
 async def test_answers_offer_the_runners_up_after_the_infill():
     from diffill.engine import InfillResult
-    from lsp_server.server import choices, completion_answer, inline_answer, scored
+    from diffill.lsp_server.server import choices, completion_answer, inline_answer, scored
 
     result = InfillResult("a + b", 3, 3, 2, 2, 3, 1.0, False, alternatives=["a - b", "a"], confidence=0.7,
                           confidence_calibrated=True, alternative_confidences=[0.2, 0.1])
@@ -807,7 +807,7 @@ async def test_stress_500_mixed_requests(client):
 async def test_error_answers_are_logged_as_one_line_not_a_traceback(caplog):
     import logging
 
-    from lsp_server.protocol import AnsweredErrors  # noqa: F401  (installs the filter)
+    from diffill.lsp_server.protocol import AnsweredErrors  # noqa: F401  (installs the filter)
 
     pygls_log = logging.getLogger("pygls.protocol.json_rpc")
     with caplog.at_level(logging.INFO, logger="pygls.protocol.json_rpc"):

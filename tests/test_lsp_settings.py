@@ -1,6 +1,6 @@
 """Settings from initializationOptions and didChangeConfiguration (lsp_server/settings.py)."""
 
-from lsp_server.settings import Settings, merge
+from diffill.lsp_server.settings import Settings, merge
 
 
 def test_known_keys_are_applied_and_unknown_keys_ignored():

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from diffill.errors import DiffillError
-from lsp_server.worker import EngineWorker
+from diffill.lsp_server.worker import EngineWorker
 
 
 class FakeEngine:
@@ -97,7 +97,7 @@ class FillingEngine(FakeEngine):
 
 
 async def test_loading_warms_the_engine_up_before_any_request_runs():
-    from lsp_server.worker import WARM_UP_HOLES, WARM_UP_TEXT
+    from diffill.lsp_server.worker import WARM_UP_HOLES, WARM_UP_TEXT
 
     worker = EngineWorker(factory=FillingEngine)
     load = worker.load("m", None)

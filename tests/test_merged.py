@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 
-import adapters.serving
-from adapters import attach, base_fingerprint, save_adapter
-from adapters.merged import MergedWeights, merged_key
+from diffill.adapters import serving as adapter_serving
+from diffill.adapters import attach, base_fingerprint, save_adapter
+from diffill.adapters.merged import MergedWeights, merged_key
 from diffill.engine import Engine, EngineConfig, InfillRequest
-from model.loading import load_checkpoint
+from diffill.model.loading import load_checkpoint
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED = REPO / "model" / "checkpoints" / "diffill-base"
@@ -57,7 +57,7 @@ def tiny_adapter(tiny_checkpoint, tmp_path_factory) -> Path:
 @pytest.fixture
 def shipped_is(monkeypatch):
     """``shipped_is(folder)``: serve ``folder`` as the shipped adapter."""
-    return lambda folder: monkeypatch.setattr(adapters.serving, "DEFAULT_ADAPTER", Path(folder))
+    return lambda folder: monkeypatch.setattr(adapter_serving, "DEFAULT_ADAPTER", Path(folder))
 
 
 def tiny_engine(checkpoint: Path) -> Engine:

@@ -7,7 +7,7 @@ import shutil
 import yaml
 
 from diffill.modelcard import RECIPES, describe_phases, front_matter, phase_files, write_card
-from model.train import TrainConfig, train
+from diffill.model.train import TrainConfig, train
 
 TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
 

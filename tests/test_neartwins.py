@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from model.neartwins import TwinRule, line_hashes, shingles, twins_against, twins_within
+from diffill.model.neartwins import TwinRule, line_hashes, shingles, twins_against, twins_within
 
 
 def _module(seed: int, n: int = 40) -> str:

@@ -1,8 +1,8 @@
 import torch
 from transformers import AutoConfig, AutoModelForMaskedLM
 
-from model.configuration import DiffillConfig
-from model.network import DiffillForMaskedLM
+from diffill.model.configuration import DiffillConfig
+from diffill.model.network import DiffillForMaskedLM
 
 CFG = dict(vocab_size=300, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=48)
 

@@ -8,7 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from model.ngram import END, MIN_MATCH, SEP, WEIGHT, TokenCache, continuation
+from diffill.model.ngram import END, MIN_MATCH, SEP, WEIGHT, TokenCache, continuation
 
 BREAKS = frozenset({90, 91})  # two line-break tokens: a newline with two indentations
 SPACED = {50: 5}  # token 50 is " x", token 5 is "x"
@@ -151,7 +151,7 @@ def test_runs_of_line_breaks_match_as_one():
 
 
 def test_a_line_is_bridged_from_the_document_s_own_repeated_code(shipped_engine):
-    from model.ngram import hole_caches, line_bridge
+    from diffill.model.ngram import hole_caches, line_bridge
 
     tok = shipped_engine.tok
 
@@ -170,7 +170,7 @@ def test_a_line_is_bridged_from_the_document_s_own_repeated_code(shipped_engine)
 
 def test_a_workspace_bridges_from_its_other_files_only(shipped_engine):
     """A repository's cache bridges too; the document's own saved copy is left out (``Without``)."""
-    from model.ngram import Without, hole_caches, line_bridge
+    from diffill.model.ngram import Without, hole_caches, line_bridge
 
     tok = shipped_engine.tok
     prefix, suffix = "def g(self):\n    x = self.load()\n    ", "\n    return x\n"
@@ -188,7 +188,7 @@ def test_a_workspace_bridges_from_its_other_files_only(shipped_engine):
 
 
 def test_the_document_bridges_from_its_next_lines_when_the_lines_before_are_new(shipped_engine):
-    from model.ngram import hole_caches, line_bridge
+    from diffill.model.ngram import hole_caches, line_bridge
 
     tok = shipped_engine.tok
     suffix = "\n    self.save(x)\n    return x\n"

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from model.objective import (
+from diffill.model.objective import (
     Example,
     ObjectiveConfig,
     diffusion_loss,
@@ -10,7 +10,7 @@ from model.objective import (
     noise_batch,
     pick_middle,
 )
-from model.tokenizer import CodeTokenizer, load_tokenizer
+from diffill.model.tokenizer import CodeTokenizer, load_tokenizer
 
 SRC = ("import os\n\n\ndef walk(root):\n    for name in os.listdir(root):\n"
        "        path = os.path.join(root, name)\n        if os.path.isdir(path):\n"
@@ -35,7 +35,7 @@ def test_only_eligible_positions_are_masked(tok):
 
 
 def test_t_is_stratified_over_the_batch():
-    from model.objective import EPS, stratified_t
+    from diffill.model.objective import EPS, stratified_t
 
     t = np.sort(stratified_t(8, np.random.default_rng(0)))
     assert EPS <= t[0] and t[-1] <= 1.0
@@ -159,7 +159,7 @@ def test_line_middle_is_the_text_of_a_line_after_its_indentation():
 
 
 def test_plain_and_infill_losses_are_finite_on_a_real_model(tiny_checkpoint, tok):
-    from model.network import DiffillForMaskedLM
+    from diffill.model.network import DiffillForMaskedLM
 
     m = DiffillForMaskedLM.from_pretrained(str(tiny_checkpoint))
     rng = np.random.default_rng(0)
@@ -218,7 +218,7 @@ def test_context_rate_leaves_the_canvas_noise_as_it_was(tok):
 
 
 def test_context_loss_is_reported_apart_from_the_canvas(tiny_checkpoint, tok):
-    from model.network import DiffillForMaskedLM
+    from diffill.model.network import DiffillForMaskedLM
 
     model = DiffillForMaskedLM.from_pretrained(str(tiny_checkpoint))
     ex = infill_example(SRC * 4, tok, np.random.default_rng(0), ObjectiveConfig(), kind="line")
@@ -231,7 +231,7 @@ def test_context_loss_is_reported_apart_from_the_canvas(tiny_checkpoint, tok):
 
 
 def test_the_window_can_be_read_from_the_whole_file_around_the_excerpt(tok):
-    from model.context import Window
+    from diffill.model.context import Window
 
     text = "".join(f"value_{i} = {i}\n" for i in range(400))  # ~6,000 characters, over the excerpt
     window = Window(200, 60)

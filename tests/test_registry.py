@@ -4,7 +4,7 @@ import logging
 
 import pytest
 
-from grammar.registry import GRAMMAR_NAMES, by_extension, by_language_id, grammar, resolve
+from diffill.grammar.registry import GRAMMAR_NAMES, by_extension, by_language_id, grammar, resolve
 
 HELLO = {
     "python": "print('hi')\n",
@@ -56,7 +56,7 @@ def test_resolve_prefers_language_id_and_notes_unknown_once(caplog):
     assert resolve("rust", "x.py").name == "rust"
     assert resolve(None, "x.py").name == "python"
     assert resolve("plaintext", "x.go").name == "go"
-    with caplog.at_level(logging.WARNING, logger="grammar.registry"):
+    with caplog.at_level(logging.WARNING, logger="diffill.grammar.registry"):
         assert resolve("brainfuck-test", None) is None
         assert resolve("brainfuck-test", None) is None
     notes = [r for r in caplog.records if "brainfuck-test" in r.getMessage()]

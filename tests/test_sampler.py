@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from model.backend import DiffillBackend
-from model.loading import load_checkpoint
-from model.sampler import Request, Sampler, SamplerConfig
+from diffill.model.backend import DiffillBackend
+from diffill.model.loading import load_checkpoint
+from diffill.model.sampler import Request, Sampler, SamplerConfig
 
 MASK, EOI, PAD = 1, 2, 0
 V = 32
@@ -380,7 +380,7 @@ def test_cache_refreshed_every_step_equals_exact(tiny_backend):
 
 
 def test_left_to_right_decoding_mixes_a_short_copy_in_at_the_leftmost_slot_alone():
-    from model.ngram import TokenCache
+    from diffill.model.ngram import TokenCache
 
     # the model wants 10 11 12 13 (0.6 at the first slot, 0.95 after); the document has the 6-token
     # prefix followed by 20 21: weighed 0.39, the copy's 20 (0.39) beats the model's 10 (0.37)
@@ -397,7 +397,7 @@ def test_left_to_right_decoding_mixes_a_short_copy_in_at_the_leftmost_slot_alone
 
 
 def test_a_sure_copy_is_committed_in_one_pass():
-    from model.ngram import TokenCache
+    from diffill.model.ngram import TokenCache
 
     # a 16-token match with one continuation: 20 21 22 need no forward pass of their own
     prefix = list(range(3, 19))
@@ -410,7 +410,7 @@ def test_a_sure_copy_is_committed_in_one_pass():
 
 
 def test_a_sure_copy_stops_at_a_token_banned_at_its_slot():
-    from model.ngram import TokenCache
+    from diffill.model.ngram import TokenCache
 
     # the same sure run, but 21 is banned at slot 1 (a veto the constraint made): the run stops
     # before it, so it is never proposed there again

@@ -2,8 +2,8 @@
 
 import pytest
 
-from grammar.registry import GRAMMAR_NAMES
-from grammar.spans import NODE_KINDS, SPAN_KINDS, Span, line_spans, python_spans, select_spans
+from diffill.grammar.registry import GRAMMAR_NAMES
+from diffill.grammar.spans import NODE_KINDS, SPAN_KINDS, Span, line_spans, python_spans, select_spans
 
 PY = '''def area(w, h):
     """Area."""

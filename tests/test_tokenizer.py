@@ -1,6 +1,6 @@
 import pytest
 
-from model.tokenizer import BOS, EOI, MASK, PAD, CodeTokenizer, load_tokenizer
+from diffill.model.tokenizer import BOS, EOI, MASK, PAD, CodeTokenizer, load_tokenizer
 
 TEXTS = [
     "def f(x):\n    return x + 1\n",

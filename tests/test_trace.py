@@ -6,8 +6,8 @@ import io
 
 from diffill.cli import main
 from diffill.trace import FRESH, MASK_GLYPH, RESET, TracePrinter, colour_wanted
-from model.sampler import StepTrace
-from model.tokenizer import CodeTokenizer, load_tokenizer
+from diffill.model.sampler import StepTrace
+from diffill.model.tokenizer import CodeTokenizer, load_tokenizer
 
 
 def _tok(tiny_corpus) -> CodeTokenizer:

@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from model.train import TrainConfig, init_state, lr_at, train
+from diffill.model.train import TrainConfig, init_state, lr_at, train
 
 TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
 
@@ -49,8 +49,8 @@ def test_resumed_run_matches_an_uninterrupted_one(tiny_corpus, tmp_path, optimiz
 
 
 def test_a_run_records_its_context_window_in_the_model_config(tiny_corpus, tmp_path):
-    from model.context import Window, window_of
-    from model.train import latest_checkpoint
+    from diffill.model.context import Window, window_of
+    from diffill.model.train import latest_checkpoint
 
     cfg = _cfg()
     cfg.objective.window = Window(40, 20)
@@ -61,7 +61,7 @@ def test_a_run_records_its_context_window_in_the_model_config(tiny_corpus, tmp_p
 
 
 def test_going_on_with_another_window_than_the_model_was_trained_with_is_logged(tiny_corpus, tmp_path, caplog):
-    from model.context import Window
+    from diffill.model.context import Window
 
     train(tiny_corpus, tmp_path / "w", _cfg(), steps=1, progress=False)
     train(tiny_corpus, tmp_path / "w", _cfg(), steps=1, resume=True, progress=False)
@@ -161,7 +161,7 @@ def _weights(ckpt):
 
 
 def test_wsd_keeps_its_trunk_and_decays_a_branch_that_the_next_phase_leaves_behind(tiny_corpus, tmp_path):
-    from model.train import latest_checkpoint, resume_source
+    from diffill.model.train import latest_checkpoint, resume_source
 
     phase = dataclasses.replace(_cfg(), **_wsd_tiny())
     straight = tmp_path / "a"
@@ -217,8 +217,8 @@ def test_batch_workers_give_the_same_run(tiny_corpus, tmp_path):
 def test_a_phase_goes_on_from_the_finished_branch_as_a_run_from_its_export_does(tiny_corpus, tmp_path):
     """The re-warm of the shipped weights: ``make train`` resumes the last phase's branch with the
     optimizer afresh, as a machine that has only the exported model (``--init``) does."""
-    from model.export import export
-    from model.train import resume_source
+    from diffill.model.export import export
+    from diffill.model.train import resume_source
 
     run = tmp_path / "run"
     train(tiny_corpus, run, dataclasses.replace(_cfg(), **_wsd_tiny()), until_step=6, resume=True, progress=False)
@@ -302,7 +302,7 @@ def test_every_recipe_is_a_valid_training_config(recipe):
     """Each phase and trial in model/recipes reads as ``diffill train --config`` reads it, with a
     schedule the trainer accepts."""
     from diffill.commands.train import apply_settings
-    from model.train import check_schedule
+    from diffill.model.train import check_schedule
 
     cfg = TrainConfig()
     apply_settings(cfg, json.loads((RECIPES / recipe).read_text()))
@@ -311,9 +311,9 @@ def test_every_recipe_is_a_valid_training_config(recipe):
 
 
 def test_a_run_with_context_masking_logs_the_context_loss_and_records_its_wide_window(tiny_corpus, tmp_path):
-    from model.context import Window, window_of
-    from model.network import DiffillForMaskedLM
-    from model.train import latest_checkpoint
+    from diffill.model.context import Window, window_of
+    from diffill.model.network import DiffillForMaskedLM
+    from diffill.model.train import latest_checkpoint
 
     cfg = _cfg()
     cfg.objective.window = Window(300, 100)
@@ -329,8 +329,8 @@ def test_a_run_with_context_masking_logs_the_context_loss_and_records_its_wide_w
 @pytest.mark.parametrize("recipe", sorted(str(p.relative_to(RECIPES)) for p in RECIPES.rglob("*.json")))
 def test_every_recipe_window_fits_the_positions_the_model_has(recipe):
     from diffill.commands.train import apply_settings
-    from model.configuration import DiffillConfig
-    from model.objective import MAX_CANVAS
+    from diffill.model.configuration import DiffillConfig
+    from diffill.model.objective import MAX_CANVAS
 
     cfg = TrainConfig()
     apply_settings(cfg, json.loads((RECIPES / recipe).read_text()))

@@ -3,9 +3,9 @@
 import pytest
 
 from diffill.refactor.syntax import syntax_errors
-from grammar.registry import GRAMMAR_NAMES, grammar
-from grammar.selfcheck import CASES, checker_for, self_check
-from grammar.validity import HoleChecker
+from diffill.grammar.registry import GRAMMAR_NAMES, grammar
+from diffill.grammar.selfcheck import CASES, checker_for, self_check
+from diffill.grammar.validity import HoleChecker
 
 PY = grammar("python")
 

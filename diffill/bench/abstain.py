@@ -61,7 +61,7 @@ def register(bsub) -> None:
 
 def repo_texts(folder: str) -> tuple[list[str], list[str]]:
     """The repository's Python files (as ``diffill adapt`` collects them): their texts and paths."""
-    from adapters.sources import collect_sources
+    from diffill.adapters.sources import collect_sources
 
     root = Path(folder)
     if not root.is_dir():

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from diffill.commands.common import int_between, path_text, positive_int
 from diffill.errors import DiffillError
-from lsp_server.settings import MAX_TOKENS_LIMIT
+from diffill.lsp_server.settings import MAX_TOKENS_LIMIT
 
 log = logging.getLogger(__name__)
 

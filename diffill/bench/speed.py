@@ -148,7 +148,7 @@ def line_holes(texts: list[str], n: int, count_tokens, rng: np.random.Generator,
 def block_holes(texts: list[str], n: int, count_tokens, rng: np.random.Generator) -> list[Hole]:
     """Multi-line holes: syntax nodes of 2 to 6 whole lines (from the first non-blank character
     of the first line to the end of the last)."""
-    from grammar.spans import python_spans
+    from diffill.grammar.spans import python_spans
 
     holes: list[Hole] = []
     for i in rng.permutation(len(texts)):
@@ -257,8 +257,8 @@ def replay_typing(engine, holes: list[Hole], setting: str, budget: int) -> dict:
     """Type each hole's line into it a character at a time (see the module's ``typing``); every
     keystroke but the line's last is a request, answered from the forwarding cache or the engine."""
     from diffill.engine import InfillRequest
-    from lsp_server.cache import Hole as Cursor
-    from lsp_server.cache import InfillCache
+    from diffill.lsp_server.cache import Hole as Cursor
+    from diffill.lsp_server.cache import InfillCache
 
     cfg = setting_config(engine.config.sampler, setting, _beam(engine))
     for h in holes[:3]:  # warm-up: allocator, thread pool, kernels

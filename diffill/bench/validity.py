@@ -57,7 +57,7 @@ def register(bsub) -> None:
 
 def draw_holes(texts: list[str], n: int, count_tokens, seed: int = 0) -> list[Hole]:
     """About ``n / 5`` holes of each span kind; a hole's target fits its canvas budget."""
-    from grammar.spans import select_spans
+    from diffill.grammar.spans import select_spans
 
     rng = np.random.default_rng(seed)
     per_kind = -(-n // len(KINDS))
@@ -95,8 +95,8 @@ def _normal(text: str) -> str:
 def compare(engine, holes: list[Hole]) -> dict:
     """Fill every hole with and without the constraint (interleaved); figures for each."""
     from diffill.engine import InfillRequest
-    from grammar.registry import grammar
-    from grammar.validity import HoleChecker
+    from diffill.grammar.registry import grammar
+    from diffill.grammar.validity import HoleChecker
 
     def request(h: Hole) -> InfillRequest:
         return InfillRequest(h.text, h.at, h.at, language="python", multiline=h.multiline,
@@ -160,8 +160,8 @@ def check_latency(texts: list[str], lines: int = CHECK_FILE_LINES) -> dict:
     """Median ms of one incremental check while a statement in a method of a ``lines``-line
     Python file (held-out files joined) is typed in again character by character: every prefix
     is one check, an edit of the previous one, as the sampler's steps are."""
-    from grammar.registry import grammar
-    from grammar.validity import HoleChecker
+    from diffill.grammar.registry import grammar
+    from diffill.grammar.validity import HoleChecker
 
     pool: list[str] = []
     for i in np.random.default_rng(0).permutation(len(texts)):
@@ -211,7 +211,7 @@ def run(args) -> int:
     import torch
 
     from diffill.engine import Engine, EngineConfig
-    from grammar.selfcheck import self_check
+    from diffill.grammar.selfcheck import self_check
 
     if args.cases < 1:
         raise DiffillError("--cases must be at least 1")

@@ -32,8 +32,8 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from diffill.errors import DiffillError
-    from model.corpus import build_corpus, default_roots
-    from model.neartwins import TwinRule
+    from diffill.model.corpus import build_corpus, default_roots
+    from diffill.model.neartwins import TwinRule
 
     roots = [Path(s) for s in args.source] if args.source else default_roots()
     for r in roots:

@@ -26,7 +26,7 @@ def register(sub) -> None:
 
 
 def _corpus_streams(corpus: Path, tok):
-    from model.corpus import file_streams, load_tokens
+    from diffill.model.corpus import file_streams, load_tokens
 
     from diffill.errors import DiffillError
 
@@ -43,7 +43,7 @@ def _library_streams(tok, chunk: int = 256):
     files at a time (kept as uint16: a whole library's token lists would take gigabytes)."""
     import numpy as np
 
-    from model.corpus import collect, default_roots, is_heldout
+    from diffill.model.corpus import collect, default_roots, is_heldout
 
     roots = default_roots()
 
@@ -62,9 +62,9 @@ def _library_streams(tok, chunk: int = 256):
 
 def run(args) -> int:
     from diffill.errors import DiffillError
-    from model.library_index import LibraryIndex, build_index, default_folder
-    from model.loading import DEFAULT_CHECKPOINT
-    from model.tokenizer import CodeTokenizer
+    from diffill.model.library_index import LibraryIndex, build_index, default_folder
+    from diffill.model.loading import DEFAULT_CHECKPOINT
+    from diffill.model.tokenizer import CodeTokenizer
 
     model = Path(args.model) if args.model else DEFAULT_CHECKPOINT
     if not (model / "tokenizer.json").is_file():

@@ -40,13 +40,13 @@ def run(args) -> int:
         root.handlers[:] = [handler]
     sys.setswitchinterval(0.001)  # the event loop gets the GIL back quickly while the model runs
 
-    from lsp_server.server import build_server
+    from diffill.lsp_server.server import build_server
 
     server = build_server(model=args.model, threads=args.threads)
     if address:
         server.start_tcp(*address)
     else:
-        from lsp_server.framing import FramedStdin
+        from diffill.lsp_server.framing import FramedStdin
 
         # the unbuffered stream beneath: the framing reads what has arrived, never blocks for more
         server.start_io(stdin=FramedStdin(getattr(sys.stdin.buffer, "raw", sys.stdin.buffer)))

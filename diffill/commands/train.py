@@ -80,8 +80,8 @@ def _with_field(obj, parts: list[str], value, key: str):
 def run(args) -> int:
     from diffill.errors import DiffillError
     from diffill.evaluation import heldout_figures, line_sampler
-    from model.corpus import load_texts
-    from model.train import TrainConfig, train
+    from diffill.model.corpus import load_texts
+    from diffill.model.train import TrainConfig, train
 
     corpus = Path(args.corpus)
     if not (corpus / "manifest.json").is_file():

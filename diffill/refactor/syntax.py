@@ -9,8 +9,8 @@ from pathlib import Path
 
 import tree_sitter as ts
 
-from grammar import registry
-from grammar.validity import HoleChecker, marks_error
+from diffill.grammar import registry
+from diffill.grammar.validity import HoleChecker, marks_error
 
 LANGUAGES: tuple[str, ...] = registry.GRAMMAR_NAMES
 

@@ -59,11 +59,11 @@ PY
 )
 warmup=$($py -c "import json,sys; print(min(json.load(open(sys.argv[1])).get('warmup_steps', 0), $decay))" "$config")
 # the run goes on counting from the model's step (its card's running log), so its schedule starts there
-base=$($py -c "import sys; from pathlib import Path; from model.train import init_state; print(init_state(Path(sys.argv[1]))['step'])" "$init")
+base=$($py -c "import sys; from pathlib import Path; from diffill.model.train import init_state; print(init_state(Path(sys.argv[1]))['step'])" "$init")
 $py -m diffill.cli train --corpus "$work/corpus" --out "$work/run" --init "$init" --config "$config" \
   --until-step "$((base + steps))" --set schedule_start="$base" --set total_steps="$((base + steps))" \
   --set decay_start="$((base + decay))" --set warmup_steps="$warmup" --eval-cases 0 > "$out/state.json"
-$py -m model.export "$work/run" "$out/export"
+$py -m diffill.model.export "$work/run" "$out/export"
 cp "$work/run/log.jsonl" "$out/log.jsonl"
 $py - "$out" "$steps" "$start" "$base" <<'PY'
 import json, sys, time
