@@ -63,6 +63,7 @@ class MergedWeights:
     """Where one merge is kept (``path``, which may not exist yet)."""
 
     path: Path
+    base_sha256: str | None = None  # the bare base's fingerprint, as recorded when the merge was kept
 
     @classmethod
     def locate(cls, base_weights: Path, adapter: Path, dtype: str) -> MergedWeights | None:
@@ -105,15 +106,19 @@ class MergedWeights:
                 raise ValueError(f"{name} does not fit the model")
         if not tensors:
             raise ValueError("it holds no tensors")
+        self.base_sha256 = meta.get("base_sha256")
         return tensors
 
-    def save(self, tensors: dict[str, torch.Tensor]) -> None:
+    def save(self, tensors: dict[str, torch.Tensor], base_sha256: str | None = None) -> None:
         """Write atomically (a temporary file in the same folder, then renamed); a cache that
-        cannot be written is only logged."""
+        cannot be written is only logged. ``base_sha256`` is kept beside the tensors: the key
+        covers the base's file, so a later load need not fingerprint its weights again."""
         from safetensors.torch import save_file
 
         tensors = {name: t.detach().contiguous() for name, t in tensors.items()}
         meta = {"format": f"diffill-merged-{FORMAT}", "sha256": tensors_digest(tensors)}
+        if base_sha256:
+            meta["base_sha256"] = base_sha256
         tmp = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -172,6 +172,8 @@ class AdaptedModel:
         tensors = cache.load(self.model)
         if tensors is None:
             return None
+        if self._base_sha256 is None and not self._replaced:
+            self._base_sha256 = cache.base_sha256  # recorded with the merge, for these very files
         try:
             info = read_info(Path(DEFAULT_ADAPTER).resolve())  # the path peft's loading reports
         except AdapterError:
@@ -200,7 +202,7 @@ class AdaptedModel:
         from peft.tuners.lora import LoraLayer
 
         cache.save({f"{name}.weight": m.get_base_layer().weight for name, m in self.model.named_modules()
-                    if isinstance(m, LoraLayer)})
+                    if isinstance(m, LoraLayer)}, base_sha256=self._base_sha256)
 
     def _restore_replaced(self) -> None:
         """The base weights back where a cached merge overwrote them."""

@@ -30,7 +30,7 @@ from diffill.model.beam import LINE_BEAM
 from diffill.model.context import Window, encode_window
 from diffill.model.lead import Lead, Spellings, typed_word
 from diffill.model.library_index import LibraryIndex, default_folder
-from diffill.model.loading import DEFAULT_CHECKPOINT, ModelLoadError, load_checkpoint
+from diffill.model.loading import DEFAULT_CHECKPOINT, ModelLoadError, load_network
 from diffill.model.ngram import TokenCache, bridged_line, hole_caches, prefix_context
 from diffill.model.sampler import Request, SampleResult, Sampler, SamplerConfig, StepTrace
 
@@ -187,7 +187,7 @@ class Engine:
             if self.config.dtype not in DTYPES:
                 raise ModelLoadError(f"dtype must be one of {', '.join(DTYPES)}, not {self.config.dtype!r}")
             self.dtype = resolve_dtype(self.config.dtype)
-            self.model, self.tok = load_checkpoint(self.config.model, dtype=getattr(torch, self.dtype))
+            self.model, self.tok = load_network(self.config.model, dtype=getattr(torch, self.dtype))
         except ModelLoadError as e:
             raise DiffillError(str(e)) from e
         self.backend = DiffillBackend(self.model, self.tok)

@@ -146,7 +146,7 @@ class DiffillBackend:
             lay.context_index = order[:, :n]
             cmask = torch.arange(n)[None] < counts[:, None]
             lay.context_mask = None if bool(cmask.all()) else cmask.long()
-            from diffill.model.network import rope_cos_sin
+            from diffill.model.layers import rope_cos_sin
 
             lay.rope = rope_cos_sin(lay.canvas_index, self.model.head_dim, self.model.config.rope_theta)
         return lay
@@ -173,7 +173,7 @@ class ForeignTokenizer(CodeTokenizer):
     """A transformers tokenizer of another model, with the ids the engine needs named explicitly."""
 
     def __init__(self, hf, mask_id: int, eoi_id: int, pad_id: int | None = None, bos_id: int | None = None):
-        self.hf = hf
+        self._hf = hf
         self.backend = hf.backend_tokenizer
         self.mask_id, self.eoi_id = mask_id, eoi_id
         self.pad_id = pad_id if pad_id is not None else eoi_id

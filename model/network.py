@@ -1,103 +1,17 @@
-"""The diffill network: a bidirectional Llama-style transformer for masked diffusion.
-
-RoPE, RMSNorm, SwiGLU, ``scaled_dot_product_attention`` with no causal mask, tied input and
-output embeddings. Logits are computed only where asked (``logits_at``): with an 8k vocabulary
-the output projection is about half the FLOPs of a small model.
-
-Two paths for the sampler:
-* exact: ``forward(prefix + canvas + suffix)`` every step;
-* cached: ``encode_context`` runs the whole row once (its canvas logits are the first step's,
-  exact) and returns each layer's keys and values; the backend keeps those of the prefix and
-  suffix, then ``forward_canvas`` runs only the canvas through the layers, attending to that
-  cache (Fast-dLLM's dual cache; approximate, since under bidirectional attention the context
-  states would in truth change as the canvas fills).
-
-For inference the q/k/v and gate/up projections can run fused (``fuse_projections``); the
-checkpoint keeps them separate, so training and peft's LoRA layers see the usual modules.
+"""The diffill network as a transformers model, for training, export and growth (peft, ``save_pretrained``,
+the Auto classes). Its modules and methods are those of ``model.layers``, where the architecture is
+described; serving loads the plain ``model.layers.DiffillNetwork`` without importing transformers.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from transformers import AutoConfig, AutoModelForMaskedLM, PreTrainedModel
 from transformers.modeling_outputs import MaskedLMOutput
 
 from diffill.model.configuration import DiffillConfig
-
-KV = tuple[torch.Tensor, torch.Tensor]
-
-
-def rope_cos_sin(positions: torch.Tensor, head_dim: int, theta: float) -> KV:
-    """cos and sin tables of shape (B, 1, T, head_dim) for integer ``positions`` (B, T)."""
-    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, device=positions.device).float() / head_dim))
-    angles = positions.float()[..., None] * inv_freq  # (B, T, head_dim/2)
-    angles = torch.cat([angles, angles], dim=-1)[:, None]
-    return angles.cos(), angles.sin()
-
-
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
-    return x * cos.to(x.dtype) + rotated * sin.to(x.dtype)
-
-
-class Attention(nn.Module):
-    def __init__(self, config: DiffillConfig):
-        super().__init__()
-        self.n_heads = config.num_attention_heads
-        self.head_dim = config.hidden_size // config.num_attention_heads
-        h = config.hidden_size
-        self.q_proj = nn.Linear(h, h, bias=False)
-        self.k_proj = nn.Linear(h, h, bias=False)
-        self.v_proj = nn.Linear(h, h, bias=False)
-        self.o_proj = nn.Linear(h, h, bias=False)
-        self.fused: torch.Tensor | None = None  # q, k, v in one matrix (DiffillForMaskedLM.fuse_projections)
-
-    def forward(self, x, cos, sin, attn_mask=None, context: KV | None = None):
-        b, t, _ = x.shape
-        qkv = (F.linear(x, self.fused).chunk(3, dim=-1) if self.fused is not None
-               else (self.q_proj(x), self.k_proj(x), self.v_proj(x)))
-        q, k, v = (y.reshape(b, t, self.n_heads, self.head_dim).transpose(1, 2) for y in qkv)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        own = (k, v)
-        if context is not None:
-            k = torch.cat([context[0].to(k.dtype), k], dim=2)
-            v = torch.cat([context[1].to(v.dtype), v], dim=2)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
-        return self.o_proj(out.transpose(1, 2).reshape(b, t, -1)), own
-
-
-class MLP(nn.Module):
-    def __init__(self, config: DiffillConfig):
-        super().__init__()
-        self.gate_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
-        self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
-        self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=False)
-        self.fused: torch.Tensor | None = None  # gate and up in one matrix (DiffillForMaskedLM.fuse_projections)
-
-    def forward(self, x):
-        if self.fused is not None:
-            gate, up = F.linear(x, self.fused).chunk(2, dim=-1)
-        else:
-            gate, up = self.gate_proj(x), self.up_proj(x)
-        return self.down_proj(F.silu(gate) * up)
-
-
-class Block(nn.Module):
-    def __init__(self, config: DiffillConfig):
-        super().__init__()
-        self.input_layernorm = nn.RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
-        self.self_attn = Attention(config)
-        self.post_attention_layernorm = nn.RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
-        self.mlp = MLP(config)
-
-    def forward(self, x, cos, sin, attn_mask=None, context: KV | None = None):
-        a, kv = self.self_attn(self.input_layernorm(x), cos, sin, attn_mask, context)
-        x = x + a
-        x = x + self.mlp(self.post_attention_layernorm(x))
-        return x, kv
+from diffill.model.layers import NetworkMethods
 
 
 class DiffillPreTrainedModel(PreTrainedModel):
@@ -115,92 +29,14 @@ class DiffillPreTrainedModel(PreTrainedModel):
             nn.init.ones_(module.weight)
 
 
-def _applied_weight(proj: nn.Module) -> torch.Tensor | None:
-    """The weight a projection applies: a plain Linear's, or the base weight of a peft LoRA layer
-    whose adapter is merged in or inactive. None while LoRA matmuls run beside the base."""
-    base = getattr(proj, "base_layer", None)
-    if base is None:
-        return proj.weight
-    live = [a for a in proj.active_adapters if a in proj.lora_A]
-    if proj.merged or proj.disable_adapters or not live:
-        return base.weight
-    return None
+class DiffillForMaskedLM(NetworkMethods, DiffillPreTrainedModel):
+    """The network as a transformers model (training, export, growth); serving uses
+    ``model.layers.DiffillNetwork``, the same modules without transformers."""
 
-
-def _key_mask(attention_mask: torch.Tensor | None, extra: int = 0) -> torch.Tensor | None:
-    """(B, T) 1/0 padding mask -> boolean SDPA mask (B, 1, 1, extra + T)."""
-    if attention_mask is None:
-        return None
-    return attention_mask.bool()[:, None, None, :]
-
-
-class DiffillForMaskedLM(DiffillPreTrainedModel):
     def __init__(self, config: DiffillConfig):
         super().__init__(config)
-        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
-        self.layers = nn.ModuleList(Block(config) for _ in range(config.num_hidden_layers))
-        self.norm = nn.RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+        self._build(config)
         self.post_init()
-
-    def get_input_embeddings(self):
-        return self.embed_tokens
-
-    def set_input_embeddings(self, value):
-        self.embed_tokens = value
-
-    @torch.no_grad()
-    def fuse_projections(self) -> bool:
-        """For inference: q/k/v, and gate/up, each become one matmul on a concatenated copy of the
-        current weights (fewer, larger kernels: one canvas pass of the shipped model on 2 threads,
-        timed alone, 7.4 -> 5.5 ms; the copies hold 3.4M parameters). Call again after changing
-        the weights; training, ``.to()`` and ``unfuse_projections`` drop the copies. Refused
-        (False, left unfused) while LoRA matmuls run beside the base."""
-        self.unfuse_projections()
-        fused = []
-        for block in self.layers:
-            a, m = block.self_attn, block.mlp
-            qkv = [_applied_weight(p) for p in (a.q_proj, a.k_proj, a.v_proj)]
-            gate_up = [_applied_weight(p) for p in (m.gate_proj, m.up_proj)]
-            if any(w is None for w in qkv + gate_up):
-                return False
-            fused.append((torch.cat(qkv).detach(), torch.cat(gate_up).detach()))
-        for block, (qkv, gate_up) in zip(self.layers, fused):
-            block.self_attn.fused, block.mlp.fused = qkv, gate_up
-        return True
-
-    def unfuse_projections(self) -> None:
-        for block in getattr(self, "layers", ()):
-            block.self_attn.fused = block.mlp.fused = None
-
-    @property
-    def fused(self) -> bool:
-        return any(block.self_attn.fused is not None for block in getattr(self, "layers", ()))
-
-    def train(self, mode: bool = True):
-        if mode:
-            self.unfuse_projections()  # the copies would not follow the optimiser's updates
-        return super().train(mode)
-
-    def _apply(self, fn, recurse=True):
-        self.unfuse_projections()  # .to(), .half(), ...: the copies would keep the old dtype/device
-        return super()._apply(fn, recurse)
-
-    @property
-    def head_dim(self) -> int:
-        return self.config.hidden_size // self.config.num_attention_heads
-
-    def _positions(self, input_ids, position_ids):
-        if position_ids is None:
-            position_ids = torch.arange(input_ids.shape[1], device=input_ids.device)[None].expand_as(input_ids)
-        return position_ids
-
-    def _logits(self, hidden: torch.Tensor, logits_at: torch.Tensor | None) -> torch.Tensor:
-        if logits_at is not None:
-            if logits_at.dtype == torch.bool:
-                hidden = hidden[logits_at]  # (N, H)
-            else:
-                hidden = torch.gather(hidden, 1, logits_at[..., None].expand(-1, -1, hidden.shape[-1]))
-        return F.linear(self.norm(hidden), self.embed_tokens.weight)
 
     def forward(
         self,
@@ -211,64 +47,8 @@ class DiffillForMaskedLM(DiffillPreTrainedModel):
         labels: torch.Tensor | None = None,
         **kwargs,
     ) -> MaskedLMOutput:
-        """Logits at every position, or only at ``logits_at``: a boolean (B, T) mask gives (N, V),
-        an index tensor (B, K) gives (B, K, V). ``labels`` (same selection) adds a plain CE loss."""
-        x = self.embed_tokens(input_ids)
-        cos, sin = rope_cos_sin(self._positions(input_ids, position_ids), self.head_dim, self.config.rope_theta)
-        mask = _key_mask(attention_mask)
-        for layer in self.layers:
-            x, _ = layer(x, cos, sin, mask)
-        logits = self._logits(x, logits_at)
-        loss = None
-        if labels is not None:
-            loss = F.cross_entropy(logits.float().view(-1, logits.shape[-1]), labels.view(-1), ignore_index=-100)
+        logits, loss = self._forward(input_ids, attention_mask, position_ids, logits_at, labels)
         return MaskedLMOutput(loss=loss, logits=logits)
-
-    @torch.inference_mode()
-    def encode_context(
-        self,
-        input_ids: torch.Tensor,
-        position_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        logits_at: torch.Tensor | None = None,
-    ) -> list[KV] | tuple[list[KV], torch.Tensor]:
-        """Per-layer keys and values of every position of ``input_ids`` (prefix + canvas + suffix).
-
-        With ``logits_at`` (B, K) the same pass also returns the logits there: the canvas slots of
-        this pass are exact, so the first denoising step costs no extra forward."""
-        x = self.embed_tokens(input_ids)
-        cos, sin = rope_cos_sin(position_ids, self.head_dim, self.config.rope_theta)
-        mask = _key_mask(attention_mask)
-        cache = []
-        for layer in self.layers:
-            x, kv = layer(x, cos, sin, mask)
-            cache.append(kv)
-        if logits_at is None:
-            return cache
-        return cache, self._logits(x, logits_at)
-
-    @torch.inference_mode()
-    def forward_canvas(
-        self,
-        canvas_ids: torch.Tensor,
-        canvas_positions: torch.Tensor,
-        context: list[KV],
-        context_mask: torch.Tensor | None = None,
-        logits_at: torch.Tensor | None = None,
-        rope: KV | None = None,
-    ) -> torch.Tensor:
-        """Logits of the canvas only, attending to the cached context and itself: (B, L, V), or
-        (B, K, V) at the canvas slots ``logits_at`` (B, K). ``rope``: precomputed
-        ``rope_cos_sin(canvas_positions)``, which does not change between steps."""
-        x = self.embed_tokens(canvas_ids)
-        cos, sin = rope if rope is not None else rope_cos_sin(canvas_positions, self.head_dim, self.config.rope_theta)
-        mask = None
-        if context_mask is not None:
-            own = torch.ones(canvas_ids.shape, dtype=context_mask.dtype, device=context_mask.device)
-            mask = _key_mask(torch.cat([context_mask, own], dim=1))
-        for layer, kv in zip(self.layers, context):
-            x, _ = layer(x, cos, sin, mask, kv)
-        return self._logits(x, logits_at)
 
 
 AutoConfig.register("diffill", DiffillConfig)

@@ -1,4 +1,5 @@
-"""Byte-level BPE tokenizer for code, trained with `tokenizers`, wrapped as PreTrainedTokenizerFast.
+"""Byte-level BPE tokenizer for code, trained with `tokenizers`; wrapped as a transformers
+PreTrainedTokenizerFast only where transformers is used (training, export), not for serving.
 
 Byte-level BPE round-trips any UTF-8 text exactly. The GPT-2 pre-tokenizer regex keeps a
 newline and the indentation after it together, so indentation runs merge into single tokens.
@@ -11,8 +12,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import PreTrainedTokenizerFast
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerFast
 
 PAD, MASK, EOI, BOS = "<pad>", "<mask>", "<eoi>", "<bos>"
 SPECIAL_TOKENS = [PAD, MASK, EOI, BOS]
@@ -34,6 +39,8 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 8192) -> PreTrainedT
 
 
 def wrap(backend: Tokenizer) -> PreTrainedTokenizerFast:
+    from transformers import PreTrainedTokenizerFast
+
     backend.encode_special_tokens = True
     tok = PreTrainedTokenizerFast(
         tokenizer_object=backend,
@@ -46,20 +53,27 @@ def wrap(backend: Tokenizer) -> PreTrainedTokenizerFast:
     return tok
 
 
-def load_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:
+def read_tokenizer(path: str | Path) -> Tokenizer:
+    """The raw ``tokenizers`` tokenizer of a folder's (or a file's) tokenizer.json."""
     path = Path(path)
     file = path / "tokenizer.json" if path.is_dir() else path
     if not file.is_file():
         raise FileNotFoundError(f"no tokenizer.json in {path}")
-    return wrap(Tokenizer.from_file(str(file)))
+    return Tokenizer.from_file(str(file))
+
+
+def load_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:
+    return wrap(read_tokenizer(path))
 
 
 class CodeTokenizer:
     """Fast encode/decode on the raw backend, with the special ids at hand."""
 
-    def __init__(self, hf: PreTrainedTokenizerFast):
-        self.hf = hf
-        self.backend: Tokenizer = hf.backend_tokenizer
+    def __init__(self, tokenizer: Tokenizer | PreTrainedTokenizerFast):
+        """``tokenizer``: the raw ``tokenizers`` one, or a transformers fast tokenizer around it."""
+        is_raw = isinstance(tokenizer, Tokenizer)
+        self.backend: Tokenizer = tokenizer if is_raw else tokenizer.backend_tokenizer
+        self._hf = None if is_raw else tokenizer
         self.backend.encode_special_tokens = True
         self.pad_id = self.backend.token_to_id(PAD)
         self.mask_id = self.backend.token_to_id(MASK)
@@ -70,7 +84,14 @@ class CodeTokenizer:
 
     @classmethod
     def from_dir(cls, path: str | Path) -> CodeTokenizer:
-        return cls(load_tokenizer(path))
+        return cls(read_tokenizer(path))
+
+    @property
+    def hf(self) -> PreTrainedTokenizerFast:
+        """The transformers tokenizer around the same backend (made on first use)."""
+        if self._hf is None:
+            self._hf = wrap(self.backend)
+        return self._hf
 
     def encode(self, text: str) -> list[int]:
         if not text:

@@ -82,6 +82,21 @@ def test_written_once_then_served_without_peft_and_fills_unchanged(tiny_checkpoi
     assert fills(bare) != fills(through_peft), "the adapter changes the fills"
 
 
+def test_a_cached_merge_carries_the_base_fingerprint_so_no_load_recomputes_it(tiny_checkpoint, tiny_adapter, cache,
+                                                                              shipped_is, monkeypatch):
+    shipped_is(tiny_adapter)
+    first = tiny_engine(tiny_checkpoint)
+    expected = first.adapters.base_sha256
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the base was fingerprinted again")
+
+    monkeypatch.setattr(adapter_serving, "base_fingerprint", refuse)
+    warm = tiny_engine(tiny_checkpoint)
+    assert warm.adapters._peft is None and warm.adapters.base_sha256 == expected
+    assert warm.fingerprint() == first.fingerprint()
+
+
 def test_switching_away_from_a_cached_merge_restores_the_base(tiny_checkpoint, tiny_adapter, cache, shipped_is,
                                                                tmp_path):
     shipped_is(tiny_adapter)

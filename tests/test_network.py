@@ -1,7 +1,10 @@
+import pytest
 import torch
-from transformers import AutoConfig, AutoModelForMaskedLM
+from transformers import AutoConfig, AutoModelForMaskedLM, PreTrainedModel
 
 from diffill.model.configuration import DiffillConfig
+from diffill.model.loading import DEFAULT_CHECKPOINT as SHIPPED
+from diffill.model.loading import ModelLoadError
 from diffill.model.network import DiffillForMaskedLM
 
 CFG = dict(vocab_size=300, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=48)
@@ -21,6 +24,26 @@ def test_save_and_reload_give_identical_logits(tmp_path):
     assert not list(tmp_path.glob("*.bin"))
     again = DiffillForMaskedLM.from_pretrained(str(tmp_path))
     assert torch.equal(again(ids).logits, before)
+
+
+def test_the_plain_network_loads_the_same_weights_and_computes_the_same_logits(tmp_path):
+    from diffill.model.layers import DiffillNetwork
+    from diffill.model.loading import load_checkpoint, load_network
+
+    m = _model()
+    m.save_pretrained(str(tmp_path))
+    (tmp_path / "tokenizer.json").write_bytes((SHIPPED / "tokenizer.json").read_bytes())
+    with pytest.raises(ModelLoadError, match="vocabularies differ"):  # 300 ids against the BPE's 8192
+        load_network(tmp_path)
+    net, _ = load_network(SHIPPED)
+    hf, _ = load_checkpoint(SHIPPED)
+    assert isinstance(net, DiffillNetwork) and not isinstance(net, PreTrainedModel)
+    assert net.state_dict().keys() == hf.state_dict().keys()
+    ids = torch.randint(4, 8000, (2, 23))
+    at = torch.tensor([[3, 5], [7, 22]])
+    assert torch.equal(net(ids).logits, hf(ids).logits)
+    assert torch.equal(net(ids, logits_at=at).logits, hf(ids, logits_at=at).logits)
+    assert net.config.to_dict()["prefix_tokens"] == hf.config.prefix_tokens
 
 
 def test_registered_with_auto_classes(tmp_path):
