@@ -170,23 +170,12 @@ class EngineHost:
         if wanted == self._indexed and not again:
             return
         self._indexed = wanted
+        self._in_worker("index_workspace", list(wanted), "cannot index the workspace", self._indexed_now)
 
-        def run(engine, _job):
-            return engine.index_workspace(list(wanted)) if hasattr(engine, "index_workspace") else None
-
-        self.worker.submit(run).future.add_done_callback(self._indexed_now)
-
-    def _indexed_now(self, future: asyncio.Future) -> None:
-        if future.cancelled():
-            return
-        if future.exception() is not None:
-            self.messages.log_message(f"diffill: cannot index the workspace: {future.exception()}",
-                                      types.MessageType.Warning)
-            return
-        if future.result() is not None:
-            self.workspace_index = future.result()
-            self.messages.log_message(f"diffill: fills copy from {self.workspace_index['files']} source files of "
-                                      f"the workspace ({self.workspace_index['tokens']:,} tokens)")
+    def _indexed_now(self, summary: dict) -> None:
+        self.workspace_index = summary
+        self.messages.log_message(f"diffill: fills copy from {summary['files']} source files of the workspace "
+                                  f"({summary['tokens']:,} tokens)")
 
     def refresh_index(self, paths: list[str]) -> None:
         """Have the engine read these files (saved, or changed on disk) again into its workspace
@@ -194,20 +183,26 @@ class EngineHost:
         if not paths or not self._indexed or not self.worker.state.loaded:
             return
         self.cache.clear()  # fills remembered from before may have copied from the old text
+        self._in_worker("refresh_workspace", paths, "cannot refresh the workspace index", self._refreshed)
 
+    def _refreshed(self, answer: dict) -> None:
+        self.workspace_index = {k: answer[k] for k in ("files", "tokens")}
+
+    def _in_worker(self, method: str, paths: list[str], failure: str, done: Callable[[dict], None]) -> None:
+        """``engine.<method>(paths)`` in the worker (an engine without it: nothing); ``done`` gets its
+        answer on the event loop, and a failure is logged as "diffill: <failure>: <error>"."""
         def run(engine, _job):
-            return engine.refresh_workspace(paths) if hasattr(engine, "refresh_workspace") else None
+            return getattr(engine, method)(paths) if hasattr(engine, method) else None
 
-        self.worker.submit(run).future.add_done_callback(self._refreshed)
+        def finished(future: asyncio.Future) -> None:
+            if future.cancelled():
+                return
+            if future.exception() is not None:
+                self.messages.log_message(f"diffill: {failure}: {future.exception()}", types.MessageType.Warning)
+            elif future.result() is not None:
+                done(future.result())
 
-    def _refreshed(self, future: asyncio.Future) -> None:
-        if future.cancelled():
-            return
-        if future.exception() is not None:
-            self.messages.log_message(f"diffill: cannot refresh the workspace index: {future.exception()}",
-                                      types.MessageType.Warning)
-        elif future.result() is not None:
-            self.workspace_index = {k: future.result()[k] for k in ("files", "tokens")}
+        self.worker.submit(run).future.add_done_callback(finished)
 
     # -- requests --------------------------------------------------------------------------
 

@@ -107,7 +107,7 @@ class DiffillProtocol(LanguageServerProtocol):
     def handle_message(self, message):
         if isinstance(message, MalformedRequest):
             log.warning("malformed %s request: %s", message.method, message.message)
-            # pygls answers only through its private _send_response (no public reply for a request it could not read)
+            # pygls has no public way to answer a request it could not read: its private sender
             self._send_response(message.id, error=types.ResponseError(
                 code=types.ErrorCodes.InvalidParams,
                 message=f"invalid parameters for {message.method}: {message.message}"))
@@ -148,7 +148,7 @@ class DiffillProtocol(LanguageServerProtocol):
             method, t0 = arrival
             self._write_times.before = lambda now: self.diffill_server.record_answer(
                 msg_id, method, (now - t0) * 1000.0, error is None)
-        try:
+        try:  # pygls' own sender (private): the one that knows each request's result type
             super()._send_response(msg_id, result, error)
         finally:
             self._write_times.before = None

@@ -1,4 +1,4 @@
-from diffill.engine import InfillRequest, wants_multiline
+from diffill.engine import InfillOptions, InfillRequest, wants_multiline
 from diffill.model.beam import LINE_BEAM
 from diffill.errors import DiffillError
 import pytest
@@ -112,18 +112,13 @@ def test_one_line_holes_are_beam_searched_unless_the_sampler_names_a_beam(tiny_e
     used.clear()  # other settings (as the language server passes its threshold) leave the beam to the engine
     tiny_engine.infill(InfillRequest(SRC, pos, pos + 5, multiline=False), sampler=tiny_engine.with_sampler(threshold=0.5))
     tiny_engine.infill(InfillRequest(SRC, pos, pos + 5, multiline=False), sampler=tiny_engine.with_sampler(beam=0))
-    tiny_engine.config.single_line_beam = 0
-    try:
-        tiny_engine.infill(InfillRequest(SRC, pos, pos + 5, multiline=False))
-    finally:
-        tiny_engine.config.single_line_beam = LINE_BEAM
+    tiny_engine.infill(InfillRequest(SRC, pos, pos + 5, multiline=False), options=InfillOptions(beam=0))
     assert used == [LINE_BEAM, 0, 0]
 
 
 def test_options_apply_to_their_own_call_and_leave_the_config_alone(tiny_engine, monkeypatch):
     from dataclasses import replace
 
-    from diffill.engine import InfillOptions
     from diffill.model.sampler import Sampler
 
     used = []
