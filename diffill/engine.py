@@ -23,6 +23,7 @@ from diffill.newlines import LineFeeds
 from diffill.postprocess import HoleContext, postprocess
 from diffill.precision import DTYPES, resolve_dtype
 from diffill.syntax import HoleGuard, ensure_valid, guard_for
+from diffill.words import typed_part
 from diffill.workspace import WorkspaceCopy
 from diffill.grammar.constraint import RowConstraints
 from diffill.model.backend import BACKENDS, DiffillBackend, load_backend
@@ -75,6 +76,25 @@ class EngineConfig:
     heal_words: bool = True
 
 
+@dataclass(frozen=True)
+class InfillOptions:
+    """How one call fills its holes, where it differs from the engine's config (None: as configured).
+    Front ends pass their per-request settings here instead of changing ``Engine.config``."""
+
+    beam: int | None = None  # one-line holes' beam width (EngineConfig.single_line_beam); 0: threshold decoding
+    threshold: float | None = None  # confidence to commit a token in a denoising step (SamplerConfig.threshold)
+    constrained: bool | None = None  # keep fills syntactically valid (EngineConfig.constrained)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One denoising step of a call's first hole, for a progress report."""
+
+    step: int
+    filled: int  # canvas slots decided so far
+    slots: int  # canvas slots in all
+
+
 @dataclass
 class InfillRequest:
     text: str  # the whole document
@@ -111,8 +131,16 @@ class InfillResult:
     confidence_calibrated: bool = False
     alternative_confidences: list[float] = field(default_factory=list)
     withheld: bool = False  # the fill was below the request's min_confidence (text is "")
+    # at a cursor right after a word's characters: that typed part of the word (``typed_part``). The
+    # fill continues it; a completion item replaces it (from ``word_start``) with ``typed + text``
+    typed: str = ""
     signals: Signals | None = field(default=None, repr=False)  # what the confidence was estimated from
     alternative_signals: list[Signals] = field(default_factory=list, repr=False)
+
+    @property
+    def word_start(self) -> int:
+        """Where the range a completion item replaces starts: the typed part's start (else ``start``)."""
+        return self.start - len(self.typed)
 
     def as_json(self) -> dict:
         return {"text": self.text, "start": self.start, "end": self.end, "steps": self.steps,
@@ -290,15 +318,36 @@ class Engine:
 
     def infill(self, req: InfillRequest, cancelled: Callable[[], bool] | None = None,
                on_step: Callable[[StepTrace], None] | None = None,
-               sampler: SamplerConfig | None = None) -> InfillResult:
-        return self.infill_many([req], cancelled, on_step, sampler)[0]
+               sampler: SamplerConfig | None = None, options: InfillOptions | None = None,
+               on_progress: Callable[[Progress], None] | None = None) -> InfillResult:
+        """Fill one hole (``infill_many``). ``on_progress`` hears of every denoising step."""
+        if on_progress is not None:
+            on_step = self._progress_reporter(on_progress, on_step)
+        return self.infill_many([req], cancelled, on_step, sampler, options)[0]
+
+    def _progress_reporter(self, on_progress: Callable[[Progress], None],
+                           on_step: Callable[[StepTrace], None] | None) -> Callable[[StepTrace], None]:
+        mask = self.tok.mask_id
+
+        def report(trace: StepTrace) -> None:
+            canvas = trace.canvas[0]
+            on_progress(Progress(trace.step, sum(1 for t in canvas if t != mask), len(canvas)))
+            if on_step is not None:
+                on_step(trace)
+
+        return report
 
     def infill_many(self, reqs: list[InfillRequest], cancelled: Callable[[], bool] | None = None,
                     on_step: Callable[[StepTrace], None] | None = None,
-                    sampler: SamplerConfig | None = None) -> list[InfillResult]:
+                    sampler: SamplerConfig | None = None,
+                    options: InfillOptions | None = None) -> list[InfillResult]:
         """Fill every hole; holes of the same kind (one line or several) and budget share forward
         passes. A document with ``\r\n`` (or ``\r``) line ends is filled as ``\n`` text and gets its
-        fills in its own line ends (``diffill.newlines``)."""
+        fills in its own line ends (``diffill.newlines``). ``options`` (beam, threshold, constraint)
+        apply to this call only; ``sampler``, when given, replaces the configured sampler settings."""
+        options = options or InfillOptions()
+        if options.threshold is not None:
+            sampler = replace(sampler or self.config.sampler, threshold=options.threshold)
         for r in reqs:
             self._check(r)
         originals, ends = reqs, [LineFeeds(r.text) for r in reqs]
@@ -315,7 +364,7 @@ class Engine:
             budget = plan[1]
             idx = [i for i, p in enumerate(plans) if p == plan]
             t0 = time.perf_counter()
-            cfg = self._sampler_for(sampler or self.config.sampler, multiline=plan[0])
+            cfg = self._sampler_for(sampler or self.config.sampler, multiline=plan[0], beam=options.beam)
             typed = {i: self._typed(reqs[i], plan[0], cfg) for i in idx}
             # the holes as the model fills them: a word being typed is part of the fill (model.lead)
             held = {i: replace(reqs[i], start=reqs[i].start - len(typed[i])) for i in idx}
@@ -326,7 +375,7 @@ class Engine:
                             finish_after=0 if plans[i][0] else self.config.single_line_passes,
                             caches=self._caches(held[i]),
                             lead=Lead(typed[i], Spellings.of(self.tok)) if typed[i] else None) for i in idx]
-            guards = self._guards([held[i] for i in idx])
+            guards = self._guards([held[i] for i in idx], options.constrained)
             for k, guard in guards.items():  # whole fills are judged as the user gets them
                 h = held[idx[k]]
                 guard.constraint.finish = partial(postprocess, ctx=HoleContext(h.text[: h.start], h.text[h.end :],
@@ -384,6 +433,8 @@ class Engine:
                 done = results[i]
                 results[i] = replace(done, text=e.fill(done.text), start=r.start, end=r.end,
                                      alternatives=[e.fill(a) for a in done.alternatives])
+            if r.start == r.end:
+                results[i] = replace(results[i], typed=typed_part(r.text, r.start))
         return results  # type: ignore[return-value]
 
     def _typed(self, req: InfillRequest, multiline: bool, cfg: SamplerConfig) -> str:
@@ -452,13 +503,14 @@ class Engine:
             self._neighbors.pop(next(iter(self._neighbors)))
         return cache
 
-    def _sampler_for(self, cfg: SamplerConfig, multiline: bool) -> SamplerConfig:
+    def _sampler_for(self, cfg: SamplerConfig, multiline: bool, beam: int | None = None) -> SamplerConfig:
         """``cfg`` with its beam decided, where it leaves that to the engine: one-line holes
-        beam-searched (``single_line_beam``), others by threshold."""
+        beam-searched (``beam``, else ``single_line_beam``), others by threshold."""
         if cfg.beam is not None:
             return cfg
-        one_line = not multiline and self.config.single_line_beam > 1
-        return replace(cfg, beam=self.config.single_line_beam if one_line else 0)
+        width = self.config.single_line_beam if beam is None else beam
+        one_line = not multiline and width > 1
+        return replace(cfg, beam=width if one_line else 0)
 
     def _runners_up(self, candidates: list[list[int]], ctx: HoleContext, guard: HoleGuard | None) -> list[str]:
         """A beam search's other fills as the user would get them: post-processed, non-empty, valid
@@ -498,9 +550,10 @@ class Engine:
                 return calibrated, True
         return raw_score(signals), False
 
-    def _guards(self, reqs: list[InfillRequest]) -> dict[int, HoleGuard]:
-        """Row -> syntax guard, for the rows whose language has a grammar (constrained only)."""
-        if not self.config.constrained:
+    def _guards(self, reqs: list[InfillRequest], constrained: bool | None = None) -> dict[int, HoleGuard]:
+        """Row -> syntax guard, for the rows whose language has a grammar (constrained only; None: as
+        configured)."""
+        if not (self.config.constrained if constrained is None else constrained):
             return {}
         guards = {k: guard_for(r.text, r.start, r.end, self.tok, r.language, r.path) for k, r in enumerate(reqs)}
         return {k: g for k, g in guards.items() if g is not None}

@@ -88,6 +88,7 @@ def _describe(exc: BaseException) -> str:
 class DiffillProtocol(LanguageServerProtocol):
     def __init__(self, server, converter):
         super().__init__(server, converter)
+        self.diffill_server = server  # records each answer's time (``record_answer``)
         self._arrivals: dict[Any, tuple[str, float]] = {}  # requests not answered yet
         self._answered_early: set[Any] = set()
         self._answer_lock = threading.Lock()
@@ -106,6 +107,7 @@ class DiffillProtocol(LanguageServerProtocol):
     def handle_message(self, message):
         if isinstance(message, MalformedRequest):
             log.warning("malformed %s request: %s", message.method, message.message)
+            # pygls has no public way to answer a request it could not read: its private sender
             self._send_response(message.id, error=types.ResponseError(
                 code=types.ErrorCodes.InvalidParams,
                 message=f"invalid parameters for {message.method}: {message.message}"))
@@ -114,6 +116,7 @@ class DiffillProtocol(LanguageServerProtocol):
             self._arrivals[message.id] = (message.method, time.perf_counter())
         super().handle_message(message)
 
+    # every answer, from pygls or the worker, passes here: pygls has no public hook on sending one
     def _send_response(self, msg_id, result=None, error=None):
         with self._answer_lock:
             if msg_id in self._answered_early:  # the worker answered already: this is the same answer
@@ -143,9 +146,9 @@ class DiffillProtocol(LanguageServerProtocol):
             # the CPU at once, and that wait is not the server's); it is recorded before the write,
             # so a request the client sends after reading this answer sees it
             method, t0 = arrival
-            self._write_times.before = lambda now: self._server.record_answer(
+            self._write_times.before = lambda now: self.diffill_server.record_answer(
                 msg_id, method, (now - t0) * 1000.0, error is None)
-        try:
+        try:  # pygls' own sender (private): the one that knows each request's result type
             super()._send_response(msg_id, result, error)
         finally:
             self._write_times.before = None

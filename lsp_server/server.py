@@ -7,6 +7,8 @@ infill as a textEdit), textDocument/codeAction ("Infill selection (diffill)"), a
 cancellable) and ``diffill.status``. Saved documents (textDocument/didSave) and files changed on
 disk (workspace/didChangeWatchedFiles, a watcher registered where the client allows) are read
 again into the workspace index that fills copy from.
+
+The engine, its settings and its bookkeeping live in the engine host (``lsp_server/host.py``).
 """
 
 from __future__ import annotations
@@ -14,31 +16,27 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import statistics
 import sys
-import time
 import uuid
-from collections import deque
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 from pygls.lsp.server import LanguageServer
+from pygls.protocol import default_converter
 from pygls.uris import to_fs_path
 
 from diffill.errors import DiffillError
-from diffill.lsp_server.cache import Hole, InfillCache
+from diffill.lsp_server.cache import Hole
 from diffill.lsp_server.documents import Document, DocumentStore
+from diffill.lsp_server.host import EngineHost
 from diffill.lsp_server.protocol import DiffillProtocol, command_params
-from diffill.lsp_server.settings import Settings, merge
-from diffill.lsp_server.worker import EngineWorker, Job, LoadState
-from diffill.model.lead import typed_word
+from diffill.lsp_server.worker import Job
+from diffill.words import typed_part
 
 if TYPE_CHECKING:
-    from diffill.engine import InfillResult
+    from diffill.engine import InfillResult, Progress
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +47,9 @@ ACCEPTED_COMMAND = "diffill.accepted"  # run by the editor when ghost text is ac
 INFILL_TITLE = "Infill selection (diffill)"
 REQUEST_FAILED = -32803  # LSP ErrorCodes.RequestFailed
 COMPLETION_METHODS = {types.TEXT_DOCUMENT_INLINE_COMPLETION, types.TEXT_DOCUMENT_COMPLETION}
-RECENT = 1000  # answers kept for status and the bench
 NEIGHBOR_DOCUMENTS = 8  # other open documents a fill may copy from, the last opened first
 NEIGHBOR_MAX_CHARS = 1_000_000  # larger ones are left out
+CONVERTER = default_converter()  # LSP types to and from JSON (command arguments)
 
 
 def invalid_params(message: str) -> JsonRpcException:
@@ -62,64 +60,27 @@ def request_failed(message: str) -> JsonRpcException:
     return JsonRpcException(message, code=REQUEST_FAILED)
 
 
-@dataclass
-class Pending:
-    """The model request in flight for one document; identical requests share it."""
-
-    key: tuple
-    job: Job
-    waiters: int = 1
-
-
-@dataclass
-class Counters:
-    model_calls: int = 0
-    cache_hits: int = 0
-    superseded: int = 0
-    cancelled: int = 0
-    stale_dropped: int = 0
-    errors: int = 0
-    steps: int = 0  # denoising steps run
-    accepted: int = 0  # ghost text accepted (diffill.accepted)
-
-
-@dataclass
-class Timings:
-    latencies_ms: deque = field(default_factory=lambda: deque(maxlen=RECENT))
-    engine_ms: deque = field(default_factory=lambda: deque(maxlen=RECENT))
-    overhead_ms: deque = field(default_factory=lambda: deque(maxlen=RECENT))
-    handoff_ms: deque = field(default_factory=lambda: deque(maxlen=RECENT))  # part of overhead_ms
-    pending_engine_ms: dict = field(default_factory=dict)  # request id -> engine time
-
-
 class DiffillServer(LanguageServer):
+    """The protocol side: documents, positions and answers; the engine lives in ``host``."""
+
     def __init__(self, model: str | None = None, threads: int = 0):
         super().__init__("diffill", VERSION, protocol_cls=DiffillProtocol,
                          text_document_sync_kind=types.TextDocumentSyncKind.Incremental)
-        self.default_model = model  # from the command line; the setting wins when it is not null
-        self.settings = Settings()
         self.docs = DocumentStore()
-        self.cache = InfillCache()
-        self.worker = EngineWorker(threads=threads)
-        self.inflight: dict[str, Pending] = {}
-        self.counters = Counters()
-        self.timings = Timings()
-        self.generation = 0  # bumped when the engine changes; part of every cache key
-        self._wanted: tuple[str | None, str | None] | None = None
-        self._load_job: Job | None = None
-        self._indexed: tuple[str, ...] | None = None  # the folders the engine's workspace index holds
-        self.workspace_index: dict = {}  # its files and tokens
+        self.host = EngineHost(self, self.workspace_folders, model=model, threads=threads)
+        self.shut_down = False  # the client asked for shutdown (exit then leaves with 0)
 
     def shutdown(self) -> None:
         """As pygls', without waiting for the stdin reader thread (it may block on a read until the
         client closes the pipe): `diffill serve` exits right after."""
+        # pygls has no public way to stop without joining its reader thread: its own fields, as in its shutdown
         if self._stop_event is not None:
             self._stop_event.set()
         if self._thread_pool:
             self._thread_pool.shutdown(wait=False, cancel_futures=True)
         if self._server:
             self._server.close()
-        self.worker.stop()
+        self.host.worker.stop()
 
     # -- messages to the user --------------------------------------------------------------
 
@@ -131,14 +92,7 @@ class DiffillServer(LanguageServer):
         self.log_message(message, kind)
         self.window_show_message(types.ShowMessageParams(type=kind, message=message))
 
-    # -- settings and the engine -----------------------------------------------------------
-
-    def update_settings(self, raw: Any) -> None:
-        self.settings, problems = merge(self.settings, raw)
-        for p in problems:
-            self.log_message(p, types.MessageType.Warning)
-        self.ensure_engine()
-        self.ensure_index()
+    # -- the workspace ---------------------------------------------------------------------
 
     def workspace_folders(self) -> list[str]:
         """The workspace folders' paths (then the root's), each once; none before initialization."""
@@ -150,48 +104,6 @@ class DiffillServer(LanguageServer):
             return []
         paths = [to_fs_path(uri) for uri in uris]
         return list(dict.fromkeys(p for p in paths if p))
-
-    def workspace_adapter(self) -> str | None:
-        for path in self.workspace_folders():
-            if (Path(path) / ".diffill" / "adapter" / "adapter_config.json").is_file():
-                return str(Path(path) / ".diffill" / "adapter")
-        return None
-
-    def ensure_index(self, again: bool = False) -> None:
-        """Have the engine copy from the workspace folders' source files (``indexWorkspace``),
-        indexed in the worker when the folders or the setting changed, or ``again``."""
-        if not self.worker.state.loaded:
-            return
-        wanted = tuple(self.workspace_folders()) if self.settings.index_workspace else ()
-        if wanted == self._indexed and not again:
-            return
-        self._indexed = wanted
-
-        def run(engine, _job):
-            return engine.index_workspace(list(wanted)) if hasattr(engine, "index_workspace") else None
-
-        self.worker.submit(run).future.add_done_callback(self._indexed_now)
-
-    def refresh_index(self, paths: list[str]) -> None:
-        """Have the engine read these files (saved, or changed on disk) again into its workspace
-        index (in the worker), when it holds one."""
-        if not paths or not self._indexed or not self.worker.state.loaded:
-            return
-        self.cache.clear()  # fills remembered from before may have copied from the old text
-
-        def run(engine, _job):
-            return engine.refresh_workspace(paths) if hasattr(engine, "refresh_workspace") else None
-
-        self.worker.submit(run).future.add_done_callback(self._refreshed)
-
-    def _refreshed(self, future: asyncio.Future) -> None:
-        if future.cancelled():
-            return
-        if future.exception() is not None:
-            self.log_message(f"diffill: cannot refresh the workspace index: {future.exception()}",
-                             types.MessageType.Warning)
-        elif future.result() is not None:
-            self.workspace_index = {k: future.result()[k] for k in ("files", "tokens")}
 
     async def watch_files(self) -> None:
         """Ask the client to report changes to source files on disk, where it allows the
@@ -209,54 +121,6 @@ class DiffillServer(LanguageServer):
         except Exception as e:  # the client refused: saves in the editor still refresh the index
             self.log_message(f"diffill: the client did not watch files for the workspace index: {e}",
                              types.MessageType.Warning)
-
-    def _indexed_now(self, future: asyncio.Future) -> None:
-        if future.cancelled():
-            return
-        if future.exception() is not None:
-            self.log_message(f"diffill: cannot index the workspace: {future.exception()}", types.MessageType.Warning)
-            return
-        if future.result() is not None:
-            self.workspace_index = future.result()
-            self.log_message(f"diffill: fills copy from {self.workspace_index['files']} source files of the "
-                             f"workspace ({self.workspace_index['tokens']:,} tokens)")
-
-    def wanted_engine(self) -> tuple[str | None, str | None]:
-        s = self.settings
-        adapter = s.adapter
-        if adapter is None and s.use_workspace_adapter:
-            adapter = self.workspace_adapter()
-        return s.model or self.default_model, adapter
-
-    def ensure_engine(self) -> None:
-        """(Re)load the engine in the worker when the wanted model or adapter changed."""
-        wanted = self.wanted_engine()
-        if wanted == self._wanted:
-            return
-        self._wanted = wanted
-        self.generation += 1
-        self.cache.clear()
-        model, adapter = wanted
-        self._load_job = job = self.worker.load(model, adapter)
-        job.future.add_done_callback(self._loaded)
-
-    def _loaded(self, future: asyncio.Future) -> None:
-        if future.cancelled() or future.exception() is not None or future.result() is None:
-            return
-        state: LoadState = future.result()
-        if state.loaded:
-            if state.error:
-                self.show_message(state.error, types.MessageType.Warning)
-            if state.adapter is not None and not state.adapters:
-                self.log_message(f"diffill: adapter setting {state.adapter!r} stored; this engine cannot load "
-                                 "adapters yet", types.MessageType.Warning)
-            adapter = state.info.get("adapter", state.adapter if state.adapters else None)
-            self.log_message(f"diffill: model {state.info.get('model')} loaded "
-                             f"({state.info.get('parameters', 0):,} parameters); adapter: {adapter or 'default'}; "
-                             f"library index: {state.info.get('library', 'none')}")
-            self.ensure_index(again=True)  # a new engine has no index yet
-        else:
-            self.show_message(state.error or "diffill cannot load its model", types.MessageType.Error)
 
     # -- requests --------------------------------------------------------------------------
 
@@ -277,10 +141,6 @@ class DiffillServer(LanguageServer):
                                  "ends before it starts")
         return start, end
 
-    def cache_key(self, doc: Document) -> tuple:
-        s = self.settings
-        return doc.language_id, s.max_tokens, s.threshold, s.beam, s.constraint, s.min_confidence, self.generation
-
     async def complete(self, uri: str, position: types.Position,
                        answer: Callable[[list[tuple[str, dict]], types.Position], Any]) -> Any:
         """``answer(infills, position)`` for the cursor: the infill and the beam search's
@@ -289,172 +149,73 @@ class DiffillServer(LanguageServer):
         model runs, the worker sends the answer itself as soon as the engine returns (no wait for
         the event loop to be scheduled); the loop's identical answer is then dropped by the
         protocol."""
+        host = self.host
         doc = self.document(uri)
         pos = types.Position(position.line, position.character)
         rng = types.Range(pos, pos)
         start, _ = self.offsets(doc, rng)
         line, character = doc.position_at(start)
         pos = types.Position(line, character)
-        if not self.settings.enabled_for(doc.language_id):
+        if not host.settings.enabled_for(doc.language_id):
             return answer([], pos)
-        hole, extra, version = Hole.at(doc.text, start), self.cache_key(doc), doc.version
-        cached = self.cache.lookup(hole, extra)
+        hole, extra, version = Hole.at(doc.text, start), host.cache_key(doc.language_id), doc.version
+        cached = host.cache.lookup(hole, extra)
         if cached is not None:
-            self.counters.cache_hits += 1
+            host.counters.cache_hits += 1
             return answer(cached, pos)
         msg_id = self.protocol.msg_id
 
         def answer_now(result: InfillResult, job: Job) -> None:  # in the worker thread
             if msg_id is None or result.cancelled:
                 return
-            self.cache.put(hole, extra, choices(result), notes(result))
+            host.cache.put(hole, extra, choices(result), notes(result))
             if self.docs_version(uri) == version:
-                self.timings.pending_engine_ms[msg_id] = (job.engine_ms, (job.started - job.submitted) * 1000.0)
+                host.timings.pending_engine_ms[msg_id] = (job.engine_ms, (job.started - job.submitted) * 1000.0)
                 if not self.protocol.answer_from_worker(msg_id, answer(scored(result), pos)):
-                    self.timings.pending_engine_ms.pop(msg_id, None)  # answered already (cancelled)
+                    host.timings.pending_engine_ms.pop(msg_id, None)  # answered already (cancelled)
 
-        result = await self.infill(doc, start, start, kind="complete", max_tokens=self.settings.max_tokens,
+        result = await self.infill(doc, start, start, kind="complete", max_tokens=host.settings.max_tokens,
                                    after=answer_now)
         if result is not None:
-            self.cache.put(hole, extra, choices(result), notes(result))  # still good for forwarding after the edit
+            host.cache.put(hole, extra, choices(result), notes(result))  # still good for forwarding after the edit
         if self.docs_version(uri) != version:
-            self.counters.stale_dropped += 1
+            host.counters.stale_dropped += 1
             return answer([], pos)
         return answer(scored(result) if result is not None else [], pos)
 
     def docs_version(self, uri: str) -> int | None:
         return self.docs.get(uri).version if uri in self.docs else None
 
-    async def infill(self, doc: Document, start: int, end: int, kind: str, max_tokens: int | None = None,
-                     on_step=None, cancel_hook=None, after=None) -> InfillResult | None:
-        """Run one infill in the worker. A newer request for the same document cancels this one
-        (the answer is then None); identical requests in flight share one model call."""
-        s = self.settings
-        key = (kind, doc.version, start, end, self.cache_key(doc))
-        pending = self.inflight.get(doc.uri)
-        if kind == "complete" and pending and pending.key == key and not pending.job.is_cancelled():
-            pending.waiters += 1
-        else:
-            if pending is not None and not pending.job.finished:  # still queued or denoising
-                pending.job.cancel()
-                self.counters.superseded += 1
-            text, language, path = doc.text, doc.language_id or None, to_fs_path(doc.uri)
-            # one-line and longer fills copy from the other open documents too (model/ngram.py)
-            neighbors = self.docs.others(doc.uri, NEIGHBOR_DOCUMENTS, NEIGHBOR_MAX_CHARS)
-            threshold, constraint, beam = s.threshold, s.constraint, s.beam
-            min_confidence = s.min_confidence if kind == "complete" else 0.0
-
-            def run(engine, job):
-                from diffill.engine import InfillRequest  # imported by the worker with the engine
-                from diffill.model.beam import LINE_BEAM
-
-                req = InfillRequest(text, start, end, language=language, path=path, max_tokens=max_tokens,
-                                    neighbors=neighbors, min_confidence=min_confidence)
-                engine.config.constrained = constraint
-                engine.config.single_line_beam = LINE_BEAM if beam is None else beam
-                t0 = time.perf_counter()
-                result = engine.infill(req, cancelled=job.is_cancelled, on_step=on_step,
-                                       sampler=engine.with_sampler(threshold=threshold))
-                job.finished = time.perf_counter()  # the engine is done (the worker sets it again)
-                job.engine_ms = (job.finished - t0) * 1000.0
-                self.counters.steps += result.steps
-                if after is not None and not job.is_cancelled():
-                    after(result, job)
-                return result
-
-            pending = Pending(key, self.worker.submit(run))
-            self.inflight[doc.uri] = pending
-            self.counters.model_calls += 1
-            pending.job.future.add_done_callback(lambda _f, p=pending, uri=doc.uri: self._finished(uri, p))
-            if cancel_hook is not None:
-                cancel_hook(pending.job)
+    async def infill(self, doc: Document, start: int, end: int, kind: str, **given: Any) -> InfillResult | None:
+        """``host.infill`` for ``doc``, copying from the other open documents; a failure is an LSP
+        error (RequestFailed), and the answer's engine time is noted for the request's timing."""
+        # one-line and longer fills copy from the other open documents too (model/ngram.py)
+        neighbors = self.docs.others(doc.uri, NEIGHBOR_DOCUMENTS, NEIGHBOR_MAX_CHARS)
         try:
-            result: InfillResult | None = await asyncio.shield(pending.job.future)
-        except asyncio.CancelledError:  # $/cancelRequest: stop denoising once nobody waits
-            pending.waiters -= 1
-            if pending.waiters <= 0:
-                pending.job.cancel()
-            self.counters.cancelled += 1
-            raise
+            result, job = await self.host.infill(doc, start, end, kind, neighbors, **given)
         except DiffillError as e:
-            self.counters.errors += 1
             raise request_failed(str(e)) from None
-        except Exception as e:
-            self.counters.errors += 1
-            log.exception("infill failed")
-            self.log_message(f"diffill: internal error while filling {doc.uri}: {type(e).__name__}: {e}",
-                             types.MessageType.Error)
-            raise request_failed(f"diffill: internal error: {type(e).__name__}: {e}") from None
         msg_id = self.protocol.msg_id
         if msg_id is not None and self.protocol.is_waiting(msg_id):  # not answered by the worker
-            job = pending.job  # thread hand-offs: queue to worker, worker back to the event loop
-            handoff_ms = ((job.started - job.submitted) + (time.perf_counter() - job.finished)) * 1000.0
-            self.timings.pending_engine_ms[msg_id] = (job.engine_ms, handoff_ms)
-        if result is None or result.cancelled or pending.job.is_cancelled():
-            return None
+            self.host.timings.handed_back(msg_id, job)
         return result
 
-    def _finished(self, uri: str, pending: Pending) -> None:
-        if self.inflight.get(uri) is pending:
-            del self.inflight[uri]
-
     def record_answer(self, msg_id: Any, method: str, total_ms: float, ok: bool) -> None:
-        engine_ms, handoff_ms = self.timings.pending_engine_ms.pop(msg_id, (0.0, 0.0))
-        if method in COMPLETION_METHODS and ok:
-            self.timings.latencies_ms.append(total_ms)
-            self.timings.engine_ms.append(engine_ms)
-            self.timings.overhead_ms.append(max(0.0, total_ms - engine_ms))
-            self.timings.handoff_ms.append(handoff_ms)
-
-    def readiness(self) -> str:
-        """"starting" (no load asked for yet: before ``initialized``), "loading" (the model loads and
-        warms up in the worker; requests wait for it), "ready" or "failed"."""
-        if self._load_job is not None and not self._load_job.future.done():
-            return "loading"
-        state = self.worker.state
-        if state.loaded:
-            return "ready"
-        return "failed" if state.error else "starting"
+        self.host.timings.record(msg_id, total_ms, method in COMPLETION_METHODS and ok)
 
     def status(self) -> dict:
-        state = self.worker.state
-        # copies first: the engine thread appends to these while the event loop reads them
-        lat, t = list(self.timings.latencies_ms), self.timings
-        engine_ms, overhead_ms, handoff_ms = list(t.engine_ms), list(t.overhead_ms), list(t.handoff_ms)
-        adapter = state.info.get("adapter", state.adapter if state.adapters else None)
-        return {
-            "model": state.info.get("model") if state.loaded else state.model,
-            "adapter": adapter,
-            "library": state.info.get("library") if state.loaded else None,  # the library index fills copy from
-            "adapter_setting": self.settings.adapter,
-            "adapter_requested": self._wanted[1] if self._wanted else None,  # after workspace lookup
-            "loaded": state.loaded,
-            "state": self.readiness(),
-            "load_ms": round(state.load_ms, 1),  # the last load, its warm-up pass included
-            "warm_up_ms": round(state.warm_up_ms, 1),
-            "error": state.error,
-            "latencies_ms": [round(x, 2) for x in lat[-50:]],
-            "p50_ms": round(statistics.median(lat), 2) if lat else None,
-            "engine_ms": [round(x, 3) for x in engine_ms],
-            "overhead_ms": [round(x, 3) for x in overhead_ms],
-            "handoff_ms": [round(x, 3) for x in handoff_ms],
-            "counters": vars(self.counters).copy(),
-            "settings": asdict(self.settings),
-            "documents": len(self.docs),
-            "workspace_index": self.workspace_index,
-            "inflight": len(self.inflight),
-        }
+        return self.host.status(documents=len(self.docs))
 
 
 # -- handlers ------------------------------------------------------------------------------
 
 
 def on_initialize(ls: DiffillServer, params: types.InitializeParams) -> None:
-    ls.update_settings(params.initialization_options)
+    ls.host.update_settings(params.initialization_options)
 
 
 async def on_initialized(ls: DiffillServer, params: types.InitializedParams) -> None:
-    ls.ensure_engine()
+    ls.host.ensure_engine()
     await ls.watch_files()
 
 
@@ -468,12 +229,12 @@ async def on_did_change_configuration(ls: DiffillServer, params: types.DidChange
         except Exception as e:
             ls.log_message(f"diffill: could not read the diffill settings: {e}", types.MessageType.Warning)
             return
-    ls.update_settings(raw)
+    ls.host.update_settings(raw)
 
 
 def on_did_change_workspace_folders(ls: DiffillServer, params: types.DidChangeWorkspaceFoldersParams) -> None:
-    ls.ensure_engine()
-    ls.ensure_index()
+    ls.host.ensure_engine()
+    ls.host.ensure_index()
 
 
 def on_did_open(ls: DiffillServer, params: types.DidOpenTextDocumentParams) -> None:
@@ -498,23 +259,20 @@ def on_did_change(ls: DiffillServer, params: types.DidChangeTextDocumentParams) 
         ls.log_message(f"diffill: bad change to {uri}: {e}; the server's copy may now differ",
                        types.MessageType.Error)
     doc.version = params.text_document.version
-    pending = ls.inflight.get(uri)
-    if pending is not None:  # its answer would be stale: stop denoising now
-        pending.job.cancel()
+    ls.host.cancel(uri)  # its answer would be stale: stop denoising now
 
 
 def on_did_save(ls: DiffillServer, params: types.DidSaveTextDocumentParams) -> None:
-    ls.refresh_index([p for p in [to_fs_path(params.text_document.uri)] if p])
+    ls.host.refresh_index([p for p in [to_fs_path(params.text_document.uri)] if p])
 
 
 def on_did_change_watched_files(ls: DiffillServer, params: types.DidChangeWatchedFilesParams) -> None:
-    ls.refresh_index([p for p in (to_fs_path(c.uri) for c in params.changes) if p])
+    ls.host.refresh_index([p for p in (to_fs_path(c.uri) for c in params.changes) if p])
 
 
 def on_did_close(ls: DiffillServer, params: types.DidCloseTextDocumentParams) -> None:
     uri = params.text_document.uri
-    if (pending := ls.inflight.get(uri)) is not None:
-        pending.job.cancel()
+    ls.host.cancel(uri)
     ls.docs.close(uri)
 
 
@@ -558,7 +316,7 @@ async def on_completion(ls: DiffillServer, params: types.CompletionParams) -> ty
             offset = doc.offset_at(position.line, position.character)
         except DiffillError:  # a position outside the document: ``complete`` answers that
             offset = None
-        if offset is not None and (typed := typed_word(doc.text, offset)):
+        if offset is not None and (typed := typed_part(doc.text, offset)):
             start = types.Position(*doc.position_at(offset - len(typed)))
     return await ls.complete(uri, position,
                              lambda infills, pos: completion_answer(infills, pos, language, typed, start))
@@ -597,11 +355,11 @@ def on_code_action(ls: DiffillServer, params: types.CodeActionParams) -> list[ty
     start, end = ls.offsets(doc, params.range)
     only = params.context.only if params.context else None
     kind = types.CodeActionKind.RefactorRewrite
-    if start == end or not ls.settings.enabled_for(doc.language_id):
+    if start == end or not ls.host.settings.enabled_for(doc.language_id):
         return []
     if only and not any(kind.value == k or kind.value.startswith(f"{k}.") for k in only):
         return []
-    arg = {"uri": doc.uri, "range": ls.protocol._converter.unstructure(params.range)}
+    arg = {"uri": doc.uri, "range": CONVERTER.unstructure(params.range)}
     return [types.CodeAction(title=INFILL_TITLE, kind=kind,
                              command=types.Command(title=INFILL_TITLE, command=INFILL_COMMAND, arguments=[arg]))]
 
@@ -614,7 +372,7 @@ def _infill_argument(ls: DiffillServer, args: tuple) -> tuple[str, types.Range]:
     if not isinstance(arg.get("uri"), str):
         raise invalid_params(f"{usage}: uri must be a string")
     try:
-        rng = ls.protocol._converter.structure(arg.get("range"), types.Range)
+        rng = CONVERTER.structure(arg.get("range"), types.Range)
     except Exception:
         raise invalid_params(f"{usage}: range must be {{start: {{line, character}}, end: {{line, character}}}}") from None
     return arg["uri"], rng
@@ -624,18 +382,19 @@ async def on_infill_command(ls: DiffillServer, *args: Any) -> dict:
     uri, rng = _infill_argument(ls, args)
     doc = ls.document(uri)
     start, end = ls.offsets(doc, rng)
-    if not ls.settings.enabled_for(doc.language_id):
+    if not ls.host.settings.enabled_for(doc.language_id):
         raise request_failed(f"diffill is disabled for language {doc.language_id!r} (setting diffill.languages)")
     version = doc.version
     progress = InfillProgress(ls, command_params.get())
     await progress.begin()
     try:
-        result = await ls.infill(doc, start, end, kind="region", on_step=progress.step, cancel_hook=progress.hook)
+        result = await ls.infill(doc, start, end, kind="region", on_progress=progress.step,
+                                 cancel_hook=progress.hook)
     except BaseException:
         progress.end("failed")
         raise
     if ls.docs_version(uri) != version:
-        ls.counters.stale_dropped += 1
+        ls.host.counters.stale_dropped += 1
         progress.end("the document changed; result dropped")
         return {"applied": False, "reason": "the document changed while diffill was working"}
     if result is None:
@@ -694,14 +453,12 @@ class InfillProgress:
         if cancelled is not None:
             cancelled.add_done_callback(lambda f: job.cancel() if f.cancelled() else None)
 
-    def step(self, trace) -> None:  # called in the worker thread
+    def step(self, progress: Progress) -> None:  # called in the worker thread
         if self.token is None:
             return
-        canvas = trace.canvas[0]
-        mask = self.ls.worker.engine.tok.mask_id if self.ls.worker.engine else -1
-        done = sum(1 for t in canvas if t != mask)
-        report = types.WorkDoneProgressReport(message=f"step {trace.step}: {done}/{len(canvas)} tokens",
-                                              percentage=int(100 * done / max(1, len(canvas))), cancellable=True)
+        done, slots = progress.filled, progress.slots
+        report = types.WorkDoneProgressReport(message=f"step {progress.step}: {done}/{slots} tokens",
+                                              percentage=int(100 * done / max(1, slots)), cancellable=True)
         self.loop.call_soon_threadsafe(self.ls.work_done_progress.report, self.token, report)
 
     def end(self, message: str) -> None:
@@ -713,7 +470,7 @@ class InfillProgress:
 
 def on_accepted_command(ls: DiffillServer, *args: Any) -> None:
     """Ghost text was accepted (its item's command; the argument is its data): counted."""
-    ls.counters.accepted += 1
+    ls.host.counters.accepted += 1
 
 
 def on_status_command(ls: DiffillServer, *args: Any) -> dict:
@@ -721,23 +478,22 @@ def on_status_command(ls: DiffillServer, *args: Any) -> dict:
 
 
 def on_shutdown(ls: DiffillServer, params: None) -> None:
-    for pending in ls.inflight.values():
-        pending.job.cancel()
-    ls.worker.stop()
+    ls.shut_down = True
+    ls.host.cancel_all()
+    ls.host.worker.stop()
 
 
 def on_exit(ls: DiffillServer, params: None) -> None:
     """Leave now (0 after shutdown, 1 without, as LSP says). pygls would raise SystemExit inside
     the message loop, which in TCP mode leaves the process serving."""
-    for pending in ls.inflight.values():
-        pending.job.cancel()
+    ls.host.cancel_all()
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
         except (OSError, ValueError):
             pass
     logging.shutdown()
-    os._exit(0 if ls.protocol._shutdown else 1)
+    os._exit(0 if ls.shut_down else 1)
 
 
 def build_server(model: str | None = None, threads: int = 0) -> DiffillServer:

@@ -1,4 +1,4 @@
-from diffill.engine import InfillRequest, wants_multiline
+from diffill.engine import InfillOptions, InfillRequest, wants_multiline
 from diffill.model.beam import LINE_BEAM
 from diffill.errors import DiffillError
 import pytest
@@ -112,12 +112,54 @@ def test_one_line_holes_are_beam_searched_unless_the_sampler_names_a_beam(tiny_e
     used.clear()  # other settings (as the language server passes its threshold) leave the beam to the engine
     tiny_engine.infill(InfillRequest(SRC, pos, pos + 5, multiline=False), sampler=tiny_engine.with_sampler(threshold=0.5))
     tiny_engine.infill(InfillRequest(SRC, pos, pos + 5, multiline=False), sampler=tiny_engine.with_sampler(beam=0))
-    tiny_engine.config.single_line_beam = 0
-    try:
-        tiny_engine.infill(InfillRequest(SRC, pos, pos + 5, multiline=False))
-    finally:
-        tiny_engine.config.single_line_beam = LINE_BEAM
+    tiny_engine.infill(InfillRequest(SRC, pos, pos + 5, multiline=False), options=InfillOptions(beam=0))
     assert used == [LINE_BEAM, 0, 0]
+
+
+def test_options_apply_to_their_own_call_and_leave_the_config_alone(tiny_engine, monkeypatch):
+    from dataclasses import replace
+
+    from diffill.model.sampler import Sampler
+
+    used = []
+    real = Sampler.sample
+
+    def spy(self, requests, *args, **kwargs):
+        used.append((self.config.beam, self.config.threshold, kwargs.get("constraint") is not None))
+        return real(self, requests, *args, **kwargs)
+
+    monkeypatch.setattr(Sampler, "sample", spy)
+    config = replace(tiny_engine.config)
+    pos = SRC.index("a + b")
+    req = InfillRequest(SRC, pos, pos + 5, multiline=False, max_tokens=12, language="python")
+    asked = tiny_engine.infill(req, options=InfillOptions(beam=0, threshold=0.5, constrained=False))
+    assert used == [(0, 0.5, False)] and asked.syntax == "unconstrained"
+    used.clear()
+    plain = tiny_engine.infill(req)
+    assert used[0] == (config.single_line_beam, config.sampler.threshold, True) and config.sampler.threshold != 0.5
+    assert plain.syntax != "unconstrained"
+    assert tiny_engine.config == config
+
+
+def test_a_cursor_after_a_word_answers_with_the_typed_part_it_continues(tiny_engine):
+    text = "def f(items):\n    return len(ite"
+    r = tiny_engine.infill(InfillRequest(text, len(text), len(text), language="python"))
+    assert r.typed == "ite" and r.word_start == len(text) - 3
+    inside = text.index("tems")  # the word goes on after the cursor: nothing typed to replace
+    assert tiny_engine.infill(InfillRequest(text, inside, inside, max_tokens=6)).typed == ""
+    pos = SRC.index("a + b")
+    selection = tiny_engine.infill(InfillRequest(SRC, pos, pos + 5, multiline=False, max_tokens=6))
+    assert selection.typed == "" and selection.word_start == pos
+
+
+def test_progress_is_reported_for_every_step(tiny_engine):
+    seen, traces = [], []
+    pos = SRC.index("    \n") + 4
+    r = tiny_engine.infill(InfillRequest(SRC, pos, pos, max_tokens=8), on_progress=seen.append,
+                           on_step=traces.append)
+    assert seen and len(seen) == len(traces) and [p.step for p in seen] == [t.step for t in traces]
+    assert all(0 <= p.filled <= p.slots for p in seen) and seen[-1].slots == len(traces[-1].canvas[0])
+    assert r.steps >= 1
 
 
 def test_alternatives_are_distinct_valid_one_line_fills(shipped_engine):

@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from diffill.bench.speed import Hole, _normal, line_holes
-from diffill.commands.common import add_model_options, engine_config_from_args, fraction, non_negative_int, positive_int
-from diffill.confidence import MIN_CONFIDENCE, Signals, curve, expected_calibration_error
+from diffill.confidence import Signals, curve, expected_calibration_error
 from diffill.errors import DiffillError
+from diffill.loading import engine_config_from
 
 log = logging.getLogger(__name__)
 
@@ -39,24 +39,6 @@ class Filled:
     fill: tuple[float, bool, Signals | None]
     alternatives: list[tuple[float, bool, Signals | None]]
     calibrated: bool
-
-
-def register(bsub) -> None:
-    p = bsub.add_parser("abstain", help="precision against coverage of the confidence threshold, and calibration")
-    p.add_argument("--repo", default=None, metavar="DIR",
-                   help="draw holes from this repository's .py files, copying from its other files")
-    p.add_argument("--corpus", default=None,
-                   help="draw holes from this corpus's held-out split or a folder's .py files "
-                        "(default: the held-out split of this machine's Python sources)")
-    p.add_argument("--cases", type=positive_int, default=300, help="holes of each kind (default 300)")
-    p.add_argument("--kinds", default=",".join(KINDS), help="comma-separated subset of " + ", ".join(KINDS))
-    p.add_argument("--threshold", type=fraction, default=MIN_CONFIDENCE,
-                   help=f"the threshold whose figures are reported (default {MIN_CONFIDENCE}, the language "
-                        "server's default minConfidence)")
-    p.add_argument("--seed", type=non_negative_int, default=0)
-    add_model_options(p)
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.set_defaults(run=run)
 
 
 def repo_texts(folder: str) -> tuple[list[str], list[str]]:
@@ -123,7 +105,7 @@ def run(args) -> int:
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
     if not kinds or any(k not in KINDS for k in kinds):
         raise DiffillError(f"--kinds {args.kinds!r}: choose from {', '.join(KINDS)}")
-    engine = Engine(engine_config_from_args(args))
+    engine = Engine(engine_config_from(args))
     paths = None
     if args.repo:
         texts, paths = repo_texts(args.repo)

@@ -24,26 +24,11 @@ import sys
 import time
 from pathlib import Path
 
-from diffill.commands.common import int_between, path_text, positive_int
 from diffill.errors import DiffillError
-from diffill.lsp_server.settings import MAX_TOKENS_LIMIT
 
 log = logging.getLogger(__name__)
 
 TARGET_P50_MS = 5.0
-
-
-def register(bsub) -> None:
-    p = bsub.add_parser("lsp", help="the language server's own overhead per request (minus engine time)")
-    p.add_argument("--model", type=path_text, default=None, help="checkpoint folder (default: the shipped model)")
-    p.add_argument("--requests", type=int, default=100, help="model requests (default 100)")
-    p.add_argument("--cache-requests", type=int, default=50, help="repeated requests answered by the cache")
-    p.add_argument("--file", default=None, help="source file to complete in (default: textwrap.py of the stdlib)")
-    p.add_argument("--threads", type=positive_int, default=1, help="torch threads for the server (default 1)")
-    p.add_argument("--max-tokens", type=int_between(1, MAX_TOKENS_LIMIT), default=16,
-                   help=f"canvas budget per request, 1 to {MAX_TOKENS_LIMIT} as the maxTokens setting (default 16)")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.set_defaults(run=run)
 
 
 def _stats(values: list[float]) -> dict:

@@ -15,8 +15,8 @@ import random
 import tempfile
 from pathlib import Path
 
-from diffill.commands.common import add_model_options, engine_config_from_args, non_negative_int
 from diffill.errors import DiffillError
+from diffill.loading import engine_config_from, make_engine
 
 NOUNS = ["price", "count", "total", "width", "score", "weight", "level", "limit", "offset", "size"]
 VERBS = {"add": "+", "sub": "-", "mul": "*", "max": None, "min": None}
@@ -80,26 +80,12 @@ def generate_tree(root: Path, files: int = 100, seed: int = 0) -> int:
     return holes
 
 
-def register(bsub) -> None:
-    p = bsub.add_parser("refactor", help="regions per minute of refactor --holes on a generated tree")
-    p.add_argument("--files", type=int, default=100, help="generated files (default 100)")
-    p.add_argument("--batch-size", type=int, default=16, help="regions per engine call (default 16)")
-    p.add_argument("--jobs", type=int, default=1, help="processes (default 1)")
-    p.add_argument("--threads", type=non_negative_int, default=0,
-                   help="torch threads per process (0: torch's default)")
-    p.add_argument("--seed", type=non_negative_int, default=0)
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    add_model_options(p)
-    p.set_defaults(run=run)
-
-
 def run(args) -> int:
-    from diffill.commands.refactor import make_engine
     from diffill.refactor import RefactorConfig, run_refactor
 
     if args.files < 1:
         raise DiffillError("--files must be at least 1")
-    config = engine_config_from_args(args, threads=args.threads)
+    config = engine_config_from(args, threads=args.threads)
     engine = make_engine(config)  # fails early (missing model) before generating anything
     factory = (lambda: engine) if args.jobs == 1 else functools.partial(make_engine, config)
     with tempfile.TemporaryDirectory(prefix="diffill-bench-refactor-") as tmp:

@@ -35,7 +35,6 @@ from pathlib import Path
 
 from diffill.bench import svg
 from diffill.bench.chromium import ChromiumError, screenshot
-from diffill.commands.common import path_text
 from diffill.errors import DiffillError
 
 log = logging.getLogger(__name__)
@@ -78,23 +77,6 @@ class Figures:
     source: dict[str, str] = field(default_factory=dict)
     latencies: dict[str, list[float]] = field(default_factory=dict)
     latency_source: str = ""
-
-
-def register(bsub) -> None:
-    p = bsub.add_parser("report", help="one self-contained HTML page with plots of every figure")
-    p.add_argument("out", help="the HTML file to write")
-    for inp in INPUTS:
-        p.add_argument(f"--{inp.name.replace('_', '-')}", metavar="FILE", default=None, help=inp.help)
-    p.add_argument("--cases", type=int, default=40, help="size of the runs made for missing inputs")
-    p.add_argument("--no-run", action="store_true",
-                   help="measure nothing: missing inputs are shown as not measured")
-    p.add_argument("--model", type=path_text, default=None, help="checkpoint for the runs made here")
-    p.add_argument("--corpus", default=None,
-                   help="runs made here draw their holes from this corpus's held-out split "
-                        "(much faster than scanning the installed packages)")
-    p.add_argument("--png", default=None,
-                   help="PNG of the main plot (default: OUT with .png; 'none' to skip)")
-    p.set_defaults(run=run)
 
 
 def run(args) -> int:

@@ -26,7 +26,6 @@ case is one request through the engine, one at a time, timed as a user would see
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import time
@@ -35,9 +34,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from diffill.bench.profile import format_profile, profile_requests, split_phases
-from diffill.commands.common import (add_model_options, engine_config_from_args, fraction, non_negative_int,
-                                     positive_int)
 from diffill.errors import DiffillError
+from diffill.loading import engine_config_from
 
 log = logging.getLogger(__name__)
 
@@ -56,45 +54,6 @@ class Hole:
     at: int  # the cursor
     target: str
     source: int = -1  # the index of the text it was drawn from
-
-
-def register(bsub) -> None:
-    p = bsub.add_parser("speed", help="latency and tokens per forward pass of the sampler settings")
-    p.add_argument("--cases", type=int, default=200, help="holes of each kind (default 200)")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    add_model_options(p)
-    p.add_argument("--corpus", default=None,
-                   help="draw holes from this corpus's held-out split, or from the .py files of a folder "
-                        "(default: the held-out split of this machine's Python sources)")
-    p.add_argument("--threads", type=positive_int, default=2, help="torch threads (default 2)")
-    p.add_argument("--seed", type=non_negative_int, default=0)
-    p.add_argument("--no-constraint", action="store_true", help="sample without the syntax constraint")
-    p.add_argument("--threshold", type=fraction, default=None,
-                   help="override the default confidence threshold (0 to 1)")
-    p.add_argument("--confidence", default=None, choices=("prob", "margin", "entropy"),
-                   help="override the default confidence measure")
-    p.add_argument("--kinds", type=_subset_of([*KINDS, TYPING], "kind"), default=list(KINDS),
-                   help=f"comma-separated subset of {', '.join([*KINDS, TYPING])} (default: all but {TYPING})")
-    p.add_argument("--settings", type=_subset_of(SETTINGS, "setting"), default=list(SETTINGS),
-                   help="comma-separated subset of " + ", ".join(SETTINGS))
-    p.add_argument("--profile", action="store_true",
-                   help="one more pass of the default setting (threshold_cache) under cProfile: "
-                        "where each request's time goes")
-    p.set_defaults(run=run)
-
-
-def _subset_of(choices, what: str):
-    """An argparse ``type``: a comma-separated, non-empty subset of ``choices``, as a list."""
-    def parse(text: str) -> list[str]:
-        names = [n.strip() for n in text.split(",") if n.strip()]
-        unknown = [n for n in names if n not in choices]
-        if unknown:
-            raise argparse.ArgumentTypeError(f"unknown {what} {unknown[0]!r} (choose from {', '.join(choices)})")
-        if not names:
-            raise argparse.ArgumentTypeError(f"expected at least one {what} (choose from {', '.join(choices)})")
-        return names
-
-    return parse
 
 
 # -- holes --------------------------------------------------------------------------------------
@@ -313,11 +272,9 @@ def run(args) -> int:
         raise DiffillError("--cases must be at least 1")
     kinds, settings = args.kinds, args.settings
     torch.set_num_threads(args.threads)
-    engine = Engine(engine_config_from_args(args, threads=args.threads,
-                                            constrained=not args.no_constraint))
+    config = engine_config_from(args, threads=args.threads, constrained=not args.no_constraint)
     overrides = {k: v for k, v in (("threshold", args.threshold), ("confidence", args.confidence)) if v is not None}
-    if overrides:
-        engine.config.sampler = replace(engine.config.sampler, **overrides)
+    engine = Engine(replace(config, sampler=replace(config.sampler, **overrides)))
     from diffill.evaluation import heldout_texts
 
     texts = heldout_texts(args.corpus)

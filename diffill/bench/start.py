@@ -15,7 +15,6 @@ import sys
 import time
 from pathlib import Path
 
-from diffill.commands.common import positive_int
 from diffill.errors import DiffillError
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "stats.py"
@@ -44,15 +43,6 @@ def measure(file: Path, at: str, rounds: int) -> dict:
             "median_s": {k: round(v, 3) for k, v in medians.items()},
             "runs_s": {k: [round(t, 3) for t in v] for k, v in times.items()},
             "ratio": round(medians["infill"] / medians["import_torch"], 2), "target_ratio": TARGET_RATIO}
-
-
-def register(bsub) -> None:
-    p = bsub.add_parser("start", help="diffill infill's whole-process wall time against `import torch`")
-    p.add_argument("--rounds", type=positive_int, default=5, help="alternating rounds (default 5)")
-    p.add_argument("--file", type=Path, default=EXAMPLE, help="the file to fill in (default: the shipped example)")
-    p.add_argument("--at", default="19:5", help="LINE:COL of the hole (default 19:5, the example's empty body line)")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.set_defaults(run=run)
 
 
 def run(args) -> int:

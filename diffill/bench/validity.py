@@ -19,7 +19,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from diffill.commands.common import non_negative_int, path_text, positive_int
 from diffill.errors import DiffillError
 
 log = logging.getLogger(__name__)
@@ -39,17 +38,6 @@ class Hole:
     @property
     def multiline(self) -> bool:
         return "\n" in self.target
-
-
-def register(bsub) -> None:
-    p = bsub.add_parser("validity", help="syntax validity, exact match and latency with and without the constraint")
-    p.add_argument("--cases", type=int, default=300, help="holes in all, spread over the 5 span kinds (default 300)")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--model", type=path_text, default=None, help="checkpoint folder (default: the shipped model)")
-    p.add_argument("--corpus", default=None, help="draw holes from this corpus's held-out split")
-    p.add_argument("--threads", type=positive_int, default=2, help="torch threads (default 2)")
-    p.add_argument("--seed", type=non_negative_int, default=0)
-    p.set_defaults(run=run)
 
 
 # -- holes --------------------------------------------------------------------------------------
@@ -94,7 +82,7 @@ def _normal(text: str) -> str:
 
 def compare(engine, holes: list[Hole]) -> dict:
     """Fill every hole with and without the constraint (interleaved); figures for each."""
-    from diffill.engine import InfillRequest
+    from diffill.engine import InfillOptions, InfillRequest
     from diffill.grammar.registry import grammar
     from diffill.grammar.validity import HoleChecker
 
@@ -114,9 +102,8 @@ def compare(engine, holes: list[Hole]) -> dict:
         check = HoleChecker(python, h.text[: h.at], h.text[h.at :])
         targets_valid += check.is_valid(h.target)  # the check must accept the original code
         for constrained in ((True, False) if n % 2 == 0 else (False, True)):
-            engine.config.constrained = constrained
             t0 = time.perf_counter()
-            r = engine.infill(request(h))
+            r = engine.infill(request(h), options=InfillOptions(constrained=constrained))
             ms = (time.perf_counter() - t0) * 1000.0
             valid, exact = check.is_valid(r.text), _normal(r.text) == _normal(h.target)
             if constrained:
@@ -131,7 +118,6 @@ def compare(engine, holes: list[Hole]) -> dict:
             k["constrained" if constrained else "unconstrained"][1] += exact
             k["cases"] += constrained
         log.info("hole %d/%d (%s)", n + 1, len(holes), h.kind)
-    engine.config.constrained = True
     total = max(1, len(holes))
     out = {}
     for constrained, name in ((True, "constrained"), (False, "unconstrained")):

@@ -15,8 +15,9 @@ import json
 import logging
 from pathlib import Path
 
-from diffill.commands.common import add_model_options, engine_config_from_args, non_negative_int, positive_int
+from diffill.commands.common import add_model_options, non_negative_int, positive_int
 from diffill.errors import DiffillError
+from diffill.loading import engine_config_from
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ def run(args) -> int:
     from diffill.confidence import CALIBRATION_FILE, Calibration, fit
     from diffill.engine import Engine
 
-    engine = Engine(engine_config_from_args(args))
+    engine = Engine(engine_config_from(args))
     if engine.adapters is None:
         raise DiffillError("confidence is calibrated for the diffill backend only")
     packages = training_files(args.corpus, args.seed)

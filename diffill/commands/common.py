@@ -82,15 +82,6 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     add_copy_option(parser)
 
 
-def engine_config_from_args(args: argparse.Namespace, **changes):
-    """An EngineConfig from ``--model`` / ``--adapter`` / ``--dtype`` / ``--no-copy`` / ``--library`` (absent options
-    keep their defaults)."""
-    from diffill.engine import EngineConfig
-
-    given = {k: getattr(args, k) for k in ("model", "adapter", "dtype", "copy", "library") if hasattr(args, k)}
-    return EngineConfig(**{**given, **changes})
-
-
 def check_training_budget(minutes: float | None, steps: int | None, cases: int) -> None:
     """Usage errors of the training commands' ``--minutes``, ``--steps`` and ``--cases``."""
     from diffill.errors import DiffillError

@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from diffill.commands.common import (add_adapter_option, add_copy_option, add_dtype_option, engine_config_from_args,
-                                     non_negative_int, path_text, positive_int)
+from diffill.commands.common import (add_adapter_option, add_copy_option, add_dtype_option, non_negative_int,
+                                     path_text, positive_int)
+from diffill.loading import engine_config_from
 
 
 def register(sub) -> None:
@@ -54,7 +55,7 @@ def run_heldout(args) -> int:
     from diffill.engine import Engine
     from diffill.evaluation import heldout_figures, heldout_split, line_sampler
 
-    engine = Engine(engine_config_from_args(args))
+    engine = Engine(engine_config_from(args))
     split = heldout_split(args.corpus, args.keep_near_twins)
     sampler = line_sampler(args.beam)
     figures = heldout_figures(engine.model, engine.tok, split.texts, cases=args.cases, seed=args.seed,
@@ -134,7 +135,7 @@ def run_compare(args) -> int:
     models = []
     for name in args.models:
         path, adapter = _model_and_adapter(name, args.adapter)
-        engine = Engine(engine_config_from_args(args, model=None if path == "default" else path, adapter=adapter))
+        engine = Engine(engine_config_from(args, model=None if path == "default" else path, adapter=adapter))
         models.append((name, engine.model, engine.tok, (engine.library,)))
     sampler = line_sampler(args.beam)
     report = compare_line_infill(models, texts, seeds, args.cases, sampler, copy=args.copy)
@@ -185,7 +186,7 @@ def run_humaneval(args) -> int:
     if args.samples and not Path(args.samples).resolve().parent.is_dir():
         raise DiffillError(f"no folder for the samples file: {Path(args.samples).parent}")
     problems = load_problems(args.path, args.limit)
-    engine = Engine(engine_config_from_args(args))
+    engine = Engine(engine_config_from(args))
     report = run_humaneval(engine, problems, HumanEvalConfig(max_tokens=args.max_tokens))
     if args.samples:
         write_samples(args.samples, report.cases)

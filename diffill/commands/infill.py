@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import sys
 
-from diffill.commands.common import (add_adapter_option, add_copy_option, add_dtype_option, engine_config_from_args,
-                                     path_text)
+from diffill.commands.common import add_adapter_option, add_copy_option, add_dtype_option, path_text
 from diffill.documents import read_source
 from diffill.errors import DiffillError
+from diffill.loading import engine_config_from
 from diffill.positions import offset_of, parse_point, parse_range
 
 
@@ -52,7 +52,7 @@ def run(args) -> int:
             raise DiffillError(f"range {args.range} ends before it starts")
     if args.max_tokens is not None and not 1 <= args.max_tokens <= 1024:
         raise DiffillError("--max-tokens must be between 1 and 1024")
-    engine = Engine(engine_config_from_args(args, constrained=not args.no_constraint, backend=args.backend,
+    engine = Engine(engine_config_from(args, constrained=not args.no_constraint, backend=args.backend,
                                             trust_remote_code=args.trust_remote_code))
     printer = TracePrinter(engine.tok, sys.stderr) if args.trace else None
     result = engine.infill(InfillRequest(text, start, end, path=args.file, max_tokens=args.max_tokens),

@@ -12,8 +12,9 @@ import json
 import os
 import sys
 
-from diffill.commands.common import add_model_options, engine_config_from_args, fraction
+from diffill.commands.common import add_model_options, fraction
 from diffill.errors import DiffillError
+from diffill.loading import engine_config_from, make_engine
 
 
 def register(sub) -> None:
@@ -40,13 +41,6 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON summary instead of diffs and a table")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
-
-
-def make_engine(config):
-    """An Engine for one process (module-level so worker processes can build their own)."""
-    from diffill.engine import Engine
-
-    return Engine(config)
 
 
 def language_list(text: str) -> list[str]:
@@ -83,7 +77,7 @@ def run(args) -> int:
                             min_confidence=args.min_confidence,
                             progress=not args.no_progress and not args.json)
     threads = max(1, (os.cpu_count() or 1) // max(1, args.jobs))
-    factory = functools.partial(make_engine, engine_config_from_args(args, threads=threads if args.jobs > 1 else 0))
+    factory = functools.partial(make_engine, engine_config_from(args, threads=threads if args.jobs > 1 else 0))
 
     def show(outcome) -> None:
         if not args.write and not args.json:

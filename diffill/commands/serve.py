@@ -52,7 +52,7 @@ def run(args) -> int:
         server.start_io(stdin=FramedStdin(getattr(sys.stdin.buffer, "raw", sys.stdin.buffer)))
     # pygls' stdin reader thread may still block on a read: leave without waiting for it.
     # Exit code as LSP says: 0 after shutdown + exit, 1 when exit came without shutdown.
-    code = 0 if server.protocol._shutdown else 1
+    code = 0 if server.shut_down else 1
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
