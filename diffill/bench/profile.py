@@ -23,8 +23,8 @@ from pathlib import PurePath
 
 # (phase, file suffix, function): cumulative time of that function over the pass
 _PHASE_FUNCTIONS = (
-    ("context_encode", "model/network.py", "encode_context"),
-    ("canvas_steps", "model/network.py", "forward_canvas"),
+    ("context_encode", "model/layers.py", "encode_context"),
+    ("canvas_steps", "model/layers.py", "forward_canvas"),
     ("model", "model/backend.py", "logits"),
     ("syntax_setup", "diffill/syntax.py", "guard_for"),
     ("syntax_steps", "model/sampler.py", "_apply_constraint"),
