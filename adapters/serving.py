@@ -36,6 +36,7 @@ from diffill.adapters.lora import (
 )
 from diffill.adapters.merged import MergedWeights
 from diffill.model.context import set_window, window_of
+from diffill.model.loading import one_thread
 
 if TYPE_CHECKING:  # imported when an adapter is loaded through peft, not for the cached merge
     from peft import PeftModel
@@ -169,6 +170,10 @@ class AdaptedModel:
         passed the base check, so that check is not repeated."""
         if self._peft is not None:
             return None
+        with one_thread():
+            return self._apply_cached(cache)
+
+    def _apply_cached(self, cache: MergedWeights) -> AdapterInfo | None:
         tensors = cache.load(self.model)
         if tensors is None:
             return None
@@ -178,6 +183,8 @@ class AdaptedModel:
             info = read_info(Path(DEFAULT_ADAPTER).resolve())  # the path peft's loading reports
         except AdapterError:
             return None
+        if cache.base_sha256 is None:  # kept before merges recorded it: record it now, once
+            cache.save(tensors, base_sha256=self.base_sha256)
         self.model.unfuse_projections()
         self._restore_replaced()
         params = dict(self.model.named_parameters())

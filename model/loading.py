@@ -49,9 +49,26 @@ def _checked(model: torch.nn.Module, tok: CodeTokenizer, path: Path):
     return model.eval(), tok
 
 
+@contextmanager
+def one_thread():
+    """Torch on one thread inside: loading's copies, casts and checks are memory-bound, and on a
+    busy machine a second thread only adds waits (docs/latency.md)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def load_network(path: str | Path | None = None, dtype: torch.dtype = torch.float32):
     """(network, tokenizer) for inference: the plain ``DiffillNetwork``, read with safetensors and
     ``tokenizers`` alone (no transformers import, which costs more than torch's)."""
+    with one_thread():
+        return _load_network(path, dtype)
+
+
+def _load_network(path: str | Path | None, dtype: torch.dtype):
     path, config = _checked_folder(path)
     try:
         from safetensors.torch import load_file

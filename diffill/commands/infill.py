@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from diffill.commands.common import add_adapter_option, add_copy_option, add_dtype_option, path_text
+from diffill.commands.common import add_adapter_option, add_copy_option, add_dtype_option, non_negative_int, path_text
 from diffill.documents import read_source
 from diffill.errors import DiffillError
 from diffill.loading import engine_config_from
@@ -33,6 +33,9 @@ def register(sub) -> None:
     p.add_argument("--trust-remote-code", action="store_true",
                    help="let a --model folder run its own Python code (off unless given)")
     p.add_argument("--full", action="store_true", help="print the whole file with the infill applied")
+    # one hole's passes are small: a second thread saves little and, on a busy machine, waits (docs/latency.md)
+    p.add_argument("--threads", type=non_negative_int, default=1,
+                   help="torch threads (default 1; 0: torch's choice)")
     p.set_defaults(run=run)
 
 
@@ -53,7 +56,7 @@ def run(args) -> int:
     if args.max_tokens is not None and not 1 <= args.max_tokens <= 1024:
         raise DiffillError("--max-tokens must be between 1 and 1024")
     engine = Engine(engine_config_from(args, constrained=not args.no_constraint, backend=args.backend,
-                                            trust_remote_code=args.trust_remote_code))
+                                       trust_remote_code=args.trust_remote_code, threads=args.threads))
     printer = TracePrinter(engine.tok, sys.stderr) if args.trace else None
     result = engine.infill(InfillRequest(text, start, end, path=args.file, max_tokens=args.max_tokens),
                            on_step=printer)
