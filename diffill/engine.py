@@ -32,7 +32,8 @@ from diffill.model.lead import Lead, Spellings, typed_word
 from diffill.model.library_index import LibraryIndex, default_folder
 from diffill.model.loading import DEFAULT_CHECKPOINT, ModelLoadError, load_checkpoint
 from diffill.model.ngram import TokenCache, bridged_line, hole_caches, prefix_context
-from diffill.model.sampler import Request, SampleResult, Sampler, SamplerConfig, StepTrace
+from diffill.model.decoders import Decoder
+from diffill.model.decoding import Request, SampleResult, SamplerConfig, StepTrace
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ class EngineConfig:
     window: Window | None = None  # None: the model's own (the window it was trained with)
     single_line_tokens: int = 16
     # a one-line hole's latency bound: after this many forward passes it is finished in one step
-    # (model.sampler.Request.finish_after); 0: no bound. Measured: docs/decoding.md
+    # (model.decoding.Request.finish_after); 0: no bound. Measured: docs/decoding.md
     single_line_passes: int = 10
     # one-line holes are searched with this many candidates (model.beam; 0 or 1: threshold
     # decoding), unless the sampler settings name a beam themselves (SamplerConfig.beam not None)
@@ -336,7 +337,7 @@ class Engine:
             todo = [k for k in range(len(rows)) if k not in bridged]
             constraint = RowConstraints({n: guards[k].constraint for n, k in enumerate(todo) if k in guards}) \
                 if guards else None
-            sampled = Sampler(self.backend, cfg).sample([rows[k] for k in todo], budget, constraint=constraint,
+            sampled = Decoder(self.backend, cfg).sample([rows[k] for k in todo], budget, constraint=constraint,
                                                         cancelled=cancelled, on_step=on_step)
             rest = iter(sampled)
             outs = [bridged[k] if k in bridged else next(rest) for k in range(len(rows))]
@@ -517,7 +518,7 @@ class Engine:
                         max_per_step=cfg.max_per_step and max(cfg.max_per_step, least))
 
         def resample(bans):
-            out = Sampler(self.backend, quick).sample([row], budget, constraint=RowConstraints({0: guard.constraint}),
+            out = Decoder(self.backend, quick).sample([row], budget, constraint=RowConstraints({0: guard.constraint}),
                                                       bans=bans, cancelled=cancelled or (lambda: False))[0]
             raw = self.tok.decode(out.tokens)
             return out.tokens, postprocess(raw, ctx) if (out.complete or raw) else ""

@@ -22,7 +22,8 @@ from diffill.model.beam import LINE_BEAM
 from diffill.model.context import Window, encode_window
 from diffill.model.ngram import hole_caches
 from diffill.model.objective import noise_batch, plain_example
-from diffill.model.sampler import Request, Sampler, SamplerConfig
+from diffill.model.decoders import Decoder
+from diffill.model.decoding import Request, SamplerConfig
 from diffill.model.tokenizer import CodeTokenizer
 
 LINE_BUDGET = 24
@@ -151,7 +152,7 @@ def line_infill(backend, tok: CodeTokenizer, cases: list[LineCase], sampler_cfg:
     exact-match outcome is appended to ``outcomes`` when given. With ``copy``, as the engine fills
     a one-line hole: the beam mixes in continuations from the case's whole file and from ``more``
     (a workspace adapter's repository, a library index; model/ngram.py)."""
-    sampler = Sampler(backend, sampler_cfg)
+    sampler = Decoder(backend, sampler_cfg)
     window = window or backend.window  # the model's own, unless given
     exact = overrun = 0
     passes = tokens = 0

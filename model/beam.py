@@ -31,12 +31,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import torch
 
-if TYPE_CHECKING:  # the sampler imports this module
-    from diffill.model.sampler import Bans, Constraint, Request, SampleResult, StepTrace
+from diffill.model.decoding import Bans, Constraint, Request, SampleResult, SamplerConfig, StepTrace, forbid, stop_table
 
 # candidates a one-line hole is searched with, by default (the engine, eval heldout, adapt)
 LINE_BEAM = 4
@@ -71,13 +69,12 @@ class _Hole:
         return self.finished[0][0] if self.finished else -math.inf
 
 
-def beam_search(backend, cfg, requests: list[Request], length: int, constraint: Constraint | None = None,
-                bans: Bans | None = None, cancelled: Callable[[], bool] = lambda: False,
+def beam_search(backend, cfg: SamplerConfig, requests: list[Request], length: int,
+                constraint: Constraint | None = None, bans: Bans | None = None,
+                cancelled: Callable[[], bool] = lambda: False,
                 on_step: Callable[[StepTrace], None] | None = None) -> list[SampleResult]:
     """Search one canvas of ``length`` slots per request (see the module docstring); ``bans`` and
     ``cancelled`` as for ``Sampler.sample``, ``on_step`` sees each hole's best candidate."""
-    from diffill.model.sampler import SampleResult, Sampler, StepTrace
-
     k, be = cfg.beam, backend
     mask, eoi, bos = be.mask_id, be.eoi_id, getattr(be, "bos_id", None)
     holes = [_Hole(k) for _ in requests]
@@ -103,9 +100,10 @@ def beam_search(backend, cfg, requests: list[Request], length: int, constraint: 
         slots = torch.full((len(active) * width, 1), t, dtype=torch.long)
         logits = be.logits(state, canvas.view(-1, length), slots)[:, 0, :]
         if ends is None:  # (requests, V): each request's stop tokens, and <eoi>
-            ends = Sampler._stop_table(requests, logits.shape[-1])
+            ends = stop_table(requests, logits.shape[-1])
             ends[:, eoi] = True
-        logp = torch.log_softmax(_forbid(logits, be, bans, active, width, t), -1).view(len(active), width, -1)
+        places = {(i, t): slice(j * width, (j + 1) * width) for j, i in enumerate(active)}
+        logp = torch.log_softmax(forbid(logits, be.banned_ids, bans, places), -1).view(len(active), width, -1)
         logp, mixed = _mix_cache(logp, requests, active, canvas, t, eoi, bos)
         logp = _lead(logp, requests, active, canvas, t)
         end_mask = ends[active][:, None, :]
@@ -263,16 +261,6 @@ def _copy_rest(request, head: list[int], length: int, bos) -> list[int] | None:
     return head + run if ended else None
 
 
-def _forbid(logits, be, bans, active, width, t) -> torch.Tensor:
-    """Logits with the backend's banned tokens, and each request's bans at slot ``t``, forbidden."""
-    logits[:, be.banned_ids] = -math.inf
-    for j, i in enumerate(active):
-        ids = (bans or {}).get((i, t))
-        if ids:
-            logits[j * width : (j + 1) * width, sorted(ids)] = -math.inf
-    return logits
-
-
 def _whole(be, fill: list[int]) -> bool:
     """Whether the fill ends on a character boundary: byte-level tokens can stop inside a
     character's UTF-8 bytes, which would decode to U+FFFD."""
@@ -287,11 +275,7 @@ def _valid(constraint, row: int, fill: list[int]) -> bool:
 
 def _complete(head: list[int], logits, be, bans, row: int, first: int, ends) -> list[int]:
     """``head`` followed by the argmax guesses at the slots from ``first`` on, up to the first end."""
-    logits[:, be.banned_ids] = -math.inf
-    for n in range(logits.shape[0]):
-        ids = (bans or {}).get((row, first + n))
-        if ids:
-            logits[n, sorted(ids)] = -math.inf
+    forbid(logits, be.banned_ids, bans, {(row, first + n): n for n in range(logits.shape[0])})
     out = list(head)
     for guess in logits.argmax(-1).tolist():
         if ends[guess]:

@@ -21,8 +21,8 @@ confident run after it; ``confidence`` commits the most confident slots anywhere
         canvas full of code and growth allowed: append more <mask> slots
     result = canvas up to the first <eoi>
 
-With ``beam`` > 1 the canvas is beam-searched left to right instead (``model.beam``): the
-engine's default for one-line holes.
+With ``beam`` > 1 the canvas is beam-searched left to right instead (``model.beam``; the engine's
+default for one-line holes): ``model.decoders.Decoder`` picks one or the other.
 
 Defaults were chosen with ``diffill bench speed`` on the base model (see SamplerConfig).
 """
@@ -32,128 +32,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import torch
 
 from diffill.model.backend import Backend
-from diffill.model.beam import beam_search
-from diffill.model.lead import Lead
+from diffill.model.decoding import (Bans, Constraint, Request, SampleResult, SamplerConfig, StepTrace, forbid,
+                                    stop_table)
 
-CONFIDENCE_MEASURES = ("prob", "margin", "entropy")
-ORDERS = ("confidence", "left_to_right")
-
-
-@dataclass
-class SamplerConfig:
-    # commit every masked slot at least this confident (measured: docs/decoding.md)
-    threshold: float = 0.9
-    min_per_step: int = 1  # commit at least this many (the most confident) per step
-    max_per_step: int = 0  # 0: no cap; 1: one token per step (the slow baseline)
-    confidence: str = "prob"  # prob | margin | entropy
-    # left_to_right: the leftmost masked slot, then on while confident; confidence: the most
-    # confident slots anywhere (measured: docs/decoding.md)
-    order: str = "left_to_right"
-    max_steps: int = 0  # 0: the canvas length (+ growth) + 8
-    grow_by: int = 0  # slots added when code fills the whole canvas; 0: never grow
-    max_length: int = 256  # canvas growth stops here
-    remask_below: float = 0.0  # re-mask committed tokens whose probability fell below this; 0: off
-    max_remask: int = 1  # times any one slot may be re-masked
-    temperature: float = 0.0  # 0: greedy
-    seed: int = 0
-    # prefix/suffix keys and values computed once (approximate; False: the exact path; docs/decoding.md)
-    cache: bool = True
-    cache_refresh: int = 0  # with cache: recompute the context every this many steps; 0: never
-    # a unit of 1-4 tokens repeated back to back this many times may not start again at the next
-    # slot (greedy decoding of a small model falls into loops: `_to_to_to_to...`); 0: no limit
-    max_repeats: int = 3
-    # > 1: left-to-right beam search with this many candidates a hole (model.beam); 0 or 1: off.
-    # None: the engine decides per hole (EngineConfig.single_line_beam for one-line holes, else
-    # off); a sampler used on its own treats None as off
-    beam: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.confidence not in CONFIDENCE_MEASURES:
-            raise ValueError(f"unknown confidence measure {self.confidence!r} (choose from {CONFIDENCE_MEASURES})")
-        if self.order not in ORDERS:
-            raise ValueError(f"unknown decoding order {self.order!r} (choose from {ORDERS})")
-        if self.min_per_step < 1 or self.max_per_step < 0 or (self.max_per_step and self.max_per_step < self.min_per_step):
-            raise ValueError("need 1 <= min_per_step <= max_per_step (or max_per_step 0: no cap)")
-        if min(self.grow_by, self.max_remask, self.max_steps, self.cache_refresh, self.max_repeats) < 0:
-            raise ValueError("grow_by, max_remask, max_steps, cache_refresh and max_repeats must not be negative")
-        if self.temperature < 0:
-            raise ValueError("temperature must not be negative")
-        if self.beam is not None and self.beam < 0:
-            raise ValueError("beam must not be negative")
-        if (self.beam or 0) > 1 and (self.order != "left_to_right" or self.grow_by or self.temperature):
-            raise ValueError("beam search decodes left to right, greedily, without canvas growth")
-
-
-class Constraint(Protocol):
-    """Called each step, per row with proposals, with the canvas view: committed tokens, else the
-    current guess (the text the canvas would become), which slots are committed and which are
-    proposed for commit. Returns three sets of slots: ``hold`` (proposals not committed this
-    step), ``ban`` (proposals not committed, their guess banned at the slot) and ``remask``
-    (committed slots back to <mask>, their token banned there; at most ``max_remask`` times a slot)."""
-
-    def check(self, row: int, tokens: list[int], committed: list[bool],
-              proposed: list[bool]) -> tuple[set[int], set[int], set[int]]: ...
-
-    def accepts(self, row: int, tokens: list[int]) -> bool:
-        """Whether the whole fill ``tokens`` (up to <eoi>) is valid as the user would get it,
-        post-processed (beam search judges finished fills so)."""
-        ...
-
-
-@dataclass
-class StepTrace:
-    step: int
-    canvas: list[list[int]]
-    committed_now: list[list[int]]
-    threshold: float
-    beam: int = 0  # beam search: candidates per hole (the canvas shows each hole's likeliest)
-
-
-@dataclass
-class SampleResult:
-    tokens: list[int]  # up to the first <eoi> (and the first <mask> when incomplete)
-    complete: bool  # no <mask> was left
-    steps: int  # steps while this row had a <mask> left
-    forward_passes: int  # forward passes while this row had a <mask> left
-    committed: int
-    cancelled: bool = False
-    alternatives: list[list[int]] = field(default_factory=list)  # beam search: the runners-up, best first
-    # the evidence a fill's confidence is estimated from (diffill.confidence). Beam search: the
-    # fill's log-probability (None when it was not scored: a line bridge, a fill completed at the
-    # finish_after bound), the runners-up's, each scored token's log-probability (and the end's)
-    # and share of it that the token caches gave; a line bridge's places agreeing and counted.
-    # Threshold decoding: each token's confidence when it was committed, as a log
-    score: float | None = None
-    alternative_scores: list[float] = field(default_factory=list)
-    token_logps: list[float] = field(default_factory=list)
-    copied: list[float] = field(default_factory=list)
-    bridge: tuple[int, int] | None = None
-    alternative_evidence: list[tuple[list[float], list[float]]] = field(default_factory=list)  # (logps, copied)
-
-
-@dataclass
-class Request:
-    prefix: list[int]
-    suffix: list[int]
-    stops: frozenset[int] = frozenset()  # tokens that end the fill where guessed, like <eoi>
-    # a latency bound: once this row has had this many forward passes, each step commits its guess
-    # at every masked slot it can (threshold 0; <eoi> rules and max_per_step still hold); 0: never
-    finish_after: int = 0
-    # token caches (model.ngram) whose continuations of the fill's left context are mixed into the
-    # model's guesses: each beam candidate's next token; in threshold decoding (left to right), the
-    # leftmost masked slot's
-    caches: tuple = ()
-    # text the fill must start with (model.lead: the typed part of the word at the cursor); honoured
-    # by beam search
-    lead: Lead | None = None
-
-
-Bans = dict[tuple[int, int], set[int]]  # (row, slot) -> token ids never committed there
+__all__ = ["Bans", "Constraint", "Request", "SampleResult", "Sampler", "SamplerConfig", "StepTrace"]
 
 
 @dataclass
@@ -182,7 +68,7 @@ class Sampler:
             raise ValueError("the canvas needs at least one slot")
         cfg, be = self.config, self.backend
         if (cfg.beam or 0) > 1:
-            return beam_search(be, cfg, requests, length, constraint, bans, cancelled, on_step)
+            raise ValueError("a beam is searched by model.beam (model.decoders.Decoder picks the decoder)")
         mask, eoi = be.mask_id, be.eoi_id
         gen = torch.Generator().manual_seed(cfg.seed)
         b = len(requests)
@@ -233,7 +119,7 @@ class Sampler:
                 for (i, slot), token in sure.items():
                     guess[i, slot], conf[i, slot] = token, 1.0
             if stops is None and has_stops:
-                stops = self._stop_table(requests, logits.shape[-1])
+                stops = stop_table(requests, logits.shape[-1])
             if stops is not None:  # a stop token guessed at a masked slot is the end of the fill
                 guess = torch.where(stops.gather(1, guess) & is_mask, torch.full_like(guess, eoi), guess)
             # <eoi> only where no <mask> is left of the slot: the end is decided after the content
@@ -312,16 +198,6 @@ class Sampler:
                 return n
         return len(run)
 
-    @staticmethod
-    def _stop_table(requests, vocab):
-        """(B, V): which tokens end each row's fill."""
-        table = torch.zeros((len(requests), vocab), dtype=torch.bool)
-        for i, r in enumerate(requests):
-            ids = sorted(t for t in r.stops if 0 <= t < vocab)
-            if ids:
-                table[i, ids] = True
-        return table
-
     def _slots(self, canvas, is_mask, eoi):
         """(B, K) canvas slots that need logits: masked ones (and committed code when re-masking is
         on), each row padded by repeating its first such slot."""
@@ -337,15 +213,10 @@ class Sampler:
         return torch.where(pad, order[:, :1], order)
 
     def _forbid(self, logits, slots, bans, ban):
-        logits[..., self.backend.banned_ids] = -math.inf
-        if bans:
-            where = {}
-            for i, row in enumerate(slots.tolist()):
-                for k, slot in enumerate(row):
-                    where[(i, slot)] = k
-            for key, ids in bans.items():
-                if key in where and ids:
-                    logits[key[0], where[key], list(ids)] = -math.inf
+        """Logits with the backend's banned tokens, the request's ``bans`` and the loops' and the
+        constraint's (``ban``) forbidden at their slots."""
+        places = {(i, slot): (i, k) for i, row in enumerate(slots.tolist()) for k, slot in enumerate(row)}
+        logits = forbid(logits, self.backend.banned_ids, bans, places if bans else {})
         if ban.shape[-1]:
             picked = ban.gather(1, slots[..., None].expand(-1, -1, ban.shape[-1]))
             logits[..., : ban.shape[-1]].masked_fill_(picked, -math.inf)

@@ -26,8 +26,10 @@ from tqdm import tqdm
 from diffill.model.configuration import DiffillConfig
 from diffill.model.context import set_window, window_of
 from diffill.model.corpus import load_texts, load_tokens
+from diffill.model.grow import grow_model
 from diffill.model.network import DiffillForMaskedLM
 from diffill.model.objective import ObjectiveConfig, diffusion_loss, infill_example, noise_batch, plain_example
+from diffill.model.runs import COOLDOWN, STATE, state_of
 from diffill.model.tokenizer import CodeTokenizer, load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -73,7 +75,6 @@ class TrainConfig:
 
 OPTIMIZERS = ("adamw", "muon")
 SCHEDULES = ("cosine", "wsd")
-COOLDOWN = "cooldown"  # a wsd run's branch folder, beside checkpoint/
 
 
 def check_schedule(cfg: TrainConfig) -> None:
@@ -190,7 +191,7 @@ def _save_atomic(out: Path, model, optimizers, state: dict, tokenizer_dir: Path,
                     opt_meta["steps"][f"{name}::{k}"] = float(v)
     save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
     (tmp / "optimizer.json").write_text(json.dumps(opt_meta))
-    (tmp / "trainer_state.json").write_text(json.dumps(state, indent=2))
+    (tmp / STATE).write_text(json.dumps(state, indent=2))
     old = out.with_name(out.name + ".old")
     shutil.rmtree(old, ignore_errors=True)
     if out.exists():
@@ -216,10 +217,6 @@ def _load_optimizer(path: Path, model, optimizers, kind: str) -> None:
         owner[id(params[name])].state[params[name]][k] = torch.tensor(v)
 
 
-def _state_of(ckpt: Path) -> dict:
-    return json.loads((ckpt / "trainer_state.json").read_text())
-
-
 def check_same_tokenizer(corpus_tokenizer, corpus_tokenizer_dir: Path, ckpt: Path) -> None:
     """A run that goes on from a checkpoint must read its corpus with that checkpoint's token ids:
     a corpus built with a tokenizer trained afresh (on other files, so other merges) is refused."""
@@ -240,8 +237,8 @@ def init_state(ckpt: Path) -> dict:
     last entry of its card's running log, ``training_log.json``); zero for any other model.
     The step also picks the data the run sees next (batches are a function of the step)."""
     fresh = _fresh_state()
-    if (ckpt / "trainer_state.json").is_file():
-        state = _state_of(ckpt)
+    if (ckpt / STATE).is_file():
+        state = state_of(ckpt)
         state.pop("branched_at", None)
         return {**fresh, **state}
     if (ckpt / "training_log.json").is_file():
@@ -265,7 +262,7 @@ def resume_source(out: Path, cfg: TrainConfig) -> Path | None:
         return None
     if not branch.exists():
         return trunk
-    trunk_step, branch_state = _state_of(trunk)["step"], _state_of(branch)
+    trunk_step, branch_state = state_of(trunk)["step"], state_of(branch)
     if cfg.schedule == "wsd" and trunk_step >= cfg.decay_start and branch_state.get("branched_at") == cfg.decay_start:
         return branch
     if trunk_step < cfg.schedule_start == branch_state["step"]:
@@ -283,18 +280,8 @@ def _grown(model: DiffillForMaskedLM, layers: int, fresh_optimizer: bool) -> Dif
     if not fresh_optimizer:
         raise ValueError(f"growing the model from {have} to {layers} blocks needs the optimizer state afresh: "
                          "set reset_optimizer, with schedule_start at the step the phase starts from")
-    from diffill.model.grow import grow_model
-
     log.info("growing the model from %d to %d blocks", have, layers)
     return grow_model(model, layers)
-
-
-def latest_checkpoint(run: Path) -> Path:
-    """The furthest-trained checkpoint of a run folder: the trunk, or a wsd branch beyond it."""
-    found = [c for c in (run / "checkpoint", run / COOLDOWN / "checkpoint") if (c / "trainer_state.json").is_file()]
-    if not found:
-        raise FileNotFoundError(f"{run} holds no checkpoint")
-    return max(found, key=lambda c: _state_of(c)["step"])
 
 
 def train(corpus: Path, out: Path, cfg: TrainConfig, minutes: float | None = None,
@@ -321,7 +308,7 @@ def train(corpus: Path, out: Path, cfg: TrainConfig, minutes: float | None = Non
     start = src if src is not None else init  # the model this run goes on from, if any
     if start is not None:
         check_same_tokenizer(hf, tok_dir, start)
-    state = _state_of(src) if src is not None else init_state(init) if init is not None else _fresh_state()
+    state = state_of(src) if src is not None else init_state(init) if init is not None else _fresh_state()
     if start is not None and until_step is not None and state["step"] >= until_step:
         log.info("%s is at step %d already: nothing to train", start, state["step"])
         return state

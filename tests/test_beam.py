@@ -12,7 +12,8 @@ from diffill.grammar.constraint import Verdict
 from diffill.model.backend import DiffillBackend
 from diffill.model.loading import load_checkpoint
 from diffill.model.ngram import TokenCache
-from diffill.model.sampler import Request, Sampler, SamplerConfig
+from diffill.model.decoders import Decoder
+from diffill.model.decoding import Request, SamplerConfig
 
 MASK, EOI, PAD = 1, 2, 0
 A, B, C, D, E, F, NL = 10, 11, 12, 13, 14, 15, 16
@@ -75,7 +76,7 @@ def search(be=None, length=6, requests=None, **kw):
     be = be or TreeBackend()
     opts = {k: kw.pop(k) for k in list(kw) if k in ("constraint", "bans", "cancelled", "on_step")}
     cfg = SamplerConfig(**{"beam": 3, **kw})
-    return Sampler(be, cfg).sample(requests or [Request([5], [6])], length, **opts)
+    return Decoder(be, cfg).sample(requests or [Request([5], [6])], length, **opts)
 
 
 def test_beam_finds_the_likelier_fill_that_greedy_misses():
@@ -210,6 +211,6 @@ def test_the_beam_copies_a_continuation_the_model_finds_unlikely():
     prefix = list(range(20, 36))
     c = TokenCache(frozenset({NL})).extend([prefix + [A, B, NL, 30]])
     be = TreeBackend({(): {EOI: 0.9, A: 0.1}})
-    plain, copied = Sampler(be, SamplerConfig(beam=3)).sample([Request(prefix, [6]), Request(prefix, [6], caches=(c,))], 6)
+    plain, copied = Decoder(be, SamplerConfig(beam=3)).sample([Request(prefix, [6]), Request(prefix, [6], caches=(c,))], 6)
     assert plain.tokens == [] and copied.tokens == [A, B] and copied.complete
     assert MASK not in copied.tokens

@@ -60,6 +60,17 @@ def run(backend, length, n=1, **cfg):
     return Sampler(backend, SamplerConfig(**cfg)).sample([Request([5], [6])] * n, length)
 
 
+def test_threshold_decoding_leaves_a_beam_to_beam_search():
+    from diffill.model.decoders import Decoder
+
+    with pytest.raises(ValueError, match="model.beam"):
+        run(ScriptedBackend([20, 21]), 4, beam=3)
+    # the decoder a configuration names: threshold decoding without a beam, as the sampler itself
+    (decoded,) = Decoder(ScriptedBackend([20, 21]), SamplerConfig(beam=0)).sample([Request([5], [6])], 4)
+    (sampled,) = run(ScriptedBackend([20, 21]), 4, beam=0)
+    assert decoded == sampled and decoded.tokens == [20, 21]
+
+
 def test_confident_slots_are_committed_together():
     be = ScriptedBackend([10, 11, 12, 13], conf=[0.95] * 4)
     (r,) = run(be, 8, threshold=0.9)
