@@ -28,10 +28,11 @@ from diffill.grammar.constraint import RowConstraints
 from diffill.model.backend import BACKENDS, DiffillBackend, load_backend
 from diffill.model.beam import LINE_BEAM
 from diffill.model.context import Window, encode_window
+from diffill.model.copying import Copying
 from diffill.model.lead import Lead, Spellings, typed_word
 from diffill.model.library_index import LibraryIndex, default_folder
 from diffill.model.loading import DEFAULT_CHECKPOINT, ModelLoadError, load_checkpoint
-from diffill.model.ngram import TokenCache, bridged_line, hole_caches, prefix_context
+from diffill.model.ngram import TokenCache
 from diffill.model.decoders import Decoder
 from diffill.model.decoding import Request, SampleResult, SamplerConfig, StepTrace
 
@@ -325,7 +326,7 @@ class Engine:
                                            self.window),
                             stops=frozenset() if plans[i][0] else self.tok.line_break_ids(),
                             finish_after=0 if plans[i][0] else self.config.single_line_passes,
-                            caches=self._caches(held[i]),
+                            copying=self._copying(held[i]),
                             lead=Lead(typed[i], Spellings.of(self.tok)) if typed[i] else None) for i in idx]
             guards = self._guards([held[i] for i in idx])
             for k, guard in guards.items():  # whole fills are judged as the user gets them
@@ -397,7 +398,7 @@ class Engine:
 
     def _blank_line_bridges(self, reqs: list[InfillRequest], rows: list[Request],
                             guards: dict[int, HoleGuard]) -> dict[int, SampleResult]:
-        """Row -> the line the caches bridge (``model.ngram.line_bridge``) for a cursor on a blank
+        """Row -> the line its copying bridges (``Copying.line``) for a cursor on a blank
         line, after its indentation (or at the start of a line whose line before is not indented),
         with code on the lines around it; rows without one are left out. Only the lines on both
         sides place it (the line before the next lines alone is, where a block is missing, its last
@@ -405,10 +406,9 @@ class Engine:
         one missing line; threshold decoding, which fills such holes, has no bridges of its own."""
         out: dict[int, SampleResult] = {}
         for k, (r, row) in enumerate(zip(reqs, rows)):
-            if not row.caches or r.end > r.start or not _blank_cursor(r.text, r.start):
+            if not row.copying or r.end > r.start or not _blank_cursor(r.text, r.start):
                 continue
-            found = bridged_line(row.caches, prefix_context(row.prefix, self.tok.bos_id), row.suffix,
-                                 self.config.single_line_tokens, alone=False)
+            found = row.copying.line(row.prefix, row.suffix, self.config.single_line_tokens, alone=False)
             if not found or not found.line:
                 continue
             fill = found.line
@@ -418,16 +418,17 @@ class Engine:
             out[k] = SampleResult(fill, True, 0, 0, len(fill), bridge=found.agreement)
         return out
 
-    def _caches(self, req: InfillRequest) -> tuple:
-        """A hole's token caches (model.ngram): the document around it, its neighbors, the repository,
-        the library index."""
+    def _copying(self, req: InfillRequest) -> Copying | None:
+        """What a hole copies from (model.copying): the document around it, its neighbors, the
+        repository (an adapter's, else the workspace's), the library index."""
         if not self.config.copy or self.config.backend != "diffill":
-            return ()
+            return None
         repository = self.repository
         if repository is None and self.workspace is not None:
             repository = self.workspace.without(req.path)
-        return hole_caches(self.tok, req.text[: req.start], req.text[req.end :],
-                           [*(self._neighbor(text) for text in req.neighbors), repository, self.library])
+        return Copying.for_hole(self.tok, req.text[: req.start], req.text[req.end :],
+                                [*(self._neighbor(text) for text in req.neighbors), repository, self.library],
+                                self.backend.bos_id)
 
     def index_workspace(self, folders: list[str]) -> dict:
         """Copy from these folders' source files (diffill/workspace.py) where no workspace adapter

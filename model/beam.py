@@ -76,10 +76,10 @@ def beam_search(backend, cfg: SamplerConfig, requests: list[Request], length: in
     """Search one canvas of ``length`` slots per request (see the module docstring); ``bans`` and
     ``cancelled`` as for ``Sampler.sample``, ``on_step`` sees each hole's best candidate."""
     k, be = cfg.beam, backend
-    mask, eoi, bos = be.mask_id, be.eoi_id, getattr(be, "bos_id", None)
+    mask, eoi = be.mask_id, be.eoi_id
     holes = [_Hole(k) for _ in requests]
     # requests still searching, in the order of their rows; holes a library bridges need no search
-    active = [i for i, r in enumerate(requests) if not _bridge(holes[i], r, i, be, constraint, length, bos)]
+    active = [i for i, r in enumerate(requests) if not _bridge(holes[i], r, i, be, constraint, length)]
     state = be.prepare([requests[i].prefix for i in active], [requests[i].suffix for i in active], length,
                        cfg.cache, cfg.cache_refresh) if active else None
     if active and not hasattr(state, "take"):
@@ -104,7 +104,7 @@ def beam_search(backend, cfg: SamplerConfig, requests: list[Request], length: in
             ends[:, eoi] = True
         places = {(i, t): slice(j * width, (j + 1) * width) for j, i in enumerate(active)}
         logp = torch.log_softmax(forbid(logits, be.banned_ids, bans, places), -1).view(len(active), width, -1)
-        logp, mixed = _mix_cache(logp, requests, active, canvas, t, eoi, bos)
+        logp, mixed = _mix_cache(logp, requests, active, canvas, t, eoi)
         logp = _lead(logp, requests, active, canvas, t)
         end_mask = ends[active][:, None, :]
         end_score = score + torch.logsumexp(logp.masked_fill(~end_mask, -math.inf), -1)
@@ -143,7 +143,7 @@ def beam_search(backend, cfg: SamplerConfig, requests: list[Request], length: in
             if t == length - 1 or open_best == -math.inf or (hole.finished and hole.best() >= open_best):
                 hole.done = True
             elif bound:  # an open candidate is still the likeliest: completed by its own guesses
-                fill = _copy_rest(request, canvas[j, 0, : t + 1].tolist(), length, bos)
+                fill = _copy_rest(request, canvas[j, 0, : t + 1].tolist(), length)
                 if fill is None:
                     rest = be.logits(state.take(torch.tensor([j * width])), canvas[j, :1],
                                      torch.arange(t + 1, length)[None])[0]
@@ -186,22 +186,19 @@ def beam_search(backend, cfg: SamplerConfig, requests: list[Request], length: in
     return results
 
 
-def _mix_cache(logp, requests, active, canvas, t, eoi, bos) -> tuple[torch.Tensor, dict]:
+def _mix_cache(logp, requests, active, canvas, t, eoi) -> tuple[torch.Tensor, dict]:
     """Each candidate's next-token log-probabilities mixed with what follows the hole's prefix and
-    the candidate so far in its request's token caches (``model.ngram``); a line break there is
-    the hole's end. Also {(row, candidate): (the caches' distribution, its weight)} where mixed."""
-    from diffill.model.ngram import continuation, mix, prefix_context
-
+    the candidate so far where its request copies from (``model.copying``); a line break there is
+    the hole's end. Also {(row, candidate): (the continuation's distribution, its weight)} where mixed."""
     mixed = {}
     for j, i in enumerate(active):
-        caches = requests[i].caches
-        if not caches:
+        copying = requests[i].copying
+        if not copying:
             continue
-        head = prefix_context(requests[i].prefix, bos)
         for c in range(logp.shape[1]):
-            dist, lam = continuation(caches, head + canvas[j, c, :t].tolist())
+            dist, lam = copying.continuation(requests[i].prefix, canvas[j, c, :t].tolist())
             if dist:
-                logp[j, c] = mix(logp[j, c], dist, lam, eoi)
+                logp[j, c] = copying.mix(logp[j, c], dist, lam, eoi)
                 mixed[j, c] = dist, lam
     return logp, mixed
 
@@ -232,14 +229,12 @@ def _lead(logp, requests, active, canvas, t) -> torch.Tensor:
     return logp
 
 
-def _bridge(hole: _Hole, request, row: int, be, constraint, length: int, bos) -> bool:
-    """Finish ``hole`` with the line its request's caches bridge (``model.ngram.line_bridge``), when
-    there is one and the constraint passes it."""
-    from diffill.model.ngram import bridged_line, prefix_context
-
-    if not request.caches:
+def _bridge(hole: _Hole, request, row: int, be, constraint, length: int) -> bool:
+    """Finish ``hole`` with the line its request's copying bridges (``Copying.line``), when there
+    is one and the constraint passes it."""
+    if not request.copying:
         return False
-    found = bridged_line(request.caches, prefix_context(request.prefix, bos), request.suffix, length)
+    found = request.copying.line(request.prefix, request.suffix, length)
     fill = found.line if found is not None else None
     if not fill or not _whole(be, fill) or not _valid(constraint, row, fill):
         return False
@@ -249,15 +244,13 @@ def _bridge(hole: _Hole, request, row: int, be, constraint, length: int, bos) ->
     return True
 
 
-def _copy_rest(request, head: list[int], length: int, bos) -> list[int] | None:
-    """``head`` continued by its request's caches alone, while they are sure of the next token
-    (``model.ngram.sure_run``), up to a line break; None when they are not sure that far or the
-    line does not end within ``length``."""
-    from diffill.model.ngram import prefix_context, sure_run
-
-    if not request.caches:
+def _copy_rest(request, head: list[int], length: int) -> list[int] | None:
+    """``head`` continued by its request's copying alone, while it is sure of the next token
+    (``Copying.sure_run``), up to a line break; None when it is not sure that far or the line
+    does not end within ``length``."""
+    if not request.copying:
         return None
-    run, ended = sure_run(request.caches, prefix_context(request.prefix, bos) + head, length - len(head))
+    run, ended = request.copying.sure_run(request.prefix, head, length - len(head))
     return head + run if ended else None
 
 

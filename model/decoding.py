@@ -13,6 +13,7 @@ from typing import Protocol
 
 import torch
 
+from diffill.model.copying import Copying
 from diffill.model.lead import Lead
 
 CONFIDENCE_MEASURES = ("prob", "margin", "entropy")
@@ -119,10 +120,10 @@ class Request:
     # a latency bound: once this row has had this many forward passes, each step commits its guess
     # at every masked slot it can (threshold 0; <eoi> rules and max_per_step still hold); 0: never
     finish_after: int = 0
-    # token caches (model.ngram) whose continuations of the fill's left context are mixed into the
-    # model's guesses: each beam candidate's next token; in threshold decoding (left to right), the
-    # leftmost masked slot's
-    caches: tuple = ()
+    # what the fill may copy from (model.copying): continuations of its left context mixed into the
+    # model's guesses (each beam candidate's next token; in threshold decoding, left to right, the
+    # leftmost masked slot's) and lines that bridge the hole
+    copying: Copying | None = None
     # text the fill must start with (model.lead: the typed part of the word at the cursor); honoured
     # by beam search
     lead: Lead | None = None

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 import torch
 
 from diffill.model.backend import Backend
+from diffill.model.ngram import END
 from diffill.model.decoding import (Bans, Constraint, Request, SampleResult, SamplerConfig, StepTrace, forbid,
                                     stop_table)
 
@@ -80,7 +81,7 @@ class Sampler:
         remasked = torch.zeros((b, length), dtype=torch.long)
         stops = None  # (B, V) stop tokens of each row, built at the first step when any row has some
         has_stops = any(r.stops for r in requests)
-        copying = cfg.order == "left_to_right" and any(r.caches for r in requests)
+        copying = cfg.order == "left_to_right" and any(r.copying for r in requests)
         seen = None  # the canvas the current logits were computed for
         steps = passes = 0
         # per row: the steps and forward passes taken while it still had a <mask> (a row that is
@@ -154,26 +155,23 @@ class Sampler:
     # -- helpers ---------------------------------------------------------------------------
 
     def _copy(self, requests, logits, slots, canvas, is_mask):
-        """Mix each row's token caches (``model.ngram``) into its logits at its leftmost masked slot,
+        """Mix each row's copying (``model.copying``) into its logits at its leftmost masked slot,
         where everything to the left is committed. Returns (wait, sure): (B, L), the slots that must
         wait this step (those right of what the caches spoke for: the model guessed them without the
         copied tokens); and {(row, slot): token} for the run of masked slots from the leftmost one
         that the caches continue without doubt (``sure_run``), which need no forward pass."""
-        from diffill.model.ngram import END, HALF, continuation, mix, prefix_context, sure_run, weight
-
-        bos = getattr(self.backend, "bos_id", None)
         wait = torch.zeros(canvas.shape, dtype=torch.bool)
         sure: dict[tuple[int, int], int] = {}
         for i, r in enumerate(requests):
-            if not r.caches or not is_mask[i].any():
+            if not r.copying or not is_mask[i].any():
                 continue
             first = int(is_mask[i].nonzero()[0])
             k = int((slots[i] == first).nonzero()[0])
-            head = prefix_context(r.prefix, bos) + canvas[i, :first].tolist()
-            dist, lam = continuation(r.caches, head)
-            if len(dist) == 1 and END not in dist and lam >= weight(HALF):  # sure: a run, no pass needed
+            fill = canvas[i, :first].tolist()
+            dist, lam = r.copying.continuation(r.prefix, fill)
+            if r.copying.certain(dist, lam):  # sure: a run, no pass needed
                 masked_run = int(torch.cumprod(is_mask[i, first:].long(), 0).sum())
-                run, _ = sure_run(r.caches, head, masked_run)
+                run, _ = r.copying.sure_run(r.prefix, fill, masked_run)
                 taken = self._allowed(logits[i], slots[i], first, run)
                 if taken:
                     sure.update({(i, first + n): token for n, token in enumerate(run[:taken])})
@@ -183,7 +181,7 @@ class Sampler:
             # code changes depth)
             end = self.backend.eoi_id if r.stops else None
             if dist and (end is not None or set(dist) != {END}):
-                logits[i, k] = mix(torch.log_softmax(logits[i, k], -1), dist, lam, end)
+                logits[i, k] = r.copying.mix(torch.log_softmax(logits[i, k], -1), dist, lam, end)
                 wait[i, first + 1 :] = True
         return wait, sure
 

@@ -11,6 +11,7 @@ import torch
 from diffill.grammar.constraint import Verdict
 from diffill.model.backend import DiffillBackend
 from diffill.model.loading import load_checkpoint
+from diffill.model.copying import Copying
 from diffill.model.ngram import TokenCache
 from diffill.model.decoders import Decoder
 from diffill.model.decoding import Request, SamplerConfig
@@ -211,6 +212,6 @@ def test_the_beam_copies_a_continuation_the_model_finds_unlikely():
     prefix = list(range(20, 36))
     c = TokenCache(frozenset({NL})).extend([prefix + [A, B, NL, 30]])
     be = TreeBackend({(): {EOI: 0.9, A: 0.1}})
-    plain, copied = Decoder(be, SamplerConfig(beam=3)).sample([Request(prefix, [6]), Request(prefix, [6], caches=(c,))], 6)
+    plain, copied = Decoder(be, SamplerConfig(beam=3)).sample([Request(prefix, [6]), Request(prefix, [6], copying=Copying((c,)))], 6)
     assert plain.tokens == [] and copied.tokens == [A, B] and copied.complete
     assert MASK not in copied.tokens

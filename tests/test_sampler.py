@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from diffill.model.backend import DiffillBackend
+from diffill.model.copying import Copying
 from diffill.model.loading import load_checkpoint
 from diffill.model.sampler import Request, Sampler, SamplerConfig
 
@@ -400,7 +401,7 @@ def test_left_to_right_decoding_mixes_a_short_copy_in_at_the_leftmost_slot_alone
     be = ScriptedBackend([10, 11, 12, 13], conf=[0.6, 0.95, 0.95, 0.95])
     (plain,) = Sampler(be, SamplerConfig()).sample([Request(prefix, [6])], 6)
     steps = []
-    (copied,) = Sampler(be, SamplerConfig()).sample([Request(prefix, [6], caches=(cache,))], 6,
+    (copied,) = Sampler(be, SamplerConfig()).sample([Request(prefix, [6], copying=Copying((cache,)))], 6,
                                                     on_step=lambda s: steps.append(s.committed_now[0]))
     assert plain.tokens == [10, 11, 12, 13] and plain.forward_passes == 1
     assert copied.tokens[0] == 20
@@ -415,7 +416,7 @@ def test_a_sure_copy_is_committed_in_one_pass():
     cache = TokenCache().extend([prefix + [20, 21, 22]])
     be = ScriptedBackend([10, 11, 12, 13], conf=[0.6, 0.95, 0.95, 0.95])
     steps = []
-    (copied,) = Sampler(be, SamplerConfig()).sample([Request(prefix, [6], caches=(cache,))], 6,
+    (copied,) = Sampler(be, SamplerConfig()).sample([Request(prefix, [6], copying=Copying((cache,)))], 6,
                                                     on_step=lambda s: steps.append(s.committed_now[0]))
     assert copied.tokens[:3] == [20, 21, 22] and steps[0] == [0, 1, 2]
 
@@ -429,6 +430,6 @@ def test_a_sure_copy_stops_at_a_token_banned_at_its_slot():
     cache = TokenCache().extend([prefix + [20, 21, 22]])
     be = ScriptedBackend([10, 11, 12, 13], conf=[0.6, 0.95, 0.95, 0.95])
     steps = []
-    (copied,) = Sampler(be, SamplerConfig()).sample([Request(prefix, [6], caches=(cache,))], 6, bans={(0, 1): {21}},
+    (copied,) = Sampler(be, SamplerConfig()).sample([Request(prefix, [6], copying=Copying((cache,)))], 6, bans={(0, 1): {21}},
                                                     on_step=lambda s: steps.append(s.committed_now[0]))
     assert copied.tokens[0] == 20 and steps[0] == [0] and 21 not in copied.tokens[1:2]
