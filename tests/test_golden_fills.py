@@ -162,31 +162,18 @@ RUST_BLOCK = '''fn count_even(values: &[i32]) -> usize {
 }
 '''
 
+CONFIG = '''class Config:
+    def load(self, data):
+        self.name = data["name"]
+        self.path = data["path"]
+        self.size = data["size"]
+
+    def reload(self, data):
+'''
 # a blank line between lines that the document repeats elsewhere: the engine bridges it, unsampled
-PY_REPEATED = '''class Config:
-    def load(self, data):
-        self.name = data["name"]
-        self.path = data["path"]
-        self.size = data["size"]
-
-    def reload(self, data):
-        self.name = data["name"]
-        <HOLE>
-        self.size = data["size"]
-'''
-
+PY_REPEATED = CONFIG + '        self.name = data["name"]\n        <HOLE>\n        self.size = data["size"]\n'
 # the line before the next lines, which the document has elsewhere (a bridge from the next lines alone)
-PY_PRECEDING = '''class Config:
-    def load(self, data):
-        self.name = data["name"]
-        self.path = data["path"]
-        self.size = data["size"]
-
-    def reload(self, data):
-        self.<HOLE>
-        self.path = data["path"]
-        self.size = data["size"]
-'''
+PY_PRECEDING = CONFIG + '        self.<HOLE>\n        self.path = data["path"]\n        self.size = data["size"]\n'
 
 # a library index holds this file: its lines continue a blank line and a call
 LIBRARY_FILE = '''import argparse
@@ -199,23 +186,10 @@ def parse_args(argv):
     return parser.parse_args(argv)
 '''
 
-FROM_LIBRARY = '''import argparse
-
-
-def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="tool", description="Convert the input files.")
-    parser.add_argument("--verbose", action="store_true", help="say what is done")
-    <HOLE>
-    return parser.parse_args(argv)
-'''
-
-FROM_LIBRARY_CALL = '''import argparse
-
-
-def options(argv):
-    parser = argparse.ArgumentParser(prog="tool", description="Convert the input files.")
-    parser.add_argument("--verbose", action="store_true", <HOLE>)
-'''
+OUTPUT_LINE = '    parser.add_argument("--output", default="-", help="where the result goes")'
+FROM_LIBRARY = LIBRARY_FILE.replace(OUTPUT_LINE, "    <HOLE>")
+FROM_LIBRARY_CALL = (LIBRARY_FILE[: LIBRARY_FILE.index(OUTPUT_LINE)].replace("def parse_args(", "def options(")
+                     .replace('help="say what is done")', "<HOLE>)"))
 
 # the workspace holds a file this one repeats (copying from the workspace index)
 WORKSPACE_FILE = '''import os
