@@ -81,7 +81,7 @@ def beam_search(backend, cfg: SamplerConfig, requests: list[Request], length: in
     # requests still searching, in the order of their rows; holes a library bridges need no search
     active = [i for i, r in enumerate(requests) if not _bridge(holes[i], r, i, be, constraint, length)]
     state = be.prepare([requests[i].prefix for i in active], [requests[i].suffix for i in active], length,
-                       cfg.cache, cfg.cache_refresh) if active else None
+                       cfg.cache) if active else None
     if active and not hasattr(state, "take"):
         raise ValueError("beam search needs a backend whose state can be copied per candidate")
     width = 1  # rows per active request: 1 at the first step, then k

@@ -17,29 +17,23 @@ from diffill.model.copying import Copying
 from diffill.model.lead import Lead
 
 CONFIDENCE_MEASURES = ("prob", "margin", "entropy")
-ORDERS = ("confidence", "left_to_right")
+EXTRA_STEPS = 8  # steps past the canvas length a fill may take (vetoed proposals cost steps)
 
 
 @dataclass
 class SamplerConfig:
+    """How the engine decodes a canvas. Settings only experiments change are threshold decoding's
+    ``model.sampler.Experiment``."""
+
     # commit every masked slot at least this confident (measured: docs/decoding.md)
     threshold: float = 0.9
     min_per_step: int = 1  # commit at least this many (the most confident) per step
     max_per_step: int = 0  # 0: no cap; 1: one token per step (the slow baseline)
     confidence: str = "prob"  # prob | margin | entropy
-    # left_to_right: the leftmost masked slot, then on while confident; confidence: the most
-    # confident slots anywhere (measured: docs/decoding.md)
-    order: str = "left_to_right"
-    max_steps: int = 0  # 0: the canvas length (+ growth) + 8
-    grow_by: int = 0  # slots added when code fills the whole canvas; 0: never grow
-    max_length: int = 256  # canvas growth stops here
-    remask_below: float = 0.0  # re-mask committed tokens whose probability fell below this; 0: off
+    max_steps: int = 0  # 0: the canvas length (+ growth) + EXTRA_STEPS
     max_remask: int = 1  # times any one slot may be re-masked
-    temperature: float = 0.0  # 0: greedy
-    seed: int = 0
     # prefix/suffix keys and values computed once (approximate; False: the exact path; docs/decoding.md)
     cache: bool = True
-    cache_refresh: int = 0  # with cache: recompute the context every this many steps; 0: never
     # a unit of 1-4 tokens repeated back to back this many times may not start again at the next
     # slot (greedy decoding of a small model falls into loops: `_to_to_to_to...`); 0: no limit
     max_repeats: int = 3
@@ -51,18 +45,12 @@ class SamplerConfig:
     def __post_init__(self) -> None:
         if self.confidence not in CONFIDENCE_MEASURES:
             raise ValueError(f"unknown confidence measure {self.confidence!r} (choose from {CONFIDENCE_MEASURES})")
-        if self.order not in ORDERS:
-            raise ValueError(f"unknown decoding order {self.order!r} (choose from {ORDERS})")
         if self.min_per_step < 1 or self.max_per_step < 0 or (self.max_per_step and self.max_per_step < self.min_per_step):
             raise ValueError("need 1 <= min_per_step <= max_per_step (or max_per_step 0: no cap)")
-        if min(self.grow_by, self.max_remask, self.max_steps, self.cache_refresh, self.max_repeats) < 0:
-            raise ValueError("grow_by, max_remask, max_steps, cache_refresh and max_repeats must not be negative")
-        if self.temperature < 0:
-            raise ValueError("temperature must not be negative")
+        if min(self.max_remask, self.max_steps, self.max_repeats) < 0:
+            raise ValueError("max_remask, max_steps and max_repeats must not be negative")
         if self.beam is not None and self.beam < 0:
             raise ValueError("beam must not be negative")
-        if (self.beam or 0) > 1 and (self.order != "left_to_right" or self.grow_by or self.temperature):
-            raise ValueError("beam search decodes left to right, greedily, without canvas growth")
 
 
 class Constraint(Protocol):

@@ -1,6 +1,6 @@
 """The denoising sampler: parallel unmasking of an infill canvas, by confidence.
 
-Two orders: ``left_to_right`` (the default, measured) commits the leftmost masked slot and the
+Two orders (``Experiment.order``): ``left_to_right`` (the default, measured) commits the leftmost masked slot and the
 confident run after it; ``confidence`` commits the most confident slots anywhere.
 
     canvas = [<mask>] * L
@@ -37,16 +37,44 @@ import torch
 
 from diffill.model.backend import Backend
 from diffill.model.ngram import END
-from diffill.model.decoding import (Bans, Constraint, Request, SampleResult, SamplerConfig, StepTrace, forbid,
-                                    stop_table)
+from diffill.model.decoding import (EXTRA_STEPS, Bans, Constraint, Request, SampleResult, SamplerConfig, StepTrace,
+                                    forbid, stop_table)
 
-__all__ = ["Bans", "Constraint", "Request", "SampleResult", "Sampler", "SamplerConfig", "StepTrace"]
+__all__ = ["Bans", "Constraint", "Experiment", "Request", "SampleResult", "Sampler", "SamplerConfig", "StepTrace"]
+
+ORDERS = ("confidence", "left_to_right")
+LOOP_UNITS = 4  # the longest unit of tokens whose back-to-back repeats are banned (max_repeats)
+
+
+@dataclass
+class Experiment:
+    """Threshold decoding's settings that only experiments change (docs/decoding.md measures them);
+    the engine decodes with the defaults."""
+
+    # left_to_right: the leftmost masked slot, then on while confident; confidence: the most
+    # confident slots anywhere
+    order: str = "left_to_right"
+    grow_by: int = 0  # slots added when code fills the whole canvas; 0: never grow
+    max_length: int = 256  # canvas growth stops here
+    remask_below: float = 0.0  # re-mask committed tokens whose probability fell below this; 0: off
+    temperature: float = 0.0  # 0: greedy
+    seed: int = 0
+    cache_refresh: int = 0  # with the context cache: recompute the context every this many steps; 0: never
+
+    def __post_init__(self) -> None:
+        if self.order not in ORDERS:
+            raise ValueError(f"unknown decoding order {self.order!r} (choose from {ORDERS})")
+        if min(self.grow_by, self.cache_refresh) < 0:
+            raise ValueError("grow_by and cache_refresh must not be negative")
+        if self.temperature < 0:
+            raise ValueError("temperature must not be negative")
 
 
 @dataclass
 class Sampler:
     backend: Backend
     config: SamplerConfig = field(default_factory=SamplerConfig)
+    experiment: Experiment = field(default_factory=Experiment)
 
     @torch.inference_mode()
     def sample(
@@ -67,35 +95,35 @@ class Sampler:
             return []
         if length < 1:
             raise ValueError("the canvas needs at least one slot")
-        cfg, be = self.config, self.backend
+        cfg, exp, be = self.config, self.experiment, self.backend
         if (cfg.beam or 0) > 1:
             raise ValueError("a beam is searched by model.beam (model.decoders.Decoder picks the decoder)")
         mask, eoi = be.mask_id, be.eoi_id
-        gen = torch.Generator().manual_seed(cfg.seed)
+        gen = torch.Generator().manual_seed(exp.seed)
         b = len(requests)
         state = be.prepare([r.prefix for r in requests], [r.suffix for r in requests], length,
-                           cfg.cache, cfg.cache_refresh)
+                           cfg.cache, exp.cache_refresh)
         canvas = torch.full((b, length), mask, dtype=torch.long)
         committed_conf = torch.ones((b, length))  # each slot's confidence when it was committed
         ban = torch.zeros((b, length, 0), dtype=torch.bool)
         remasked = torch.zeros((b, length), dtype=torch.long)
         stops = None  # (B, V) stop tokens of each row, built at the first step when any row has some
         has_stops = any(r.stops for r in requests)
-        copying = cfg.order == "left_to_right" and any(r.copying for r in requests)
+        copying = exp.order == "left_to_right" and any(r.copying for r in requests)
         seen = None  # the canvas the current logits were computed for
         steps = passes = 0
         # per row: the steps and forward passes taken while it still had a <mask> (a row that is
         # done early in a batch is not charged with the passes the other rows go on to need)
         row_steps, row_passes = [0] * b, [0] * b
         stopped = False
-        max_steps = cfg.max_steps or (max(cfg.max_length, length) if cfg.grow_by else length) + 8
+        max_steps = cfg.max_steps or (max(exp.max_length, length) if exp.grow_by else length) + EXTRA_STEPS
         while steps < max_steps:
             if cancelled():
                 stopped = True
                 break
             is_mask = canvas == mask
             if not is_mask.any():
-                if not self._grow_needed(canvas, eoi, length, cfg):
+                if not self._grow_needed(canvas, eoi, length):
                     break
                 canvas, ban, remasked, state, length = self._grow(requests, canvas, ban, remasked, length)
                 committed_conf = torch.cat([committed_conf, torch.ones((b, length - committed_conf.shape[1]))], 1)
@@ -139,7 +167,7 @@ class Sampler:
             new = torch.where(propose, guess, canvas)
             committed_conf = torch.where(propose, end_conf.clamp(0.0, 1.0), committed_conf)
             new = self._eoi_fill(new, eoi, mask)
-            if cfg.remask_below > 0:
+            if exp.remask_below > 0:
                 new = self._remask(new, canvas, p_old, remasked, mask, eoi)
             if on_step:
                 fresh = (new != canvas) & (new != mask)
@@ -200,7 +228,7 @@ class Sampler:
         """(B, K) canvas slots that need logits: masked ones (and committed code when re-masking is
         on), each row padded by repeating its first such slot."""
         need = is_mask
-        if self.config.remask_below > 0:
+        if self.experiment.remask_below > 0:
             need = need | (canvas != eoi)
         if need.shape[0] == 1:
             return torch.nonzero(need[0]).T
@@ -223,10 +251,10 @@ class Sampler:
     def _confidence(self, logits, slots, canvas, gen):
         """conf and guess at every canvas slot (B, L), from logits at ``slots`` (B, K); and the
         current probability of each committed token (1 where not computed)."""
-        cfg = self.config
+        cfg, exp = self.config, self.experiment
         probs = torch.softmax(logits, -1)
-        if cfg.temperature > 0:
-            flat = torch.softmax(logits / cfg.temperature, -1).view(-1, logits.shape[-1])
+        if exp.temperature > 0:
+            flat = torch.softmax(logits / exp.temperature, -1).view(-1, logits.shape[-1])
             guess = torch.multinomial(flat, 1, generator=gen).view(logits.shape[:2])
         else:
             guess = probs.argmax(-1)
@@ -241,7 +269,7 @@ class Sampler:
         full_conf = torch.full(canvas.shape, -math.inf).scatter(1, slots, conf)
         full_guess = canvas.scatter(1, slots, guess)
         p_old = None
-        if cfg.remask_below > 0:
+        if exp.remask_below > 0:
             old = canvas.gather(1, slots)
             p_old = torch.ones(canvas.shape).scatter(1, slots, probs.gather(-1, old[..., None]).squeeze(-1))
         return full_conf, full_guess, p_old
@@ -254,7 +282,7 @@ class Sampler:
     def _select(self, conf, is_mask, threshold):
         cfg = self.config
         eligible = conf >= 0  # masked, and not an <eoi> with a <mask> on its left (conf -1)
-        if cfg.order == "left_to_right":
+        if self.experiment.order == "left_to_right":
             # masked slots by position: the first min_per_step of them, then on while confident
             rank = torch.cumsum(is_mask.long(), 1) - 1
             take = eligible & ((conf >= threshold) | (rank < max(1, cfg.min_per_step)))
@@ -279,7 +307,7 @@ class Sampler:
             if first <= 0:
                 continue
             done = row[:first]
-            for p in range(1, 5):
+            for p in range(1, LOOP_UNITS + 1):
                 unit = done[-p:]
                 if len(done) >= p * n and done[-p * n :] == unit * n:
                     ban = self._ban(ban, i, first, unit[0])
@@ -343,18 +371,18 @@ class Sampler:
     def _remask(self, new, old, p_old, remasked, mask, eoi):
         """Committed code tokens the model now finds improbable go back to <mask> (bounded)."""
         was = (old != mask) & (old != eoi) & (new == old)
-        drop = was & (p_old < self.config.remask_below) & (remasked < self.config.max_remask)
+        drop = was & (p_old < self.experiment.remask_below) & (remasked < self.config.max_remask)
         remasked += drop.long()
         return torch.where(drop, torch.full_like(new, mask), new)
 
-    @staticmethod
-    def _grow_needed(canvas, eoi, length, cfg):
-        return bool(cfg.grow_by and length < cfg.max_length and (canvas != eoi).all(1).any())
+    def _grow_needed(self, canvas, eoi, length):
+        exp = self.experiment
+        return bool(exp.grow_by and length < exp.max_length and (canvas != eoi).all(1).any())
 
     def _grow(self, requests, canvas, ban, remasked, length):
         """Append <mask> slots to every row whose code used the whole canvas (others get <eoi>)."""
-        cfg, be = self.config, self.backend
-        extra = min(cfg.grow_by, cfg.max_length - length)
+        cfg, exp, be = self.config, self.experiment, self.backend
+        extra = min(exp.grow_by, exp.max_length - length)
         full = (canvas != be.eoi_id).all(1, keepdim=True)
         pad = torch.where(full, be.mask_id, be.eoi_id).expand(-1, extra)
         canvas = torch.cat([canvas, pad], 1)
@@ -362,7 +390,7 @@ class Sampler:
         remasked = torch.cat([remasked, torch.zeros((remasked.shape[0], extra), dtype=torch.long)], 1)
         length += extra
         state = be.prepare([r.prefix for r in requests], [r.suffix for r in requests], length,
-                           cfg.cache, cfg.cache_refresh)
+                           cfg.cache, exp.cache_refresh)
         return canvas, ban, remasked, state, length
 
     @staticmethod

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 
-import pytest
 import torch
 
 from diffill.grammar.constraint import Verdict
@@ -165,13 +164,6 @@ def test_on_step_sees_each_holes_best_candidate():
     search(on_step=seen.append)
     assert seen[0].canvas[0][0] == A  # after one slot, A leads
     assert seen[-1].canvas[0][:3] == [B, F, EOI]
-
-
-def test_beam_needs_left_to_right_greedy_decoding():
-    with pytest.raises(ValueError):
-        SamplerConfig(beam=4, order="confidence")
-    with pytest.raises(ValueError):
-        SamplerConfig(beam=4, temperature=0.5)
 
 
 def test_taken_rows_give_the_logits_of_the_rows_they_copy():
