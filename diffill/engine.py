@@ -22,7 +22,7 @@ from diffill.errors import DiffillError
 from diffill.newlines import LineFeeds
 from diffill.postprocess import HoleContext, postprocess
 from diffill.precision import DTYPES, resolve_dtype
-from diffill.syntax import HoleGuard, ensure_valid, guard_for
+from diffill.syntax import HoleGuard, Resample, ensure_valid, guard_for
 from diffill.workspace import WorkspaceCopy
 from diffill.grammar.constraint import RowConstraints
 from diffill.model.backend import BACKENDS, DiffillBackend, load_backend
@@ -34,12 +34,15 @@ from diffill.model.library_index import LibraryIndex, default_folder
 from diffill.model.loading import DEFAULT_CHECKPOINT, ModelLoadError, load_checkpoint
 from diffill.model.ngram import TokenCache
 from diffill.model.decoders import Decoder
-from diffill.model.decoding import Request, SampleResult, SamplerConfig, StepTrace
+from diffill.model.decoding import Bans, Request, SampleResult, SamplerConfig, StepTrace
 
 log = logging.getLogger(__name__)
 
 NEIGHBORS = 16  # other documents' token caches kept between requests
 REPAIR_PARALLEL = 4  # slots committed per step, at least, when a hole is resampled to repair it
+# a selection's canvas: its old text's tokens and this many more, at most this many multi-line budgets
+SELECTION_SLACK = 16
+SELECTION_BUDGETS = 4
 
 
 @dataclass
@@ -287,7 +290,8 @@ class Engine:
             return req.max_tokens
         if req.end > req.start:
             old = len(self.tok.encode(req.text[req.start : req.end]))
-            return max(self.config.single_line_tokens, min(4 * self.config.multi_line_tokens, old + 16))
+            return max(self.config.single_line_tokens,
+                       min(SELECTION_BUDGETS * self.config.multi_line_tokens, old + SELECTION_SLACK))
         return self.config.multi_line_tokens if multiline else self.config.single_line_tokens
 
     def infill(self, req: InfillRequest, cancelled: Callable[[], bool] | None = None,
@@ -354,8 +358,10 @@ class Engine:
                 runners_up = self._runners_up(out.alternatives, ctx, guards.get(k))
                 evidence = self._evidence(out, ctx, plans[i][0], len(typed[i]))
                 if k in guards:
-                    text = self._keep_valid(guards[k], rows[k], budget, cfg, out.tokens, text, ctx,
-                                            None if was_cancelled else cancelled, runners_up)
+                    # a cancelled request is not resampled
+                    resample = None if was_cancelled else self._resampler(guards[k], rows[k], budget, cfg, ctx,
+                                                                          cancelled)
+                    text = ensure_valid(guards[k], out.tokens, text, resample, self.config.repairs, runners_up)
                     syntax = guards[k].outcome
                 row_ms += (time.perf_counter() - t1) * 1000.0
                 signals = replace(evidence.get(text, evidence[None]), syntax=syntax, rank=0,
@@ -507,24 +513,23 @@ class Engine:
         guards = {k: guard_for(r.text, r.start, r.end, self.tok, r.language, r.path) for k, r in enumerate(reqs)}
         return {k: g for k, g in guards.items() if g is not None}
 
-    def _keep_valid(self, guard: HoleGuard, row: Request, budget: int, cfg: SamplerConfig,
-                    tokens: list[int], text: str, ctx: HoleContext,
-                    cancelled: Callable[[], bool] | None, runners_up: list[str]) -> str:
-        """Replace an invalid fill by a valid runner-up, else repair it (resample with the error
-        slots' tokens banned), truncate, or drop it; a cancelled request is not resampled."""
+    def _resampler(self, guard: HoleGuard, row: Request, budget: int, cfg: SamplerConfig, ctx: HoleContext,
+                   cancelled: Callable[[], bool]) -> Resample:
+        """How ``ensure_valid`` repairs an invalid fill: ``row`` resampled with the error slots'
+        tokens banned, post-processed as the hole's fill."""
         # the resample decodes by threshold (no beam) and commits at least REPAIR_PARALLEL slots a
         # step: a repair costs about a quarter of the first sampling, not as much again
         least = max(cfg.min_per_step, REPAIR_PARALLEL)
         quick = replace(cfg, beam=0, min_per_step=least,
                         max_per_step=cfg.max_per_step and max(cfg.max_per_step, least))
 
-        def resample(bans):
+        def resample(bans: Bans) -> tuple[list[int], str]:
             out = Decoder(self.backend, quick).sample([row], budget, constraint=RowConstraints({0: guard.constraint}),
-                                                      bans=bans, cancelled=cancelled or (lambda: False))[0]
+                                                      bans=bans, cancelled=cancelled)[0]
             raw = self.tok.decode(out.tokens)
             return out.tokens, postprocess(raw, ctx) if (out.complete or raw) else ""
 
-        return ensure_valid(guard, tokens, text, resample if cancelled else None, self.config.repairs, runners_up)
+        return resample
 
     def with_sampler(self, **changes) -> SamplerConfig:
         return replace(self.config.sampler, **changes)
