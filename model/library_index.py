@@ -30,7 +30,7 @@ import numpy as np
 
 from diffill.model.ngram import END, LONGEST, SEP, SPACED, bridge, fold_spaces, kept_breaks
 
-VERSION = 3  # 3: runs of line breaks folded into one (``model.ngram.fold_breaks``)
+INDEX_FORMAT = 3  # the index's layout; 3: runs of line breaks folded into one (``model.ngram.fold_breaks``)
 DEPTH = 64  # suffixes are sorted on this many tokens: more than LONGEST
 SAMPLE = 4096  # continuations counted per match at most (evenly spread over its occurrences)
 _SCAN = 2048  # ranges at most this long are narrowed with one vectorised search
@@ -136,7 +136,7 @@ def build_index(tok, streams, folder: str | Path, sources: list[str]) -> dict:
     canon = _canonical_table(tok)[codes]
     suffixes = backward_suffix_array(canon).astype(np.uint32)  # (n < 2**32, checked above)
     buckets = np.searchsorted(canon[suffixes], np.arange(tok.vocab_size + 3)).astype(np.int64)
-    meta = {"version": VERSION, "tokenizer": tokenizer_hash(tok), "sources": sources, "files": files,
+    meta = {"version": INDEX_FORMAT, "tokenizer": tokenizer_hash(tok), "sources": sources, "files": files,
             "tokens": int(len(codes) - LONGEST - files)}
     folder.parent.mkdir(parents=True, exist_ok=True)
     # written beside, then swapped in: a reader never sees half of one index and half of another
@@ -171,7 +171,7 @@ class LibraryIndex:
             self._buckets = np.load(folder / "buckets.npy")
         except (OSError, ValueError, json.JSONDecodeError) as e:
             raise ValueError(f"{folder}: not a library index ({e}); rebuild it with `diffill index`") from e
-        if self.meta.get("version") != VERSION or self.meta.get("tokenizer") != tokenizer_hash(tok):
+        if self.meta.get("version") != INDEX_FORMAT or self.meta.get("tokenizer") != tokenizer_hash(tok):
             raise ValueError(f"{folder}: the library index was built for another tokenizer or version; "
                              "rebuild it with `diffill index`")
         if (self._tokens.dtype != np.uint16 or self._suffixes.dtype != np.uint32
