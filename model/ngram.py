@@ -213,7 +213,7 @@ class TokenCache:
         """``bridge``'s answer from these streams (but stream ``skip``, as in ``match``): the
         document's own repeated code (a block of similar statements, the same call sequence in each
         method) bridges its holes."""
-        return bridge(_Skipping(self, skip), context, after, limit, alone)
+        return bridge(Without(self, skip), context, after, limit, alone)
 
     def lines_between(self, key: list[int], want: list[int], limit: int,
                       skip: int | None = None) -> tuple[Counter, int]:
@@ -266,34 +266,27 @@ def _spread(places: np.ndarray) -> np.ndarray:
     return places
 
 
-class _Skipping:
-    """A token cache's lines, one of its streams left out (``None``: none)."""
+class Without:
+    """A token cache with one of its streams left out (None: none): the workspace's copy of the
+    document being edited, whose text around the hole the document's own cache has as it is now
+    (copying the saved copy would only give back what a regenerated selection held)."""
 
     def __init__(self, cache: TokenCache, stream: int | None):
         self.cache, self.stream = cache, stream
         self.canonical_line, self.line_ids = cache.canonical_line, cache.line_ids
-
-    def lines_between(self, key: list[int], want: list[int], limit: int) -> tuple[Counter, int]:
-        return self.cache.lines_between(key, want, limit, self.stream)
-
-    def lines_before(self, following: list[int], limit: int, head: list[int]) -> tuple[Counter, int]:
-        return self.cache.lines_before(following, limit, head, self.stream)
-
-
-class Without:
-    """A token cache with one of its streams left out: the workspace's copy of the document being
-    edited, whose text around the hole the document's own cache has as it is now (copying the
-    saved copy would only give back what a regenerated selection held)."""
-
-    def __init__(self, cache: TokenCache, stream: int):
-        self.cache, self.stream = cache, stream
 
     def match(self, context: list[int]) -> tuple[int, Counter]:
         return self.cache.match(context, skip=self.stream)
 
     def bridge(self, context: list[int], after: list[int], limit: int,
                alone: bool = True) -> tuple[list[int], int, int] | None:
-        return self.cache.bridge(context, after, limit, skip=self.stream, alone=alone)
+        return bridge(self, context, after, limit, alone)
+
+    def lines_between(self, key: list[int], want: list[int], limit: int) -> tuple[Counter, int]:
+        return self.cache.lines_between(key, want, limit, self.stream)
+
+    def lines_before(self, following: list[int], limit: int, head: list[int]) -> tuple[Counter, int]:
+        return self.cache.lines_before(following, limit, head, self.stream)
 
 
 def prefix_context(prefix: list[int], bos: int | None) -> list[int]:
