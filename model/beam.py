@@ -233,6 +233,7 @@ class _Search:
         tokens, complete, best = hole.tokens, True, None
         if tokens is None and hole.done:
             best, found = (found[0], found[1:]) if found else (None, [])
+            tokens = [] if best is None else None  # no fill the constraint passes: the empty one
         elif tokens is None:  # cancelled: the best finished fill, unless an open candidate is likelier
             j = self.active.index(i)
             if hole.finished and hole.best() >= float(self.beams.score[j].max()):

@@ -132,6 +132,15 @@ def test_the_constraint_keeps_invalid_fills_out():
     assert [B, F] in rc.seen  # judged only once whole
 
 
+def test_a_hole_whose_every_fill_the_constraint_rejects_gets_the_empty_fill():
+    class RejectAll(RejectFill):
+        def accepts(self, row, tokens):
+            return False
+
+    (r,) = search(length=2, constraint=RejectAll(None))
+    assert r.tokens == [] and r.alternatives == [] and r.score is None
+
+
 def test_finish_after_bounds_the_passes():
     tree = {(): {A: 0.9, B: 0.1}, (A,): {C: 0.9, D: 0.1}, (A, C): {D: 0.9, E: 0.1},
             (A, C, D): {E: 0.9, F: 0.1}}
