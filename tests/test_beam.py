@@ -137,7 +137,7 @@ def test_a_hole_whose_every_fill_the_constraint_rejects_gets_the_empty_fill():
         def accepts(self, row, tokens):
             return False
 
-    (r,) = search(length=2, constraint=RejectAll(None))
+    (r,) = search(length=2, constraint=RejectAll([]))
     assert r.tokens == [] and r.alternatives == [] and r.score is None
 
 
