@@ -29,12 +29,12 @@ from diffill.model.backend import BACKENDS, DiffillBackend, load_backend
 from diffill.model.beam import LINE_BEAM
 from diffill.model.context import Window, encode_window
 from diffill.model.copying import Copying
+from diffill.model.decoders import Decoder
+from diffill.model.decoding import Bans, Request, SampleResult, SamplerConfig, StepTrace
 from diffill.model.lead import Lead, Spellings, typed_word
 from diffill.model.library_index import LibraryIndex, default_folder
 from diffill.model.loading import DEFAULT_CHECKPOINT, ModelLoadError, load_checkpoint
 from diffill.model.ngram import TokenCache
-from diffill.model.decoders import Decoder
-from diffill.model.decoding import Bans, Request, SampleResult, SamplerConfig, StepTrace
 
 log = logging.getLogger(__name__)
 
