@@ -121,6 +121,8 @@ def train_adapter(model: torch.nn.Module, tok: CodeTokenizer, files: list[Traini
     """Attach a fresh LoRA adapter to ``model`` (in place) and train it until ``steps`` are done
     or ``minutes`` have passed, whichever comes first. Returns the peft model in eval mode.
     ``stream``: the files' token stream for plain sequences, when already at hand."""
+    # its own loop, not model.train's: a time-budgeted run inside the caller's process, in float32,
+    # with no checkpoints, resumption, schedule phases or accelerate's bf16 autocast (which would change its results)
     if minutes is None and steps is None:
         raise ValueError("give a time budget (minutes) or a number of steps")
     # the window it reads at inference: the base's, unless the adapter is made to widen it

@@ -29,7 +29,7 @@ CALIBRATION_FILE = "confidence.json"
 # the language server's default minConfidence: chosen on the precision/coverage curve of one-line
 # holes in a repository outside the corpus (docs/confidence.md)
 MIN_CONFIDENCE = 0.4
-VERSION = 1
+CALIBRATION_FORMAT = 1  # the calibration file's layout: a file of another is refused (refit it)
 KINDS = ("line", "block")
 SYNTAX = ("runner-up", "repaired", "truncated")  # the guard's verdicts with a feature of their own
 FEATURES = ("bias", "scored", "score", "mean_logp", "min_logp", "has_margin", "margin", "runner_up", "bridged",
@@ -128,7 +128,7 @@ class Calibration:
         return model.predict(features(s)) if model is not None else None
 
     def save(self, path: str | Path) -> None:
-        data = {"version": VERSION, "features": list(FEATURES), "fingerprint": self.fingerprint,
+        data = {"version": CALIBRATION_FORMAT, "features": list(FEATURES), "fingerprint": self.fingerprint,
                 "fitted_on": self.fitted_on, "models": {k: asdict(m) for k, m in self.models.items()}}
         path = Path(path)
         tmp = path.with_name(f".{path.name}.tmp")
@@ -140,7 +140,7 @@ class Calibration:
         """A calibration file; ValueError when it is damaged or of another version or feature set."""
         try:
             data = json.loads(Path(path).read_text())
-            if data.get("version") != VERSION or data.get("features") != list(FEATURES):
+            if data.get("version") != CALIBRATION_FORMAT or data.get("features") != list(FEATURES):
                 raise ValueError("written for another version of the confidence features; refit it with "
                                  "`diffill calibrate`")
             models = {k: Model(**m) for k, m in data["models"].items() if k in KINDS}

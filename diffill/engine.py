@@ -22,23 +22,28 @@ from diffill.errors import DiffillError
 from diffill.newlines import LineFeeds
 from diffill.postprocess import HoleContext, postprocess
 from diffill.precision import DTYPES, resolve_dtype
-from diffill.syntax import HoleGuard, ensure_valid, guard_for
+from diffill.syntax import HoleGuard, Resample, ensure_valid, guard_for
 from diffill.words import typed_part
 from diffill.workspace import WorkspaceCopy
 from diffill.grammar.constraint import RowConstraints
 from diffill.model.backend import BACKENDS, DiffillBackend, load_backend
 from diffill.model.beam import LINE_BEAM
 from diffill.model.context import Window, encode_window
+from diffill.model.copying import Copying
+from diffill.model.decoders import Decoder
+from diffill.model.decoding import Bans, Request, SampleResult, SamplerConfig, StepTrace
 from diffill.model.lead import Lead, Spellings, typed_word
 from diffill.model.library_index import LibraryIndex, default_folder
 from diffill.model.loading import DEFAULT_CHECKPOINT, ModelLoadError, load_network
-from diffill.model.ngram import TokenCache, bridged_line, hole_caches, prefix_context
-from diffill.model.sampler import Request, SampleResult, Sampler, SamplerConfig, StepTrace
+from diffill.model.ngram import TokenCache
 
 log = logging.getLogger(__name__)
 
 NEIGHBORS = 16  # other documents' token caches kept between requests
 REPAIR_PARALLEL = 4  # slots committed per step, at least, when a hole is resampled to repair it
+# a selection's canvas: its old text's tokens and this many more, at most this many multi-line budgets
+SELECTION_SLACK = 16
+SELECTION_BUDGETS = 4
 
 
 @dataclass
@@ -48,7 +53,7 @@ class EngineConfig:
     window: Window | None = None  # None: the model's own (the window it was trained with)
     single_line_tokens: int = 16
     # a one-line hole's latency bound: after this many forward passes it is finished in one step
-    # (model.sampler.Request.finish_after); 0: no bound. Measured: docs/decoding.md
+    # (model.decoding.Request.finish_after); 0: no bound. Measured: docs/decoding.md
     single_line_passes: int = 10
     # one-line holes are searched with this many candidates (model.beam; 0 or 1: threshold
     # decoding), unless the sampler settings name a beam themselves (SamplerConfig.beam not None)
@@ -313,7 +318,8 @@ class Engine:
             return req.max_tokens
         if req.end > req.start:
             old = len(self.tok.encode(req.text[req.start : req.end]))
-            return max(self.config.single_line_tokens, min(4 * self.config.multi_line_tokens, old + 16))
+            return max(self.config.single_line_tokens,
+                       min(SELECTION_BUDGETS * self.config.multi_line_tokens, old + SELECTION_SLACK))
         return self.config.multi_line_tokens if multiline else self.config.single_line_tokens
 
     def infill(self, req: InfillRequest, cancelled: Callable[[], bool] | None = None,
@@ -373,7 +379,7 @@ class Engine:
                                            self.window),
                             stops=frozenset() if plans[i][0] else self.tok.line_break_ids(),
                             finish_after=0 if plans[i][0] else self.config.single_line_passes,
-                            caches=self._caches(held[i]),
+                            copying=self._copying(held[i]),
                             lead=Lead(typed[i], Spellings.of(self.tok)) if typed[i] else None) for i in idx]
             guards = self._guards([held[i] for i in idx], options.constrained)
             for k, guard in guards.items():  # whole fills are judged as the user gets them
@@ -385,7 +391,7 @@ class Engine:
             todo = [k for k in range(len(rows)) if k not in bridged]
             constraint = RowConstraints({n: guards[k].constraint for n, k in enumerate(todo) if k in guards}) \
                 if guards else None
-            sampled = Sampler(self.backend, cfg).sample([rows[k] for k in todo], budget, constraint=constraint,
+            sampled = Decoder(self.backend, cfg).sample([rows[k] for k in todo], budget, constraint=constraint,
                                                         cancelled=cancelled, on_step=on_step)
             rest = iter(sampled)
             outs = [bridged[k] if k in bridged else next(rest) for k in range(len(rows))]
@@ -401,8 +407,10 @@ class Engine:
                 runners_up = self._runners_up(out.alternatives, ctx, guards.get(k))
                 evidence = self._evidence(out, ctx, plans[i][0], len(typed[i]))
                 if k in guards:
-                    text = self._keep_valid(guards[k], rows[k], budget, cfg, out.tokens, text, ctx,
-                                            None if was_cancelled else cancelled, runners_up)
+                    # a cancelled request is not resampled
+                    resample = None if was_cancelled else self._resampler(guards[k], rows[k], budget, cfg, ctx,
+                                                                          cancelled)
+                    text = ensure_valid(guards[k], out.tokens, text, resample, self.config.repairs, runners_up)
                     syntax = guards[k].outcome
                 row_ms += (time.perf_counter() - t1) * 1000.0
                 signals = replace(evidence.get(text, evidence[None]), syntax=syntax, rank=0,
@@ -447,7 +455,7 @@ class Engine:
 
     def _blank_line_bridges(self, reqs: list[InfillRequest], rows: list[Request],
                             guards: dict[int, HoleGuard]) -> dict[int, SampleResult]:
-        """Row -> the line the caches bridge (``model.ngram.line_bridge``) for a cursor on a blank
+        """Row -> the line its copying bridges (``Copying.line``) for a cursor on a blank
         line, after its indentation (or at the start of a line whose line before is not indented),
         with code on the lines around it; rows without one are left out. Only the lines on both
         sides place it (the line before the next lines alone is, where a block is missing, its last
@@ -455,10 +463,9 @@ class Engine:
         one missing line; threshold decoding, which fills such holes, has no bridges of its own."""
         out: dict[int, SampleResult] = {}
         for k, (r, row) in enumerate(zip(reqs, rows)):
-            if not row.caches or r.end > r.start or not _blank_cursor(r.text, r.start):
+            if not row.copying or r.end > r.start or not _blank_cursor(r.text, r.start):
                 continue
-            found = bridged_line(row.caches, prefix_context(row.prefix, self.tok.bos_id), row.suffix,
-                                 self.config.single_line_tokens, alone=False)
+            found = row.copying.line(row.prefix, row.suffix, self.config.single_line_tokens, alone=False)
             if not found or not found.line:
                 continue
             fill = found.line
@@ -468,16 +475,17 @@ class Engine:
             out[k] = SampleResult(fill, True, 0, 0, len(fill), bridge=found.agreement)
         return out
 
-    def _caches(self, req: InfillRequest) -> tuple:
-        """A hole's token caches (model.ngram): the document around it, its neighbors, the repository,
-        the library index."""
+    def _copying(self, req: InfillRequest) -> Copying | None:
+        """What a hole copies from (model.copying): the document around it, its neighbors, the
+        repository (an adapter's, else the workspace's), the library index."""
         if not self.config.copy or self.config.backend != "diffill":
-            return ()
+            return None
         repository = self.repository
         if repository is None and self.workspace is not None:
             repository = self.workspace.without(req.path)
-        return hole_caches(self.tok, req.text[: req.start], req.text[req.end :],
-                           [*(self._neighbor(text) for text in req.neighbors), repository, self.library])
+        return Copying.for_hole(self.tok, req.text[: req.start], req.text[req.end :],
+                                [*(self._neighbor(text) for text in req.neighbors), repository, self.library],
+                                self.backend.bos_id)
 
     def index_workspace(self, folders: list[str]) -> dict:
         """Copy from these folders' source files (diffill/workspace.py) where no workspace adapter
@@ -558,24 +566,23 @@ class Engine:
         guards = {k: guard_for(r.text, r.start, r.end, self.tok, r.language, r.path) for k, r in enumerate(reqs)}
         return {k: g for k, g in guards.items() if g is not None}
 
-    def _keep_valid(self, guard: HoleGuard, row: Request, budget: int, cfg: SamplerConfig,
-                    tokens: list[int], text: str, ctx: HoleContext,
-                    cancelled: Callable[[], bool] | None, runners_up: list[str]) -> str:
-        """Replace an invalid fill by a valid runner-up, else repair it (resample with the error
-        slots' tokens banned), truncate, or drop it; a cancelled request is not resampled."""
+    def _resampler(self, guard: HoleGuard, row: Request, budget: int, cfg: SamplerConfig, ctx: HoleContext,
+                   cancelled: Callable[[], bool]) -> Resample:
+        """How ``ensure_valid`` repairs an invalid fill: ``row`` resampled with the error slots'
+        tokens banned, post-processed as the hole's fill."""
         # the resample decodes by threshold (no beam) and commits at least REPAIR_PARALLEL slots a
         # step: a repair costs about a quarter of the first sampling, not as much again
         least = max(cfg.min_per_step, REPAIR_PARALLEL)
         quick = replace(cfg, beam=0, min_per_step=least,
                         max_per_step=cfg.max_per_step and max(cfg.max_per_step, least))
 
-        def resample(bans):
-            out = Sampler(self.backend, quick).sample([row], budget, constraint=RowConstraints({0: guard.constraint}),
-                                                      bans=bans, cancelled=cancelled or (lambda: False))[0]
+        def resample(bans: Bans) -> tuple[list[int], str]:
+            out = Decoder(self.backend, quick).sample([row], budget, constraint=RowConstraints({0: guard.constraint}),
+                                                      bans=bans, cancelled=cancelled)[0]
             raw = self.tok.decode(out.tokens)
             return out.tokens, postprocess(raw, ctx) if (out.complete or raw) else ""
 
-        return ensure_valid(guard, tokens, text, resample if cancelled else None, self.config.repairs, runners_up)
+        return resample
 
     def with_sampler(self, **changes) -> SamplerConfig:
         return replace(self.config.sampler, **changes)

@@ -20,9 +20,10 @@ from diffill.errors import DiffillError
 from diffill.model.backend import DiffillBackend
 from diffill.model.beam import LINE_BEAM
 from diffill.model.context import Window, encode_window
-from diffill.model.ngram import hole_caches
+from diffill.model.copying import Copying
 from diffill.model.objective import noise_batch, plain_example
-from diffill.model.sampler import Request, Sampler, SamplerConfig
+from diffill.model.decoders import Decoder
+from diffill.model.decoding import Request, SamplerConfig
 from diffill.model.tokenizer import CodeTokenizer
 
 LINE_BUDGET = 24
@@ -151,14 +152,15 @@ def line_infill(backend, tok: CodeTokenizer, cases: list[LineCase], sampler_cfg:
     exact-match outcome is appended to ``outcomes`` when given. With ``copy``, as the engine fills
     a one-line hole: the beam mixes in continuations from the case's whole file and from ``more``
     (a workspace adapter's repository, a library index; model/ngram.py)."""
-    sampler = Sampler(backend, sampler_cfg)
+    sampler = Decoder(backend, sampler_cfg)
     window = window or backend.window  # the model's own, unless given
     exact = overrun = 0
     passes = tokens = 0
     for s in range(0, len(cases), batch):
         chunk = cases[s : s + batch]
         reqs = [Request(*encode_window(tok, c.prefix, c.suffix, window),
-                        caches=hole_caches(tok, c.prefix, c.suffix, more) if copy else ()) for c in chunk]
+                        copying=Copying.for_hole(tok, c.prefix, c.suffix, more, getattr(backend, "bos_id", None))
+                        if copy else None) for c in chunk]
         for c, r in zip(chunk, sampler.sample(reqs, LINE_BUDGET)):
             text = tok.decode(r.tokens)
             hit = text.strip() == c.target.strip()

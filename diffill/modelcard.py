@@ -144,7 +144,7 @@ def front_matter(name: str, final: dict | None = None, humaneval: dict | None = 
 
 def write_card(run: Path, dest: Path, final: dict | None = None, notes: str | None = None,
                humaneval: dict | None = None) -> Path:
-    from diffill.model.train import latest_checkpoint
+    from diffill.model.runs import latest_checkpoint
 
     points, last = read_run(run)
     cfg = json.loads((run / "train_config.json").read_text())

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from typing import TextIO
 
-from diffill.model.sampler import StepTrace
+from diffill.model.decoding import StepTrace
 from diffill.model.tokenizer import CodeTokenizer
 
 MASK_GLYPH = "\u2591"  # a light shade block stands for <mask>

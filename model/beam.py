@@ -31,12 +31,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 import torch
 
-if TYPE_CHECKING:  # the sampler imports this module
-    from diffill.model.sampler import Bans, Constraint, Request, SampleResult, StepTrace
+from diffill.model.decoding import Bans, Constraint, Request, SampleResult, SamplerConfig, StepTrace, forbid, stop_table
 
 # candidates a one-line hole is searched with, by default (the engine, eval heldout, adapt)
 LINE_BEAM = 4
@@ -46,7 +45,7 @@ LINE_BEAM = 4
 Evidence = tuple[list[float], list[float]]
 
 
-class _Hole:
+class _Found:
     """One request's search: its finished fills (score, tokens, each token's log-probability and
     the end's), best first."""
 
@@ -71,139 +70,208 @@ class _Hole:
         return self.finished[0][0] if self.finished else -math.inf
 
 
-def beam_search(backend, cfg, requests: list[Request], length: int, constraint: Constraint | None = None,
-                bans: Bans | None = None, cancelled: Callable[[], bool] = lambda: False,
-                on_step: Callable[[StepTrace], None] | None = None) -> list[SampleResult]:
-    """Search one canvas of ``length`` slots per request (see the module docstring); ``bans`` and
-    ``cancelled`` as for ``Sampler.sample``, ``on_step`` sees each hole's best candidate."""
-    from diffill.model.sampler import SampleResult, Sampler, StepTrace
+@dataclass
+class _Beams:
+    """The open candidates of the requests still searching: (requests, candidates, ...) tensors."""
 
-    k, be = cfg.beam, backend
-    mask, eoi, bos = be.mask_id, be.eoi_id, getattr(be, "bos_id", None)
-    holes = [_Hole(k) for _ in requests]
-    # requests still searching, in the order of their rows; holes a library bridges need no search
-    active = [i for i, r in enumerate(requests) if not _bridge(holes[i], r, i, be, constraint, length, bos)]
-    state = be.prepare([requests[i].prefix for i in active], [requests[i].suffix for i in active], length,
-                       cfg.cache, cfg.cache_refresh) if active else None
-    if active and not hasattr(state, "take"):
-        raise ValueError("beam search needs a backend whose state can be copied per candidate")
-    width = 1  # rows per active request: 1 at the first step, then k
-    canvas = torch.full((len(active), 1, length), mask, dtype=torch.long)
-    score = torch.zeros((len(active), 1))
-    # per candidate and slot: its token's log-probability, and the share of that probability the
-    # token caches gave (model.ngram; the evidence of a copy)
-    token_lp = torch.zeros((len(active), 1, length))
-    copied = torch.zeros((len(active), 1, length))
-    ends = None
-    stopped = False
-    for t in range(length if active else 0):
-        if cancelled():
-            stopped = True
-            break
+    canvas: torch.Tensor  # their canvases (<mask> from the next slot on)
+    score: torch.Tensor  # their log-probabilities
+    # per slot: each token's log-probability, and the share of that probability the copying gave
+    # (model.copying; the evidence of a copy)
+    token_lp: torch.Tensor
+    copied: torch.Tensor
+
+    @classmethod
+    def empty(cls, holes: int, length: int, mask: int) -> _Beams:
+        return cls(torch.full((holes, 1, length), mask, dtype=torch.long), torch.zeros((holes, 1)),
+                   torch.zeros((holes, 1, length)), torch.zeros((holes, 1, length)))
+
+    def advance(self, t: int, src, tok, values, mixed: dict) -> None:
+        """Each request's candidates become its ``src`` candidates, each followed at slot ``t`` by
+        its ``tok`` (scores ``values``)."""
+        at = src[:, :, None].expand(-1, -1, self.canvas.shape[-1])
+        gained = values - self.score.gather(1, src)
+        self.canvas = self.canvas.gather(1, at).clone()
+        self.canvas[:, :, t] = tok
+        self.token_lp = self.token_lp.gather(1, at).clone()
+        self.token_lp[:, :, t] = gained
+        self.copied = self.copied.gather(1, at).clone()
+        self.copied[:, :, t] = _copied_share(mixed, src, tok, gained)
+        self.score = values
+
+    def keep(self, rows: list[int]) -> None:
+        self.canvas, self.score = self.canvas[rows], self.score[rows]
+        self.token_lp, self.copied = self.token_lp[rows], self.copied[rows]
+
+    def evidence(self, j: int, c: int, upto: int | None = None) -> Evidence:
+        return self.token_lp[j, c, :upto].tolist(), self.copied[j, c, :upto].tolist()
+
+
+class _Search:
+    """A beam search over one canvas of ``length`` slots per request (``beam_search``)."""
+
+    def __init__(self, backend, cfg: SamplerConfig, requests: list[Request], length: int,
+                 constraint: Constraint | None, bans: Bans | None):
+        self.be, self.k, self.requests, self.length = backend, cfg.beam, requests, length
+        self.constraint, self.bans = constraint, bans
+        self.holes = [_Found(self.k) for _ in requests]
+        # requests still searching, in the order of their rows; holes a library bridges need no search
+        self.active = [i for i, r in enumerate(requests)
+                       if not _bridge(self.holes[i], r, i, backend, constraint, length)]
+        self.state = backend.prepare([requests[i].prefix for i in self.active],
+                                     [requests[i].suffix for i in self.active], length,
+                                     cfg.cache) if self.active else None
+        if self.active and not hasattr(self.state, "take"):
+            raise ValueError("beam search needs a backend whose state can be copied per candidate")
+        self.width = 1  # rows per active request: 1 at the first step, then k
+        self.beams = _Beams.empty(len(self.active), length, backend.mask_id)
+        self.ends: torch.Tensor | None = None  # (requests, V): each request's stop tokens, and <eoi>
+
+    def run(self, cancelled: Callable[[], bool], on_step: Callable[[StepTrace], None] | None) -> list[SampleResult]:
+        stopped = False
+        for t in range(self.length if self.active else 0):
+            if cancelled():
+                stopped = True
+                break
+            self.step(t)
+            if on_step:
+                on_step(StepTrace(t + 1, _view(self.holes, self.active, self.beams.canvas, self.length,
+                                               self.be.eoi_id),
+                                  [[t] if i in self.active else [] for i in range(len(self.requests))], 0.0, self.k))
+            self.narrow()
+            if not self.active:
+                break
+        return [self.result(i, stopped) for i in range(len(self.requests))]
+
+    def step(self, t: int) -> None:
+        """One forward pass over every open candidate: the fills ending at slot ``t`` are judged,
+        the ``k`` best going on are kept."""
+        be, active, beams, width = self.be, self.active, self.beams, self.width
         slots = torch.full((len(active) * width, 1), t, dtype=torch.long)
-        logits = be.logits(state, canvas.view(-1, length), slots)[:, 0, :]
-        if ends is None:  # (requests, V): each request's stop tokens, and <eoi>
-            ends = Sampler._stop_table(requests, logits.shape[-1])
-            ends[:, eoi] = True
-        logp = torch.log_softmax(_forbid(logits, be, bans, active, width, t), -1).view(len(active), width, -1)
-        logp, mixed = _mix_cache(logp, requests, active, canvas, t, eoi, bos)
-        logp = _lead(logp, requests, active, canvas, t)
-        end_mask = ends[active][:, None, :]
-        end_score = score + torch.logsumexp(logp.masked_fill(~end_mask, -math.inf), -1)
+        logits = be.logits(self.state, beams.canvas.view(-1, self.length), slots)[:, 0, :]
+        if self.ends is None:
+            self.ends = stop_table(self.requests, logits.shape[-1])
+            self.ends[:, be.eoi_id] = True
+        places = {(i, t): slice(j * width, (j + 1) * width) for j, i in enumerate(active)}
+        logp = torch.log_softmax(forbid(logits, be.banned_ids, self.bans, places), -1).view(len(active), width, -1)
+        logp, mixed = _mix_cache(logp, self.requests, active, beams.canvas, t, be.eoi_id)
+        logp = _lead(logp, self.requests, active, beams.canvas, t)
+        end_mask = self.ends[active][:, None, :]
+        end_score = beams.score + torch.logsumexp(logp.masked_fill(~end_mask, -math.inf), -1)
         if t == 0:  # the empty fill only where the model's first guess is the end, as greedy decoding
             end_score = end_score.masked_fill(~end_mask.gather(2, logp.argmax(-1, keepdim=True))[..., 0], -math.inf)
-        go = (score[..., None] + logp).masked_fill(end_mask, -math.inf).view(len(active), -1)
-        top = go.topk(k, -1)
-        src, tok = top.indices // logp.shape[-1], top.indices % logp.shape[-1]
+        go = (beams.score[..., None] + logp).masked_fill(end_mask, -math.inf).view(len(active), -1)
+        top = go.topk(self.k, -1)
         for j, i in enumerate(active):
-            holes[i].steps += 1
-            holes[i].passes += 1
-            for c in torch.argsort(end_score[j], descending=True).tolist():
-                s = float(end_score[j, c])
-                if s == -math.inf or not holes[i].worth(s):
-                    break
-                fill = canvas[j, c, :t].tolist()
-                if _whole(be, fill) and _valid(constraint, i, fill):
-                    holes[i].add(s, fill, (token_lp[j, c, :t].tolist() + [s - float(score[j, c])],
-                                           copied[j, c, :t].tolist()))
-        canvas = canvas.gather(1, src[:, :, None].expand(-1, -1, length)).clone()
-        canvas[:, :, t] = tok
-        token_lp = token_lp.gather(1, src[:, :, None].expand(-1, -1, length)).clone()
-        token_lp[:, :, t] = top.values - score.gather(1, src)
-        copied = copied.gather(1, src[:, :, None].expand(-1, -1, length)).clone()
-        copied[:, :, t] = _copied_share(mixed, src, tok, top.values - score.gather(1, src))
-        score = top.values
+            self.holes[i].steps += 1
+            self.holes[i].passes += 1
+            self.collect_ends(j, i, end_score[j], t)
+        beams.advance(t, top.indices // logp.shape[-1], top.indices % logp.shape[-1], top.values, mixed)
         for j, i in enumerate(active):
-            hole, request = holes[i], requests[i]
-            if t == length - 1:  # a canvas full of code is a finished fill too
-                for c in range(k):
-                    s = float(score[j, c])
-                    if s > -math.inf and hole.worth(s) and _valid(constraint, i, canvas[j, c].tolist()):
-                        hole.add(s, canvas[j, c].tolist(), (token_lp[j, c].tolist(), copied[j, c].tolist()))
-            open_best = float(score[j].max())
-            bound = bool(request.finish_after) and hole.passes >= request.finish_after
-            if t == length - 1 or open_best == -math.inf or (hole.finished and hole.best() >= open_best):
-                hole.done = True
-            elif bound:  # an open candidate is still the likeliest: completed by its own guesses
-                fill = _copy_rest(request, canvas[j, 0, : t + 1].tolist(), length, bos)
-                if fill is None:
-                    rest = be.logits(state.take(torch.tensor([j * width])), canvas[j, :1],
-                                     torch.arange(t + 1, length)[None])[0]
-                    fill = _complete(canvas[j, 0, : t + 1].tolist(), rest, be, bans, i, t + 1, ends[i])
-                if not hole.finished or _valid(constraint, i, fill):
-                    hole.tokens = fill  # else the best finished fill, which the constraint passed
-                    hole.evidence = (token_lp[j, 0, : t + 1].tolist(), copied[j, 0, : t + 1].tolist())
-                hole.passes += 1
-                hole.done = True
-        if on_step:
-            on_step(StepTrace(t + 1, _view(holes, active, canvas, length, eoi),
-                              [[t] if i in active else [] for i in range(len(requests))], 0.0, k))
-        keep = [j for j, i in enumerate(active) if not holes[i].done]
-        if len(keep) < len(active) or width == 1:  # drop finished holes; give each of the others k rows
-            state = state.take(torch.tensor([j * width for j in keep for _ in range(k)], dtype=torch.long))
-            canvas, score, token_lp, copied = canvas[keep], score[keep], token_lp[keep], copied[keep]
-            active = [active[j] for j in keep]
-        width = k
-        if not active:
-            break
-    results = []
-    for i, hole in enumerate(holes):
+            self.settle(j, i, t)
+
+    def collect_ends(self, j: int, i: int, end_score: torch.Tensor, t: int) -> None:
+        """Request ``i``'s candidates (row ``j``) that end at slot ``t``, likeliest first, among
+        its finished fills while they rank there (whole characters, passed by the constraint)."""
+        hole, beams = self.holes[i], self.beams
+        for c in torch.argsort(end_score, descending=True).tolist():
+            s = float(end_score[c])
+            if s == -math.inf or not hole.worth(s):
+                break
+            fill = beams.canvas[j, c, :t].tolist()
+            if _whole(self.be, fill) and _valid(self.constraint, i, fill):
+                lps, copied = beams.evidence(j, c, t)
+                hole.add(s, fill, (lps + [s - float(beams.score[j, c])], copied))
+
+    def settle(self, j: int, i: int, t: int) -> None:
+        """Whether request ``i`` is done after slot ``t``: its canvas is full, no open candidate can
+        beat its best finished fill, or its pass bound completes the likeliest open one."""
+        hole, request, beams = self.holes[i], self.requests[i], self.beams
+        last = t == self.length - 1
+        if last:  # a canvas full of code is a finished fill too
+            for c in range(self.k):
+                s = float(beams.score[j, c])
+                if s > -math.inf and hole.worth(s) and _valid(self.constraint, i, beams.canvas[j, c].tolist()):
+                    hole.add(s, beams.canvas[j, c].tolist(), beams.evidence(j, c))
+        open_best = float(beams.score[j].max())
+        if last or open_best == -math.inf or (hole.finished and hole.best() >= open_best):
+            hole.done = True
+        elif request.finish_after and hole.passes >= request.finish_after:
+            self.complete(j, i, t)
+
+    def complete(self, j: int, i: int, t: int) -> None:
+        """The bound is reached while an open candidate is still the likeliest: it is completed by
+        its copying, else by its own guesses in one more pass."""
+        hole, beams = self.holes[i], self.beams
+        head = beams.canvas[j, 0, : t + 1].tolist()
+        fill = _copy_rest(self.requests[i], head, self.length)
+        if fill is None:
+            rest = self.be.logits(self.state.take(torch.tensor([j * self.width])), beams.canvas[j, :1],
+                                  torch.arange(t + 1, self.length)[None])[0]
+            fill = _complete(head, rest, self.be, self.bans, i, t + 1, self.ends[i])
+        if not hole.finished or _valid(self.constraint, i, fill):
+            hole.tokens = fill  # else the best finished fill, which the constraint passed
+            hole.evidence = beams.evidence(j, 0, t + 1)
+        hole.passes += 1
+        hole.done = True
+
+    def narrow(self) -> None:
+        """Drop the finished requests' rows; give each of the others ``k`` rows."""
+        keep = [j for j, i in enumerate(self.active) if not self.holes[i].done]
+        if len(keep) < len(self.active) or self.width == 1:
+            self.state = self.state.take(torch.tensor([j * self.width for j in keep for _ in range(self.k)],
+                                                      dtype=torch.long))
+            self.beams.keep(keep)
+            self.active = [self.active[j] for j in keep]
+        self.width = self.k
+
+    def result(self, i: int, stopped: bool) -> SampleResult:
+        """Request ``i``'s answer: its best finished fill and the runners-up; cancelled, the best
+        open candidate where it is likelier."""
+        hole = self.holes[i]
         found = hole.finished
         tokens, complete, best = hole.tokens, True, None
         if tokens is None and hole.done:
             best, found = (found[0], found[1:]) if found else (None, [])
+            tokens = [] if best is None else None  # no fill the constraint passes: the empty one
         elif tokens is None:  # cancelled: the best finished fill, unless an open candidate is likelier
-            j = active.index(i)
-            if hole.finished and hole.best() >= float(score[j].max()):
+            j = self.active.index(i)
+            if hole.finished and hole.best() >= float(self.beams.score[j].max()):
                 best, found = found[0], found[1:]
             else:
-                row = canvas[j, 0].tolist()
+                row = self.beams.canvas[j, 0].tolist()
+                mask = self.be.mask_id
                 tokens, complete = row[: row.index(mask)] if mask in row else row, False
         evidence = best[2] if best is not None else hole.evidence
-        results.append(SampleResult(best[1] if best is not None else tokens, complete, hole.steps, hole.passes,
-                                    len(best[1] if best is not None else tokens), stopped, [f[1] for f in found],
-                                    score=best[0] if best is not None else None, token_logps=evidence[0],
-                                    copied=evidence[1], alternative_scores=[f[0] for f in found],
-                                    bridge=hole.bridge, alternative_evidence=[f[2] for f in found]))
-    return results
+        return SampleResult(best[1] if best is not None else tokens, complete, hole.steps, hole.passes,
+                            len(best[1] if best is not None else tokens), stopped, [f[1] for f in found],
+                            score=best[0] if best is not None else None, token_logps=evidence[0],
+                            copied=evidence[1], alternative_scores=[f[0] for f in found],
+                            bridge=hole.bridge, alternative_evidence=[f[2] for f in found])
 
 
-def _mix_cache(logp, requests, active, canvas, t, eoi, bos) -> tuple[torch.Tensor, dict]:
+def beam_search(backend, cfg: SamplerConfig, requests: list[Request], length: int,
+                constraint: Constraint | None = None, bans: Bans | None = None,
+                cancelled: Callable[[], bool] = lambda: False,
+                on_step: Callable[[StepTrace], None] | None = None) -> list[SampleResult]:
+    """Search one canvas of ``length`` slots per request (see the module docstring); ``bans`` and
+    ``cancelled`` as for ``Sampler.sample``, ``on_step`` sees each hole's best candidate."""
+    return _Search(backend, cfg, requests, length, constraint, bans).run(cancelled, on_step)
+
+
+def _mix_cache(logp, requests, active, canvas, t, eoi) -> tuple[torch.Tensor, dict]:
     """Each candidate's next-token log-probabilities mixed with what follows the hole's prefix and
-    the candidate so far in its request's token caches (``model.ngram``); a line break there is
-    the hole's end. Also {(row, candidate): (the caches' distribution, its weight)} where mixed."""
-    from diffill.model.ngram import continuation, mix, prefix_context
-
+    the candidate so far where its request copies from (``model.copying``); a line break there is
+    the hole's end. Also {(row, candidate): (the continuation's distribution, its weight)} where mixed."""
     mixed = {}
     for j, i in enumerate(active):
-        caches = requests[i].caches
-        if not caches:
+        copying = requests[i].copying
+        if not copying:
             continue
-        head = prefix_context(requests[i].prefix, bos)
         for c in range(logp.shape[1]):
-            dist, lam = continuation(caches, head + canvas[j, c, :t].tolist())
+            dist, lam = copying.continuation(requests[i].prefix, canvas[j, c, :t].tolist())
             if dist:
-                logp[j, c] = mix(logp[j, c], dist, lam, eoi)
+                logp[j, c] = copying.mix(logp[j, c], dist, lam, eoi)
                 mixed[j, c] = dist, lam
     return logp, mixed
 
@@ -234,14 +302,12 @@ def _lead(logp, requests, active, canvas, t) -> torch.Tensor:
     return logp
 
 
-def _bridge(hole: _Hole, request, row: int, be, constraint, length: int, bos) -> bool:
-    """Finish ``hole`` with the line its request's caches bridge (``model.ngram.line_bridge``), when
-    there is one and the constraint passes it."""
-    from diffill.model.ngram import bridged_line, prefix_context
-
-    if not request.caches:
+def _bridge(hole: _Found, request, row: int, be, constraint, length: int) -> bool:
+    """Finish ``hole`` with the line its request's copying bridges (``Copying.line``), when there
+    is one and the constraint passes it."""
+    if not request.copying:
         return False
-    found = bridged_line(request.caches, prefix_context(request.prefix, bos), request.suffix, length)
+    found = request.copying.line(request.prefix, request.suffix, length)
     fill = found.line if found is not None else None
     if not fill or not _whole(be, fill) or not _valid(constraint, row, fill):
         return False
@@ -251,26 +317,14 @@ def _bridge(hole: _Hole, request, row: int, be, constraint, length: int, bos) ->
     return True
 
 
-def _copy_rest(request, head: list[int], length: int, bos) -> list[int] | None:
-    """``head`` continued by its request's caches alone, while they are sure of the next token
-    (``model.ngram.sure_run``), up to a line break; None when they are not sure that far or the
-    line does not end within ``length``."""
-    from diffill.model.ngram import prefix_context, sure_run
-
-    if not request.caches:
+def _copy_rest(request, head: list[int], length: int) -> list[int] | None:
+    """``head`` continued by its request's copying alone, while it is sure of the next token
+    (``Copying.sure_run``), up to a line break; None when it is not sure that far or the line
+    does not end within ``length``."""
+    if not request.copying:
         return None
-    run, ended = sure_run(request.caches, prefix_context(request.prefix, bos) + head, length - len(head))
+    run, ended = request.copying.sure_run(request.prefix, head, length - len(head))
     return head + run if ended else None
-
-
-def _forbid(logits, be, bans, active, width, t) -> torch.Tensor:
-    """Logits with the backend's banned tokens, and each request's bans at slot ``t``, forbidden."""
-    logits[:, be.banned_ids] = -math.inf
-    for j, i in enumerate(active):
-        ids = (bans or {}).get((i, t))
-        if ids:
-            logits[j * width : (j + 1) * width, sorted(ids)] = -math.inf
-    return logits
 
 
 def _whole(be, fill: list[int]) -> bool:
@@ -287,11 +341,7 @@ def _valid(constraint, row: int, fill: list[int]) -> bool:
 
 def _complete(head: list[int], logits, be, bans, row: int, first: int, ends) -> list[int]:
     """``head`` followed by the argmax guesses at the slots from ``first`` on, up to the first end."""
-    logits[:, be.banned_ids] = -math.inf
-    for n in range(logits.shape[0]):
-        ids = (bans or {}).get((row, first + n))
-        if ids:
-            logits[n, sorted(ids)] = -math.inf
+    forbid(logits, be.banned_ids, bans, {(row, first + n): n for n in range(logits.shape[0])})
     out = list(head)
     for guess in logits.argmax(-1).tolist():
         if ends[guess]:

@@ -17,13 +17,12 @@ from pathlib import Path
 import torch
 
 from diffill.model.network import DiffillForMaskedLM
+from diffill.model.runs import latest_checkpoint
 from diffill.model.tokenizer import load_tokenizer
 
 
 def export(src: Path, dst: Path) -> Path:
     if not (src / "config.json").is_file():
-        from diffill.model.train import latest_checkpoint
-
         src = latest_checkpoint(src)
     model = DiffillForMaskedLM.from_pretrained(str(src), dtype=torch.float32)
     dst.mkdir(parents=True, exist_ok=True)

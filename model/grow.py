@@ -26,9 +26,10 @@ from pathlib import Path
 import torch
 
 from diffill.model.network import DiffillForMaskedLM
+from diffill.model.runs import STATE, latest_checkpoint
 from diffill.model.tokenizer import load_tokenizer
 
-RECORDS = ("trainer_state.json", "training_log.json")  # where model.train.init_state reads the counts
+RECORDS = (STATE, "training_log.json")  # where model.train.init_state reads the counts
 
 
 def copies_after(old: int, new: int) -> list[int]:
@@ -61,8 +62,6 @@ def grow_model(model: DiffillForMaskedLM, layers: int) -> DiffillForMaskedLM:
 
 def grow(src: Path, dst: Path, layers: int) -> Path:
     if not (src / "config.json").is_file():
-        from diffill.model.train import latest_checkpoint
-
         src = latest_checkpoint(src)
     model = grow_model(DiffillForMaskedLM.from_pretrained(str(src), dtype=torch.float32), layers)
     dst.mkdir(parents=True, exist_ok=True)

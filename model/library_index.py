@@ -28,10 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from diffill.model.ngram import (END, FOLLOWING, LONGEST, SEP, SPACED, agreed, agreed_rest, bridge_keys, fold_spaces, kept_breaks,
-                         next_lines)
+from diffill.model.ngram import END, LONGEST, SEP, SPACED, bridge, fold_spaces, kept_breaks
 
-VERSION = 3  # 3: runs of line breaks folded into one (``model.ngram.fold_breaks``)
+INDEX_FORMAT = 3  # the index's layout; 3: runs of line breaks folded into one (``model.ngram.fold_breaks``)
 DEPTH = 64  # suffixes are sorted on this many tokens: more than LONGEST
 SAMPLE = 4096  # continuations counted per match at most (evenly spread over its occurrences)
 _SCAN = 2048  # ranges at most this long are narrowed with one vectorised search
@@ -137,7 +136,7 @@ def build_index(tok, streams, folder: str | Path, sources: list[str]) -> dict:
     canon = _canonical_table(tok)[codes]
     suffixes = backward_suffix_array(canon).astype(np.uint32)  # (n < 2**32, checked above)
     buckets = np.searchsorted(canon[suffixes], np.arange(tok.vocab_size + 3)).astype(np.int64)
-    meta = {"version": VERSION, "tokenizer": tokenizer_hash(tok), "sources": sources, "files": files,
+    meta = {"version": INDEX_FORMAT, "tokenizer": tokenizer_hash(tok), "sources": sources, "files": files,
             "tokens": int(len(codes) - LONGEST - files)}
     folder.parent.mkdir(parents=True, exist_ok=True)
     # written beside, then swapped in: a reader never sees half of one index and half of another
@@ -172,7 +171,7 @@ class LibraryIndex:
             self._buckets = np.load(folder / "buckets.npy")
         except (OSError, ValueError, json.JSONDecodeError) as e:
             raise ValueError(f"{folder}: not a library index ({e}); rebuild it with `diffill index`") from e
-        if self.meta.get("version") != VERSION or self.meta.get("tokenizer") != tokenizer_hash(tok):
+        if self.meta.get("version") != INDEX_FORMAT or self.meta.get("tokenizer") != tokenizer_hash(tok):
             raise ValueError(f"{folder}: the library index was built for another tokenizer or version; "
                              "rebuild it with `diffill index`")
         if (self._tokens.dtype != np.uint16 or self._suffixes.dtype != np.uint32
@@ -256,61 +255,24 @@ class LibraryIndex:
 
     def bridge(self, context: list[int], after: list[int], limit: int,
                alone: bool = True) -> tuple[list[int], int, int] | None:
-        """The line between the end of ``context`` and ``after`` (canonical ids: the hole's prefix,
-        then its suffix, which must start with a line break) as the library writes it between the
-        same lines: where the two lines before (or else the one line before; with the start of the
-        hole's own) and the next line occur around one line, the line more than ``BRIDGE_SHARE`` of
-        those places have. Else, from the next lines alone: where the next ``FOLLOWING`` lines (or
-        else the next two) occur, the line before them that more than ``BRIDGE_SHARE`` of those
-        places have, when it starts with the hole line's start (``alone``: whether to).
-        Returns its ids (``END`` not included; at most ``limit`` codes; ``SPACED`` marks kept), how
-        many places have it and how many places were counted; None when there is no such line."""
-        found_keys = bridge_keys(context, after)
-        if found_keys is None:
+        """``model.ngram.bridge``'s answer from the library."""
+        return bridge(self, context, after, limit, alone)
+
+    def _places(self, key: list[int]) -> np.ndarray | None:
+        """At most ``SAMPLE`` suffixes (evenly spread) that start with ``key`` (canonical ids), where
+        the index can narrow to them (``DEPTH`` tokens at most); None where it has none."""
+        found = self._range([t + 2 for t in reversed(key)]) if len(key) <= DEPTH else None
+        if found is None:
             return None
-        keys, stop = found_keys
-        # first with the two lines before: fewer places, more of them counted (at most SAMPLE)
-        for key in keys:
-            if len(context) - key > DEPTH:
-                continue
-            found = self._range([t + 2 for t in reversed(context[key:])])
-            line = self._bridged(found, after[:stop], limit) if found else None
-            if line is not None:
-                return line
-        head = context[len(context) - context[::-1].index(END):] if END in context else context
-        for lines in range(FOLLOWING, 1, -1) if alone else ():
-            following = next_lines(after, lines)
-            if following is None or len(following) > DEPTH:
-                continue
-            found = self._range([t + 2 for t in reversed(following)])
-            line = self._preceding(found, len(following), head, limit) if found else None
-            if line is not None:
-                return line
-        return None
-
-    def _preceding(self, found: tuple[int, int], length: int, head: list[int], limit: int) -> tuple[list[int], int, int] | None:
-        """``bridge``'s answer from the next lines alone: the places in the range ``found`` (where
-        ``length`` tokens, the next lines, end), each with the line before them (the index holds
-        no blank lines: one line break comes between)."""
         lo, hi = found
-        picks = np.arange(lo, hi) if hi - lo <= SAMPLE else np.linspace(lo, hi - 1, SAMPLE).astype(np.int64)
-        width = max(limit, DEPTH) + len(head) + 2
-        first = self._suffixes[picks].astype(np.int64) - length + 1  # where each place's next lines start
-        window = self._tokens[np.maximum(first[:, None] - np.arange(1, width + 1), 0)].astype(np.int64)  # backwards
-        rows = np.arange(len(window))
-        stops = window[:, 1:] <= _SEP_CODE  # the line's own start: the line break (or stream end) before it
-        n = stops.argmax(1)  # the line's length
-        ok = (window[:, 0] == _END_CODE) & stops[rows, n] & (n > 0)
-        tally = Counter(tuple(window[r, 1 : 1 + n[r]][::-1].tolist()) for r in np.flatnonzero(ok))
-        found = agreed_rest(tally, int(ok.sum()), head, limit,
-                            lambda codes: (self._canon[np.asarray(codes, dtype=np.int64)] - 2).tolist())
-        return None if found is None else (_ids(np.asarray(found[0], dtype=np.int64)), *found[1:])
+        return np.arange(lo, hi) if hi - lo <= SAMPLE else np.linspace(lo, hi - 1, SAMPLE).astype(np.int64)
 
-    def _bridged(self, found: tuple[int, int], want: list[int], limit: int) -> tuple[list[int], int, int] | None:
-        """``bridge``'s answer from the places in the range ``found``, where ``want`` must follow."""
-        lo, hi = found
+    def lines_between(self, key: list[int], want: list[int], limit: int) -> tuple[Counter, int]:
+        """``model.ngram.LineSource.lines_between``: lines as codes."""
+        picks = self._places(key)
+        if picks is None:
+            return Counter(), 0
         stop = len(want)
-        picks = np.arange(lo, hi) if hi - lo <= SAMPLE else np.linspace(lo, hi - 1, SAMPLE).astype(np.int64)
         longest = max(limit, DEPTH)  # longer lines vote too: a line that does not fit is no answer
         width = longest + 1 + stop
         window = self._suffixes[picks].astype(np.int64)[:, None] + np.arange(1, width + 1)
@@ -324,8 +286,26 @@ class LibraryIndex:
         # ... followed by the lines ``want`` holds
         after = canon[rows[:, None], n[:, None] + np.arange(stop)]
         ok &= (after == np.asarray(want, dtype=np.int64)).all(1)
-        both = int(ok.sum())
-        tally = Counter(tuple(window[r, : n[r]].tolist()) for r in np.flatnonzero(ok))
-        found = agreed(tally, both, limit)
-        return None if found is None else (_ids(np.asarray(found[0], dtype=np.int64)), *found[1:])
+        return Counter(tuple(window[r, : n[r]].tolist()) for r in np.flatnonzero(ok)), int(ok.sum())
 
+    def lines_before(self, following: list[int], limit: int, head: list[int]) -> tuple[Counter, int]:
+        """``model.ngram.LineSource.lines_before``: lines as codes (the index holds no blank lines:
+        one line break comes between a line and the next lines)."""
+        picks = self._places(following)
+        if picks is None:
+            return Counter(), 0
+        width = max(limit, DEPTH) + len(head) + 2
+        first = self._suffixes[picks].astype(np.int64) - len(following) + 1  # where each place's next lines start
+        window = self._tokens[np.maximum(first[:, None] - np.arange(1, width + 1), 0)].astype(np.int64)  # backwards
+        rows = np.arange(len(window))
+        stops = window[:, 1:] <= _SEP_CODE  # the line's own start: the line break (or stream end) before it
+        n = stops.argmax(1)  # the line's length
+        ok = (window[:, 0] == _END_CODE) & stops[rows, n] & (n > 0)
+        return Counter(tuple(window[r, 1 : 1 + n[r]][::-1].tolist()) for r in np.flatnonzero(ok)), int(ok.sum())
+
+    def canonical_line(self, codes) -> list[int]:
+        return (self._canon[np.asarray(codes, dtype=np.int64)] - 2).tolist()
+
+    @staticmethod
+    def line_ids(codes) -> list[int]:
+        return _ids(np.asarray(codes, dtype=np.int64))

@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -209,83 +210,83 @@ class TokenCache:
 
     def bridge(self, context: list[int], after: list[int], limit: int, skip: int | None = None,
                alone: bool = True) -> tuple[list[int], int, int] | None:
-        """As ``LibraryIndex.bridge`` does: the line these streams have between the two lines before
-        the hole (or else the one line before; with the start of the hole's own) and the next line,
-        when more than ``BRIDGE_SHARE`` of the places agree; else from the next lines alone
-        (``_preceding``). The document's own repeated code (a block of similar statements, the same
-        call sequence in each method) bridges its holes. ``skip``: a stream left out, as in ``match``;
-        ``alone``: whether the next lines alone may place the line."""
-        found_keys = bridge_keys(context, after)
-        if found_keys is None:
-            return None
-        keys, stop = found_keys
-        want = after[:stop]
-        stream, nxt = self._index(), self._next
-        for key in keys:
-            places = self._places(context[key:], skip)
-            if len(places) > BRIDGE_SAMPLE:
-                places = places[np.linspace(0, len(places) - 1, BRIDGE_SAMPLE).astype(np.int64)]
-            tally, counted = Counter(), 0
-            for p in places.tolist():
-                line = []
-                q = p + 1
-                # lines longer than ``limit`` vote too (up to ``LONGEST`` tokens): a line that does not
-                # fit is no answer
-                while q < len(stream) and stream[q] not in (END, SEP) and len(line) <= max(limit, LONGEST):
-                    line.append(int(nxt[q]))
-                    q += 1
-                if not line or q >= len(stream) or stream[q] != END:
-                    continue
-                if stream[q : q + stop].tolist() == want:
-                    tally[tuple(line)] += 1
-                    counted += 1
-            found = agreed(tally, counted, limit)
-            if found is not None:
-                return list(found[0]), found[1], found[2]
-        return self._preceding(context, after, limit, skip) if alone else None
+        """``bridge``'s answer from these streams (but stream ``skip``, as in ``match``): the
+        document's own repeated code (a block of similar statements, the same call sequence in each
+        method) bridges its holes."""
+        return bridge(Without(self, skip), context, after, limit, alone)
 
-    def _preceding(self, context: list[int], after: list[int], limit: int,
-                   skip: int | None) -> tuple[list[int], int, int] | None:
-        """``bridge`` from the next lines alone, as ``LibraryIndex.bridge`` does: where the next
-        ``FOLLOWING`` lines (or else the next two) occur, the line before them that more than
-        ``BRIDGE_SHARE`` of those places have, when it starts with the hole line's start."""
+    def lines_between(self, key: list[int], want: list[int], limit: int,
+                      skip: int | None = None) -> tuple[Counter, int]:
+        """``LineSource.lines_between``; ``skip``: a stream left out, as in ``match``."""
         stream, nxt = self._index(), self._next
-        head = context[len(context) - context[::-1].index(END):] if END in context else context
-        for lines in range(FOLLOWING, 1, -1):
-            following = next_lines(after, lines)
-            if following is None:
+        places = _spread(self._places(key, skip))
+        tally, counted = Counter(), 0
+        for p in places.tolist():
+            line = []
+            q = p + 1
+            # lines longer than ``limit`` vote too (up to ``LONGEST`` tokens): a line that does not
+            # fit is no answer
+            while q < len(stream) and stream[q] not in (END, SEP) and len(line) <= max(limit, LONGEST):
+                line.append(int(nxt[q]))
+                q += 1
+            if not line or q >= len(stream) or stream[q] != END:
                 continue
-            places = self._places(following, skip) - len(following)  # the line break before each
-            if len(places) > BRIDGE_SAMPLE:
-                places = places[np.linspace(0, len(places) - 1, BRIDGE_SAMPLE).astype(np.int64)]
-            counts: Counter = Counter()  # the line before each place (past the hole's own: none)
-            for q in places.tolist():
-                b = q - 1
-                while b >= 0 and stream[b] not in (END, SEP):
-                    b -= 1
-                if q > 0 and stream[q] == END and b + 1 < q:
-                    counts[tuple(nxt[b + 1 : q].tolist())] += 1
-            found = agreed_rest(counts, sum(counts.values()), head, limit,
-                                lambda ids: self.canonical([plain(t) for t in ids]).tolist())
-            if found is not None:
-                return found
-        return None
+            if stream[q : q + len(want)].tolist() == want:
+                tally[tuple(line)] += 1
+                counted += 1
+        return tally, counted
+
+    def lines_before(self, following: list[int], limit: int, head: list[int],
+                     skip: int | None = None) -> tuple[Counter, int]:
+        """``LineSource.lines_before``; ``skip``: a stream left out, as in ``match``."""
+        stream, nxt = self._index(), self._next
+        places = _spread(self._places(following, skip) - len(following))  # the line break before each
+        counts: Counter = Counter()  # the line before each place (past the hole's own: none)
+        for q in places.tolist():
+            b = q - 1
+            while b >= 0 and stream[b] not in (END, SEP):
+                b -= 1
+            if q > 0 and stream[q] == END and b + 1 < q:
+                counts[tuple(nxt[b + 1 : q].tolist())] += 1
+        return counts, sum(counts.values())
+
+    def canonical_line(self, line) -> list[int]:
+        """A line's ids (``SPACED`` marks kept) as matched."""
+        return self.canonical([plain(t) for t in line]).tolist()
+
+    @staticmethod
+    def line_ids(line) -> list[int]:
+        return list(line)
+
+
+def _spread(places: np.ndarray) -> np.ndarray:
+    """At most ``BRIDGE_SAMPLE`` of ``places``, evenly spread."""
+    if len(places) > BRIDGE_SAMPLE:
+        places = places[np.linspace(0, len(places) - 1, BRIDGE_SAMPLE).astype(np.int64)]
+    return places
 
 
 class Without:
-    """A token cache with one of its streams left out: the workspace's copy of the document being
-    edited, whose text around the hole the document's own cache has as it is now (copying the
-    saved copy would only give back what a regenerated selection held)."""
+    """A token cache with one of its streams left out (None: none): the workspace's copy of the
+    document being edited, whose text around the hole the document's own cache has as it is now
+    (copying the saved copy would only give back what a regenerated selection held)."""
 
-    def __init__(self, cache: TokenCache, stream: int):
+    def __init__(self, cache: TokenCache, stream: int | None):
         self.cache, self.stream = cache, stream
+        self.canonical_line, self.line_ids = cache.canonical_line, cache.line_ids
 
     def match(self, context: list[int]) -> tuple[int, Counter]:
         return self.cache.match(context, skip=self.stream)
 
     def bridge(self, context: list[int], after: list[int], limit: int,
                alone: bool = True) -> tuple[list[int], int, int] | None:
-        return self.cache.bridge(context, after, limit, skip=self.stream, alone=alone)
+        return bridge(self, context, after, limit, alone)
+
+    def lines_between(self, key: list[int], want: list[int], limit: int) -> tuple[Counter, int]:
+        return self.cache.lines_between(key, want, limit, self.stream)
+
+    def lines_before(self, following: list[int], limit: int, head: list[int]) -> tuple[Counter, int]:
+        return self.cache.lines_before(following, limit, head, self.stream)
 
 
 def prefix_context(prefix: list[int], bos: int | None) -> list[int]:
@@ -366,6 +367,64 @@ def bridged_line(caches, context: list[int], suffix: list[int], limit: int, alon
         line = [caches[0].unspaced.get(plain(first), plain(first))] if raw and raw[-1] in (END, space) else [first]
         line = [x for t in line + rest for x in ((space, plain(t)) if t > 0 and t & SPACED else (t,))]
         return Bridged(line, (found[1], found[2])) if len(line) <= limit else None
+    return None
+
+
+class LineSource(Protocol):
+    """Code that a hole's line can be bridged from (a token cache, a library index): the lines it
+    has at the places of some canonical ids, in its own representation, which it maps to ids."""
+
+    def lines_between(self, key: list[int], want: list[int], limit: int) -> tuple[Counter, int]:
+        """Where ``key`` occurs followed by a line and then ``want`` (the line break and the next
+        line): each such line (up to its line break, not included), counted; and how many places
+        have one. Lines longer than ``limit`` are counted too, as far as the source reads them."""
+        ...
+
+    def lines_before(self, following: list[int], limit: int, head: list[int]) -> tuple[Counter, int]:
+        """Where ``following`` (the next lines) occurs after a line break: the line before it,
+        counted; and how many places have one (``head``: the hole line's start, which the lines
+        read must reach past)."""
+        ...
+
+    def canonical_line(self, line) -> list[int]:
+        """A counted line's tokens as canonical ids."""
+        ...
+
+    def line_ids(self, line) -> list[int]:
+        """A counted line's tokens as ids (``END`` for a line break, ``SPACED`` marks kept)."""
+        ...
+
+
+def bridge(source: LineSource, context: list[int], after: list[int], limit: int,
+           alone: bool = True) -> tuple[list[int], int, int] | None:
+    """The line between the end of ``context`` and ``after`` (canonical ids: the hole's prefix,
+    then its suffix, which must start with a line break) as ``source`` writes it between the same
+    lines: where the two lines before (or else the one line before; with the start of the hole's
+    own) and the next line occur around one line, the line more than ``BRIDGE_SHARE`` of those
+    places have. Else, from the next lines alone: where the next ``FOLLOWING`` lines (or else the
+    next two) occur, the line before them that more than ``BRIDGE_SHARE`` of those places have,
+    when it starts with the hole line's start (``alone``: whether to). Returns its ids (``END`` not
+    included; at most ``limit`` tokens; ``SPACED`` marks kept), how many places have it and how
+    many places were counted; None when there is no such line."""
+    found_keys = bridge_keys(context, after)
+    if found_keys is None:
+        return None
+    keys, stop = found_keys
+    # first with the two lines before: fewer places, more of them counted
+    for key in keys:
+        found = agreed(*source.lines_between(context[key:], after[:stop], limit), limit)
+        if found is not None:
+            return source.line_ids(found[0]), found[1], found[2]
+    if not alone:
+        return None
+    head = context[len(context) - context[::-1].index(END):] if END in context else context
+    for lines in range(FOLLOWING, 1, -1):
+        following = next_lines(after, lines)
+        if following is None:
+            continue
+        found = agreed_rest(*source.lines_before(following, limit, head), head, limit, source.canonical_line)
+        if found is not None:
+            return source.line_ids(found[0]), found[1], found[2]
     return None
 
 

@@ -1,6 +1,6 @@
 """The denoising sampler: parallel unmasking of an infill canvas, by confidence.
 
-Two orders: ``left_to_right`` (the default, measured) commits the leftmost masked slot and the
+Two orders (``Experiment.order``): ``left_to_right`` (the default, measured) commits the leftmost masked slot and the
 confident run after it; ``confidence`` commits the most confident slots anywhere.
 
     canvas = [<mask>] * L
@@ -21,8 +21,8 @@ confident run after it; ``confidence`` commits the most confident slots anywhere
         canvas full of code and growth allowed: append more <mask> slots
     result = canvas up to the first <eoi>
 
-With ``beam`` > 1 the canvas is beam-searched left to right instead (``model.beam``): the
-engine's default for one-line holes.
+With ``beam`` > 1 the canvas is beam-searched left to right instead (``model.beam``; the engine's
+default for one-line holes): ``model.decoders.Decoder`` picks one or the other.
 
 Defaults were chosen with ``diffill bench speed`` on the base model (see SamplerConfig).
 """
@@ -32,134 +32,49 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import torch
 
 from diffill.model.backend import Backend
-from diffill.model.beam import beam_search
-from diffill.model.lead import Lead
+from diffill.model.ngram import END
+from diffill.model.decoding import (EXTRA_STEPS, Bans, Constraint, Request, SampleResult, SamplerConfig, StepTrace,
+                                    forbid, stop_table)
 
-CONFIDENCE_MEASURES = ("prob", "margin", "entropy")
+__all__ = ["Bans", "Constraint", "Experiment", "Request", "SampleResult", "Sampler", "SamplerConfig", "StepTrace"]
+
 ORDERS = ("confidence", "left_to_right")
+LOOP_UNITS = 4  # the longest unit of tokens whose back-to-back repeats are banned (max_repeats)
 
 
 @dataclass
-class SamplerConfig:
-    # commit every masked slot at least this confident (measured: docs/decoding.md)
-    threshold: float = 0.9
-    min_per_step: int = 1  # commit at least this many (the most confident) per step
-    max_per_step: int = 0  # 0: no cap; 1: one token per step (the slow baseline)
-    confidence: str = "prob"  # prob | margin | entropy
+class Experiment:
+    """Threshold decoding's settings that only experiments change (docs/decoding.md measures them);
+    the engine decodes with the defaults."""
+
     # left_to_right: the leftmost masked slot, then on while confident; confidence: the most
-    # confident slots anywhere (measured: docs/decoding.md)
+    # confident slots anywhere
     order: str = "left_to_right"
-    max_steps: int = 0  # 0: the canvas length (+ growth) + 8
     grow_by: int = 0  # slots added when code fills the whole canvas; 0: never grow
     max_length: int = 256  # canvas growth stops here
     remask_below: float = 0.0  # re-mask committed tokens whose probability fell below this; 0: off
-    max_remask: int = 1  # times any one slot may be re-masked
     temperature: float = 0.0  # 0: greedy
     seed: int = 0
-    # prefix/suffix keys and values computed once (approximate; False: the exact path; docs/decoding.md)
-    cache: bool = True
-    cache_refresh: int = 0  # with cache: recompute the context every this many steps; 0: never
-    # a unit of 1-4 tokens repeated back to back this many times may not start again at the next
-    # slot (greedy decoding of a small model falls into loops: `_to_to_to_to...`); 0: no limit
-    max_repeats: int = 3
-    # > 1: left-to-right beam search with this many candidates a hole (model.beam); 0 or 1: off.
-    # None: the engine decides per hole (EngineConfig.single_line_beam for one-line holes, else
-    # off); a sampler used on its own treats None as off
-    beam: int | None = None
+    cache_refresh: int = 0  # with the context cache: recompute the context every this many steps; 0: never
 
     def __post_init__(self) -> None:
-        if self.confidence not in CONFIDENCE_MEASURES:
-            raise ValueError(f"unknown confidence measure {self.confidence!r} (choose from {CONFIDENCE_MEASURES})")
         if self.order not in ORDERS:
             raise ValueError(f"unknown decoding order {self.order!r} (choose from {ORDERS})")
-        if self.min_per_step < 1 or self.max_per_step < 0 or (self.max_per_step and self.max_per_step < self.min_per_step):
-            raise ValueError("need 1 <= min_per_step <= max_per_step (or max_per_step 0: no cap)")
-        if min(self.grow_by, self.max_remask, self.max_steps, self.cache_refresh, self.max_repeats) < 0:
-            raise ValueError("grow_by, max_remask, max_steps, cache_refresh and max_repeats must not be negative")
+        if min(self.grow_by, self.cache_refresh) < 0:
+            raise ValueError("grow_by and cache_refresh must not be negative")
         if self.temperature < 0:
             raise ValueError("temperature must not be negative")
-        if self.beam is not None and self.beam < 0:
-            raise ValueError("beam must not be negative")
-        if (self.beam or 0) > 1 and (self.order != "left_to_right" or self.grow_by or self.temperature):
-            raise ValueError("beam search decodes left to right, greedily, without canvas growth")
-
-
-class Constraint(Protocol):
-    """Called each step, per row with proposals, with the canvas view: committed tokens, else the
-    current guess (the text the canvas would become), which slots are committed and which are
-    proposed for commit. Returns three sets of slots: ``hold`` (proposals not committed this
-    step), ``ban`` (proposals not committed, their guess banned at the slot) and ``remask``
-    (committed slots back to <mask>, their token banned there; at most ``max_remask`` times a slot)."""
-
-    def check(self, row: int, tokens: list[int], committed: list[bool],
-              proposed: list[bool]) -> tuple[set[int], set[int], set[int]]: ...
-
-    def accepts(self, row: int, tokens: list[int]) -> bool:
-        """Whether the whole fill ``tokens`` (up to <eoi>) is valid as the user would get it,
-        post-processed (beam search judges finished fills so)."""
-        ...
-
-
-@dataclass
-class StepTrace:
-    step: int
-    canvas: list[list[int]]
-    committed_now: list[list[int]]
-    threshold: float
-    beam: int = 0  # beam search: candidates per hole (the canvas shows each hole's likeliest)
-
-
-@dataclass
-class SampleResult:
-    tokens: list[int]  # up to the first <eoi> (and the first <mask> when incomplete)
-    complete: bool  # no <mask> was left
-    steps: int  # steps while this row had a <mask> left
-    forward_passes: int  # forward passes while this row had a <mask> left
-    committed: int
-    cancelled: bool = False
-    alternatives: list[list[int]] = field(default_factory=list)  # beam search: the runners-up, best first
-    # the evidence a fill's confidence is estimated from (diffill.confidence). Beam search: the
-    # fill's log-probability (None when it was not scored: a line bridge, a fill completed at the
-    # finish_after bound), the runners-up's, each scored token's log-probability (and the end's)
-    # and share of it that the token caches gave; a line bridge's places agreeing and counted.
-    # Threshold decoding: each token's confidence when it was committed, as a log
-    score: float | None = None
-    alternative_scores: list[float] = field(default_factory=list)
-    token_logps: list[float] = field(default_factory=list)
-    copied: list[float] = field(default_factory=list)
-    bridge: tuple[int, int] | None = None
-    alternative_evidence: list[tuple[list[float], list[float]]] = field(default_factory=list)  # (logps, copied)
-
-
-@dataclass
-class Request:
-    prefix: list[int]
-    suffix: list[int]
-    stops: frozenset[int] = frozenset()  # tokens that end the fill where guessed, like <eoi>
-    # a latency bound: once this row has had this many forward passes, each step commits its guess
-    # at every masked slot it can (threshold 0; <eoi> rules and max_per_step still hold); 0: never
-    finish_after: int = 0
-    # token caches (model.ngram) whose continuations of the fill's left context are mixed into the
-    # model's guesses: each beam candidate's next token; in threshold decoding (left to right), the
-    # leftmost masked slot's
-    caches: tuple = ()
-    # text the fill must start with (model.lead: the typed part of the word at the cursor); honoured
-    # by beam search
-    lead: Lead | None = None
-
-
-Bans = dict[tuple[int, int], set[int]]  # (row, slot) -> token ids never committed there
 
 
 @dataclass
 class Sampler:
     backend: Backend
     config: SamplerConfig = field(default_factory=SamplerConfig)
+    experiment: Experiment = field(default_factory=Experiment)
 
     @torch.inference_mode()
     def sample(
@@ -180,35 +95,35 @@ class Sampler:
             return []
         if length < 1:
             raise ValueError("the canvas needs at least one slot")
-        cfg, be = self.config, self.backend
+        cfg, exp, be = self.config, self.experiment, self.backend
         if (cfg.beam or 0) > 1:
-            return beam_search(be, cfg, requests, length, constraint, bans, cancelled, on_step)
+            raise ValueError("a beam is searched by model.beam (model.decoders.Decoder picks the decoder)")
         mask, eoi = be.mask_id, be.eoi_id
-        gen = torch.Generator().manual_seed(cfg.seed)
+        gen = torch.Generator().manual_seed(exp.seed)
         b = len(requests)
         state = be.prepare([r.prefix for r in requests], [r.suffix for r in requests], length,
-                           cfg.cache, cfg.cache_refresh)
+                           cfg.cache, exp.cache_refresh)
         canvas = torch.full((b, length), mask, dtype=torch.long)
         committed_conf = torch.ones((b, length))  # each slot's confidence when it was committed
         ban = torch.zeros((b, length, 0), dtype=torch.bool)
         remasked = torch.zeros((b, length), dtype=torch.long)
         stops = None  # (B, V) stop tokens of each row, built at the first step when any row has some
         has_stops = any(r.stops for r in requests)
-        copying = cfg.order == "left_to_right" and any(r.caches for r in requests)
+        copying = exp.order == "left_to_right" and any(r.copying for r in requests)
         seen = None  # the canvas the current logits were computed for
         steps = passes = 0
         # per row: the steps and forward passes taken while it still had a <mask> (a row that is
         # done early in a batch is not charged with the passes the other rows go on to need)
         row_steps, row_passes = [0] * b, [0] * b
         stopped = False
-        max_steps = cfg.max_steps or (max(cfg.max_length, length) if cfg.grow_by else length) + 8
+        max_steps = cfg.max_steps or (max(exp.max_length, length) if exp.grow_by else length) + EXTRA_STEPS
         while steps < max_steps:
             if cancelled():
                 stopped = True
                 break
             is_mask = canvas == mask
             if not is_mask.any():
-                if not self._grow_needed(canvas, eoi, length, cfg):
+                if not self._grow_needed(canvas, eoi, length):
                     break
                 canvas, ban, remasked, state, length = self._grow(requests, canvas, ban, remasked, length)
                 committed_conf = torch.cat([committed_conf, torch.ones((b, length - committed_conf.shape[1]))], 1)
@@ -233,7 +148,7 @@ class Sampler:
                 for (i, slot), token in sure.items():
                     guess[i, slot], conf[i, slot] = token, 1.0
             if stops is None and has_stops:
-                stops = self._stop_table(requests, logits.shape[-1])
+                stops = stop_table(requests, logits.shape[-1])
             if stops is not None:  # a stop token guessed at a masked slot is the end of the fill
                 guess = torch.where(stops.gather(1, guess) & is_mask, torch.full_like(guess, eoi), guess)
             # <eoi> only where no <mask> is left of the slot: the end is decided after the content
@@ -252,7 +167,7 @@ class Sampler:
             new = torch.where(propose, guess, canvas)
             committed_conf = torch.where(propose, end_conf.clamp(0.0, 1.0), committed_conf)
             new = self._eoi_fill(new, eoi, mask)
-            if cfg.remask_below > 0:
+            if exp.remask_below > 0:
                 new = self._remask(new, canvas, p_old, remasked, mask, eoi)
             if on_step:
                 fresh = (new != canvas) & (new != mask)
@@ -268,26 +183,23 @@ class Sampler:
     # -- helpers ---------------------------------------------------------------------------
 
     def _copy(self, requests, logits, slots, canvas, is_mask):
-        """Mix each row's token caches (``model.ngram``) into its logits at its leftmost masked slot,
+        """Mix each row's copying (``model.copying``) into its logits at its leftmost masked slot,
         where everything to the left is committed. Returns (wait, sure): (B, L), the slots that must
         wait this step (those right of what the caches spoke for: the model guessed them without the
         copied tokens); and {(row, slot): token} for the run of masked slots from the leftmost one
         that the caches continue without doubt (``sure_run``), which need no forward pass."""
-        from diffill.model.ngram import END, HALF, continuation, mix, prefix_context, sure_run, weight
-
-        bos = getattr(self.backend, "bos_id", None)
         wait = torch.zeros(canvas.shape, dtype=torch.bool)
         sure: dict[tuple[int, int], int] = {}
         for i, r in enumerate(requests):
-            if not r.caches or not is_mask[i].any():
+            if not r.copying or not is_mask[i].any():
                 continue
             first = int(is_mask[i].nonzero()[0])
             k = int((slots[i] == first).nonzero()[0])
-            head = prefix_context(r.prefix, bos) + canvas[i, :first].tolist()
-            dist, lam = continuation(r.caches, head)
-            if len(dist) == 1 and END not in dist and lam >= weight(HALF):  # sure: a run, no pass needed
+            fill = canvas[i, :first].tolist()
+            dist, lam = r.copying.continuation(r.prefix, fill)
+            if r.copying.certain(dist, lam):  # sure: a run, no pass needed
                 masked_run = int(torch.cumprod(is_mask[i, first:].long(), 0).sum())
-                run, _ = sure_run(r.caches, head, masked_run)
+                run, _ = r.copying.sure_run(r.prefix, fill, masked_run)
                 taken = self._allowed(logits[i], slots[i], first, run)
                 if taken:
                     sure.update({(i, first + n): token for n, token in enumerate(run[:taken])})
@@ -297,7 +209,7 @@ class Sampler:
             # code changes depth)
             end = self.backend.eoi_id if r.stops else None
             if dist and (end is not None or set(dist) != {END}):
-                logits[i, k] = mix(torch.log_softmax(logits[i, k], -1), dist, lam, end)
+                logits[i, k] = r.copying.mix(torch.log_softmax(logits[i, k], -1), dist, lam, end)
                 wait[i, first + 1 :] = True
         return wait, sure
 
@@ -312,21 +224,11 @@ class Sampler:
                 return n
         return len(run)
 
-    @staticmethod
-    def _stop_table(requests, vocab):
-        """(B, V): which tokens end each row's fill."""
-        table = torch.zeros((len(requests), vocab), dtype=torch.bool)
-        for i, r in enumerate(requests):
-            ids = sorted(t for t in r.stops if 0 <= t < vocab)
-            if ids:
-                table[i, ids] = True
-        return table
-
     def _slots(self, canvas, is_mask, eoi):
         """(B, K) canvas slots that need logits: masked ones (and committed code when re-masking is
         on), each row padded by repeating its first such slot."""
         need = is_mask
-        if self.config.remask_below > 0:
+        if self.experiment.remask_below > 0:
             need = need | (canvas != eoi)
         if need.shape[0] == 1:
             return torch.nonzero(need[0]).T
@@ -337,15 +239,10 @@ class Sampler:
         return torch.where(pad, order[:, :1], order)
 
     def _forbid(self, logits, slots, bans, ban):
-        logits[..., self.backend.banned_ids] = -math.inf
-        if bans:
-            where = {}
-            for i, row in enumerate(slots.tolist()):
-                for k, slot in enumerate(row):
-                    where[(i, slot)] = k
-            for key, ids in bans.items():
-                if key in where and ids:
-                    logits[key[0], where[key], list(ids)] = -math.inf
+        """Logits with the backend's banned tokens, the request's ``bans`` and the loops' and the
+        constraint's (``ban``) forbidden at their slots."""
+        places = {(i, slot): (i, k) for i, row in enumerate(slots.tolist()) for k, slot in enumerate(row)}
+        logits = forbid(logits, self.backend.banned_ids, bans, places if bans else {})
         if ban.shape[-1]:
             picked = ban.gather(1, slots[..., None].expand(-1, -1, ban.shape[-1]))
             logits[..., : ban.shape[-1]].masked_fill_(picked, -math.inf)
@@ -354,10 +251,10 @@ class Sampler:
     def _confidence(self, logits, slots, canvas, gen):
         """conf and guess at every canvas slot (B, L), from logits at ``slots`` (B, K); and the
         current probability of each committed token (1 where not computed)."""
-        cfg = self.config
+        cfg, exp = self.config, self.experiment
         probs = torch.softmax(logits, -1)
-        if cfg.temperature > 0:
-            flat = torch.softmax(logits / cfg.temperature, -1).view(-1, logits.shape[-1])
+        if exp.temperature > 0:
+            flat = torch.softmax(logits / exp.temperature, -1).view(-1, logits.shape[-1])
             guess = torch.multinomial(flat, 1, generator=gen).view(logits.shape[:2])
         else:
             guess = probs.argmax(-1)
@@ -372,7 +269,7 @@ class Sampler:
         full_conf = torch.full(canvas.shape, -math.inf).scatter(1, slots, conf)
         full_guess = canvas.scatter(1, slots, guess)
         p_old = None
-        if cfg.remask_below > 0:
+        if exp.remask_below > 0:
             old = canvas.gather(1, slots)
             p_old = torch.ones(canvas.shape).scatter(1, slots, probs.gather(-1, old[..., None]).squeeze(-1))
         return full_conf, full_guess, p_old
@@ -385,7 +282,7 @@ class Sampler:
     def _select(self, conf, is_mask, threshold):
         cfg = self.config
         eligible = conf >= 0  # masked, and not an <eoi> with a <mask> on its left (conf -1)
-        if cfg.order == "left_to_right":
+        if self.experiment.order == "left_to_right":
             # masked slots by position: the first min_per_step of them, then on while confident
             rank = torch.cumsum(is_mask.long(), 1) - 1
             take = eligible & ((conf >= threshold) | (rank < max(1, cfg.min_per_step)))
@@ -410,7 +307,7 @@ class Sampler:
             if first <= 0:
                 continue
             done = row[:first]
-            for p in range(1, 5):
+            for p in range(1, LOOP_UNITS + 1):
                 unit = done[-p:]
                 if len(done) >= p * n and done[-p * n :] == unit * n:
                     ban = self._ban(ban, i, first, unit[0])
@@ -474,18 +371,18 @@ class Sampler:
     def _remask(self, new, old, p_old, remasked, mask, eoi):
         """Committed code tokens the model now finds improbable go back to <mask> (bounded)."""
         was = (old != mask) & (old != eoi) & (new == old)
-        drop = was & (p_old < self.config.remask_below) & (remasked < self.config.max_remask)
+        drop = was & (p_old < self.experiment.remask_below) & (remasked < self.config.max_remask)
         remasked += drop.long()
         return torch.where(drop, torch.full_like(new, mask), new)
 
-    @staticmethod
-    def _grow_needed(canvas, eoi, length, cfg):
-        return bool(cfg.grow_by and length < cfg.max_length and (canvas != eoi).all(1).any())
+    def _grow_needed(self, canvas, eoi, length):
+        exp = self.experiment
+        return bool(exp.grow_by and length < exp.max_length and (canvas != eoi).all(1).any())
 
     def _grow(self, requests, canvas, ban, remasked, length):
         """Append <mask> slots to every row whose code used the whole canvas (others get <eoi>)."""
-        cfg, be = self.config, self.backend
-        extra = min(cfg.grow_by, cfg.max_length - length)
+        cfg, exp, be = self.config, self.experiment, self.backend
+        extra = min(exp.grow_by, exp.max_length - length)
         full = (canvas != be.eoi_id).all(1, keepdim=True)
         pad = torch.where(full, be.mask_id, be.eoi_id).expand(-1, extra)
         canvas = torch.cat([canvas, pad], 1)
@@ -493,7 +390,7 @@ class Sampler:
         remasked = torch.cat([remasked, torch.zeros((remasked.shape[0], extra), dtype=torch.long)], 1)
         length += extra
         state = be.prepare([r.prefix for r in requests], [r.suffix for r in requests], length,
-                           cfg.cache, cfg.cache_refresh)
+                           cfg.cache, exp.cache_refresh)
         return canvas, ban, remasked, state, length
 
     @staticmethod

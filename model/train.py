@@ -26,8 +26,10 @@ from tqdm import tqdm
 from diffill.model.configuration import DiffillConfig
 from diffill.model.context import set_window, window_of
 from diffill.model.corpus import load_texts, load_tokens
+from diffill.model.grow import grow_model
 from diffill.model.network import DiffillForMaskedLM
 from diffill.model.objective import ObjectiveConfig, diffusion_loss, infill_example, noise_batch, plain_example
+from diffill.model.runs import COOLDOWN, STATE, state_of
 from diffill.model.tokenizer import CodeTokenizer, load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -73,7 +75,6 @@ class TrainConfig:
 
 OPTIMIZERS = ("adamw", "muon")
 SCHEDULES = ("cosine", "wsd")
-COOLDOWN = "cooldown"  # a wsd run's branch folder, beside checkpoint/
 
 
 def check_schedule(cfg: TrainConfig) -> None:
@@ -190,7 +191,7 @@ def _save_atomic(out: Path, model, optimizers, state: dict, tokenizer_dir: Path,
                     opt_meta["steps"][f"{name}::{k}"] = float(v)
     save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
     (tmp / "optimizer.json").write_text(json.dumps(opt_meta))
-    (tmp / "trainer_state.json").write_text(json.dumps(state, indent=2))
+    (tmp / STATE).write_text(json.dumps(state, indent=2))
     old = out.with_name(out.name + ".old")
     shutil.rmtree(old, ignore_errors=True)
     if out.exists():
@@ -216,10 +217,6 @@ def _load_optimizer(path: Path, model, optimizers, kind: str) -> None:
         owner[id(params[name])].state[params[name]][k] = torch.tensor(v)
 
 
-def _state_of(ckpt: Path) -> dict:
-    return json.loads((ckpt / "trainer_state.json").read_text())
-
-
 def check_same_tokenizer(corpus_tokenizer, corpus_tokenizer_dir: Path, ckpt: Path) -> None:
     """A run that goes on from a checkpoint must read its corpus with that checkpoint's token ids:
     a corpus built with a tokenizer trained afresh (on other files, so other merges) is refused."""
@@ -240,8 +237,8 @@ def init_state(ckpt: Path) -> dict:
     last entry of its card's running log, ``training_log.json``); zero for any other model.
     The step also picks the data the run sees next (batches are a function of the step)."""
     fresh = _fresh_state()
-    if (ckpt / "trainer_state.json").is_file():
-        state = _state_of(ckpt)
+    if (ckpt / STATE).is_file():
+        state = state_of(ckpt)
         state.pop("branched_at", None)
         return {**fresh, **state}
     if (ckpt / "training_log.json").is_file():
@@ -265,7 +262,7 @@ def resume_source(out: Path, cfg: TrainConfig) -> Path | None:
         return None
     if not branch.exists():
         return trunk
-    trunk_step, branch_state = _state_of(trunk)["step"], _state_of(branch)
+    trunk_step, branch_state = state_of(trunk)["step"], state_of(branch)
     if cfg.schedule == "wsd" and trunk_step >= cfg.decay_start and branch_state.get("branched_at") == cfg.decay_start:
         return branch
     if trunk_step < cfg.schedule_start == branch_state["step"]:
@@ -283,18 +280,8 @@ def _grown(model: DiffillForMaskedLM, layers: int, fresh_optimizer: bool) -> Dif
     if not fresh_optimizer:
         raise ValueError(f"growing the model from {have} to {layers} blocks needs the optimizer state afresh: "
                          "set reset_optimizer, with schedule_start at the step the phase starts from")
-    from diffill.model.grow import grow_model
-
     log.info("growing the model from %d to %d blocks", have, layers)
     return grow_model(model, layers)
-
-
-def latest_checkpoint(run: Path) -> Path:
-    """The furthest-trained checkpoint of a run folder: the trunk, or a wsd branch beyond it."""
-    found = [c for c in (run / "checkpoint", run / COOLDOWN / "checkpoint") if (c / "trainer_state.json").is_file()]
-    if not found:
-        raise FileNotFoundError(f"{run} holds no checkpoint")
-    return max(found, key=lambda c: _state_of(c)["step"])
 
 
 def train(corpus: Path, out: Path, cfg: TrainConfig, minutes: float | None = None,
@@ -307,13 +294,10 @@ def train(corpus: Path, out: Path, cfg: TrainConfig, minutes: float | None = Non
     ``evaluate(model, tokenizer)`` (optional) returns held-out figures, logged every
     ``cfg.eval_minutes`` and at the end.
     """
-    from accelerate import Accelerator
-
     check_schedule(cfg)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     out.mkdir(parents=True, exist_ok=True)
-    trunk, branch = out / "checkpoint", out / COOLDOWN / "checkpoint"
     src = resume_source(out, cfg) if resume else None
     tok_dir = corpus / "tokenizer"
     hf = load_tokenizer(tok_dir)
@@ -321,10 +305,22 @@ def train(corpus: Path, out: Path, cfg: TrainConfig, minutes: float | None = Non
     start = src if src is not None else init  # the model this run goes on from, if any
     if start is not None:
         check_same_tokenizer(hf, tok_dir, start)
-    state = _state_of(src) if src is not None else init_state(init) if init is not None else _fresh_state()
+    state = state_of(src) if src is not None else init_state(init) if init is not None else _fresh_state()
     if start is not None and until_step is not None and state["step"] >= until_step:
         log.info("%s is at step %d already: nothing to train", start, state["step"])
         return state
+    model, fresh_optimizer = _starting_model(out, cfg, tok, state, src, init)
+    run = _Run(corpus, out, cfg, tok, state, model, None if fresh_optimizer else src, evaluate)
+    end_step = state["step"] + steps if steps is not None else until_step
+    run.loop(end_step, time.time() + minutes * 60 if minutes is not None else None, progress)
+    return state
+
+
+def _starting_model(out: Path, cfg: TrainConfig, tok: CodeTokenizer, state: dict, src: Path | None,
+                    init: Path | None) -> tuple[DiffillForMaskedLM, bool]:
+    """The model a run trains: resumed from ``src``, started from ``init``'s weights or fresh,
+    grown to the phase's layers and set to its window; and whether its optimizer state starts afresh."""
+    trunk = out / "checkpoint"
     if src is not None:
         if cfg.schedule == "wsd" and src == trunk and state["step"] > cfg.decay_start:
             raise ValueError(f"{trunk} is at step {state['step']}, past this schedule's decay_start "
@@ -342,104 +338,129 @@ def train(corpus: Path, out: Path, cfg: TrainConfig, minutes: float | None = Non
     fresh_optimizer = src is None or (cfg.reset_optimizer and state["step"] == cfg.schedule_start)
     model = _grown(model, cfg.layers, fresh_optimizer)
     # the window this run trains with is the one the model reads at inference (model.context.window_of)
+    start = src if src is not None else init
     was, now = window_of(model.config), cfg.objective.window
     if start is not None and was != now:
         log.warning("%s was trained with a context window of %d + %d tokens (prefix + suffix); this run "
                     "trains it with %d + %d (objective.window)", start, was.prefix_tokens, was.suffix_tokens,
                     now.prefix_tokens, now.suffix_tokens)
     set_window(model.config, now)
-    optimizers = make_optimizers(model, cfg)
-    if not fresh_optimizer:
-        _load_optimizer(src, model, optimizers, cfg.optimizer)
-    accel = Accelerator(mixed_precision="bf16", cpu=not torch.cuda.is_available())
-    model, *optimizers = accel.prepare(model, *optimizers)
-    data = Data(corpus, tok, cfg)
-    (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2, default=str))
-    logf = open(out / "log.jsonl", "a")
-    start_step = state["step"]
-    end_step = start_step + steps if steps is not None else until_step
-    deadline = time.time() + minutes * 60 if minutes is not None else None
-    t_wall, t_cpu = time.time(), time.process_time()
-    base_wall, base_cpu = state["wall_seconds"], state["cpu_seconds"]
-    last_ckpt = last_eval = time.time()
-    bar = tqdm(total=end_step - start_step if end_step else None, disable=not progress, unit="step")
+    return model, fresh_optimizer
 
-    def clock():
-        state["wall_seconds"] = base_wall + time.time() - t_wall
-        state["cpu_seconds"] = base_cpu + time.process_time() - t_cpu
 
-    def in_branch() -> bool:  # past a wsd decay_start: the steps of the cooldown branch
-        return cfg.schedule == "wsd" and state["step"] > cfg.decay_start
+class _Run:
+    """One training run under way: the model and its optimizers on the accelerator, the record
+    (``state``), the log and the checkpoints."""
 
-    def save():
-        if in_branch():
-            state["branched_at"] = cfg.decay_start
-            branch.parent.mkdir(exist_ok=True)
-        else:
-            state.pop("branched_at", None)
-        _save_atomic(branch if in_branch() else trunk, accel.unwrap_model(model), optimizers, state, tok_dir,
-                     cfg.optimizer)
+    def __init__(self, corpus: Path, out: Path, cfg: TrainConfig, tok: CodeTokenizer, state: dict,
+                 model: DiffillForMaskedLM, optimizer_from: Path | None, evaluate):
+        from accelerate import Accelerator
 
-    def do_eval():
-        if evaluate is None:
-            return
-        model.eval()
-        plain = accel.unwrap_model(model)
-        # held-out figures come from the CPU sampler: a model trained on an accelerator is copied over
-        figures = evaluate(plain if plain.device.type == "cpu" else copy.deepcopy(plain).cpu(), tok)
-        model.train()
-        clock()
-        rec = {"eval": figures, "step": state["step"], "tokens": state["tokens"],
-               "cpu_hours": state["cpu_seconds"] / 3600, "wall_hours": state["wall_seconds"] / 3600}
-        if in_branch():
-            rec["cooldown"] = True
-        logf.write(json.dumps(rec) + "\n")
-        logf.flush()
-        log.info("eval %s", rec)
+        self.cfg, self.tok, self.state, self.evaluate = cfg, tok, state, evaluate
+        self.tok_dir = corpus / "tokenizer"
+        self.trunk, self.branch = out / "checkpoint", out / COOLDOWN / "checkpoint"
+        optimizers = make_optimizers(model, cfg)
+        if optimizer_from is not None:
+            _load_optimizer(optimizer_from, model, optimizers, cfg.optimizer)
+        self.accel = Accelerator(mixed_precision="bf16", cpu=not torch.cuda.is_available())
+        self.model, *self.optimizers = self.accel.prepare(model, *optimizers)
+        self.data = Data(corpus, tok, cfg)
+        (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2, default=str))
+        self.logf = open(out / "log.jsonl", "a")
+        self.t_wall, self.t_cpu = time.time(), time.process_time()
+        self.base_wall, self.base_cpu = state["wall_seconds"], state["cpu_seconds"]
 
-    model.train()
-    stream = batches(data, start_step, end_step, cfg.workers)
-    while True:
+    def loop(self, end_step: int | None, deadline: float | None, progress: bool) -> None:
+        """Steps until ``end_step`` or ``deadline``, checkpointing and evaluating as the config says;
+        then a last checkpoint and evaluation."""
+        cfg, state = self.cfg, self.state
+        start_step = state["step"]
+        last_ckpt = last_eval = time.time()
+        bar = tqdm(total=end_step - start_step if end_step else None, disable=not progress, unit="step")
+        self.model.train()
+        stream = batches(self.data, start_step, end_step, cfg.workers)
+        while True:
+            if end_step is not None and state["step"] >= end_step:
+                break
+            if deadline is not None and time.time() >= deadline:
+                break
+            rec = self.step(next(stream))
+            bar.update(1)
+            bar.set_postfix(loss=f"{rec['loss']:.3f}", acc=f"{rec['masked_acc']:.3f}")
+            at_trunk_end = cfg.schedule == "wsd" and state["step"] == cfg.decay_start
+            if at_trunk_end or time.time() - last_ckpt > cfg.checkpoint_minutes * 60:
+                self.logf.flush()
+                self.save()  # the trunk's end is always kept: the next phase resumes it
+                last_ckpt = time.time()
+            if time.time() - last_eval > cfg.eval_minutes * 60:
+                self.held_out()
+                last_eval = time.time()
+        stream.close()  # stops the batch workers
+        bar.close()
+        self.save()
+        self.held_out()
+        self.logf.close()
+
+    def step(self, batch) -> dict:
+        """One optimizer step on ``batch``; returns the step's log record."""
+        cfg, state, accel, model = self.cfg, self.state, self.accel, self.model
         step = state["step"]
-        if end_step is not None and step >= end_step:
-            break
-        if deadline is not None and time.time() >= deadline:
-            break
-        batch = next(stream).to(accel.device)
+        batch = batch.to(accel.device)
         lr = lr_at(step, cfg)
-        for optimizer in optimizers:
+        for optimizer in self.optimizers:
             for g in optimizer.param_groups:
                 g["lr"] = lr
         with accel.autocast():
             loss, stats = diffusion_loss(model, batch)
         accel.backward(loss)
         gnorm = accel.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        for optimizer in optimizers:
+        for optimizer in self.optimizers:
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
         state["step"] = step + 1
         state["tokens"] += int(batch.attention_mask.sum())
-        clock()
+        self.clock()
         rec = {"step": state["step"], "loss": round(loss.item(), 4), "lr": lr,
                "grad_norm": round(float(gnorm), 3), "tokens": state["tokens"],
                "cpu_hours": round(state["cpu_seconds"] / 3600, 4), "wall_seconds": round(state["wall_seconds"], 2),
                **stats}
-        if in_branch():
+        if self.in_branch():
             rec["cooldown"] = True
-        logf.write(json.dumps(rec) + "\n")
-        bar.update(1)
-        bar.set_postfix(loss=f"{rec['loss']:.3f}", acc=f"{stats['masked_acc']:.3f}")
-        at_trunk_end = cfg.schedule == "wsd" and state["step"] == cfg.decay_start
-        if at_trunk_end or time.time() - last_ckpt > cfg.checkpoint_minutes * 60:
-            logf.flush()
-            save()  # the trunk's end is always kept: the next phase resumes it
-            last_ckpt = time.time()
-        if time.time() - last_eval > cfg.eval_minutes * 60:
-            do_eval()
-            last_eval = time.time()
-    stream.close()  # stops the batch workers
-    bar.close()
-    save()
-    do_eval()
-    logf.close()
-    return state
+        self.logf.write(json.dumps(rec) + "\n")
+        return rec
+
+    def clock(self) -> None:
+        self.state["wall_seconds"] = self.base_wall + time.time() - self.t_wall
+        self.state["cpu_seconds"] = self.base_cpu + time.process_time() - self.t_cpu
+
+    def in_branch(self) -> bool:
+        """Past a wsd decay_start: the steps of the cooldown branch."""
+        return self.cfg.schedule == "wsd" and self.state["step"] > self.cfg.decay_start
+
+    def save(self) -> None:
+        if self.in_branch():
+            self.state["branched_at"] = self.cfg.decay_start
+            self.branch.parent.mkdir(exist_ok=True)
+        else:
+            self.state.pop("branched_at", None)
+        _save_atomic(self.branch if self.in_branch() else self.trunk, self.accel.unwrap_model(self.model),
+                     self.optimizers, self.state, self.tok_dir, self.cfg.optimizer)
+
+    def held_out(self) -> None:
+        """The held-out figures (``evaluate``), logged."""
+        if self.evaluate is None:
+            return
+        state = self.state
+        self.model.eval()
+        plain = self.accel.unwrap_model(self.model)
+        # held-out figures come from the CPU sampler: a model trained on an accelerator is copied over
+        figures = self.evaluate(plain if plain.device.type == "cpu" else copy.deepcopy(plain).cpu(), self.tok)
+        self.model.train()
+        self.clock()
+        rec = {"eval": figures, "step": state["step"], "tokens": state["tokens"],
+               "cpu_hours": state["cpu_seconds"] / 3600, "wall_hours": state["wall_seconds"] / 3600}
+        if self.in_branch():
+            rec["cooldown"] = True
+        self.logf.write(json.dumps(rec) + "\n")
+        self.logf.flush()
+        log.info("eval %s", rec)

@@ -98,9 +98,9 @@ def spy_requests(monkeypatch):
 @pytest.fixture
 def sampled_requests(spy_requests) -> list:
     """Every request the sampler is given during the test, in order."""
-    from diffill.model.sampler import Sampler
+    from diffill.model.decoders import Decoder
 
-    return spy_requests(Sampler, "sample")
+    return spy_requests(Decoder, "sample")
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,8 @@ from diffill.errors import DiffillError
 from diffill.model.backend import DiffillBackend, layout_rows, load_backend
 from conftest import SHIPPED
 from diffill.model.loading import ModelLoadError, load_checkpoint
-from diffill.model.sampler import Request, Sampler, SamplerConfig
+from diffill.model.decoders import Decoder
+from diffill.model.decoding import Request, SamplerConfig
 from diffill.model.tokenizer import load_tokenizer
 
 
@@ -149,7 +150,7 @@ def test_masked_lm_backend_gives_the_models_logits_at_the_canvas(bert_folder):
     ids = torch.tensor([pre[0] + [tok.mask_id] * 4 + suf[0]])
     want = be.model(input_ids=ids).logits[:, len(pre[0]) : len(pre[0]) + 4]
     assert torch.allclose(got, want, atol=1e-5)
-    (r,) = Sampler(be, SamplerConfig()).sample([Request(pre[0], suf[0])], 4)
+    (r,) = Decoder(be, SamplerConfig()).sample([Request(pre[0], suf[0])], 4)
     assert r.complete and r.forward_passes >= 1
 
 
@@ -280,12 +281,12 @@ def test_diffusion_gemma_backend_denoises_a_canvas(gemma_folder):
     be.logits(cached_state, canvas)
     cached = be.logits(cached_state, canvas)  # the prompt's cache is reused: the same logits
     assert torch.allclose(plain, cached, atol=1e-4)
-    a = Sampler(be, SamplerConfig(max_per_step=2)).sample([Request(p, []) for p in pre], 6)
-    b = Sampler(be, SamplerConfig(max_per_step=2)).sample([Request(p, []) for p in pre], 6)
+    a = Decoder(be, SamplerConfig(max_per_step=2)).sample([Request(p, []) for p in pre], 6)
+    b = Decoder(be, SamplerConfig(max_per_step=2)).sample([Request(p, []) for p in pre], 6)
     assert [r.tokens for r in a] == [r.tokens for r in b]  # seeded noise: runs repeat
     assert all(r.forward_passes >= 3 for r in a)
     # its state copies per candidate too, so one-line holes can be beam-searched
     taken = cached_state.take(torch.tensor([1, 0, 0]))
     assert torch.allclose(be.logits(taken, canvas[[1, 0, 0]]), cached[[1, 0, 0]], atol=1e-4)
-    beamed = Sampler(be, SamplerConfig(beam=3, cache=True)).sample([Request(p, []) for p in pre], 6)
+    beamed = Decoder(be, SamplerConfig(beam=3, cache=True)).sample([Request(p, []) for p in pre], 6)
     assert all(r.complete and r.forward_passes >= 1 for r in beamed)

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import math
 
-import pytest
 import torch
 
 from diffill.grammar.constraint import Verdict
 from diffill.model.backend import DiffillBackend
 from diffill.model.loading import load_checkpoint
+from diffill.model.copying import Copying
 from diffill.model.ngram import TokenCache
-from diffill.model.sampler import Request, Sampler, SamplerConfig
+from diffill.model.decoders import Decoder
+from diffill.model.decoding import Request, SamplerConfig
 
 MASK, EOI, PAD = 1, 2, 0
 A, B, C, D, E, F, NL = 10, 11, 12, 13, 14, 15, 16
@@ -75,7 +76,7 @@ def search(be=None, length=6, requests=None, **kw):
     be = be or TreeBackend()
     opts = {k: kw.pop(k) for k in list(kw) if k in ("constraint", "bans", "cancelled", "on_step")}
     cfg = SamplerConfig(**{"beam": 3, **kw})
-    return Sampler(be, cfg).sample(requests or [Request([5], [6])], length, **opts)
+    return Decoder(be, cfg).sample(requests or [Request([5], [6])], length, **opts)
 
 
 def test_beam_finds_the_likelier_fill_that_greedy_misses():
@@ -131,6 +132,15 @@ def test_the_constraint_keeps_invalid_fills_out():
     assert [B, F] in rc.seen  # judged only once whole
 
 
+def test_a_hole_whose_every_fill_the_constraint_rejects_gets_the_empty_fill():
+    class RejectAll(RejectFill):
+        def accepts(self, row, tokens):
+            return False
+
+    (r,) = search(length=2, constraint=RejectAll([]))
+    assert r.tokens == [] and r.alternatives == [] and r.score is None
+
+
 def test_finish_after_bounds_the_passes():
     tree = {(): {A: 0.9, B: 0.1}, (A,): {C: 0.9, D: 0.1}, (A, C): {D: 0.9, E: 0.1},
             (A, C, D): {E: 0.9, F: 0.1}}
@@ -163,13 +173,6 @@ def test_on_step_sees_each_holes_best_candidate():
     search(on_step=seen.append)
     assert seen[0].canvas[0][0] == A  # after one slot, A leads
     assert seen[-1].canvas[0][:3] == [B, F, EOI]
-
-
-def test_beam_needs_left_to_right_greedy_decoding():
-    with pytest.raises(ValueError):
-        SamplerConfig(beam=4, order="confidence")
-    with pytest.raises(ValueError):
-        SamplerConfig(beam=4, temperature=0.5)
 
 
 def test_taken_rows_give_the_logits_of_the_rows_they_copy():
@@ -210,6 +213,6 @@ def test_the_beam_copies_a_continuation_the_model_finds_unlikely():
     prefix = list(range(20, 36))
     c = TokenCache(frozenset({NL})).extend([prefix + [A, B, NL, 30]])
     be = TreeBackend({(): {EOI: 0.9, A: 0.1}})
-    plain, copied = Sampler(be, SamplerConfig(beam=3)).sample([Request(prefix, [6]), Request(prefix, [6], caches=(c,))], 6)
+    plain, copied = Decoder(be, SamplerConfig(beam=3)).sample([Request(prefix, [6]), Request(prefix, [6], copying=Copying((c,)))], 6)
     assert plain.tokens == [] and copied.tokens == [A, B] and copied.complete
     assert MASK not in copied.tokens

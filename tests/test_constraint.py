@@ -17,7 +17,8 @@ from diffill.syntax import ensure_valid, guard_for
 from diffill.grammar.constraint import RowConstraints, SyntaxConstraint, Verdict, slots_in_errors, token_bytes
 from diffill.grammar.registry import grammar
 from diffill.grammar.validity import HoleChecker
-from diffill.model.sampler import Request, Sampler, SamplerConfig
+from diffill.model.decoders import Decoder
+from diffill.model.decoding import Request, SamplerConfig
 
 PAD, MASK, EOI, BOS = 0, 1, 2, 3
 PIECES = [b"", b"", b"", b"", b"x", b" +", b" 1", b")", b"(", b"2", b" 3", b" 4", b"\n    ", b"y", b" ="]
@@ -56,7 +57,7 @@ def python_hole(doc: str) -> SyntaxConstraint:
 
 
 def sample(script, constraint=None, length=6):
-    (out,) = Sampler(RankedBackend(script), SamplerConfig()).sample(
+    (out,) = Decoder(RankedBackend(script), SamplerConfig()).sample(
         [Request([], [])], length, constraint=RowConstraints({0: constraint}) if constraint else None)
     return b"".join(PIECES[t] for t in out.tokens).decode()
 
@@ -284,7 +285,7 @@ def test_beam_search_judges_a_whole_fill_as_the_user_gets_it():
             return Rows()
 
     def beam(constraint):
-        (out,) = Sampler(Backend(script), SamplerConfig(beam=3)).sample(
+        (out,) = Decoder(Backend(script), SamplerConfig(beam=3)).sample(
             [Request([], [])], 6, constraint=RowConstraints({0: constraint}))
         return b"".join(PIECES[t] for t in out.tokens).decode()
 

@@ -94,16 +94,16 @@ def test_the_engine_reads_the_window_its_model_was_trained_with(narrow_checkpoin
 
 
 def test_one_line_holes_are_beam_searched_unless_the_sampler_names_a_beam(tiny_engine, monkeypatch):
-    from diffill.model.sampler import Sampler
+    from diffill.model.decoders import Decoder
 
     used = []
-    real = Sampler.sample
+    real = Decoder.sample
 
     def spy(self, requests, *args, **kwargs):
         used.append(self.config.beam)
         return real(self, requests, *args, **kwargs)
 
-    monkeypatch.setattr(Sampler, "sample", spy)
+    monkeypatch.setattr(Decoder, "sample", spy)
     pos = SRC.index("a + b")
     tiny_engine.infill_many([InfillRequest(SRC, pos, pos + 5, multiline=False, max_tokens=12),
                              InfillRequest(SRC, pos, pos + 5, multiline=True, max_tokens=12)])

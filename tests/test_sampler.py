@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import math
+from dataclasses import fields
 
 import pytest
 import torch
 
 from diffill.model.backend import DiffillBackend
+from diffill.model.copying import Copying
 from diffill.model.loading import load_checkpoint
-from diffill.model.sampler import Request, Sampler, SamplerConfig
+from diffill.model.sampler import Experiment, Request, Sampler, SamplerConfig
 
 MASK, EOI, PAD = 1, 2, 0
 V = 32
@@ -57,7 +59,20 @@ class ScriptedBackend:
 
 
 def run(backend, length, n=1, **cfg):
-    return Sampler(backend, SamplerConfig(**cfg)).sample([Request([5], [6])] * n, length)
+    """Sample with these settings, each to SamplerConfig or Experiment, whichever has it."""
+    trial = {k: cfg.pop(k) for k in list(cfg) if k in {f.name for f in fields(Experiment)}}
+    return Sampler(backend, SamplerConfig(**cfg), Experiment(**trial)).sample([Request([5], [6])] * n, length)
+
+
+def test_threshold_decoding_leaves_a_beam_to_beam_search():
+    from diffill.model.decoders import Decoder
+
+    with pytest.raises(ValueError, match="model.beam"):
+        run(ScriptedBackend([20, 21]), 4, beam=3)
+    # the decoder a configuration names: threshold decoding without a beam, as the sampler itself
+    (decoded,) = Decoder(ScriptedBackend([20, 21]), SamplerConfig(beam=0)).sample([Request([5], [6])], 4)
+    (sampled,) = run(ScriptedBackend([20, 21]), 4, beam=0)
+    assert decoded == sampled and decoded.tokens == [20, 21]
 
 
 def test_confident_slots_are_committed_together():
@@ -94,13 +109,13 @@ def test_left_to_right_commits_the_leading_run_of_confident_slots():
     # the confident slots directly after it, never one with a <mask> on its left
     be = ScriptedBackend([10, 11, 12, 13, 14], conf=[0.5, 0.95, 0.95, 0.5, 0.99])
     steps = []
-    (r,) = Sampler(be, SamplerConfig(order="left_to_right", threshold=0.9)).sample(
+    (r,) = Sampler(be, SamplerConfig(threshold=0.9), Experiment(order="left_to_right")).sample(
         [Request([5], [6])], 6, on_step=lambda t: steps.append(t.committed_now[0]))
     assert r.tokens == [10, 11, 12, 13, 14]
     assert steps == [[0, 1, 2], [3, 4, 5]]  # the <eoi> (slot 5) with the last content, never before
     be = ScriptedBackend([10, 11, 12], conf=[0.99] * 3)
     steps = []
-    Sampler(be, SamplerConfig(order="left_to_right", max_per_step=1)).sample(
+    Sampler(be, SamplerConfig(max_per_step=1), Experiment(order="left_to_right")).sample(
         [Request([5], [6])], 4, on_step=lambda t: steps.append(t.committed_now[0]))
     assert steps == [[0], [1], [2], [3]]
 
@@ -291,7 +306,7 @@ def test_growth_in_a_batch_pads_the_rows_that_had_ended():
             out = torch.stack(rows)
             return out if slots is None else out.gather(1, slots[..., None].expand(-1, -1, V))
 
-    short, long_ = Sampler(TwoTargets([]), SamplerConfig(grow_by=4, max_length=16)).sample(
+    short, long_ = Sampler(TwoTargets([]), SamplerConfig(), Experiment(grow_by=4, max_length=16)).sample(
         [Request([5], [6]), Request([5], [6])], 6)
     assert short.tokens == [10, 11] and long_.tokens == list(range(10, 20))
 
@@ -300,7 +315,7 @@ def test_collapsed_tokens_are_remasked_a_bounded_number_of_times():
     # slot 1 is committed, then the model's belief in it collapses to 0.01
     be = ScriptedBackend([10, 11, 12], conf=[0.5, 0.95, 0.5], collapse={1: 0.01})
     canvases = []
-    (r,) = Sampler(be, SamplerConfig(remask_below=0.05, max_remask=1)).sample(
+    (r,) = Sampler(be, SamplerConfig(max_remask=1), Experiment(remask_below=0.05)).sample(
         [Request([5], [6])], 4, on_step=lambda t: canvases.append(t.canvas[0]))
     remasked_steps = [c for c in canvases[1:] if c[1] == MASK]
     assert len(remasked_steps) == 1  # re-masked once, then left alone
@@ -320,7 +335,7 @@ def test_bad_settings_are_rejected():
     with pytest.raises(ValueError, match="confidence"):
         SamplerConfig(confidence="vibes")
     with pytest.raises(ValueError, match="order"):
-        SamplerConfig(order="random")
+        Experiment(order="random")
     with pytest.raises(ValueError):
         SamplerConfig(min_per_step=3, max_per_step=2)
     with pytest.raises(ValueError, match="max_repeats"):
@@ -364,9 +379,9 @@ def test_batch_equals_sequential(tiny_backend, cache):
 def test_same_seed_same_result_when_sampling(tiny_backend):
     be, tok = tiny_backend
     reqs = _requests(tok)
-    a = Sampler(be, SamplerConfig(temperature=1.0, seed=7)).sample(reqs, 10)
-    b = Sampler(be, SamplerConfig(temperature=1.0, seed=7)).sample(reqs, 10)
-    c = Sampler(be, SamplerConfig(temperature=1.0, seed=8)).sample(reqs, 10)
+    a = Sampler(be, SamplerConfig(), Experiment(temperature=1.0, seed=7)).sample(reqs, 10)
+    b = Sampler(be, SamplerConfig(), Experiment(temperature=1.0, seed=7)).sample(reqs, 10)
+    c = Sampler(be, SamplerConfig(), Experiment(temperature=1.0, seed=8)).sample(reqs, 10)
     assert [r.tokens for r in a] == [r.tokens for r in b]
     assert [r.tokens for r in a] != [r.tokens for r in c]  # a random model: the draws differ
 
@@ -375,7 +390,7 @@ def test_cache_refreshed_every_step_equals_exact(tiny_backend):
     be, tok = tiny_backend
     reqs = _requests(tok)
     exact = Sampler(be, SamplerConfig(max_per_step=1, cache=False)).sample(reqs, 8)
-    refreshed = Sampler(be, SamplerConfig(max_per_step=1, cache=True, cache_refresh=1)).sample(reqs, 8)
+    refreshed = Sampler(be, SamplerConfig(max_per_step=1, cache=True), Experiment(cache_refresh=1)).sample(reqs, 8)
     assert [r.tokens for r in exact] == [r.tokens for r in refreshed]
 
 
@@ -389,7 +404,7 @@ def test_left_to_right_decoding_mixes_a_short_copy_in_at_the_leftmost_slot_alone
     be = ScriptedBackend([10, 11, 12, 13], conf=[0.6, 0.95, 0.95, 0.95])
     (plain,) = Sampler(be, SamplerConfig()).sample([Request(prefix, [6])], 6)
     steps = []
-    (copied,) = Sampler(be, SamplerConfig()).sample([Request(prefix, [6], caches=(cache,))], 6,
+    (copied,) = Sampler(be, SamplerConfig()).sample([Request(prefix, [6], copying=Copying((cache,)))], 6,
                                                     on_step=lambda s: steps.append(s.committed_now[0]))
     assert plain.tokens == [10, 11, 12, 13] and plain.forward_passes == 1
     assert copied.tokens[0] == 20
@@ -404,7 +419,7 @@ def test_a_sure_copy_is_committed_in_one_pass():
     cache = TokenCache().extend([prefix + [20, 21, 22]])
     be = ScriptedBackend([10, 11, 12, 13], conf=[0.6, 0.95, 0.95, 0.95])
     steps = []
-    (copied,) = Sampler(be, SamplerConfig()).sample([Request(prefix, [6], caches=(cache,))], 6,
+    (copied,) = Sampler(be, SamplerConfig()).sample([Request(prefix, [6], copying=Copying((cache,)))], 6,
                                                     on_step=lambda s: steps.append(s.committed_now[0]))
     assert copied.tokens[:3] == [20, 21, 22] and steps[0] == [0, 1, 2]
 
@@ -418,6 +433,6 @@ def test_a_sure_copy_stops_at_a_token_banned_at_its_slot():
     cache = TokenCache().extend([prefix + [20, 21, 22]])
     be = ScriptedBackend([10, 11, 12, 13], conf=[0.6, 0.95, 0.95, 0.95])
     steps = []
-    (copied,) = Sampler(be, SamplerConfig()).sample([Request(prefix, [6], caches=(cache,))], 6, bans={(0, 1): {21}},
+    (copied,) = Sampler(be, SamplerConfig()).sample([Request(prefix, [6], copying=Copying((cache,)))], 6, bans={(0, 1): {21}},
                                                     on_step=lambda s: steps.append(s.committed_now[0]))
     assert copied.tokens[0] == 20 and steps[0] == [0] and 21 not in copied.tokens[1:2]

@@ -50,7 +50,7 @@ def test_resumed_run_matches_an_uninterrupted_one(tiny_corpus, tmp_path, optimiz
 
 def test_a_run_records_its_context_window_in_the_model_config(tiny_corpus, tmp_path):
     from diffill.model.context import Window, window_of
-    from diffill.model.train import latest_checkpoint
+    from diffill.model.runs import latest_checkpoint
 
     cfg = _cfg()
     cfg.objective.window = Window(40, 20)
@@ -161,7 +161,8 @@ def _weights(ckpt):
 
 
 def test_wsd_keeps_its_trunk_and_decays_a_branch_that_the_next_phase_leaves_behind(tiny_corpus, tmp_path):
-    from diffill.model.train import latest_checkpoint, resume_source
+    from diffill.model.runs import latest_checkpoint
+    from diffill.model.train import resume_source
 
     phase = dataclasses.replace(_cfg(), **_wsd_tiny())
     straight = tmp_path / "a"
@@ -313,7 +314,7 @@ def test_every_recipe_is_a_valid_training_config(recipe):
 def test_a_run_with_context_masking_logs_the_context_loss_and_records_its_wide_window(tiny_corpus, tmp_path):
     from diffill.model.context import Window, window_of
     from diffill.model.network import DiffillForMaskedLM
-    from diffill.model.train import latest_checkpoint
+    from diffill.model.runs import latest_checkpoint
 
     cfg = _cfg()
     cfg.objective.window = Window(300, 100)
