@@ -119,16 +119,16 @@ def test_one_line_holes_are_beam_searched_unless_the_sampler_names_a_beam(tiny_e
 def test_options_apply_to_their_own_call_and_leave_the_config_alone(tiny_engine, monkeypatch):
     from dataclasses import replace
 
-    from diffill.model.sampler import Sampler
+    from diffill.model.decoders import Decoder
 
     used = []
-    real = Sampler.sample
+    real = Decoder.sample
 
     def spy(self, requests, *args, **kwargs):
         used.append((self.config.beam, self.config.threshold, kwargs.get("constraint") is not None))
         return real(self, requests, *args, **kwargs)
 
-    monkeypatch.setattr(Sampler, "sample", spy)
+    monkeypatch.setattr(Decoder, "sample", spy)
     config = replace(tiny_engine.config)
     pos = SRC.index("a + b")
     req = InfillRequest(SRC, pos, pos + 5, multiline=False, max_tokens=12, language="python")
