@@ -13,6 +13,7 @@ import json
 import os
 import sys
 
+from diffill.commands import cluster
 from diffill.commands.common import add_model_options, engine_config_from_args, fraction
 from diffill.errors import DiffillError
 
@@ -39,39 +40,11 @@ def register(sub) -> None:
     p.add_argument("--min-confidence", type=fraction, default=0.0, metavar="P",
                    help="leave a region as it is when its fill's confidence (the estimated probability that it "
                         "is exactly right, 0 to 1) is below P (default 0: fill every region)")
-    add_ray_option(p, "fill")
+    cluster.add_ray_option(p, "fill")
     add_model_options(p)
     p.add_argument("--json", action="store_true", help="print one JSON summary instead of diffs and a table")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
-
-
-def add_ray_option(p, verb: str) -> None:
-    p.add_argument("--ray", nargs="?", const=FIND_CLUSTER, default=None, metavar="ADDRESS",
-                   help=f"{verb} on a Ray cluster (needs diffill[ray]): its ADDRESS (host:port, or "
-                        "ray://host:10001), 'auto' (the cluster RAY_ADDRESS or `ray start` on this machine "
-                        "names), or without a value, that one if any, else a new one on this machine; each "
-                        "worker loads the model once, this process reads and writes every file")
-
-
-FIND_CLUSTER = ""  # --ray without an address
-
-
-def ray_options(args, workers: int | None = None):
-    """RayOptions from ``--ray`` (None without it); a clear error when Ray is not installed."""
-    if args.ray is None:
-        return None
-    from diffill.distributed import RayOptions, import_ray
-
-    import_ray()
-    return RayOptions(address=args.ray or None, workers=workers)
-
-
-def engine_spec(args, threads: int):
-    """What each Ray worker builds its engine from."""
-    from diffill.distributed import EngineSpec
-
-    return EngineSpec.from_args(args, threads=threads)
 
 
 def make_engine(config):
@@ -110,7 +83,7 @@ def run(args) -> int:
         raise DiffillError(f"no such model folder: {args.model}")
     if args.jobs is not None and args.jobs < 1:
         raise DiffillError("--jobs and the batch size must be at least 1")
-    ray = ray_options(args, workers=args.jobs)
+    ray = cluster.ray_options(args, workers=args.jobs)
     jobs = args.jobs or 1
     filt = FileFilter(langs=parse_langs(args.lang), include=args.include, exclude=args.exclude,
                       gitignore=not args.no_gitignore)
@@ -119,7 +92,7 @@ def run(args) -> int:
                             min_confidence=args.min_confidence,
                             progress=not args.no_progress and not args.json, ray=ray)
     if ray is not None:  # one torch thread per CPU a worker reserves
-        factory = engine_spec(args, threads=max(1, int(ray.cpus)))
+        factory = cluster.engine_spec(args, threads=max(1, int(ray.cpus)))
     else:
         threads = max(1, (os.cpu_count() or 1) // jobs)
         factory = functools.partial(make_engine, engine_config_from_args(args, threads=threads if jobs > 1 else 0))
