@@ -12,6 +12,7 @@ import os
 import socket
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -96,6 +97,39 @@ class _Worker:
         return fn(self.engine, payload)
 
 
+def connect(ray, options: RayOptions) -> bool:
+    """Connect this process to the cluster ``options`` names (see RayOptions.address); False when
+    it was connected already (a caller's own connection, used and left open)."""
+    if ray.is_initialized():
+        return False
+    quiet = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    try:
+        if options.address is None:
+            try:
+                ray.init(address="auto", **quiet)
+            except ConnectionError:  # none running: a new one here, as large as the workers need
+                cpus = options.workers and max(1, int(options.workers * options.cpus))
+                ray.init(address="local", num_cpus=cpus or None, **quiet)
+        else:
+            ray.init(address=options.address, **quiet)
+    except ConnectionError as e:
+        raise DiffillError(f"cannot reach a Ray cluster at {options.address}: {e}") from e
+    return True
+
+
+@contextmanager
+def connected(options: RayOptions) -> Iterator[None]:
+    """This process connected to the cluster while inside (pools made inside use the connection),
+    disconnected on the way out when it was not connected before."""
+    ray = import_ray()
+    mine = connect(ray, options)
+    try:
+        yield
+    finally:
+        if mine:
+            ray.shutdown()
+
+
 class RayPool:
     """Workers on a Ray cluster, each holding one engine built by ``factory`` (a picklable
     callable, such as an EngineSpec). Use as a context manager, ``start`` then ``map``: leaving it
@@ -142,22 +176,7 @@ class RayPool:
         log.info("%d Ray workers ready on %s", n, ", ".join(hosts))
 
     def _connect(self, ray) -> None:
-        if ray.is_initialized():  # a caller's own connection: used, and left open
-            return
-        quiet = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
-        address = self.options.address
-        try:
-            if address is None:
-                try:
-                    ray.init(address="auto", **quiet)
-                except ConnectionError:
-                    cpus = self.options.workers and self.options.workers * self.options.cpus
-                    ray.init(address="local", num_cpus=cpus and max(1, int(cpus)), **quiet)
-            else:
-                ray.init(address=address, **quiet)
-        except ConnectionError as e:
-            raise DiffillError(f"cannot reach a Ray cluster at {address}: {e}") from e
-        self._connected = True
+        self._connected = connect(ray, self.options)
 
     def _actor(self):
         if self._worker_class is None:
