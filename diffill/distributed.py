@@ -13,10 +13,13 @@ import socket
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any
 
 from diffill.errors import DiffillError
+
+if TYPE_CHECKING:
+    from diffill.engine import Engine, EngineConfig
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +54,15 @@ class EngineSpec:
         given = {f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)}
         return cls(**{**given, **changes})
 
-    def __call__(self):
-        from diffill.engine import Engine, EngineConfig
+    def config(self) -> EngineConfig:
+        from diffill.engine import EngineConfig
 
-        return Engine(EngineConfig(**asdict(self)))
+        return EngineConfig(**{f.name: getattr(self, f.name) for f in fields(EngineSpec)})
+
+    def __call__(self) -> Engine:
+        from diffill.engine import Engine
+
+        return Engine(self.config())
 
 
 @dataclass(frozen=True)
