@@ -119,10 +119,23 @@ def connect(ray, options: RayOptions) -> bool:
                 cpus = options.workers and max(1, int(options.workers * options.cpus))
                 ray.init(address="local", num_cpus=cpus or None, **quiet)
         else:
+            if options.address != "auto" and "://" not in options.address:
+                _reachable(options.address)  # ray.init would wait minutes for a wrong address
             ray.init(address=options.address, **quiet)
     except ConnectionError as e:
         raise DiffillError(f"cannot reach a Ray cluster at {options.address}: {e}") from e
     return True
+
+
+def _reachable(address: str) -> None:
+    """A DiffillError unless ``address`` is host:port and something listens there."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise DiffillError(f"--ray {address!r}: expected host:port, ray://host:port or auto")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except OSError as e:
+        raise DiffillError(f"cannot reach a Ray cluster at {address}: {e.strerror or e}") from e
 
 
 @contextmanager

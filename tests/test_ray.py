@@ -84,6 +84,16 @@ def test_without_ray_installed_the_option_names_the_extra(tmp_path, capsys, monk
     assert snapshot(root) == before
 
 
+@pytest.mark.parametrize("address, message", [("127.0.0.1:1", "cannot reach a Ray cluster at 127.0.0.1:1"),
+                                              ("nowhere", "expected host:port")])
+def test_an_address_where_no_cluster_listens_is_a_clear_error(tmp_path, capsys, address, message):
+    root = tree(tmp_path)
+    before = snapshot(root)
+    assert main(["refactor", str(root), "--holes", "--write", "--ray", address]) == 2
+    assert message in capsys.readouterr().err
+    assert snapshot(root) == before
+
+
 def test_ray_gives_the_local_runs_diff_and_writes(cluster, tiny_checkpoint, tmp_path, capsys):
     model = ["--model", tiny_checkpoint, "--adapter", "none", "--batch-size", "2"]
     root = tree(tmp_path / "a")
