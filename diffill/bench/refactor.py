@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 from diffill.commands.cluster import add_ray_option, engine_spec, ray_options
-from diffill.commands.common import add_model_options, engine_config_from_args, non_negative_int
+from diffill.commands.common import add_model_options, engine_config_from_args, non_negative_int, positive_int
 from diffill.errors import DiffillError
 
 NOUNS = ["price", "count", "total", "width", "score", "weight", "level", "limit", "offset", "size"]
@@ -93,7 +93,7 @@ def register(bsub) -> None:
     p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     add_ray_option(p, "also run")
-    p.add_argument("--workers", type=int, default=2, help="with --ray: workers on the cluster (default 2)")
+    p.add_argument("--workers", type=positive_int, default=2, help="with --ray: workers on the cluster (default 2)")
     add_model_options(p)
     p.set_defaults(run=run)
 
@@ -105,8 +105,8 @@ def run(args) -> int:
     if args.files < 1:
         raise DiffillError("--files must be at least 1")
     jobs = args.jobs if args.jobs is not None else (2 if args.ray is not None else 1)
-    if jobs < 1 or args.workers < 1:
-        raise DiffillError("--jobs and --workers must be at least 1")
+    if jobs < 1:
+        raise DiffillError("--jobs must be at least 1")
     ray = ray_options(args, workers=args.workers)
     config = engine_config_from_args(args, threads=args.threads)
     engine = make_engine(config)  # fails early (missing model) before generating anything
