@@ -240,3 +240,15 @@ def test_humaneval_on_ray_fills_and_runs_as_the_local_run(cluster, tiny_checkpoi
     same = ("pass_at_1", "exact_match", "cases", "by_variant", "timed_out", "model", "adapter")
     assert {k: remote[k] for k in same} == {k: local[k] for k in same}
     assert remote["workers"] >= 1 and local["cases"] > 1
+
+
+def test_bench_refactor_measures_local_processes_and_ray_workers_side_by_side(cluster, tiny_checkpoint, capsys):
+    code = main(["bench", "refactor", "--files", "3", "--batch-size", "2", "--json", "--model", str(tiny_checkpoint),
+                 "--adapter", "none", "--ray", cluster])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert report["jobs"] == 2 and report["ray"]["workers"] == 2
+    for run in (report, report["ray"]):
+        assert run["regions"] >= 6 and run["filled"] + run["rejected"] == run["regions"]
+        assert run["regions_per_minute"] > 0
+    assert (report["ray"]["filled"], report["ray"]["rejected"]) == (report["filled"], report["rejected"])

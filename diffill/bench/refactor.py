@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import random
 import tempfile
 from pathlib import Path
@@ -89,7 +90,8 @@ def register(bsub) -> None:
     p.add_argument("--jobs", type=int, default=None,
                    help="local processes (default 1; 2 with --ray, beside the cluster's 2 workers)")
     p.add_argument("--threads", type=non_negative_int, default=0,
-                   help="torch threads per process (0: torch's default)")
+                   help="torch threads per process (0: as refactor sets them: the CPUs shared among --jobs "
+                        "processes, one per Ray worker's CPU)")
     p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     add_ray_option(p, "also run")
@@ -108,7 +110,9 @@ def run(args) -> int:
     if jobs < 1:
         raise DiffillError("--jobs must be at least 1")
     ray = ray_options(args, workers=args.workers)
-    config = engine_config_from_args(args, threads=args.threads)
+    # as ``diffill refactor`` sets them: several processes share the CPUs rather than each taking all
+    threads = args.threads or (max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else 0)
+    config = engine_config_from_args(args, threads=threads)
     engine = make_engine(config)  # fails early (missing model) before generating anything
     factory = (lambda: engine) if jobs == 1 else functools.partial(make_engine, config)
     with tempfile.TemporaryDirectory(prefix="diffill-bench-refactor-") as tmp:
