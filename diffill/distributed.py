@@ -188,7 +188,10 @@ class RayPool:
         self._actors = [self._actor() for _ in range(n)]
         self._gens = [0] * n
         self.workers = n
-        answers = ray.get([a.ready.remote() for a in self._actors])
+        try:
+            answers = ray.get([a.ready.remote() for a in self._actors])
+        except ray.exceptions.RayError as e:  # a worker lost while it started
+            raise DiffillError(f"a Ray worker could not start: {e}") from e
         errors = [e for e, _ in answers if e]
         if errors:
             raise DiffillError(f"a Ray worker could not build its engine: {errors[0]}")
@@ -233,7 +236,13 @@ class RayPool:
             for ref in ready:
                 if ref in starting:
                     slot = starting.pop(ref)
-                    error, info = ray.get(ref)
+                    try:
+                        error, info = ray.get(ref)
+                    except lost as e:  # lost again while it started: once more, within bounds
+                        if self.replaced >= self.options.attempts * self.workers:
+                            raise DiffillError(f"Ray workers keep being lost; last: {e}") from e
+                        starting[self._replace(slot)] = slot
+                        continue
                     if error:
                         raise DiffillError(f"a Ray worker could not build its engine: {error}")
                     self.info.append(info)
