@@ -123,7 +123,9 @@ def connect(ray, options: RayOptions) -> bool:
                 _reachable(options.address)  # ray.init would wait minutes for a wrong address
             ray.init(address=options.address, **quiet)
     except ConnectionError as e:
-        raise DiffillError(f"cannot reach a Ray cluster at {options.address}: {e}") from e
+        hint = "" if os.environ.get("RAY_AUTH_MODE") else (
+            " (a cluster with token authentication, Ray's default, needs RAY_AUTH_MODE=token here too)")
+        raise DiffillError(f"cannot reach a Ray cluster at {options.address}: {e}{hint}") from e
     return True
 
 
