@@ -31,23 +31,27 @@ LOOPBACK = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 @pytest.fixture(scope="module")
 def cluster():
     """The address of a Ray cluster of one node on 127.0.0.1 with two CPUs, stopped at the end."""
-    saved = {k: os.environ.get(k) for k in LOOPBACK}
-    os.environ.update(LOOPBACK)  # for the cluster's processes and the drivers started below
+    saved = {k: os.environ.get(k) for k in [*LOOPBACK, "RAY_TMPDIR", "RAY_AUTH_MODE"]}  # Ray sets the last
+    temp = tempfile.mkdtemp(prefix="rt")  # short: Ray's socket paths must fit 107 bytes
+    (Path(temp) / "ray").mkdir()
+    # for the cluster's processes and the drivers started below; RAY_TMPDIR keeps the cluster's
+    # files, and its address that ``ray.init()`` would find, out of the machine's /tmp/ray
+    os.environ.update(LOOPBACK, RAY_TMPDIR=temp)
     import ray._private.ray_constants as constants  # read from the environment at import
     from ray.cluster_utils import Cluster
 
     was, constants.ENABLE_RAY_CLUSTER = constants.ENABLE_RAY_CLUSTER, False
-    temp = tempfile.mkdtemp(prefix="rt")  # short: Ray's socket paths must fit 107 bytes
-    head = Cluster(initialize_head=True, head_node_args=dict(
-        num_cpus=2, node_ip_address="127.0.0.1", include_dashboard=False, temp_dir=temp,
-        object_store_memory=100 * 2**20))
+    head = None
     try:
+        head = Cluster(initialize_head=True, head_node_args=dict(
+            num_cpus=2, node_ip_address="127.0.0.1", include_dashboard=False, object_store_memory=100 * 2**20))
         yield head.address
     finally:
-        head.shutdown()
+        if head is not None:
+            head.shutdown()
         constants.ENABLE_RAY_CLUSTER = was
         for k, v in saved.items():
-            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
         shutil.rmtree(temp, ignore_errors=True)
 
 
@@ -119,6 +123,7 @@ class KillOnceSpec(EngineSpec):
     marker: str = ""
 
     def __call__(self):
+        Path(f"{self.marker}.built-by-{os.getpid()}").touch()  # one file per engine built
         return _KilledOnce(super().__call__(), self.marker)
 
 
@@ -159,6 +164,8 @@ def test_a_killed_workers_tasks_are_retried_and_nothing_is_lost_or_written_twice
                                           ray=RayOptions(address=cluster, workers=2)),
                            KillOnceSpec(model=str(tiny_checkpoint), adapter="none", threads=1, marker=str(marker)))
     assert marker.exists() and summary.tasks_retried >= 1 and summary.workers == 2
+    # the model is loaded once a worker: the two, and the one that took the killed one's place
+    assert len(list(tmp_path.glob("killed.built-by-*"))) == 3 < -(-summary.regions // 2)
     assert (summary.regions, summary.filled, summary.rejected) == (expected.regions, expected.filled,
                                                                    expected.rejected)
     assert summary.written == expected.written == len(writes) == len(set(writes))
