@@ -8,8 +8,8 @@ import multiprocessing
 import signal
 import time
 from collections import Counter
-from contextlib import closing
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from typing import Protocol
 
