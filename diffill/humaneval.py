@@ -101,6 +101,8 @@ class HumanEvalReport:
     seconds: float
     model: str
     adapter: str | None
+    workers: int = 1  # processes (or Ray workers) that filled and ran the tasks
+    tasks_retried: int = 0  # batches sent again after their Ray worker died
 
     @property
     def pass_at_1(self) -> float:
@@ -122,7 +124,8 @@ class HumanEvalReport:
         return {"pass_at_1": self.pass_at_1, "exact_match": self.exact_match,
                 "cases": len(self.cases), "seconds": round(self.seconds, 2), "model": self.model,
                 "adapter": self.adapter, "by_variant": self.by_variant(),
-                "timed_out": sum(c.status == "timed out" for c in self.cases)}
+                "timed_out": sum(c.status == "timed out" for c in self.cases),
+                "workers": self.workers, "tasks_retried": self.tasks_retried}
 
 
 def load_problems(path: str | Path, limit: int | None = None) -> list[Problem]:
@@ -237,6 +240,40 @@ def run_humaneval(engine, problems: list[Problem], config: HumanEvalConfig | Non
     cases = evaluate(problems, completions, config.limits)
     info = engine.info()
     return HumanEvalReport(cases, time.perf_counter() - t0, info["model"], info.get("adapter"))
+
+
+_sandbox_checked = False  # this process has run the sandbox's check
+
+
+def fill_and_run(engine, payload: tuple[list[Problem], HumanEvalConfig]) -> list[CaseResult]:
+    """One batch of tasks filled and run in the sandbox, in this process (a Ray worker's task)."""
+    global _sandbox_checked
+    problems, config = payload
+    if not _sandbox_checked:  # a sandbox that cannot run safely here says so before the model runs
+        run_python("", config.limits)
+        _sandbox_checked = True
+    return evaluate(problems, complete_with_engine(engine, problems, config), config.limits)
+
+
+def run_humaneval_on_ray(factory, problems: list[Problem], config: HumanEvalConfig | None = None,
+                         options=None) -> HumanEvalReport:
+    """``run_humaneval`` with the batches spread over Ray workers, each building its engine with
+    ``factory`` (an EngineSpec) and running its tasks' programs in its own sandbox, with the same
+    limits. The same batches as a local run, so the same completions."""
+    from diffill.distributed import RayPool
+
+    config = config or HumanEvalConfig()
+    t0 = time.perf_counter()
+    batches = [problems[s : s + config.batch] for s in range(0, len(problems), config.batch)]
+    results: list[list[CaseResult]] = [[] for _ in batches]
+    with RayPool(factory, options) as pool:
+        pool.start(tasks=len(batches))
+        for i, cases in pool.map(fill_and_run, [(b, config) for b in batches]):
+            results[i] = cases
+            log.info("evaluated %d/%d batches", sum(bool(r) for r in results), len(batches))
+        info = pool.info[0].engine if pool.info else {}
+    return HumanEvalReport([c for r in results for c in r], time.perf_counter() - t0,
+                           info.get("model", "?"), info.get("adapter"), pool.workers, pool.retried)
 
 
 def write_samples(path: str | Path, cases: list[CaseResult]) -> None:

@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 
 from diffill.bench import abstain, lsp, refactor, report, speed, start, validity
+from diffill.commands.cluster import add_ray_option
 from diffill.commands.common import add_model_options, fraction, int_between, non_negative_int, path_text, positive_int
 from diffill.confidence import MIN_CONFIDENCE
 from diffill.lsp_server.settings import MAX_TOKENS_LIMIT
@@ -99,11 +100,15 @@ def _refactor(bsub) -> None:
     p = bsub.add_parser("refactor", help="regions per minute of refactor --holes on a generated tree")
     p.add_argument("--files", type=int, default=100, help="generated files (default 100)")
     p.add_argument("--batch-size", type=int, default=16, help="regions per engine call (default 16)")
-    p.add_argument("--jobs", type=int, default=1, help="processes (default 1)")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="local processes (default 1; 2 with --ray, beside the cluster's 2 workers)")
     p.add_argument("--threads", type=non_negative_int, default=0,
-                   help="torch threads per process (0: torch's default)")
+                   help="torch threads per process (0: as refactor sets them: the CPUs shared among --jobs "
+                        "processes, one per Ray worker's CPU)")
     p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_ray_option(p, "also run")
+    p.add_argument("--workers", type=positive_int, default=2, help="with --ray: workers on the cluster (default 2)")
     add_model_options(p)
     p.set_defaults(run=refactor.run)
 

@@ -3,7 +3,8 @@
 ``diffill eval compare MODEL MODEL... [--seeds 0,1]``: the same held-out lines filled by each
 model, paired: which holes only one gets right, and whether that split could be chance.
 
-``diffill eval humaneval-infill PATH``: pass@1 and exact match on HumanEval-infilling.
+``diffill eval humaneval-infill PATH [--ray [ADDRESS]]``: pass@1 and exact match on HumanEval-infilling,
+on a Ray cluster with ``--ray`` (each worker fills its tasks and runs them in its own sandbox).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from diffill.commands.cluster import add_ray_option
 from diffill.commands.common import (add_adapter_option, add_copy_option, add_dtype_option, non_negative_int,
                                      path_text, positive_int)
 from diffill.loading import engine_config_from
@@ -170,6 +172,9 @@ def register_humaneval(esub) -> None:
     add_adapter_option(h)
     add_dtype_option(h)
     add_copy_option(h)
+    add_ray_option(h, "fill and run the tasks")
+    h.add_argument("--workers", type=positive_int, default=None, metavar="N",
+                   help="with --ray: workers on the cluster (default: one per CPU of the cluster)")
     h.add_argument("--json", action="store_true")
     h.set_defaults(run=run_humaneval)
 
@@ -177,7 +182,8 @@ def register_humaneval(esub) -> None:
 def run_humaneval(args) -> int:
     from diffill.engine import Engine
     from diffill.errors import DiffillError
-    from diffill.humaneval import HumanEvalConfig, load_problems, run_humaneval, write_samples
+    from diffill.commands.cluster import engine_spec, ray_options
+    from diffill.humaneval import HumanEvalConfig, load_problems, run_humaneval, run_humaneval_on_ray, write_samples
 
     if args.limit is not None and args.limit < 1:
         raise DiffillError("--limit must be at least 1")
@@ -185,9 +191,13 @@ def run_humaneval(args) -> int:
         raise DiffillError("--max-tokens must be between 1 and 1024")
     if args.samples and not Path(args.samples).resolve().parent.is_dir():
         raise DiffillError(f"no folder for the samples file: {Path(args.samples).parent}")
+    ray = ray_options(args, workers=args.workers)
     problems = load_problems(args.path, args.limit)
-    engine = Engine(engine_config_from(args))
-    report = run_humaneval(engine, problems, HumanEvalConfig(max_tokens=args.max_tokens))
+    config = HumanEvalConfig(max_tokens=args.max_tokens)
+    if ray is not None:
+        report = run_humaneval_on_ray(engine_spec(args, threads=max(1, int(ray.cpus))), problems, config, ray)
+    else:
+        report = run_humaneval(Engine(engine_config_from(args)), problems, config)
     if args.samples:
         write_samples(args.samples, report.cases)
     figures = report.as_json()
@@ -203,4 +213,6 @@ def run_humaneval(args) -> int:
         print(f"{'timed out':28} {figures['timed_out']}")
         print(f"{'seconds':28} {figures['seconds']}")
         print(f"{'model':28} {figures['model']}")
+        if ray is not None:
+            print(f"{'workers':28} {figures['workers']} ({figures['tasks_retried']} tasks retried)")
     return 0

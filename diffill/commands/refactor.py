@@ -1,7 +1,8 @@
 """``diffill refactor PATH... (--holes | --query TSQUERY)``: fill regions across a codebase.
 
-A dry run prints a unified diff; ``--write`` replaces each file atomically. Exit codes: 0 every
-region filled, 1 some regions rejected or files skipped, 2 bad arguments.
+A dry run prints a unified diff; ``--write`` replaces each file atomically. ``--ray [ADDRESS]`` fills
+on a Ray cluster, this process still reading and writing every file. Exit codes: 0 every region
+filled, 1 some regions rejected or files skipped, 2 bad arguments.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import os
 import sys
 
+from diffill.commands import cluster
 from diffill.commands.common import add_model_options, fraction
 from diffill.errors import DiffillError
 from diffill.loading import engine_config_from, make_engine
@@ -32,11 +34,14 @@ def register(sub) -> None:
     p.add_argument("--exclude", action="append", default=[], metavar="GLOB", help="skip files matching this glob")
     p.add_argument("--no-gitignore", action="store_true", help="also read files .gitignore excludes")
     p.add_argument("--write", action="store_true", help="apply the changes (default: print a diff)")
-    p.add_argument("--jobs", type=int, default=1, metavar="N", help="processes filling regions")
+    p.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="processes filling regions (default 1); with --ray, workers on the cluster "
+                        "(default: one per CPU of the cluster)")
     p.add_argument("--batch-size", type=int, default=16, metavar="N", help="regions sharing forward passes")
     p.add_argument("--min-confidence", type=fraction, default=0.0, metavar="P",
                    help="leave a region as it is when its fill's confidence (the estimated probability that it "
                         "is exactly right, 0 to 1) is below P (default 0: fill every region)")
+    cluster.add_ray_option(p, "fill")
     add_model_options(p)
     p.add_argument("--json", action="store_true", help="print one JSON summary instead of diffs and a table")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -70,14 +75,21 @@ def run(args) -> int:
 
     if args.model is not None and not os.path.isdir(args.model):
         raise DiffillError(f"no such model folder: {args.model}")
+    if args.jobs is not None and args.jobs < 1:
+        raise DiffillError("--jobs and the batch size must be at least 1")
+    ray = cluster.ray_options(args, workers=args.jobs)
+    jobs = args.jobs or 1
     filt = FileFilter(langs=parse_langs(args.lang), include=args.include, exclude=args.exclude,
                       gitignore=not args.no_gitignore)
     config = RefactorConfig(paths=args.paths, holes=args.holes, query=args.query, filter=filt,
-                            write=args.write, jobs=args.jobs, batch_size=args.batch_size,
+                            write=args.write, jobs=jobs, batch_size=args.batch_size,
                             min_confidence=args.min_confidence,
-                            progress=not args.no_progress and not args.json)
-    threads = max(1, (os.cpu_count() or 1) // max(1, args.jobs))
-    factory = functools.partial(make_engine, engine_config_from(args, threads=threads if args.jobs > 1 else 0))
+                            progress=not args.no_progress and not args.json, ray=ray)
+    if ray is not None:  # one torch thread per CPU a worker reserves
+        factory = cluster.engine_spec(args, threads=max(1, int(ray.cpus)))
+    else:
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+        factory = functools.partial(make_engine, engine_config_from(args, threads=threads if jobs > 1 else 0))
 
     def show(outcome) -> None:
         if not args.write and not args.json:

@@ -28,7 +28,10 @@ def summary_table(summary: Summary) -> str:
                                                                    summary.reasons.most_common()) + ")"
                                                   if summary.reasons else "")),
             ("skipped", summary.skipped),
-            ("written", summary.written), ("time", f"{summary.seconds:.1f} s")]
+            ("written", summary.written),
+            ("workers", f"{summary.workers}" + (f" ({summary.tasks_retried} tasks retried)"
+                                                if summary.tasks_retried else "")),
+            ("time", f"{summary.seconds:.1f} s")]
     width = max(len(name) for name, _ in rows)
     out = [f"{name:<{width}}  {value}" for name, value in rows]
     for p in summary.problems:

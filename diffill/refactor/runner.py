@@ -9,11 +9,13 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from tqdm import tqdm
 
+from diffill.distributed import RayOptions, RayPool
 from diffill.engine import InfillRequest, InfillResult
 from diffill.errors import DiffillError
 from diffill.refactor.files import FileFilter, Skipped, Snapshot, collect_files, read_snapshot
@@ -50,6 +52,9 @@ class RefactorConfig:
     # a region whose fill is less confident than this (InfillResult.confidence) is left as it is
     min_confidence: float = 0.0
     progress: bool = False  # a tqdm bar on stderr
+    # fill on a Ray cluster instead (the engine factory must then be picklable, e.g. an EngineSpec);
+    # this process still reads and writes every file
+    ray: RayOptions | None = None
 
 
 @dataclass
@@ -76,6 +81,8 @@ class Summary:
     written: int = 0  # files replaced on disk
     seconds: float = 0.0
     problems: list[Skipped] = field(default_factory=list)
+    workers: int = 0  # processes (or Ray workers) that filled regions
+    tasks_retried: int = 0  # batches sent again after their Ray worker died
 
     @property
     def ok(self) -> bool:
@@ -85,7 +92,8 @@ class Summary:
         return {"files": self.files, "regions": self.regions, "filled": self.filled,
                 "rejected": self.rejected, "rejected_because": dict(self.reasons),
                 "skipped": self.skipped, "written": self.written,
-                "seconds": round(self.seconds, 3),
+                "seconds": round(self.seconds, 3), "workers": self.workers,
+                "tasks_retried": self.tasks_retried,
                 "problems": [{"path": p.path, "reason": p.reason} for p in self.problems]}
 
 
@@ -208,9 +216,19 @@ def _chunks(jobs: list[_Job], size: int) -> list[list[_Job]]:
     return [jobs[i : i + size] for i in range(0, len(jobs), size)]
 
 
-def _filled(factory: EngineFactory, chunks: list[list[_Job]], processes: int
-            ) -> Iterator[list[tuple[tuple[int, int], str | None]]]:
-    if processes <= 1 or len(chunks) <= 1:
+def _filled(factory: EngineFactory, chunks: list[list[_Job]], processes: int, summary: Summary,
+            ray: RayOptions | None = None) -> Iterator[list[tuple[tuple[int, int], str | None]]]:
+    if ray is not None:
+        with RayPool(factory, ray) as pool:
+            pool.start(tasks=len(chunks))
+            summary.workers = pool.workers
+            for _, done in pool.map(_fill, chunks):
+                summary.tasks_retried = pool.retried
+                yield done
+            summary.tasks_retried = pool.retried
+        return
+    summary.workers = 1 if processes <= 1 or len(chunks) <= 1 else min(processes, len(chunks))
+    if summary.workers == 1:
         engine = factory()
         for chunk in chunks:
             yield _fill(engine, chunk)
@@ -281,8 +299,10 @@ def run_refactor(config: RefactorConfig, engine_factory: EngineFactory,
     show_bar = config.progress and bool(jobs)
     bar = tqdm(total=len(jobs), unit="region", desc="refactor", dynamic_ncols=True, leave=False,
                disable=None if show_bar else True)  # None: only when stderr is a terminal
-    try:
-        for done in _filled(engine_factory, _chunks(jobs, config.batch_size), config.jobs) if jobs else ():
+    batches = _filled(engine_factory, _chunks(jobs, config.batch_size), config.jobs, summary, config.ray)
+    # closed on the way out, so that Ctrl-C while a file is written stops the workers at once too
+    with closing(batches), bar:
+        for done in batches if jobs else ():
             for (i, j), text in done:
                 if text is None:
                     withheld[i].add(j)
@@ -292,8 +312,6 @@ def run_refactor(config: RefactorConfig, engine_factory: EngineFactory,
                 if remaining[i] == 0:
                     finish(i)
             bar.update(len(done))
-    finally:
-        bar.close()
     summary.skipped = len(summary.problems)
     summary.seconds = time.perf_counter() - t0
     return summary
