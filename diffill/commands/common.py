@@ -8,6 +8,8 @@ import math
 
 from diffill.precision import DTYPES
 
+DEVICES = ("auto", "cpu", "cuda")
+
 ADAPTER_HELP = ("LoRA adapter folder merged into the model, or 'none' for the bare base "
                 "(default: the shipped infill adapter, when it exists and fits the model)")
 
@@ -55,9 +57,13 @@ def add_adapter_option(parser: argparse.ArgumentParser) -> None:
 
 
 def add_dtype_option(parser: argparse.ArgumentParser) -> None:
+    """``--dtype`` and ``--device``: the model's precision and where it runs."""
     parser.add_argument("--dtype", default="auto", choices=DTYPES,
                         help="inference weights (default auto: bfloat16 where the CPU has native bf16 kernels, "
-                             "else float32)")
+                             "else float32; always bfloat16 on a GPU)")
+    parser.add_argument("--device", default="auto", choices=DEVICES,
+                        help="where the model runs (default auto: a CUDA GPU when there is one for the open "
+                             "families of docs/models.md; the shipped model stays on the CPU unless cuda is named)")
 
 
 def add_copy_option(parser: argparse.ArgumentParser) -> None:
@@ -87,7 +93,7 @@ def engine_config_from_args(args: argparse.Namespace, **changes):
     keep their defaults)."""
     from diffill.engine import EngineConfig
 
-    given = {k: getattr(args, k) for k in ("model", "adapter", "dtype", "copy", "library") if hasattr(args, k)}
+    given = {k: getattr(args, k) for k in ("model", "adapter", "dtype", "device", "copy", "library") if hasattr(args, k)}
     return EngineConfig(**{**given, **changes})
 
 
