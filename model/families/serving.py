@@ -44,6 +44,7 @@ class FamilyTokenizer(ForeignTokenizer):
 
     def __init__(self, hf, mask_id: int, eoi_id: int, pad_id: int | None, bos_id: int | None, vocab_size: int):
         super().__init__(hf, mask_id, eoi_id, pad_id, bos_id)
+        self.backend.encode_special_tokens = True  # "<|mask|>" in a file is text, not the mask
         self.vocab_size = vocab_size
         self.special_ids = frozenset({*self.special_ids, *hf.all_special_ids,
                                       *(i for i, t in hf.added_tokens_decoder.items() if t.special)})
