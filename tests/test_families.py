@@ -183,6 +183,33 @@ def test_backend_logits_are_the_networks_at_the_canvas_and_never_unknown_ids(eng
     assert int(allowed.sum()) < 9000  # the stand-in vocabulary, not the padded published one
 
 
+@pytest.mark.parametrize("like", OWN)
+def test_context_cache_is_exact_until_the_canvas_changes_and_refresh_makes_it_exact(shapes, like):
+    be, tok = load_family(SPECS[like].family, shapes[like], "cpu")
+    with torch.no_grad():  # sharpened, so that the cache's approximation shows
+        for p in be.model.parameters():
+            if p.dim() > 1:
+                p.mul_(5.0)
+    pre = [tok.encode("def f(x):\n    return "), tok.encode("import os\n")]  # rows of different lengths
+    suf = [tok.encode("\n\nprint(f(2))\n"), []]
+    ok = tok.allowed()
+    canvas = torch.full((2, 6), tok.mask_id)
+    exact = be.logits(be.prepare(pre, suf, 6), canvas)[..., ok]
+    state = be.prepare(pre, suf, 6, cache=True)
+    assert torch.allclose(be.logits(state, canvas)[..., ok], exact, atol=1e-5)  # the pass that fills the cache
+    assert state.context is not None
+    assert torch.allclose(be.logits(state, canvas)[..., ok], exact, atol=1e-4)  # the active block alone
+    canvas[:, :2] = torch.tensor([600, 700])
+    exact = be.logits(be.prepare(pre, suf, 6), canvas)[..., ok]
+    cached = be.logits(state, canvas)[..., ok]
+    assert float((cached - exact).abs().max()) > 1e-3  # the context was computed with the old canvas
+    rows = torch.tensor([1, 0, 0])  # a beam's candidates share their row's context
+    assert torch.allclose(be.logits(state.take(rows), canvas[rows])[..., ok], cached[rows], atol=1e-4)
+    fresh = be.prepare(pre, suf, 6, cache=True, refresh=1)
+    be.logits(fresh, torch.full((2, 6), tok.mask_id))
+    assert torch.allclose(be.logits(fresh, canvas)[..., ok], exact, atol=1e-4)
+
+
 # -- the engine's features through every family ----------------------------------------------------
 
 

@@ -46,6 +46,20 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, full_preci
     return x * cos.to(x.dtype) + _rotate_half(x) * sin.to(x.dtype)
 
 
+def with_past(k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None, past) -> tuple:
+    """Keys, values and key mask with a cached context's in front: ``past`` is None or
+    ``(k, v, mask)``, (B, Hkv, C, D) twice and a (B, C) bool mask or None."""
+    if past is None:
+        return k, v, key_mask
+    pk, pv, pmask = past
+    if pmask is not None or key_mask is not None:
+        b, c, t = k.shape[0], pk.shape[2], k.shape[2]
+        pmask = pmask if pmask is not None else torch.ones(b, c, dtype=torch.bool, device=k.device)
+        key_mask = torch.cat((pmask, key_mask if key_mask is not None else torch.ones(b, t, dtype=torch.bool,
+                                                                                        device=k.device)), 1)
+    return torch.cat((pk, k), 2), torch.cat((pv, v), 2), key_mask
+
+
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
     """Bidirectional attention of (B, H, T, D) queries over (B, Hkv, T, D) keys and values (grouped
     heads repeated); ``key_mask`` (B, T) bool: the real (unpadded) positions. Returns (B, T, H * D)."""

@@ -14,7 +14,8 @@ from torch import nn
 from transformers import PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import MaskedLMOutput
 
-from diffill.model.families.layers import RMSNorm, apply_rope, attend, key_mask_of, pick_positions, rope, swiglu
+from diffill.model.families.layers import (RMSNorm, apply_rope, attend, key_mask_of, pick_positions, rope, swiglu,
+                                           with_past)
 
 
 class LLaDAConfig(PretrainedConfig):
@@ -64,7 +65,7 @@ class LLaDABlock(nn.Module):
         self.ff_out = nn.Linear(config.mlp_hidden_size, d, bias=config.include_bias)
         self.full_precision_rope = config.rope_full_precision
 
-    def forward(self, x, cos, sin, key_mask):
+    def forward(self, x, cos, sin, key_mask, past=None, keep=None):
         b, t, _ = x.shape
         h = self.attn_norm(x)
         q = self.q_proj(h).view(b, t, self.heads, self.head_dim).transpose(1, 2)
@@ -72,6 +73,9 @@ class LLaDABlock(nn.Module):
         v = self.v_proj(h).view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)
         q = apply_rope(q, cos, sin, self.full_precision_rope)
         k = apply_rope(k, cos, sin, self.full_precision_rope)
+        if keep is not None:
+            keep.append((k, v))
+        k, v, key_mask = with_past(k, v, key_mask, past)
         x = x + self.attn_out(attend(q, k, v, key_mask))
         h = self.ff_norm(x)
         return x + self.ff_out(swiglu(self.ff_proj(h), self.up_proj(h)))
@@ -91,14 +95,14 @@ class LLaDATransformer(nn.Module):
         self.head_dim = config.d_model // config.n_heads
         self.theta = float(config.rope_theta)
 
-    def forward(self, input_ids, attention_mask=None, position_ids=None):
+    def forward(self, input_ids, attention_mask=None, position_ids=None, past=None, keep=None):
         if position_ids is None:
             position_ids = torch.arange(input_ids.shape[1], device=input_ids.device)[None].expand_as(input_ids)
         cos, sin = rope(position_ids, self.head_dim, self.theta)
         key_mask = key_mask_of(attention_mask)
         x = self.transformer.wte(input_ids)
-        for block in self.transformer.blocks:
-            x = block(x, cos, sin, key_mask)
+        for n, block in enumerate(self.transformer.blocks):
+            x = block(x, cos, sin, key_mask, None if past is None else past[n], keep)
         return self.transformer.ln_f(x)
 
 
@@ -132,8 +136,9 @@ class LLaDAModelLM(PreTrainedModel):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 position_ids: torch.Tensor | None = None, logits_at: torch.Tensor | None = None,
-                **kwargs) -> MaskedLMOutput:
-        hidden = pick_positions(self.model(input_ids, attention_mask, position_ids), logits_at)
+                past: list | None = None, keep: list | None = None, **kwargs) -> MaskedLMOutput:
+        """As the Qwen2 networks' ``forward`` (``past`` / ``keep``: the context cache)."""
+        hidden = pick_positions(self.model(input_ids, attention_mask, position_ids, past, keep), logits_at)
         t = self.model.transformer
         logits = t.ff_out(hidden) if "ff_out" in t else hidden @ t.wte.weight.T
         return MaskedLMOutput(logits=logits)

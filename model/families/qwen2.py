@@ -16,7 +16,8 @@ from torch import nn
 from transformers import PretrainedConfig, PreTrainedModel, Qwen2Config
 from transformers.modeling_outputs import MaskedLMOutput
 
-from diffill.model.families.layers import RMSNorm, apply_rope, attend, key_mask_of, pick_positions, rope, swiglu
+from diffill.model.families.layers import (RMSNorm, apply_rope, attend, key_mask_of, pick_positions, rope, swiglu,
+                                           with_past)
 
 
 class DreamConfig(PretrainedConfig):
@@ -66,12 +67,15 @@ class Attention(nn.Module):
         self.v_proj = nn.Linear(config.hidden_size, self.kv_heads * self.head_dim, bias=True)
         self.o_proj = nn.Linear(self.heads * self.head_dim, config.hidden_size, bias=False)
 
-    def forward(self, x, cos, sin, key_mask):
+    def forward(self, x, cos, sin, key_mask, past=None, keep=None):
         b, t, _ = x.shape
         q = self.q_proj(x).view(b, t, self.heads, self.head_dim).transpose(1, 2)
         k = self.k_proj(x).view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)
         v = self.v_proj(x).view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)
         q, k = apply_rope(q, cos, sin, full_precision=False), apply_rope(k, cos, sin, full_precision=False)
+        if keep is not None:
+            keep.append((k, v))
+        k, v, key_mask = with_past(k, v, key_mask, past)
         return self.o_proj(attend(q, k, v, key_mask))
 
 
@@ -94,8 +98,8 @@ class Block(nn.Module):
         self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.mlp = MLP(config)
 
-    def forward(self, x, cos, sin, key_mask):
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin, key_mask)
+    def forward(self, x, cos, sin, key_mask, past=None, keep=None):
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, key_mask, past, keep)
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -108,14 +112,16 @@ class Body(nn.Module):
         self.head_dim = config.hidden_size // config.num_attention_heads
         self.theta = _theta(config)
 
-    def forward(self, input_ids, attention_mask=None, position_ids=None):
+    def forward(self, input_ids, attention_mask=None, position_ids=None, past=None, keep=None):
+        """Hidden states of ``input_ids``; ``past``: per layer (k, v, mask) of a cached context the
+        tokens also attend to; ``keep``: a list that gets every layer's (k, v)."""
         if position_ids is None:
             position_ids = torch.arange(input_ids.shape[1], device=input_ids.device)[None].expand_as(input_ids)
         cos, sin = rope(position_ids, self.head_dim, self.theta)
         key_mask = key_mask_of(attention_mask)
         x = self.embed_tokens(input_ids)
-        for layer in self.layers:
-            x = layer(x, cos, sin, key_mask)
+        for n, layer in enumerate(self.layers):
+            x = layer(x, cos, sin, key_mask, None if past is None else past[n], keep)
         return self.norm(x)
 
 
@@ -153,8 +159,10 @@ class _Qwen2Bidirectional(PreTrainedModel):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 position_ids: torch.Tensor | None = None, logits_at: torch.Tensor | None = None,
-                **kwargs) -> MaskedLMOutput:
-        hidden = self.model(input_ids, attention_mask, position_ids)
+                past: list | None = None, keep: list | None = None, **kwargs) -> MaskedLMOutput:
+        """Logits at every position or at ``logits_at``; ``past`` / ``keep``: see ``Body.forward``
+        (the context cache of ``model.families.serving``)."""
+        hidden = self.model(input_ids, attention_mask, position_ids, past, keep)
         return MaskedLMOutput(logits=self.lm_head(pick_positions(hidden, logits_at)))
 
 

@@ -9,6 +9,7 @@ last token) and special tokens other than the end of infill are never proposed.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
@@ -64,11 +65,15 @@ class FamilyTokenizer(ForeignTokenizer):
 class FamilyBackend:
     """One of ``FAMILIES``' networks (``model.families.qwen2`` / ``model.families.llada``).
 
-    Every call runs the whole row (the context cache is the diffill network's; these networks run
-    exact), on ``device``; inputs arrive and logits leave on the CPU, as the sampler keeps them.
+    Exact path: the whole row every call. Cached path (Fast-dLLM's dual cache, as
+    ``model.backend.DiffillBackend``): the first call runs the whole row and keeps every layer's
+    keys and values of the prefix and suffix; later calls run only the canvas (and, shifted, the
+    token before it) against them. Runs on ``device``; inputs arrive and logits leave on the CPU,
+    as the sampler keeps them.
     """
 
-    window = Window()
+    # these models read long contexts; a function's signature and docstring must fit (512 + 128)
+    window = Window(prefix_tokens=512, suffix_tokens=128)
 
     def __init__(self, model, tokenizer: FamilyTokenizer, family: Family, device: torch.device | str = "cpu"):
         self.model = model.eval()
@@ -83,22 +88,62 @@ class FamilyBackend:
         self.lead = [roles[r] for r in family.lead]
         self.tail = [roles[r] for r in family.tail]
 
-    def prepare(self, prefixes, suffixes, length, cache=False, refresh=0) -> Layout:
-        lay = layout_rows([self.lead + p for p in prefixes], [s + self.tail for s in suffixes], length,
-                          self.mask_id, self.tok.pad_id, self.shifted)
-        lay.input_ids = lay.input_ids.to(self.device)
-        lay.canvas_index = lay.canvas_index.to(self.device)
-        if lay.attention_mask is not None:
-            lay.attention_mask = lay.attention_mask.to(self.device)
+    def prepare(self, prefixes, suffixes, length, cache=False, refresh=0) -> FamilyLayout:
+        base = layout_rows([self.lead + p for p in prefixes], [s + self.tail for s in suffixes], length,
+                           self.mask_id, self.tok.pad_id, self.shifted)
+        d = self.device
+        lay = FamilyLayout(base.input_ids.to(d), None if base.attention_mask is None else base.attention_mask.to(d),
+                           base.canvas_index.to(d), cache, refresh)
+        if cache:
+            # the active block: the canvas and, for a shifted family, the token before it (whose logits
+            # are the first slot's); everything else real is the context, computed once
+            width = length + (1 if self.shifted else 0)
+            lay.active = lay.canvas_index[:, :1] + torch.arange(width, device=d)[None]
+            keep = torch.ones_like(lay.input_ids, dtype=torch.bool)
+            if lay.attention_mask is not None:
+                keep &= lay.attention_mask.bool()
+            keep.scatter_(1, lay.active, False)
+            counts = keep.sum(1)
+            order = torch.argsort((~keep).to(torch.int8), dim=1, stable=True)  # kept positions first, in order
+            lay.context_index = order[:, : int(counts.max())]
+            cmask = torch.arange(lay.context_index.shape[1], device=d)[None] < counts[:, None]
+            lay.context_mask = None if bool(cmask.all()) else cmask
         return lay
 
     @torch.inference_mode()
-    def logits(self, state: Layout, canvas: torch.Tensor, slots: torch.Tensor | None = None) -> torch.Tensor:
+    def logits(self, state: FamilyLayout, canvas: torch.Tensor, slots: torch.Tensor | None = None) -> torch.Tensor:
+        state.calls += 1
         positions = state.canvas_index + (1 if self.shifted else 0)
         ids = state.input_ids.scatter(1, positions, canvas.to(self.device))
         at = state.canvas_index if slots is None else state.canvas_index.gather(1, slots.to(self.device))
-        out = self.model(input_ids=ids, attention_mask=state.attention_mask, logits_at=at).logits.float()
-        return out.masked_fill(self._blocked, UNKNOWN_LOGIT).cpu()
+        fresh = state.refresh and (state.calls - 1) % state.refresh == 0
+        if state.cache and state.context is not None and not fresh:
+            # the active block alone, attending to the context's cached keys and values (approximate:
+            # they were computed with the canvas as it was then)
+            out = self.model(input_ids=ids.gather(1, state.active), position_ids=state.active,
+                             past=state.context, logits_at=at - state.active[:, :1]).logits
+        else:
+            keep: list | None = [] if state.cache else None
+            out = self.model(input_ids=ids, attention_mask=state.attention_mask, logits_at=at, keep=keep).logits
+            if keep:
+                state.context = [(*(_rows(t, state.context_index) for t in kv), state.context_mask) for kv in keep]
+        return out.float().masked_fill(self._blocked, UNKNOWN_LOGIT).cpu()
+
+
+@dataclass
+class FamilyLayout(Layout):
+    active: torch.Tensor | None = None  # (B, A) positions run every step under the context cache
+
+    def take(self, rows: torch.Tensor) -> FamilyLayout:
+        base = super().take(rows)
+        out = FamilyLayout(**{f.name: getattr(base, f.name) for f in fields(Layout)})
+        out.active = None if self.active is None else self.active.index_select(0, rows.to(self.active.device))
+        return out
+
+
+def _rows(t: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """(B, H, T, D) keys or values at positions ``index`` (B, C)."""
+    return t.gather(2, index[:, None, :, None].expand(-1, t.shape[1], -1, t.shape[3]))
 
 
 def _token_id(hf, name: str) -> int | None:
