@@ -255,6 +255,34 @@ def test_infill_command_on_a_shape_only_checkpoint(shapes, tmp_path, capsys):
     assert out["text"] == "a + b" and out["start"] == DOC.index("return \n") + len("return ")
 
 
+async def test_an_inline_completion_from_a_family_checkpoint_end_to_end(shapes, tmp_path):
+    """``diffill serve`` on a Dream-shaped checkpoint, driven by a real LSP client."""
+    from lsprotocol import types
+    from pytest_lsp import ClientServerConfig, client_capabilities
+    from pytest_lsp.client import make_test_lsp_client
+
+    folder = shapes["dream-coder-7b"]
+    cmd = [sys.executable, "-m", "diffill.cli", "serve", "--model", str(folder), "--threads", "1",
+           "--device", "cpu"]
+    client = await ClientServerConfig(server_command=cmd, client_factory=make_test_lsp_client).start()
+    try:
+        await client.initialize_session(types.InitializeParams(
+            capabilities=client_capabilities("visual-studio-code"), initialization_options={"minConfidence": 0},
+            workspace_folders=[types.WorkspaceFolder(uri=tmp_path.as_uri(), name="ws")]))
+        uri = (tmp_path / "m.py").as_uri()
+        client.text_document_did_open(types.DidOpenTextDocumentParams(
+            text_document=types.TextDocumentItem(uri=uri, language_id="python", version=1, text=DOC)))
+        result = await client.text_document_inline_completion_async(types.InlineCompletionParams(
+            text_document=types.TextDocumentIdentifier(uri=uri), position=types.Position(line=5, character=11),
+            context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Invoked)))
+        assert result.items[0].insert_text == "a + b"
+        status = await client.workspace_execute_command_async(types.ExecuteCommandParams(command="diffill.status"))
+        assert status["loaded"] and status["model"] == str(folder) and status["settings"]["device"] == "cpu"
+    finally:
+        await client.shutdown_session()
+        await client.stop()
+
+
 def test_a_library_index_of_another_tokenizer_is_refused(shapes, tmp_path):
     with pytest.raises(DiffillError, match="library index"):
         Engine(EngineConfig(model=str(shapes["llada-8b"]), library=str(tmp_path / "no-index")))
