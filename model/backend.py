@@ -257,6 +257,9 @@ class DiffusionGemmaBackend:
         self.banned_ids = sorted({tokenizer.mask_id, tokenizer.pad_id} - {tokenizer.eoi_id})
         self.vocab_size = model.config.text_config.vocab_size
         self.seed = seed
+        # ids the tokenizer does not know are never proposed (model.families.serving.FamilyTokenizer)
+        allowed = getattr(tokenizer, "allowed", None)
+        self._blocked = None if allowed is None else ~allowed()
 
     def prepare(self, prefixes, suffixes, length, cache=False, refresh=0) -> _GemmaState:
         gen = torch.Generator().manual_seed(self.seed)
@@ -280,6 +283,8 @@ class DiffusionGemmaBackend:
                     state.past[i] = out.past_key_values
             rows.append(out.logits[0])
         out = torch.stack(rows).float().cpu()
+        if self._blocked is not None and self._blocked.shape[0] == out.shape[-1]:
+            out = out.masked_fill(self._blocked, -1e9)
         if slots is not None:
             out = out.gather(1, slots[..., None].expand(-1, -1, out.shape[-1]))
         return out

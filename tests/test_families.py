@@ -283,6 +283,13 @@ async def test_an_inline_completion_from_a_family_checkpoint_end_to_end(shapes, 
         await client.stop()
 
 
+def test_a_backend_named_for_another_familys_folder_is_refused(shapes):
+    with pytest.raises(DiffillError, match="does not hold a dream model"):
+        Engine(EngineConfig(model=str(shapes["llada-8b"]), backend="dream"))
+    with pytest.raises(DiffillError, match="does not hold a llada model"):
+        Engine(EngineConfig(model=str(shapes["dream-coder-7b"]), backend="llada"))
+
+
 def test_a_library_index_of_another_tokenizer_is_refused(shapes, tmp_path):
     with pytest.raises(DiffillError, match="library index"):
         Engine(EngineConfig(model=str(shapes["llada-8b"]), library=str(tmp_path / "no-index")))

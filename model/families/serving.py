@@ -16,7 +16,7 @@ import torch
 
 from diffill.model.backend import ForeignTokenizer, Layout, layout_rows
 from diffill.model.context import Window
-from diffill.model.families import FAMILIES, Family, _registered, read_config
+from diffill.model.families import FAMILIES, Family, _registered, detect_family, read_config
 
 log = logging.getLogger(__name__)
 
@@ -167,14 +167,23 @@ def load_family(kind: str, folder: str | Path, device: str = "auto",
         config = read_config(folder)
     except ValueError as e:
         raise ModelLoadError(str(e)) from e
+    found = detect_family(folder)
+    if found != kind and (found in FAMILIES or found == "diffill"):  # refused before its shape is built
+        raise ModelLoadError(f"{folder} does not hold a {kind} model: its config.json says model_type "
+                             f"{config.get('model_type')!r} (--backend {found}, or leave --backend out)")
     dtype = torch.bfloat16 if where.type == "cuda" else (dtype or torch.float32)
     try:
         hf = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
         with quiet_loading():
-            model = _model_class(kind).from_pretrained(str(folder), dtype=dtype, local_files_only=True,
-                                                       use_safetensors=True)
+            model, info = _model_class(kind).from_pretrained(str(folder), dtype=dtype, local_files_only=True,
+                                                             use_safetensors=True, output_loading_info=True)
     except Exception as e:  # safetensors, tokenizers and transformers raise many kinds on a damaged folder
         raise ModelLoadError(f"cannot load {kind} model from {folder}: {e}") from e
+    missing = sorted(info.get("missing_keys") or ())
+    if missing:  # another family's folder (or a damaged one) would otherwise serve random weights
+        raise ModelLoadError(f"{folder} does not hold a {kind} model: {len(missing)} of its weights are missing "
+                             f"(such as {missing[0]}); its config.json says model_type "
+                             f"{config.get('model_type')!r}")
     model.to(where)
     mask = _token_id(hf, "mask") if _token_id(hf, "mask") is not None else config.get("mask_token_id")
     eos = _token_id(hf, "eos")
