@@ -18,7 +18,7 @@ import threading
 from diffill.errors import DiffillError
 
 COMMANDS = ["infill", "corpus", "index", "train", "evaluate", "bench", "refactor", "adapt", "adapt_base", "serve",
-            "calibrate"]
+            "calibrate", "init_model"]
 
 
 class Terminated(KeyboardInterrupt):

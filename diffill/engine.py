@@ -27,6 +27,8 @@ from diffill.words import typed_part
 from diffill.workspace import WorkspaceCopy
 from diffill.grammar.constraint import RowConstraints
 from diffill.model.backend import BACKENDS, DiffillBackend, load_backend
+from diffill.model.families import detect_family
+from diffill.model.families.serving import DeviceError, resolve_device
 from diffill.model.beam import LINE_BEAM
 from diffill.model.context import Window, encode_window
 from diffill.model.copying import Copying
@@ -65,8 +67,13 @@ class EngineConfig:
     # LoRA adapter merged at start: "default" (the shipped adapter when it exists and was made for
     # this base), an adapter folder, or None / "none" (the bare base)
     adapter: str | None = "default"
-    backend: str = "diffill"  # diffill | masked_lm | diffusion_gemma (model.backend.BACKENDS)
-    trust_remote_code: bool = False  # run a checkpoint's own code (Dream, LLaDA); only when asked
+    # auto (the model folder's config.json says: model.families.detect_family) or one of
+    # model.backend.BACKENDS: diffill | masked_lm | diffusion_gemma | dream | llada | open_dcoder
+    backend: str = "auto"
+    trust_remote_code: bool = False  # run a checkpoint's own code (masked_lm only); only when asked
+    # cpu | cuda | auto (auto: a GPU when there is one for the open families; the shipped model,
+    # a few MB, stays on the CPU unless cuda is named). bfloat16 on a GPU
+    device: str = "auto"
     # inference weights: float32 | bfloat16 | auto (bfloat16 where the CPU has native bf16 kernels;
     # faster at the same held-out figures: docs/benchmarks.md)
     dtype: str = "auto"
@@ -208,11 +215,25 @@ def _line_bounds(text: str, at: int) -> tuple[int, int]:
     return text.rfind("\n", 0, at) + 1, len(text) if line_end < 0 else line_end
 
 
+def resolve_backend(backend: str, model: str | None) -> str:
+    """``backend`` itself, or for ``auto`` the backend the model folder's config.json names (the
+    shipped model: diffill)."""
+    if backend != "auto":
+        return backend
+    if not model or not (Path(model) / "config.json").is_file():
+        return "diffill"  # the shipped model, or a folder whose loading will say what is missing
+    try:
+        return detect_family(model)
+    except ValueError:
+        return "diffill"  # an unreadable config.json: the checkpoint loader says what is wrong with it
+
+
 class Engine:
     def __init__(self, config: EngineConfig | None = None):
         self.config = config or EngineConfig()
         if self.config.threads:
             torch.set_num_threads(self.config.threads)
+        self.config.backend = resolve_backend(self.config.backend, self.config.model)
         if self.config.backend != "diffill":
             self._foreign_backend()
             return
@@ -220,9 +241,13 @@ class Engine:
             if self.config.dtype not in DTYPES:
                 raise ModelLoadError(f"dtype must be one of {', '.join(DTYPES)}, not {self.config.dtype!r}")
             self.dtype = resolve_dtype(self.config.dtype)
+            device = resolve_device("cpu" if self.config.device == "auto" else self.config.device)
+            if device.type == "cuda":
+                self.dtype = "bfloat16"
             self.model, self.tok = load_network(self.config.model, dtype=getattr(torch, self.dtype))
-        except ModelLoadError as e:
+        except (ModelLoadError, DeviceError) as e:
             raise DiffillError(str(e)) from e
+        self.model.to(device)
         self.backend = DiffillBackend(self.model, self.tok)
         # the shipped adapter's merge into these weights is kept in the user's cache (adapters.merged)
         weights = Path(self.config.model or DEFAULT_CHECKPOINT) / "model.safetensors"
@@ -242,8 +267,11 @@ class Engine:
         if not self.config.model:
             raise DiffillError(f"--backend {self.config.backend} needs --model FOLDER")
         try:
+            if self.config.dtype not in DTYPES:
+                raise ModelLoadError(f"dtype must be one of {', '.join(DTYPES)}, not {self.config.dtype!r}")
             self.backend, self.tok = load_backend(self.config.backend, self.config.model,
-                                                  self.config.trust_remote_code)
+                                                  self.config.trust_remote_code, self.config.device,
+                                                  getattr(torch, resolve_dtype(self.config.dtype)))
         except ModelLoadError as e:
             raise DiffillError(str(e)) from e
         self.model = self.backend.model
@@ -253,7 +281,10 @@ class Engine:
         self.calibration = None
         self.repository = None
         self.workspace = None
-        self.library = None
+        self._neighbors = {}
+        # copying works with any tokenizer; a library index is built for one tokenizer, and a named one
+        # that does not fit this model's is refused (load_library)
+        self.library = self._library(self.config.library)
 
     def _library(self, setting: str | None) -> LibraryIndex | None:
         return load_library(setting, self.tok) if self.config.copy else None
@@ -447,9 +478,8 @@ class Engine:
 
     def _typed(self, req: InfillRequest, multiline: bool, cfg: SamplerConfig) -> str:
         """The typed part of the word at a one-line hole's cursor, which its fill is to start with
-        (``model.lead``: beam search only, our own model only); "" for other holes."""
-        if (multiline or req.end > req.start or not cfg.beam or cfg.beam < 2 or not self.config.heal_words
-                or self.config.backend != "diffill"):
+        (``model.lead``: beam search only); "" for other holes."""
+        if multiline or req.end > req.start or not cfg.beam or cfg.beam < 2 or not self.config.heal_words:
             return ""
         return typed_word(req.text, req.start)
 
@@ -478,7 +508,7 @@ class Engine:
     def _copying(self, req: InfillRequest) -> Copying | None:
         """What a hole copies from (model.copying): the document around it, its neighbors, the
         repository (an adapter's, else the workspace's), the library index."""
-        if not self.config.copy or self.config.backend != "diffill":
+        if not self.config.copy:
             return None
         repository = self.repository
         if repository is None and self.workspace is not None:

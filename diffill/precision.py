@@ -6,6 +6,7 @@ Kept free of a module-level torch import, so the CLI can offer the choices witho
 from __future__ import annotations
 
 DTYPES = ("auto", "float32", "bfloat16")
+DEVICES = ("auto", "cpu", "cuda")  # auto: a CUDA GPU where one is, for the families that use it
 
 
 def resolve_dtype(dtype: str) -> str:

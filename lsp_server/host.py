@@ -132,9 +132,10 @@ class EngineHost:
     def ensure_engine(self) -> None:
         """(Re)load the engine in the worker when the wanted model or adapter changed."""
         wanted = self.wanted_engine()
-        if wanted == self._wanted:
+        if wanted == self._wanted and self.worker.device == self.settings.device:
             return
         self._wanted = wanted
+        self.worker.device = self.settings.device
         self.generation += 1
         self.cache.clear()
         model, adapter = wanted

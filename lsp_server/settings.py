@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from diffill.confidence import MIN_CONFIDENCE
+from diffill.precision import DEVICES
 
 SECTION = "diffill"
 MAX_TOKENS_LIMIT = 1024
@@ -27,6 +28,7 @@ class Settings:
     # completions (ghost text and items) only for fills at least this confident (the estimated
     # probability that a fill is exactly right, diffill.confidence); 0: every fill
     min_confidence: float = MIN_CONFIDENCE
+    device: str = "auto"  # cpu | cuda | auto: where the model runs (auto: a GPU for the open families)
 
     def enabled_for(self, language_id: str) -> bool:
         return self.languages is None or language_id in self.languages
@@ -67,6 +69,12 @@ def _threshold(v: Any) -> float:
     raise ValueError("expected a number from 0 to 1")
 
 
+def _device(v: Any) -> str:
+    if v in DEVICES:
+        return v
+    raise ValueError(f"expected one of {', '.join(DEVICES)}")
+
+
 def _languages(v: Any) -> tuple[str, ...] | None:
     if v is None:
         return None
@@ -87,6 +95,7 @@ _KEYS = {
     "beam": ("beam", _beam),
     "constraint": ("constraint", _bool),
     "languages": ("languages", _languages),
+    "device": ("device", _device),
 }
 
 

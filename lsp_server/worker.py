@@ -33,11 +33,11 @@ MISSING_MODEL_HELP = ("Set the diffill.model setting (or start `diffill serve --
                       "folder, or run `make model` in the diffill checkout to build the default model.")
 
 
-def engine_config(model: str | None, adapter: str | None, threads: int = 0) -> EngineConfig:
+def engine_config(model: str | None, adapter: str | None, threads: int = 0, device: str = "auto") -> EngineConfig:
     """An EngineConfig; the adapter is passed only when the engine knows about adapters."""
     from diffill.engine import EngineConfig
 
-    cfg = EngineConfig(model=model, threads=threads)
+    cfg = EngineConfig(model=model, threads=threads, device=device)
     if adapter is not None and engine_supports_adapters():
         cfg.adapter = adapter  # type: ignore[attr-defined]
     return cfg
@@ -90,6 +90,7 @@ class EngineWorker:
     def __init__(self, factory: Callable[[EngineConfig], Engine] | None = None, threads: int = 0):
         self.factory = factory
         self.threads = threads
+        self.device = "auto"  # cpu | cuda | auto: where the next load puts the model (the device setting)
         self.engine: Engine | None = None
         self.state = LoadState()
         self._queue: queue.Queue[Job | None] = queue.Queue()
@@ -138,7 +139,9 @@ class EngineWorker:
 
             self.factory = Engine
         engine = self.engine
-        if engine is not None and self.state.loaded and self.state.model == model and hasattr(engine, "use_adapter"):
+        # the same base model on the same device: the adapter is switched in place
+        same = self.state.model == model and getattr(getattr(engine, "config", None), "device", "auto") == self.device
+        if engine is not None and self.state.loaded and same and hasattr(engine, "use_adapter"):
             try:  # same base model: switch the adapter in place
                 engine.use_adapter(adapter if adapter is not None else default_adapter())
                 self.state = LoadState(model, adapter, True, None, engine.info())
@@ -148,14 +151,14 @@ class EngineWorker:
         self.engine = None
         try:
             try:
-                self.engine = self.factory(engine_config(model, adapter, self.threads))
+                self.engine = self.factory(engine_config(model, adapter, self.threads, self.device))
                 problem = None
             except DiffillError as e:
                 if adapter is None:
                     raise
                 # a bad adapter should not cost the user the model: serve the default instead
                 problem = f"diffill cannot use adapter {adapter}: {e}; using the default adapter"
-                self.engine = self.factory(engine_config(model, None, self.threads))
+                self.engine = self.factory(engine_config(model, None, self.threads, self.device))
             self.state = LoadState(model, adapter, True, problem, self.engine.info())
         except DiffillError as e:
             self.state = LoadState(model, adapter, False, f"diffill cannot load its model: {e}. {MISSING_MODEL_HELP}")

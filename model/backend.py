@@ -27,7 +27,8 @@ from diffill.model.tokenizer import CodeTokenizer
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("diffill", "masked_lm", "diffusion_gemma")
+# dream, llada, open_dcoder: the project's own implementations of those families (model/families)
+BACKENDS = ("diffill", "masked_lm", "diffusion_gemma", "dream", "llada", "open_dcoder")
 
 
 class Backend(Protocol):
@@ -65,7 +66,7 @@ class Layout:
         """The state of rows ``rows`` (a LongTensor of row indices, repeats allowed): how beam
         search copies a row's computed context to each of its candidates, and drops finished ones."""
         def pick(t):
-            return None if t is None else t.index_select(0, rows)
+            return None if t is None else t.index_select(0, rows.to(t.device))
 
         out = Layout(pick(self.input_ids), pick(self.attention_mask), pick(self.canvas_index),
                      self.cache, self.refresh, self.calls)
@@ -135,6 +136,10 @@ class DiffillBackend:
     def prepare(self, prefixes, suffixes, length, cache=False, refresh=0) -> Layout:
         lay = layout_rows(prefixes, suffixes, length, self.mask_id, self.tok.pad_id, multiple=self.width_multiple)
         lay.cache, lay.refresh = cache, refresh
+        device = self.model.device
+        if device.type != "cpu":  # the sampler keeps its tensors on the CPU; the state lives by the model
+            lay.input_ids, lay.canvas_index = lay.input_ids.to(device), lay.canvas_index.to(device)
+            lay.attention_mask = None if lay.attention_mask is None else lay.attention_mask.to(device)
         if cache:
             keep = torch.ones_like(lay.input_ids, dtype=torch.bool)
             if lay.attention_mask is not None:
@@ -144,7 +149,7 @@ class DiffillBackend:
             n = int(counts.max())
             order = torch.argsort((~keep).to(torch.int8), dim=1, stable=True)  # kept positions first, in order
             lay.context_index = order[:, :n]
-            cmask = torch.arange(n)[None] < counts[:, None]
+            cmask = torch.arange(n, device=device)[None] < counts[:, None]
             lay.context_mask = None if bool(cmask.all()) else cmask.long()
             from diffill.model.layers import rope_cos_sin
 
@@ -154,19 +159,22 @@ class DiffillBackend:
     @torch.inference_mode()
     def logits(self, state: Layout, canvas: torch.Tensor, slots: torch.Tensor | None = None) -> torch.Tensor:
         state.calls += 1
+        device = state.input_ids.device
+        if device.type != "cpu":
+            canvas, slots = canvas.to(device), None if slots is None else slots.to(device)
         at = _pick(state.canvas_index, slots)
         if state.cache and state.context is not None and not (state.refresh and (state.calls - 1) % state.refresh == 0):
             return self.model.forward_canvas(canvas, state.canvas_index, state.context, state.context_mask,
-                                             logits_at=slots, rope=state.rope).float()
+                                             logits_at=slots, rope=state.rope).float().cpu()
         ids = state.input_ids.scatter(1, state.canvas_index, canvas)
         if not state.cache:
-            return self.model(ids, attention_mask=state.attention_mask, logits_at=at).logits.float()
-        positions = torch.arange(ids.shape[1])[None].expand_as(ids)
+            return self.model(ids, attention_mask=state.attention_mask, logits_at=at).logits.float().cpu()
+        positions = torch.arange(ids.shape[1], device=device)[None].expand_as(ids)
         kv, logits = self.model.encode_context(ids, positions, state.attention_mask, logits_at=at)
         g = state.context_index[:, None, :, None]
         state.context = [tuple(t.gather(2, g.expand(-1, t.shape[1], -1, t.shape[3])) for t in layer_kv)
                          for layer_kv in kv]
-        return logits.float()
+        return logits.float().cpu()
 
 
 class ForeignTokenizer(CodeTokenizer):
@@ -205,9 +213,11 @@ class MaskedLMBackend:
     @torch.inference_mode()
     def logits(self, state: Layout, canvas: torch.Tensor, slots: torch.Tensor | None = None) -> torch.Tensor:
         ids = state.input_ids.scatter(1, _canvas_positions(state, self.shifted), canvas)
-        out = self.model(input_ids=ids, attention_mask=state.attention_mask).logits
-        at = _pick(state.canvas_index, slots)
-        return out.gather(1, at[..., None].expand(-1, -1, out.shape[-1])).float()
+        device = self.model.device
+        attn = None if state.attention_mask is None else state.attention_mask.to(device)
+        out = self.model(input_ids=ids.to(device), attention_mask=attn).logits
+        at = _pick(state.canvas_index, slots).to(device)
+        return out.gather(1, at[..., None].expand(-1, -1, out.shape[-1])).float().cpu()
 
 
 @dataclass
@@ -247,6 +257,9 @@ class DiffusionGemmaBackend:
         self.banned_ids = sorted({tokenizer.mask_id, tokenizer.pad_id} - {tokenizer.eoi_id})
         self.vocab_size = model.config.text_config.vocab_size
         self.seed = seed
+        # ids the tokenizer does not know are never proposed (model.families.serving.FamilyTokenizer)
+        allowed = getattr(tokenizer, "allowed", None)
+        self._blocked = None if allowed is None else ~allowed()
 
     def prepare(self, prefixes, suffixes, length, cache=False, refresh=0) -> _GemmaState:
         gen = torch.Generator().manual_seed(self.seed)
@@ -256,7 +269,8 @@ class DiffusionGemmaBackend:
 
     @torch.inference_mode()
     def logits(self, state: _GemmaState, canvas: torch.Tensor, slots: torch.Tensor | None = None) -> torch.Tensor:
-        shown = torch.where(canvas == self.mask_id, state.noise[:, : canvas.shape[1]], canvas)
+        device = self.model.device
+        shown = torch.where(canvas == self.mask_id, state.noise[:, : canvas.shape[1]], canvas).to(device)
         if state.past is None:
             state.past = [None] * len(state.prompts)
         rows = []
@@ -264,11 +278,13 @@ class DiffusionGemmaBackend:
             if state.cache and state.past[i] is not None:
                 out = self.model(past_key_values=state.past[i], decoder_input_ids=shown[i : i + 1])
             else:
-                out = self.model(input_ids=torch.tensor([prompt]), decoder_input_ids=shown[i : i + 1])
+                out = self.model(input_ids=torch.tensor([prompt], device=device), decoder_input_ids=shown[i : i + 1])
                 if state.cache:
                     state.past[i] = out.past_key_values
             rows.append(out.logits[0])
-        out = torch.stack(rows).float()
+        out = torch.stack(rows).float().cpu()
+        if self._blocked is not None and self._blocked.shape[0] == out.shape[-1]:
+            out = out.masked_fill(self._blocked, -1e9)
         if slots is not None:
             out = out.gather(1, slots[..., None].expand(-1, -1, out.shape[-1]))
         return out
@@ -282,9 +298,11 @@ def _special_id(hf, names: tuple[str, ...]) -> int | None:
     return None
 
 
-def load_backend(kind: str, path: str | Path, trust_remote_code: bool = False):
-    """(backend, tokenizer) for a local checkpoint folder of a non-diffill model. Never downloads:
-    ``path`` must be a folder. Remote code runs only when ``trust_remote_code`` is given."""
+def load_backend(kind: str, path: str | Path, trust_remote_code: bool = False, device: str = "cpu",
+                 dtype: torch.dtype | None = None):
+    """(backend, tokenizer) for a local checkpoint folder of a non-diffill model, on ``device``
+    (``model.families.serving.resolve_device``). Never downloads: ``path`` must be a folder. Remote
+    code runs only when ``trust_remote_code`` is given; the families of ``model.families`` need none."""
     from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, AutoTokenizer
 
     from diffill.model.loading import ModelLoadError, quiet_loading
@@ -300,6 +318,10 @@ def load_backend(kind: str, path: str | Path, trust_remote_code: bool = False):
         raise ModelLoadError(f"corrupt config.json in {folder}: {e}") from e
     if not isinstance(config, dict):
         raise ModelLoadError(f"corrupt config.json in {folder}: not a JSON object")
+    if kind in ("dream", "llada", "open_dcoder"):
+        from diffill.model.families.serving import load_family
+
+        return load_family(kind, folder, device, dtype)
     if config.get("auto_map") and not trust_remote_code:
         raise ModelLoadError(f"{folder} needs its own code (auto_map in config.json); pass --trust-remote-code "
                              "if you trust it")
@@ -325,7 +347,18 @@ def load_backend(kind: str, path: str | Path, trust_remote_code: bool = False):
         mask = _special_id(hf, ("unk_token_id", "pad_token_id"))  # only a placeholder: the model never sees it
     if mask is None or eoi is None:
         raise ModelLoadError(f"{folder}: the tokenizer names no mask or end token")
-    tok = ForeignTokenizer(hf, mask, eoi, _special_id(hf, ("pad_token_id",)), _special_id(hf, ("bos_token_id", "cls_token_id")))
+    pad, bos = _special_id(hf, ("pad_token_id",)), _special_id(hf, ("bos_token_id", "cls_token_id"))
+    from diffill.model.families.serving import FamilyTokenizer, resolve_device
+
+    if kind == "diffusion_gemma":  # its vocabulary may hold ids past the tokenizer's length
+        tok = FamilyTokenizer(hf, mask, eoi, pad, bos, model.config.text_config.vocab_size)
+    else:
+        tok = ForeignTokenizer(hf, mask, eoi, pad, bos)
+
+    try:
+        model.to(resolve_device(device))
+    except ValueError as e:
+        raise ModelLoadError(str(e)) from e
     if kind == "diffusion_gemma":
         return DiffusionGemmaBackend(model, tok), tok
     shifted = bool(config.get("logits_shifted", config.get("model_type") in ("dream", "diffucoder")))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import math
 
-from diffill.precision import DTYPES
+from diffill.precision import DEVICES, DTYPES
 
 ADAPTER_HELP = ("LoRA adapter folder merged into the model, or 'none' for the bare base "
                 "(default: the shipped infill adapter, when it exists and fits the model)")
@@ -55,9 +55,13 @@ def add_adapter_option(parser: argparse.ArgumentParser) -> None:
 
 
 def add_dtype_option(parser: argparse.ArgumentParser) -> None:
+    """``--dtype`` and ``--device``: the model's precision and where it runs."""
     parser.add_argument("--dtype", default="auto", choices=DTYPES,
                         help="inference weights (default auto: bfloat16 where the CPU has native bf16 kernels, "
-                             "else float32)")
+                             "else float32; always bfloat16 on a GPU)")
+    parser.add_argument("--device", default="auto", choices=DEVICES,
+                        help="where the model runs (default auto: a CUDA GPU when there is one for the open "
+                             "families of docs/models.md; the shipped model stays on the CPU unless cuda is named)")
 
 
 def add_copy_option(parser: argparse.ArgumentParser) -> None:

@@ -27,9 +27,10 @@ def register(sub) -> None:
                    help="do not keep the infill syntactically valid (for comparison)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--trace", action="store_true", help="print the canvas after every denoising step")
-    p.add_argument("--backend", default="diffill",
-                   help="model kind: diffill (default), masked_lm (a transformers masked-LM folder, "
-                        "Dream/LLaDA with --trust-remote-code) or diffusion_gemma")
+    p.add_argument("--backend", default="auto",
+                   help="model kind (default auto: what the --model folder's config.json says): diffill, dream, "
+                        "llada, open_dcoder, diffusion_gemma (docs/models.md) or masked_lm (a transformers "
+                        "masked-LM folder; one that ships its own code needs --trust-remote-code)")
     p.add_argument("--trust-remote-code", action="store_true",
                    help="let a --model folder run its own Python code (off unless given)")
     p.add_argument("--full", action="store_true", help="print the whole file with the infill applied")

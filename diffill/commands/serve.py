@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from dataclasses import replace
 
-from diffill.commands.common import non_negative_int, path_text
+from diffill.commands.common import DEVICES, non_negative_int, path_text
 from diffill.errors import DiffillError
 
 
@@ -17,6 +18,8 @@ def register(sub) -> None:
                                                   "the client's diffill.model setting wins when set")
     p.add_argument("--threads", type=non_negative_int, default=0,
                    help="torch threads for the model (default 0: torch's choice)")
+    p.add_argument("--device", default="auto", choices=DEVICES,
+                   help="where the model runs (default auto); the client's diffill.device setting wins when set")
     p.add_argument("--log-file", default=None, help="write the server's log here (default: stderr)")
     p.set_defaults(run=run)
 
@@ -43,6 +46,7 @@ def run(args) -> int:
     from diffill.lsp_server.server import build_server
 
     server = build_server(model=args.model, threads=args.threads)
+    server.settings = replace(server.settings, device=args.device)
     if address:
         server.start_tcp(*address)
     else:
