@@ -1,4 +1,4 @@
-"""``python -m diffill.bench.passes --model DIR [--device cpu|cuda|auto]``: what one request costs a
+"""``diffill bench passes --model DIR [--device cpu|cuda|auto]``: what one request costs a
 model of a given shape, for shape-only checkpoints (``diffill init-model``) whose fills mean nothing.
 
 It fills the rest of a line in the middle of a source file twice (the first request, with the
@@ -9,12 +9,10 @@ context (``cache=True``). Prints one JSON object.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
 
-import torch
 
 SOURCE = Path(__file__).resolve().parents[1] / "postprocess.py"  # a file of a few hundred lines
 CANVAS = 16  # a one-line hole's budget
@@ -25,6 +23,8 @@ def _ms(since: float) -> float:
 
 
 def measure(model: str, device: str = "auto", threads: int = 2, repeats: int = 2) -> dict:
+    import torch
+
     from diffill.engine import Engine, EngineConfig, InfillRequest
     from diffill.model.context import encode_window
 
@@ -57,16 +57,6 @@ def measure(model: str, device: str = "auto", threads: int = 2, repeats: int = 2
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m diffill.bench.passes", description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", required=True, help="checkpoint folder")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
-    p.add_argument("--repeats", type=int, default=2, help="timings of each kind of pass (default 2)")
-    args = p.parse_args(argv)
+def run(args) -> int:
     print(json.dumps(measure(args.model, args.device, args.threads, args.repeats)))
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -6,17 +6,18 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from diffill.bench import abstain, lsp, refactor, report, speed, start, validity
+from diffill.bench import abstain, lsp, passes, refactor, report, speed, start, validity
 from diffill.commands.cluster import add_ray_option
 from diffill.commands.common import add_model_options, fraction, int_between, non_negative_int, path_text, positive_int
 from diffill.confidence import MIN_CONFIDENCE
+from diffill.precision import DEVICES
 from diffill.lsp_server.settings import MAX_TOKENS_LIMIT
 
 
 def register(sub) -> None:
-    p = sub.add_parser("bench", help="benchmarks (speed, start, validity, lsp, refactor, abstain, report)")
+    p = sub.add_parser("bench", help="benchmarks (speed, passes, start, validity, lsp, refactor, abstain, report)")
     bsub = p.add_subparsers(dest="bench_command", required=True)
-    for add in (_report, _speed, _start, _lsp, _validity, _refactor, _abstain):
+    for add in (_report, _speed, _passes, _start, _lsp, _validity, _refactor, _abstain):
         add(bsub)
 
 
@@ -61,6 +62,16 @@ def _speed(bsub) -> None:
                    help="one more pass of the default setting (threshold_cache) under cProfile: "
                         "where each request's time goes")
     p.set_defaults(run=speed.run)
+
+
+def _passes(bsub) -> None:
+    p = bsub.add_parser("passes", help="one request's cost and each kind of forward pass of a model shape "
+                                       "(shape-only checkpoints of diffill init-model)")
+    p.add_argument("--model", type=path_text, required=True, help="checkpoint folder")
+    p.add_argument("--device", default="auto", choices=DEVICES)
+    p.add_argument("--threads", type=positive_int, default=2, help="torch threads (default 2)")
+    p.add_argument("--repeats", type=positive_int, default=2, help="timings of each kind of pass (default 2)")
+    p.set_defaults(run=passes.run)
 
 
 def _start(bsub) -> None:
