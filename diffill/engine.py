@@ -26,7 +26,8 @@ from diffill.syntax import HoleGuard, Resample, ensure_valid, guard_for
 from diffill.words import typed_part
 from diffill.workspace import WorkspaceCopy
 from diffill.grammar.constraint import RowConstraints
-from diffill.model.backend import BACKENDS, DiffillBackend, load_backend
+from diffill.model.backend import BACKENDS, DiffillBackend
+from diffill.model.foreign import load_backend
 from diffill.model.families import detect_family
 from diffill.model.families.serving import DeviceError, resolve_device
 from diffill.model.beam import LINE_BEAM
@@ -261,7 +262,7 @@ class Engine:
         self.use_adapter(self.config.adapter)
 
     def _foreign_backend(self) -> None:
-        """Another diffusion LM through ``model.backend.load_backend`` (no adapters)."""
+        """Another diffusion LM through ``model.foreign.load_backend`` (no adapters)."""
         if self.config.backend not in BACKENDS:
             raise DiffillError(f"unknown backend {self.config.backend!r} (choose from {', '.join(BACKENDS)})")
         if not self.config.model:
@@ -515,7 +516,7 @@ class Engine:
             repository = self.workspace.without(req.path)
         return Copying.for_hole(self.tok, req.text[: req.start], req.text[req.end :],
                                 [*(self._neighbor(text) for text in req.neighbors), repository, self.library],
-                                self.backend.bos_id)
+                                self.tok.bos_id)
 
     def index_workspace(self, folders: list[str]) -> dict:
         """Copy from these folders' source files (diffill/workspace.py) where no workspace adapter

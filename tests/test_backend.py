@@ -10,7 +10,8 @@ import torch
 
 from diffill.engine import Engine, EngineConfig, InfillRequest
 from diffill.errors import DiffillError
-from diffill.model.backend import DiffillBackend, layout_rows, load_backend
+from diffill.model.backend import DiffillBackend, layout_rows
+from diffill.model.foreign import load_backend
 from conftest import SHIPPED
 from diffill.model.loading import ModelLoadError, load_checkpoint
 from diffill.model.decoders import Decoder

@@ -46,7 +46,7 @@ def run(args) -> int:
     from diffill.lsp_server.server import build_server
 
     server = build_server(model=args.model, threads=args.threads)
-    server.settings = replace(server.settings, device=args.device)
+    server.host.settings = replace(server.host.settings, device=args.device)
     if address:
         server.start_tcp(*address)
     else:

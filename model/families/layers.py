@@ -87,3 +87,15 @@ def pick_positions(hidden: torch.Tensor, logits_at: torch.Tensor | None) -> torc
     if logits_at is None:
         return hidden
     return hidden.gather(1, logits_at[..., None].expand(-1, -1, hidden.shape[-1]))
+
+
+def init_weights(module: nn.Module, std: float) -> None:
+    """Random initialisation of one module, as the published families initialise theirs."""
+    if isinstance(module, nn.Linear):
+        nn.init.normal_(module.weight, std=std)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.Embedding):
+        nn.init.normal_(module.weight, std=std)
+    elif isinstance(module, RMSNorm):
+        nn.init.ones_(module.weight)

@@ -14,7 +14,7 @@ from torch import nn
 from transformers import PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import MaskedLMOutput
 
-from diffill.model.families.layers import (RMSNorm, apply_rope, attend, key_mask_of, pick_positions, rope, swiglu,
+from diffill.model.families.layers import (RMSNorm, apply_rope, attend, init_weights, key_mask_of, pick_positions, rope, swiglu,
                                            with_past)
 
 
@@ -124,15 +124,7 @@ class LLaDAModelLM(PreTrainedModel):
         return self.model.transformer.wte
 
     def _init_weights(self, module):
-        std = self.config.init_std
-        if isinstance(module, nn.Linear):
-            nn.init.normal_(module.weight, std=std)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.Embedding):
-            nn.init.normal_(module.weight, std=std)
-        elif isinstance(module, RMSNorm):
-            nn.init.ones_(module.weight)
+        init_weights(module, self.config.init_std)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 position_ids: torch.Tensor | None = None, logits_at: torch.Tensor | None = None,

@@ -16,7 +16,7 @@ from torch import nn
 from transformers import PretrainedConfig, PreTrainedModel, Qwen2Config
 from transformers.modeling_outputs import MaskedLMOutput
 
-from diffill.model.families.layers import (RMSNorm, apply_rope, attend, key_mask_of, pick_positions, rope, swiglu,
+from diffill.model.families.layers import (RMSNorm, apply_rope, attend, init_weights, key_mask_of, pick_positions, rope, swiglu,
                                            with_past)
 
 
@@ -147,15 +147,7 @@ class _Qwen2Bidirectional(PreTrainedModel):
         return self.lm_head
 
     def _init_weights(self, module):
-        std = self.config.initializer_range
-        if isinstance(module, nn.Linear):
-            nn.init.normal_(module.weight, std=std)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.Embedding):
-            nn.init.normal_(module.weight, std=std)
-        elif isinstance(module, RMSNorm):
-            nn.init.ones_(module.weight)
+        init_weights(module, self.config.initializer_range)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 position_ids: torch.Tensor | None = None, logits_at: torch.Tensor | None = None,
