@@ -55,6 +55,7 @@ class EngineSpec:
     dtype: str = "auto"
     copy: bool = True
     library: str | None = "default"
+    device: str = "auto"  # cpu | cuda | auto, as --device
     threads: int = 0  # torch threads; 0: torch's default
 
     @classmethod

@@ -70,6 +70,16 @@ def snapshot(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+def test_the_workers_engine_spec_carries_the_commands_model_options():
+    from diffill.cli import build_parser
+    from diffill.distributed import EngineSpec
+
+    args = build_parser().parse_args(["refactor", "src", "--holes", "--device", "cpu", "--adapter", "none",
+                                      "--no-copy", "--ray"])
+    config = EngineSpec.from_args(args, threads=1).config()
+    assert (config.device, config.adapter, config.copy, config.threads) == ("cpu", "none", False, 1)
+
+
 def test_the_command_line_starts_without_importing_ray():
     code = "import sys; from diffill.cli import build_parser; build_parser(); print('ray' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
