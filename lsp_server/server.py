@@ -27,6 +27,7 @@ from pygls.lsp.server import LanguageServer
 from pygls.protocol import default_converter
 from pygls.uris import to_fs_path
 
+from diffill import __version__
 from diffill.errors import DiffillError
 from diffill.lsp_server.cache import Hole
 from diffill.lsp_server.documents import Document, DocumentStore
@@ -40,7 +41,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-VERSION = "0.1.0"
 INFILL_COMMAND = "diffill.infill"
 STATUS_COMMAND = "diffill.status"
 ACCEPTED_COMMAND = "diffill.accepted"  # run by the editor when ghost text is accepted
@@ -64,7 +64,7 @@ class DiffillServer(LanguageServer):
     """The protocol side: documents, positions and answers; the engine lives in ``host``."""
 
     def __init__(self, model: str | None = None, threads: int = 0):
-        super().__init__("diffill", VERSION, protocol_cls=DiffillProtocol,
+        super().__init__("diffill", __version__, protocol_cls=DiffillProtocol,
                          text_document_sync_kind=types.TextDocumentSyncKind.Incremental)
         self.docs = DocumentStore()
         self.host = EngineHost(self, self.workspace_folders, model=model, threads=threads)
