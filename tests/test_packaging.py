@@ -90,4 +90,5 @@ def test_the_installed_wheel_serves(installed, user_project):
     proc = subprocess.run([str(installed / "bin" / "diffill"), "serve", "--threads", "1"], cwd=user_project,
                           input=data, capture_output=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert b'"completionProvider"' in proc.stdout or b'"capabilities"' in proc.stdout
+    answer = json.loads(proc.stdout[proc.stdout.index(b"\r\n\r\n") + 4:].split(b"Content-Length")[0])
+    assert answer["id"] == 1 and "inlineCompletionProvider" in answer["result"]["capabilities"]

@@ -7,7 +7,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from diffill.distributed import EngineSpec, RayOptions
+    from diffill.distributed import EngineSpec
 
 def add_ray_option(p: argparse.ArgumentParser, verb: str) -> None:
     p.add_argument("--ray", nargs="?", const=FIND_CLUSTER, default=None, metavar="ADDRESS",
@@ -18,13 +18,6 @@ def add_ray_option(p: argparse.ArgumentParser, verb: str) -> None:
 
 
 FIND_CLUSTER = ""  # --ray without an address
-
-
-def ray_options(args: argparse.Namespace, workers: int | None = None) -> RayOptions | None:
-    """RayOptions from ``--ray`` (None without it); a clear error when Ray is not installed."""
-    from diffill.distributed import ray_options as from_flag
-
-    return from_flag(args.ray, workers)
 
 
 def engine_spec(args: argparse.Namespace, threads: int) -> EngineSpec:

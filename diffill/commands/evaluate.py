@@ -182,7 +182,8 @@ def register_humaneval(esub) -> None:
 def run_humaneval(args) -> int:
     from diffill.engine import Engine
     from diffill.errors import DiffillError
-    from diffill.commands.cluster import engine_spec, ray_options
+    from diffill.commands.cluster import engine_spec
+    from diffill.distributed import ray_options
     from diffill.humaneval import HumanEvalConfig, load_problems, run_humaneval, run_humaneval_on_ray, write_samples
 
     if args.limit is not None and args.limit < 1:
@@ -191,7 +192,7 @@ def run_humaneval(args) -> int:
         raise DiffillError("--max-tokens must be between 1 and 1024")
     if args.samples and not Path(args.samples).resolve().parent.is_dir():
         raise DiffillError(f"no folder for the samples file: {Path(args.samples).parent}")
-    ray = ray_options(args, workers=args.workers)
+    ray = ray_options(args.ray, workers=args.workers)
     problems = load_problems(args.path, args.limit)
     config = HumanEvalConfig(max_tokens=args.max_tokens)
     if ray is not None:

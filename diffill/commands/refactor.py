@@ -71,13 +71,14 @@ def parse_langs(values: list[list[str]] | None) -> set[str] | None:
 
 def run(args) -> int:
     from diffill.refactor import FileFilter, RefactorConfig, run_refactor
+    from diffill.distributed import ray_options
     from diffill.refactor.report import summary_table, unified_diff
 
     if args.model is not None and not os.path.isdir(args.model):
         raise DiffillError(f"no such model folder: {args.model}")
     if args.jobs is not None and args.jobs < 1:
         raise DiffillError("--jobs and the batch size must be at least 1")
-    ray = cluster.ray_options(args, workers=args.jobs)
+    ray = ray_options(args.ray, workers=args.jobs)
     jobs = args.jobs or 1
     filt = FileFilter(langs=parse_langs(args.lang), include=args.include, exclude=args.exclude,
                       gitignore=not args.no_gitignore)
