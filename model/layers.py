@@ -1,7 +1,8 @@
 """The diffill network in plain torch: a bidirectional Llama-style transformer for masked diffusion.
 
 RoPE, RMSNorm, SwiGLU, ``scaled_dot_product_attention`` with no causal mask, tied input and
-output embeddings. Logits are computed only where asked (``logits_at``): with an 8k vocabulary
+output embeddings. With ``causal`` set in its config the same network attends only to earlier
+positions: the autoregressive fill-in-the-middle peer of the same size (``model.peer``). Logits are computed only where asked (``logits_at``): with an 8k vocabulary
 the output projection is about half the FLOPs of a small model.
 
 Two paths for the sampler:
@@ -54,6 +55,8 @@ class NetworkConfig:
     prefix_tokens: int = 112
     suffix_tokens: int = 48
     tie_word_embeddings: bool = True
+    # attend only to earlier positions (an autoregressive model) rather than to the whole row
+    causal: bool = False
 
     @classmethod
     def from_dict(cls, data: dict) -> NetworkConfig:
@@ -155,6 +158,16 @@ def _key_mask(attention_mask: torch.Tensor | None, extra: int = 0) -> torch.Tens
     return attention_mask.bool()[:, None, None, :]
 
 
+def _causal_mask(attention_mask: torch.Tensor | None, length: int, past: int, device) -> torch.Tensor:
+    """Boolean SDPA mask (B or 1, 1, length, past + length): query i (at position past + i) sees the
+    ``past`` cached keys and its own row up to itself, and no padding key."""
+    keys = torch.arange(past + length, device=device)
+    mask = (keys[None, :] <= past + torch.arange(length, device=device)[:, None])[None, None]
+    if attention_mask is not None:
+        mask = mask & attention_mask.bool()[:, None, None, :]
+    return mask
+
+
 class NetworkMethods:
     """What the plain network and the transformers model share (``_build`` makes the modules)."""
 
@@ -212,7 +225,10 @@ class NetworkMethods:
         a plain CE loss."""
         x = self.embed_tokens(input_ids)
         cos, sin = rope_cos_sin(self._positions(input_ids, position_ids), self.head_dim, self.config.rope_theta)
-        mask = _key_mask(attention_mask)
+        if getattr(self.config, "causal", False):
+            mask = _causal_mask(attention_mask, input_ids.shape[1], 0, input_ids.device)
+        else:
+            mask = _key_mask(attention_mask)
         for layer in self.layers:
             x, _ = layer(x, cos, sin, mask)
         logits = self._logits(x, logits_at)
@@ -284,7 +300,27 @@ class NetworkMethods:
             x, _ = layer(x, cos, sin, mask, kv)
         return self._logits(x, logits_at)
 
-
+    @torch.inference_mode()
+    def forward_causal(self, input_ids: torch.Tensor, past: list[KV] | None = None) -> tuple[torch.Tensor, list[KV]]:
+        """A causal network's incremental pass: the logits at the last of ``input_ids`` (B, V), which
+        go on after the ``past`` keys and values (those of every earlier position), and the keys
+        and values of all positions so far (the prompt in one call, then one call per new token)."""
+        if not getattr(self.config, "causal", False):
+            raise ValueError("forward_causal needs a causal network (config.causal)")
+        done = 0 if past is None else past[0][0].shape[2]
+        t = input_ids.shape[1]
+        positions = torch.arange(done, done + t, device=input_ids.device)[None].expand_as(input_ids)
+        cos, sin = rope_cos_sin(positions, self.head_dim, self.config.rope_theta)
+        mask = _causal_mask(None, t, done, input_ids.device) if t > 1 else None  # one query sees everything
+        x = self.embed_tokens(input_ids)
+        cache = []
+        for i, layer in enumerate(self.layers):
+            context = None if past is None else past[i]
+            x, (k, v) = layer(x, cos, sin, mask, context)
+            if context is not None:
+                k, v = torch.cat([context[0], k], dim=2), torch.cat([context[1], v], dim=2)
+            cache.append((k, v))
+        return self._logits(x[:, -1], None), cache
 
 
 class Output(NamedTuple):

@@ -9,6 +9,9 @@ them: no <eoi> visible while content is masked, and a share masked left to right
 ``context_mask_rate`` r > 0 an infill sequence's prefix and suffix are noised too, each token masked
 with probability r * t and weighted 1/t (MDLM's weight for a position whose schedule masks it at
 rate r * t), so each counts r times as much as a canvas slot in expectation.
+
+``kind = "causal"`` trains the autoregressive peer instead (``model.fim``): the same holes
+(``draw_hole``), laid out as fill-in-the-middle rows, with next-token loss everywhere.
 """
 
 from __future__ import annotations
@@ -52,8 +55,15 @@ class MiddleMix:
         return names, p / p.sum()
 
 
+KINDS = ("diffusion", "causal")
+
+
 @dataclass
 class ObjectiveConfig:
+    # "diffusion": masked diffusion (this module); "causal": next-token loss on fill-in-the-middle
+    # rows (model.fim), for a network with ``causal`` set
+    kind: str = "diffusion"
+    spm_fraction: float = 0.5  # causal: share of infill rows laid out suffix first (SPM)
     window: Window = field(default_factory=Window)
     plain_fraction: float = 0.5  # dense signal: every token of a plain window is eligible
     plain_length: int = 128
@@ -127,9 +137,30 @@ def canvas_size(n_middle: int, rng: np.random.Generator, max_pad: int) -> int:
     return n_middle + int(rng.integers(0, max_pad + 1))
 
 
+@dataclass
+class Hole:
+    prefix: list[int]  # the window's prefix and suffix tokens, as inference reads them
+    middle: list[int]
+    suffix: list[int]
+
+
 def infill_example(text: str, tok: CodeTokenizer, rng: np.random.Generator, cfg: ObjectiveConfig,
                    kind: str | None = None, excerpt_chars: int = 3000) -> Example | None:
     """An infill sequence from a random excerpt of ``text`` (one file)."""
+    hole = draw_hole(text, tok, rng, cfg, kind, excerpt_chars)
+    if hole is None:
+        return None
+    prefix, middle, suffix = hole.prefix, hole.middle, hole.suffix
+    slots = min(MAX_CANVAS, canvas_size(len(middle), rng, cfg.max_eoi_pad))
+    canvas = middle + [tok.eoi_id] * (slots - len(middle))
+    ids = prefix + canvas + suffix
+    eligible = [False] * len(prefix) + [True] * len(canvas) + [False] * len(suffix)
+    return Example(ids, eligible, canvas=True)
+
+
+def draw_hole(text: str, tok: CodeTokenizer, rng: np.random.Generator, cfg: ObjectiveConfig,
+              kind: str | None = None, excerpt_chars: int = 3000) -> Hole | None:
+    """A middle of the mix's kinds in a random excerpt of ``text`` (one file), with its window."""
     whole, a = text, 0
     if len(text) > excerpt_chars:  # parse and split a window, not a whole large file
         a = int(rng.integers(0, len(text) - excerpt_chars))
@@ -149,11 +180,7 @@ def infill_example(text: str, tok: CodeTokenizer, rng: np.random.Generator, cfg:
         prefix, suffix = encode_window(tok, whole[: a + start], whole[a + end :], cfg.window)
     else:
         prefix, suffix = encode_window(tok, text[:start], text[end:], cfg.window)
-    slots = min(MAX_CANVAS, canvas_size(len(middle), rng, cfg.max_eoi_pad))
-    canvas = middle + [tok.eoi_id] * (slots - len(middle))
-    ids = prefix + canvas + suffix
-    eligible = [False] * len(prefix) + [True] * len(canvas) + [False] * len(suffix)
-    return Example(ids, eligible, canvas=True)
+    return Hole(prefix, middle, suffix)
 
 
 def plain_example(tokens: np.ndarray, rng: np.random.Generator, length: int) -> Example:
@@ -255,7 +282,7 @@ def _mask_canvas(i: int, targets: np.ndarray, eligible: np.ndarray, masked: np.n
         weights[i, pads] = 1.0 / (p_any + (1.0 - p_any) * t)
 
 
-def _quantized_selection(batch: Batch, quantum: int = 4 * SHAPE_QUANTUM) -> torch.Tensor:
+def quantized_selection(batch: Batch, quantum: int = 4 * SHAPE_QUANTUM) -> torch.Tensor:
     """The masked positions plus a few unmasked ones, so the number of logit rows is a multiple
     of ``quantum`` (CPU kernels cache one plan per shape; arbitrary counts grow memory)."""
     sel = batch.masked.clone()
@@ -268,7 +295,7 @@ def _quantized_selection(batch: Batch, quantum: int = 4 * SHAPE_QUANTUM) -> torc
 
 def diffusion_loss(model, batch: Batch) -> tuple[torch.Tensor, dict]:
     """sum over masked positions of CE / t, divided by the number of eligible positions."""
-    sel = _quantized_selection(batch)
+    sel = quantized_selection(batch)
     logits = model(batch.input_ids, attention_mask=batch.attention_mask, logits_at=sel).logits
     targets = batch.targets[sel]
     weights = (batch.weights * batch.masked)[sel]  # padding rows weigh nothing

@@ -1,4 +1,6 @@
 """Pretraining loop: masked diffusion on plain and infill sequences, resumable, with accelerate.
+With ``objective.kind = "causal"`` the same loop trains a causal network on fill-in-the-middle
+rows (``model.fim``), the autoregressive peer; it may start from the diffusion weights.
 
 Batches are a pure function of (seed, step), so a run killed and resumed at step N sees exactly
 the data it would have seen. Checkpoints (model, optimizer state, step) are safetensors + JSON,
@@ -26,9 +28,11 @@ from tqdm import tqdm
 from diffill.model.configuration import DiffillConfig
 from diffill.model.context import set_window, window_of
 from diffill.model.corpus import load_texts, load_tokens
+from diffill.model.fim import causal_batch, causal_example, causal_loss
 from diffill.model.grow import grow_model
 from diffill.model.network import DiffillForMaskedLM
-from diffill.model.objective import ObjectiveConfig, diffusion_loss, infill_example, noise_batch, plain_example
+from diffill.model.objective import (KINDS, ObjectiveConfig, diffusion_loss, infill_example, noise_batch,
+                                     plain_example)
 from diffill.model.runs import COOLDOWN, STATE, state_of
 from diffill.model.tokenizer import CodeTokenizer, load_tokenizer
 
@@ -78,6 +82,8 @@ SCHEDULES = ("cosine", "wsd")
 
 
 def check_schedule(cfg: TrainConfig) -> None:
+    if cfg.objective.kind not in KINDS:
+        raise ValueError(f"unknown objective kind {cfg.objective.kind!r}; choose one of {', '.join(KINDS)}")
     if cfg.schedule not in SCHEDULES:
         raise ValueError(f"unknown schedule {cfg.schedule!r}; choose one of {', '.join(SCHEDULES)}")
     if cfg.schedule == "wsd" and not cfg.schedule_start + cfg.warmup_steps <= cfg.decay_start < cfg.total_steps:
@@ -138,15 +144,17 @@ class Data:
     def batch(self, step: int):
         rng = np.random.default_rng([self.cfg.seed, step])
         obj = self.cfg.objective
+        causal = obj.kind == "causal"
         examples = []
         while len(examples) < self.cfg.batch_size:
             if rng.random() < obj.plain_fraction:
                 examples.append(plain_example(self.tokens, rng, obj.plain_length))
                 continue
-            ex = infill_example(self.files[rng.choice(len(self.files), p=self.weights)], self.tok, rng, obj)
+            text = self.files[rng.choice(len(self.files), p=self.weights)]
+            ex = causal_example(text, self.tok, rng, obj) if causal else infill_example(text, self.tok, rng, obj)
             if ex is not None:
                 examples.append(ex)
-        return noise_batch(examples, self.tok, rng, objective=obj)
+        return causal_batch(examples, self.tok) if causal else noise_batch(examples, self.tok, rng, objective=obj)
 
 
 def make_optimizers(model, cfg: TrainConfig) -> list[torch.optim.Optimizer]:
@@ -337,6 +345,7 @@ def _starting_model(out: Path, cfg: TrainConfig, tok: CodeTokenizer, state: dict
         model = DiffillForMaskedLM(mcfg)
     fresh_optimizer = src is None or (cfg.reset_optimizer and state["step"] == cfg.schedule_start)
     model = _grown(model, cfg.layers, fresh_optimizer)
+    _set_attention(model, cfg)
     # the window this run trains with is the one the model reads at inference (model.context.window_of)
     start = src if src is not None else init
     was, now = window_of(model.config), cfg.objective.window
@@ -346,6 +355,17 @@ def _starting_model(out: Path, cfg: TrainConfig, tok: CodeTokenizer, state: dict
                     now.prefix_tokens, now.suffix_tokens)
     set_window(model.config, now)
     return model, fresh_optimizer
+
+
+def _set_attention(model: DiffillForMaskedLM, cfg: TrainConfig) -> None:
+    """A run's ``model.causal`` setting applies to the weights it goes on from too (the diffusion
+    weights become the causal peer's start); the objective must fit the attention."""
+    if "causal" in cfg.model:
+        model.config.causal = bool(cfg.model["causal"])
+    causal = bool(getattr(model.config, "causal", False))
+    if causal != (cfg.objective.kind == "causal"):
+        raise ValueError(f"objective kind {cfg.objective.kind!r} needs a network with causal "
+                         f"{'false' if causal else 'true'} (set model.causal)")
 
 
 class _Run:
@@ -386,7 +406,7 @@ class _Run:
                 break
             rec = self.step(next(stream))
             bar.update(1)
-            bar.set_postfix(loss=f"{rec['loss']:.3f}", acc=f"{rec['masked_acc']:.3f}")
+            bar.set_postfix(loss=f"{rec['loss']:.3f}", acc=f"{rec.get('masked_acc', rec.get('next_acc', 0.0)):.3f}")
             at_trunk_end = cfg.schedule == "wsd" and state["step"] == cfg.decay_start
             if at_trunk_end or time.time() - last_ckpt > cfg.checkpoint_minutes * 60:
                 self.logf.flush()
@@ -411,7 +431,7 @@ class _Run:
             for g in optimizer.param_groups:
                 g["lr"] = lr
         with accel.autocast():
-            loss, stats = diffusion_loss(model, batch)
+            loss, stats = (causal_loss if cfg.objective.kind == "causal" else diffusion_loss)(model, batch)
         accel.backward(loss)
         gnorm = accel.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         for optimizer in self.optimizers:

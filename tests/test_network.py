@@ -61,6 +61,57 @@ def test_attention_is_bidirectional():
     assert not torch.allclose(m(ids).logits[0, 0], m(other).logits[0, 0])
 
 
+def _causal(seed=0):
+    torch.manual_seed(seed)
+    return DiffillForMaskedLM(DiffillConfig(**CFG, causal=True)).eval()
+
+
+def test_a_causal_network_reads_only_earlier_positions():
+    m = _causal()
+    ids = torch.randint(4, 300, (2, 12))
+    later = ids.clone()
+    later[:, 7:] = (ids[:, 7:] + 1) % 300
+    a, b = m(ids).logits, m(later).logits
+    torch.testing.assert_close(a[:, :7], b[:, :7])
+    assert not torch.allclose(a[:, 7:], b[:, 7:])
+
+
+def test_a_causal_network_with_padding_keeps_its_real_positions():
+    m = _causal()
+    ids = torch.randint(4, 300, (1, 9))
+    padded = torch.cat([ids, torch.zeros((1, 5), dtype=torch.long)], 1)
+    attn = torch.cat([torch.ones((1, 9)), torch.zeros((1, 5))], 1).long()
+    torch.testing.assert_close(m(padded, attention_mask=attn).logits[:, :9], m(ids).logits, atol=1e-5, rtol=1e-4)
+
+
+def test_causal_is_saved_and_read_by_both_networks(tmp_path):
+    from diffill.model.layers import DiffillNetwork, NetworkConfig
+
+    m = _causal()
+    m.save_pretrained(str(tmp_path))
+    assert DiffillForMaskedLM.from_pretrained(str(tmp_path)).config.causal
+    import json
+
+    plain = DiffillNetwork(NetworkConfig.from_dict(json.loads((tmp_path / "config.json").read_text())))
+    plain.load_state_dict(m.state_dict())
+    ids = torch.randint(4, 300, (1, 10))
+    torch.testing.assert_close(plain(ids).logits, m(ids).logits)
+    assert not NetworkConfig().causal and not DiffillConfig().causal
+
+
+def test_incremental_causal_passes_give_the_whole_row_logits():
+    m = _causal()
+    ids = torch.randint(4, 300, (1, 11))
+    full = m(ids).logits[0]
+    logits, cache = m.forward_causal(ids[:, :6])
+    torch.testing.assert_close(logits[0], full[5], atol=1e-5, rtol=1e-4)
+    for i in range(6, 11):
+        logits, cache = m.forward_causal(ids[:, i : i + 1], cache)
+        torch.testing.assert_close(logits[0], full[i], atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="causal"):
+        _model().forward_causal(ids)
+
+
 def test_logits_at_selects_rows_of_the_full_output():
     m = _model()
     ids = torch.randint(4, 300, (2, 12))

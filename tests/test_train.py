@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -339,3 +340,46 @@ def test_every_recipe_window_fits_the_positions_the_model_has(recipe):
     positions = cfg.model.get("max_position_embeddings", DiffillConfig().max_position_embeddings)
     assert w.prefix_tokens + 1 + MAX_CANVAS + w.suffix_tokens <= positions
     assert cfg.objective.plain_length <= positions
+
+
+def _causal_cfg(**kw):
+    cfg = dataclasses.replace(_cfg(), model={**TINY, "causal": True}, lr=3e-3, **kw)
+    cfg.objective.kind = "causal"
+    return cfg
+
+
+def test_a_causal_run_lowers_its_next_token_loss(tiny_corpus, tmp_path):
+    cfg = _causal_cfg(seed=3, warmup_steps=1)
+    cfg.objective.plain_fraction = 1.0  # the same kind of row every step, so the losses compare
+    train(tiny_corpus, tmp_path / "c", cfg, steps=12, progress=False)
+    log = [json.loads(line) for line in (tmp_path / "c" / "log.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in log if "loss" in r]
+    assert len(losses) == 12 and all(np.isfinite(losses))
+    assert np.mean(losses[-3:]) < np.mean(losses[:3])
+    assert json.loads((tmp_path / "c" / "checkpoint" / "config.json").read_text())["causal"] is True
+
+
+def test_a_causal_run_starts_from_diffusion_weights_and_resumes_exactly(tiny_corpus, tiny_checkpoint, tmp_path):
+    straight = train(tiny_corpus, tmp_path / "a", _causal_cfg(), steps=3, init=tiny_checkpoint, progress=False)
+    train(tiny_corpus, tmp_path / "b", _causal_cfg(), steps=2, init=tiny_checkpoint, progress=False)
+    resumed = train(tiny_corpus, tmp_path / "b", _causal_cfg(), steps=1, resume=True, progress=False)
+    assert straight["step"] == resumed["step"] == 3
+    wa = load_file(str(tmp_path / "a" / "checkpoint" / "model.safetensors"))
+    wb = load_file(str(tmp_path / "b" / "checkpoint" / "model.safetensors"))
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], atol=1e-5, rtol=1e-4)
+    assert json.loads((tmp_path / "b" / "checkpoint" / "config.json").read_text())["causal"] is True
+
+
+def test_the_objective_must_fit_the_attention(tiny_corpus, tiny_checkpoint, tmp_path):
+    diffusion_on_causal = dataclasses.replace(_cfg(), model={**TINY, "causal": True})
+    with pytest.raises(ValueError, match="causal"):
+        train(tiny_corpus, tmp_path / "x", diffusion_on_causal, steps=1, progress=False)
+    causal_on_bidirectional = _causal_cfg()
+    causal_on_bidirectional.model = dict(TINY)
+    with pytest.raises(ValueError, match="causal"):
+        train(tiny_corpus, tmp_path / "y", causal_on_bidirectional, steps=1, init=tiny_checkpoint, progress=False)
+    unknown = _causal_cfg()
+    unknown.objective.kind = "autoregressive"
+    with pytest.raises(ValueError, match="objective kind"):
+        train(tiny_corpus, tmp_path / "z", unknown, steps=1, progress=False)

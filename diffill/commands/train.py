@@ -95,6 +95,7 @@ def run(args) -> int:
     held = [f.text for f in load_texts(corpus, "heldout")]
 
     def evaluate(model, tok):
+        # (a causal model is judged by `diffill bench peer`, not by the diffusion sampler)
         # threshold decoding, the model alone (no copying), as every point of the learning curve was measured
         return heldout_figures(model, tok, held, cases=args.eval_cases, sampler_cfg=line_sampler(0),
                                copy=False) if held else {}
@@ -105,7 +106,7 @@ def run(args) -> int:
     try:
         state = train(corpus, Path(args.out), cfg, minutes=args.minutes, steps=args.steps,
                       until_step=args.until_step, resume=args.resume, init=init,
-                      evaluate=evaluate if args.eval_cases > 0 else None)
+                      evaluate=evaluate if args.eval_cases > 0 and cfg.objective.kind != "causal" else None)
     except ValueError as e:  # a schedule or a corpus that does not fit the run
         raise DiffillError(str(e)) from None
     print(json.dumps(state))
