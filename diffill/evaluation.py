@@ -175,6 +175,21 @@ def line_infill(backend, tok: CodeTokenizer, cases: list[LineCase], sampler_cfg:
             "tokens_per_forward": tokens / max(1, passes)}
 
 
+def peer_line_infill(model, tok: CodeTokenizer, cases: list[LineCase]) -> dict:
+    """Exact match of ``cases`` filled by a causal checkpoint's greedy fill-in-the-middle
+    (``model.peer``), from its own window, and its forward passes a hole."""
+    from diffill.model.peer import PeerCompleter
+
+    completer = PeerCompleter(model, tok)
+    exact = passes = 0
+    for c in cases:
+        fill = completer.fill(c.prefix, c.suffix, LINE_BUDGET)
+        exact += fill.text.strip() == c.target.strip()
+        passes += fill.forward_passes
+    n = max(1, len(cases))
+    return {"line_infill_exact_match": exact / n, "forward_passes": passes / n, "cases": len(cases)}
+
+
 def engine_line_infill(engine, cases: list[LineCase], language: str = "python", batch: int = 32) -> dict:
     """Exact match and one-line overrun rate of ``cases`` filled through ``engine.infill_many`` as an
     editor's one-line completion is: with the syntax constraint, the latency bound and

@@ -65,6 +65,22 @@ def tiny_checkpoint(tiny_corpus, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_causal_checkpoint(tiny_checkpoint, tmp_path_factory) -> Path:
+    """The tiny checkpoint's shape and tokenizer with causal attention, randomly initialised."""
+    from diffill.model.configuration import DiffillConfig
+    from diffill.model.network import DiffillForMaskedLM
+    from diffill.model.tokenizer import load_tokenizer
+
+    torch.manual_seed(1)
+    cfg = DiffillConfig.from_pretrained(str(tiny_checkpoint))
+    cfg.causal = True
+    out = tmp_path_factory.mktemp("causal")
+    DiffillForMaskedLM(cfg).save_pretrained(str(out))
+    load_tokenizer(tiny_checkpoint).save_pretrained(str(out))
+    return out
+
+
+@pytest.fixture(scope="session")
 def narrow_checkpoint(tiny_checkpoint, tmp_path_factory) -> Path:
     """The tiny checkpoint with a config that says it was trained with a 6 + 3-token context window."""
     import json

@@ -103,3 +103,19 @@ def test_a_folder_of_sources_has_no_training_split_to_leave_twins_out_by(tiny_so
 
     split = heldout_split(tiny_sources)
     assert split.texts == heldout_texts(tiny_sources) and split.left_out_files == 0 and split.rule is None
+
+
+def test_the_peer_fills_held_out_lines_greedily_from_its_own_window(tiny_causal_checkpoint, tiny_sources):
+    from diffill.evaluation import LINE_BUDGET, peer_line_infill
+    from diffill.model.loading import load_network
+    from diffill.model.peer import PeerCompleter
+
+    texts = [p.read_text() for p in sorted(tiny_sources.glob("*.py"))]
+    cases = line_cases(texts, 4, seed=0)
+    model, tok = load_network(tiny_causal_checkpoint)
+    figures = peer_line_infill(model, tok, cases)
+    fills = [PeerCompleter(model, tok).fill(c.prefix, c.suffix, LINE_BUDGET) for c in cases]
+    assert figures["cases"] == 4
+    assert figures["line_infill_exact_match"] == sum(f.text.strip() == c.target.strip()
+                                                     for f, c in zip(fills, cases)) / 4
+    assert figures["forward_passes"] == sum(f.forward_passes for f in fills) / 4 >= 1

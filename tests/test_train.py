@@ -383,3 +383,16 @@ def test_the_objective_must_fit_the_attention(tiny_corpus, tiny_checkpoint, tmp_
     unknown.objective.kind = "autoregressive"
     with pytest.raises(ValueError, match="objective kind"):
         train(tiny_corpus, tmp_path / "z", unknown, steps=1, progress=False)
+
+
+def test_a_causal_run_is_set_up_from_the_command_line(tiny_corpus, tmp_path):
+    from diffill.cli import main
+
+    out = tmp_path / "peer"
+    args = ["train", "--corpus", str(tiny_corpus), "--out", str(out), "--steps", "1",
+            "--set", "batch_size=2", "--set", "eval_minutes=1e9", "--set", "model.causal=true",
+            "--set", "objective.kind=causal"]
+    args += [x for k, v in TINY.items() for x in ("--set", f"model.{k}={v}")]
+    assert main(args) == 0
+    assert json.loads((out / "checkpoint" / "config.json").read_text())["causal"] is True
+    assert json.loads((out / "train_config.json").read_text())["objective"]["kind"] == "causal"

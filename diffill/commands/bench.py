@@ -6,18 +6,20 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from diffill.bench import abstain, lsp, passes, refactor, report, speed, start, validity
+from diffill.bench import abstain, lsp, passes, peer, refactor, report, speed, start, validity
 from diffill.commands.cluster import add_ray_option
 from diffill.commands.common import add_model_options, fraction, int_between, non_negative_int, path_text, positive_int
+from diffill.commands.evaluate import add_near_twins_option
 from diffill.confidence import MIN_CONFIDENCE
 from diffill.precision import DEVICES
 from diffill.lsp_server.settings import MAX_TOKENS_LIMIT
 
 
 def register(sub) -> None:
-    p = sub.add_parser("bench", help="benchmarks (speed, passes, start, validity, lsp, refactor, abstain, report)")
+    p = sub.add_parser("bench", help="benchmarks (speed, passes, start, validity, lsp, refactor, abstain, peer, "
+                                     "report)")
     bsub = p.add_subparsers(dest="bench_command", required=True)
-    for add in (_report, _speed, _passes, _start, _lsp, _validity, _refactor, _abstain):
+    for add in (_report, _speed, _passes, _start, _lsp, _validity, _refactor, _abstain, _peer):
         add(bsub)
 
 
@@ -141,6 +143,29 @@ def _abstain(bsub) -> None:
     add_model_options(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=abstain.run)
+
+
+def _peer(bsub) -> None:
+    p = bsub.add_parser("peer", help="the diffusion model against its autoregressive peer of the same size, "
+                                     "on the same holes")
+    p.add_argument("--peer", type=path_text, required=True, metavar="PATH",
+                   help="the causal checkpoint (trained with model/recipes/peer/causal-from-base.json)")
+    p.add_argument("--cases", type=non_negative_int, default=200,
+                   help="held-out one-line holes (default 200; 0: HumanEval only)")
+    p.add_argument("--corpus", default=None,
+                   help="draw the holes from this corpus's held-out split, near-twins of training files left out "
+                        "(default: the held-out split of this machine's Python sources)")
+    add_near_twins_option(p)
+    p.add_argument("--humaneval-file", type=path_text, default=None, metavar="PATH",
+                   help="HumanEval problems (.jsonl or .jsonl.gz, as `diffill eval humaneval-infill` reads them): "
+                        "also run its single-line tasks, sandboxed")
+    p.add_argument("--humaneval", type=positive_int, default=100, metavar="N",
+                   help="with --humaneval-file: its first N single-line tasks (default 100)")
+    p.add_argument("--threads", type=positive_int, default=2, help="torch threads (default 2)")
+    p.add_argument("--seed", type=non_negative_int, default=0)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_model_options(p)
+    p.set_defaults(run=peer.run)
 
 
 def _subset_of(choices, what: str):

@@ -79,7 +79,7 @@ def _with_field(obj, parts: list[str], value, key: str):
 
 def run(args) -> int:
     from diffill.errors import DiffillError
-    from diffill.evaluation import heldout_figures, line_sampler
+    from diffill.evaluation import heldout_figures, line_cases, line_sampler, peer_line_infill
     from diffill.model.corpus import load_texts
     from diffill.model.train import TrainConfig, train
 
@@ -95,10 +95,12 @@ def run(args) -> int:
     held = [f.text for f in load_texts(corpus, "heldout")]
 
     def evaluate(model, tok):
-        # (a causal model is judged by `diffill bench peer`, not by the diffusion sampler)
+        if not held:
+            return {}
+        if cfg.objective.kind == "causal":  # the autoregressive peer fills the same lines greedily
+            return peer_line_infill(model, tok, line_cases(held, args.eval_cases, 0))
         # threshold decoding, the model alone (no copying), as every point of the learning curve was measured
-        return heldout_figures(model, tok, held, cases=args.eval_cases, sampler_cfg=line_sampler(0),
-                               copy=False) if held else {}
+        return heldout_figures(model, tok, held, cases=args.eval_cases, sampler_cfg=line_sampler(0), copy=False)
 
     init = Path(args.init) if args.init else None
     if init is not None and not (init / "config.json").is_file():
@@ -106,7 +108,7 @@ def run(args) -> int:
     try:
         state = train(corpus, Path(args.out), cfg, minutes=args.minutes, steps=args.steps,
                       until_step=args.until_step, resume=args.resume, init=init,
-                      evaluate=evaluate if args.eval_cases > 0 and cfg.objective.kind != "causal" else None)
+                      evaluate=evaluate if args.eval_cases > 0 else None)
     except ValueError as e:  # a schedule or a corpus that does not fit the run
         raise DiffillError(str(e)) from None
     print(json.dumps(state))
