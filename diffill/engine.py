@@ -246,6 +246,9 @@ class Engine:
             if device.type == "cuda":
                 self.dtype = "bfloat16"
             self.model, self.tok = load_network(self.config.model, dtype=getattr(torch, self.dtype))
+            if getattr(self.model.config, "causal", False):  # the denoising sampler needs the whole row
+                raise ModelLoadError(f"{self.config.model} is a causal (autoregressive) checkpoint, not a diffusion "
+                                     "model; compare it with `diffill bench peer --peer` instead")
         except (ModelLoadError, DeviceError) as e:
             raise DiffillError(str(e)) from e
         self.model.to(device)

@@ -176,3 +176,11 @@ def test_alternatives_are_distinct_valid_one_line_fills(shipped_engine):
     assert all("\n" not in a and checker.is_valid(a) for a in r.alternatives)
     multi = shipped_engine.infill(InfillRequest(text, pos, pos, multiline=True, language="python"))
     assert multi.alternatives == []
+
+
+def test_a_causal_checkpoint_is_refused_with_a_clear_error(tiny_causal_checkpoint):
+    from diffill.engine import Engine, EngineConfig
+    from diffill.errors import DiffillError
+
+    with pytest.raises(DiffillError, match="causal"):
+        Engine(EngineConfig(model=str(tiny_causal_checkpoint), adapter="none"))
