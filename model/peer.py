@@ -41,6 +41,7 @@ class PeerCompleter:
         from diffill.model.loading import load_network
 
         model, tok = load_network(path, dtype=dtype)
+        model.fuse_projections()  # as the engine serves the diffusion model, so latencies compare
         return cls(model, tok)
 
     def prompt(self, prefix: str, suffix: str) -> list[int]:
