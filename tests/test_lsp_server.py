@@ -12,6 +12,7 @@ import inspect
 import json
 import os
 import random
+import shutil
 import sys
 import uuid
 from pathlib import Path
@@ -378,6 +379,34 @@ async def test_disabled_language_gets_nothing_without_a_model_call(client):
         assert (await status(client))["counters"]["model_calls"] == before
     finally:
         await configure(client, languages=None)
+
+
+async def test_a_language_the_model_was_not_trained_on_gets_nothing_and_a_log_line_once(tiny_checkpoint, tmp_path):
+    python_only = tmp_path / "python-only"
+    shutil.copytree(tiny_checkpoint, python_only)
+    config = json.loads((python_only / "config.json").read_text())
+    (python_only / "config.json").write_text(json.dumps({**config, "languages": ["python"]}))
+    c = await start(str(python_only), tmp_path, {"minConfidence": 0})
+    try:
+        for _ in range(500):
+            if (await status(c))["loaded"]:
+                break
+            await asyncio.sleep(0.02)
+        assert (await status(c))["languages"] == ["python"]
+        uri = "file:///tmp/diffill-test-app.ts"
+        c.text_document_did_open(types.DidOpenTextDocumentParams(types.TextDocumentItem(
+            uri=uri, language_id="typescript", version=1, text="function f(a: number) {\n  return \n}\n")))
+        before = (await status(c))["counters"]["model_calls"]
+        for _ in range(2):
+            assert not (await inline(c, uri, 1, 9)).items
+        assert (await status(c))["counters"]["model_calls"] == before
+        said = [m.message for m in c.log_messages if "no fills for typescript" in m.message]
+        assert len(said) == 1 and "trained on python only" in said[0]
+        await configure(c, languages=["python", "typescript"])  # the setting overrides the model's list
+        await inline(c, uri, 1, 9)
+        assert (await status(c))["counters"]["model_calls"] == before + 1
+    finally:
+        await stop(c)
 
 
 # -- code action and the infill command ------------------------------------------------------
