@@ -161,7 +161,8 @@ def adapt_repository(root: str | Path, out: str | Path | None = None, minutes: f
              f"{after['line_infill_exact_match']:.3f} with this adapter and its copy of the training files' "
              f"tokens (`{REPOSITORY_TOKENS}`, which fills copy from); both copy from "
              f"{'the library index' if index is not None else 'no library index'}.\n\n"
-             f"Base model sha256: `{base_sha}`. It loads on that base only."))
+             f"Base model ({'the diffill model' if base.kind == 'diffill' else 'a ' + base.kind + ' checkpoint'}) "
+             f"sha256: `{base_sha}`. It loads on that base only."))
     save_adapter(peft_model, out, base_sha, base_model=model_path or "diffill-base", training=training,
                  metrics={"before": before, "after": after}, card=card,
                  write_extra=lambda folder: repository.save(folder / REPOSITORY_TOKENS))

@@ -640,6 +640,27 @@ async def test_status_says_loading_until_the_model_is_loaded_and_warm_and_early_
         await stop(c)
 
 
+async def test_the_adapter_setting_loads_an_adapter_on_an_open_family_s_checkpoint(tiny_sources, tmp_path):
+    from diffill.adaptation import adapt_repository
+    from diffill.model.families.init import init_model
+
+    base = init_model(tmp_path / "dream", "dream-coder-7b", tiny=True)
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for p in sorted(tiny_sources.glob("*.py"))[:3]:
+        shutil.copy(p, repo / p.name)
+    adapter = tmp_path / "adapter"
+    adapt_repository(repo, out=adapter, steps=1, model_path=str(base), cases=1, progress=False,
+                     library="none", device="cpu")
+    c = await start(str(base), tmp_path, {"adapter": str(adapter), "minConfidence": 0})
+    try:
+        assert isinstance(await inline(c, open_doc(c), 4, 10), types.InlineCompletionList)
+        s = await status(c)
+        assert s["loaded"] and s["adapter"] == str(adapter.resolve()) and s["error"] is None
+    finally:
+        await stop(c)
+
+
 async def test_missing_model_says_so_and_how_to_fix_it(client, tiny_checkpoint, tmp_path):
     uri = open_doc(client)
     client.messages.clear()
