@@ -164,3 +164,11 @@ def test_diffusion_gemma_is_refused_with_a_reason(tmp_path, repo, capsys):
         load_adapt_base(str(gemma), "cpu")
     assert main(["adapt", str(repo), "--model", str(gemma), "--steps", "1", "--cases", "2"]) != 0
     assert "DiffusionGemma" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is visible")
+def test_adapting_on_cuda_without_a_gpu_is_refused_before_anything_loads(bases, repo, capsys):
+    assert main(["adapt", str(repo), "--model", str(bases["dream"]), "--device", "cuda", "--steps", "1",
+                 "--cases", "2"]) == 2
+    assert "no CUDA GPU" in capsys.readouterr().err
+    assert not (repo / ".diffill" / "adapter").exists()
