@@ -49,7 +49,8 @@ class LoraSettings:
     r: int = 16
     alpha: int = 32
     dropout: float = 0.0
-    targets: tuple[str, ...] = TARGET_MODULES
+    # module names (matched at the end of a module's name), or one peft regex over whole names
+    targets: str | tuple[str, ...] = TARGET_MODULES
     # modules trained whole and saved with the adapter (peft's modules_to_save), e.g. the tied
     # token embeddings, which a repository's own identifiers move most
     whole: tuple[str, ...] = ()
@@ -58,8 +59,15 @@ class LoraSettings:
         from peft import LoraConfig
 
         return LoraConfig(r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout,
-                          target_modules=list(self.targets), bias="none", init_lora_weights=True,
+                          target_modules=self.targets if isinstance(self.targets, str) else list(self.targets),
+                          bias="none", init_lora_weights=True,
                           modules_to_save=list(self.whole) or None)
+
+
+    def record(self) -> dict:
+        """The settings as a training record's "lora" entry."""
+        targets = self.targets if isinstance(self.targets, str) else list(self.targets)
+        return {"r": self.r, "alpha": self.alpha, "targets": targets, "whole": list(self.whole)}
 
 
 @dataclass

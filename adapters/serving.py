@@ -15,6 +15,7 @@ back to the bare base restores the base's.
 
 Loading an adapter unfuses the network's projections; every switch fuses them again from the
 weights now served (``DiffillForMaskedLM.fuse_projections``), except while an adapter runs unmerged.
+The open families' networks (``model.families``) have no fused projections and serve adapters as they are.
 """
 
 from __future__ import annotations
@@ -42,6 +43,13 @@ if TYPE_CHECKING:  # imported when an adapter is loaded through peft, not for th
     from peft import PeftModel
 
 log = logging.getLogger(__name__)
+
+
+def _fused(model: torch.nn.Module, on: bool) -> None:
+    """Fuse (or unfuse) the network's projections, where it has any."""
+    step = getattr(model, "fuse_projections" if on else "unfuse_projections", None)
+    if step is not None:
+        step()
 
 
 class AdaptedModel:
@@ -75,7 +83,7 @@ class AdaptedModel:
             return self._loaded[path][1]
         info = read_info(path)
         check_base(info, self.base_sha256)
-        self.model.unfuse_projections()  # peft is about to inject LoRA layers; switch() fuses again
+        _fused(self.model, False)  # peft is about to inject LoRA layers; switch() fuses again
         name = f"a{len(self._loaded)}"
         from peft import PeftModel
 
@@ -98,7 +106,7 @@ class AdaptedModel:
         as separate LoRA matmuls: exact, slower); None: the bare base."""
         if path is not None and Path(path).resolve() not in self._loaded:
             check_base(read_info(path), self.base_sha256)  # refuse before touching the served weights
-        self.model.unfuse_projections()  # the weights are about to change
+        _fused(self.model, False)  # the weights are about to change
         self._restore_replaced()
         if self._merged:
             self._unmerge()  # peft loads and switches adapters on unmerged weights only
@@ -113,7 +121,7 @@ class AdaptedModel:
                     self._merge()
         self.active = info
         set_window(self.model.config, info.window if info is not None and info.window else self._base_window)
-        self.model.fuse_projections()  # from the weights now served (refused while LoRA runs unmerged)
+        _fused(self.model, True)  # from the weights now served (refused while LoRA runs unmerged)
         return info
 
     def _lora_base_weights(self) -> dict[str, torch.Tensor]:
@@ -185,7 +193,7 @@ class AdaptedModel:
             return None
         if cache.base_sha256 is None:  # kept before merges recorded it: record it now, once
             cache.save(tensors, base_sha256=self.base_sha256)
-        self.model.unfuse_projections()
+        _fused(self.model, False)
         self._restore_replaced()
         params = dict(self.model.named_parameters())
         with torch.no_grad():
@@ -194,7 +202,7 @@ class AdaptedModel:
                 params[name].copy_(t)
         self.active = info
         set_window(self.model.config, info.window or self._base_window)
-        self.model.fuse_projections()
+        _fused(self.model, True)
         log.info("shipped adapter served from its cached merge %s", cache.path)
         return info
 

@@ -13,6 +13,7 @@ import logging
 import math
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -47,6 +48,9 @@ class AdaptConfig:
     seed: int = 0
     # the context window it trains (and is served) with; None: the base's own
     window: Window | None = None
+    # recompute each block's activations in the backward pass (models that support it: the open
+    # families of model.families), trading time for memory on a large base
+    gradient_checkpointing: bool = False
     # the base model's late-phase canvas noise (model/recipes): the states the sampler visits
     objective: ObjectiveConfig = field(default_factory=lambda: ObjectiveConfig(plain_fraction=0.1, hide_eoi=True,
                                                                                ordered_fraction=0.5))
@@ -107,6 +111,19 @@ def token_stream(tok: CodeTokenizer, texts: list[str]) -> np.ndarray:
     return np.asarray([i for ids in tok.encode_batch(texts) for i in [tok.bos_id, *ids]], dtype=np.int64)
 
 
+def _checkpointing(model: torch.nn.Module, on: bool) -> None:
+    """Activation (gradient) checkpointing on or off, by transformers' name for it (renamed in 5.x)."""
+    if hasattr(model, "activation_checkpointing_enable"):
+        if on:
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.activation_checkpointing_disable()
+    elif on:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_disable()
+
+
 def lr_at(step: int, progress: float, cfg: AdaptConfig) -> float:
     """Linear warm-up, then cosine decay to ``min_lr_ratio`` over the run's progress (0..1)."""
     if step < cfg.warmup_steps:
@@ -117,17 +134,25 @@ def lr_at(step: int, progress: float, cfg: AdaptConfig) -> float:
 
 def train_adapter(model: torch.nn.Module, tok: CodeTokenizer, files: list[TrainingFile], cfg: AdaptConfig,
                   minutes: float | None = None, steps: int | None = None, progress: bool = True,
-                  name: str = "default", stream: np.ndarray | None = None) -> tuple[PeftModel, AdaptResult]:
+                  name: str = "default", stream: np.ndarray | None = None, data=None,
+                  loss_fn: Callable = diffusion_loss) -> tuple[PeftModel, AdaptResult]:
     """Attach a fresh LoRA adapter to ``model`` (in place) and train it until ``steps`` are done
     or ``minutes`` have passed, whichever comes first. Returns the peft model in eval mode.
-    ``stream``: the files' token stream for plain sequences, when already at hand."""
+    ``stream``: the files' token stream for plain sequences, when already at hand. ``data`` (an
+    object whose ``batch(step)`` gives a batch with ``to(device)``) and ``loss_fn(model, batch)``
+    replace the project's own rows and loss (another family's layout: ``adapters.family``)."""
     # its own loop, not model.train's: a time-budgeted run inside the caller's process, in float32,
     # with no checkpoints, resumption, schedule phases or accelerate's bf16 autocast (which would change its results)
     if minutes is None and steps is None:
         raise ValueError("give a time budget (minutes) or a number of steps")
     # the window it reads at inference: the base's, unless the adapter is made to widen it
-    cfg = replace(cfg, objective=replace(cfg.objective, window=cfg.window or window_of(model.config)))
-    data = SpanData(files, tok, cfg, stream)
+    if data is None:
+        cfg = replace(cfg, objective=replace(cfg.objective, window=cfg.window or window_of(model.config)))
+        data = SpanData(files, tok, cfg, stream)
+    device = next(model.parameters()).device
+    checkpointing = cfg.gradient_checkpointing and getattr(model, "supports_gradient_checkpointing", False)
+    if checkpointing:
+        _checkpointing(model, True)
     peft_model = attach(model, cfg.lora, name=name, seed=cfg.seed)
     params = [p for p in peft_model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
@@ -147,14 +172,14 @@ def train_adapter(model: torch.nn.Module, tok: CodeTokenizer, files: list[Traini
             done = max(step / steps if steps else 0.0, elapsed / budget if budget else 0.0)
             for g in optimizer.param_groups:
                 g["lr"] = lr_at(step, done, cfg)
-            batch = data.batch(step)
-            loss, stats = diffusion_loss(peft_model, batch)
+            batch = data.batch(step).to(device)
+            loss, stats = loss_fn(peft_model, batch)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
-            tokens += int(batch.attention_mask.sum())
+            tokens += int(batch.attention_mask.sum()) if batch.attention_mask is not None else batch.input_ids.numel()
             losses.append(loss.item())
             if steps is not None:
                 bar.update(1)
@@ -163,6 +188,8 @@ def train_adapter(model: torch.nn.Module, tok: CodeTokenizer, files: list[Traini
                 bar.refresh()
             bar.set_postfix(step=step, loss=f"{losses[-1]:.3f}", acc=f"{stats['masked_acc']:.3f}")
     bar.close()
+    if checkpointing:
+        _checkpointing(model, False)
     peft_model.eval()
     for p in params:
         p.requires_grad_(False)

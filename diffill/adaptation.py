@@ -25,10 +25,10 @@ from diffill.adapters.lora import (
 )
 from diffill.adapters.sources import HELDOUT_PERCENT, SYNTAX_SPAN_LANGUAGES, collect_sources, split_heldout
 from diffill.adapters.training import LINE_MIX, AdaptConfig, TrainingFile, token_stream, train_adapter
+from diffill.adapt_bases import family_adapter_config, load_adapt_base
 from diffill.engine import load_library
 from diffill.errors import DiffillError
 from diffill.evaluation import heldout_figures, line_cases, line_infill, line_sampler
-from diffill.model.backend import DiffillBackend
 from diffill.model.context import Window, set_window, window_of
 from diffill.model.corpus import file_streams
 from diffill.model.loading import ModelLoadError, load_checkpoint
@@ -71,12 +71,12 @@ def library_record(setting: str | None, index) -> str:
     return setting if index is not None else "none"
 
 
-def exact_match(model, tok, texts: list[str], cases: int, seed: int = 0, repository: TokenCache | None = None,
+def exact_match(backend, tok, texts: list[str], cases: int, seed: int = 0, repository: TokenCache | None = None,
                 library=None) -> dict:
-    """Held-out whole-line infill exact match of ``model``, its line holes filled as the engine fills
-    them (copying from their own file, and from ``repository`` and ``library`` when given)."""
+    """Held-out whole-line infill exact match of ``backend``'s model, its line holes filled as the engine
+    fills them (copying from their own file, and from ``repository`` and ``library`` when given)."""
     holes = line_cases(texts, cases, seed)  # fewer when the files have fewer code lines
-    figures = line_infill(DiffillBackend(model, tok), tok, holes, line_sampler(), more=(repository, library))
+    figures = line_infill(backend, tok, holes, line_sampler(), more=(repository, library))
     return {"line_infill_exact_match": round(figures["line_infill_exact_match"], 4), "cases": len(holes)}
 
 
@@ -93,7 +93,7 @@ def _check_writable(out: Path) -> None:
         raise DiffillError(f"cannot write the adapter to {out}: {e.strerror or e}") from e
 
 
-def _load_base(model_path: str | None):
+def _load_own_base(model_path: str | None):
     try:
         return load_checkpoint(model_path)
     except ModelLoadError as e:
@@ -102,11 +102,14 @@ def _load_base(model_path: str | None):
 
 def adapt_repository(root: str | Path, out: str | Path | None = None, minutes: float = 10.0,
                      steps: int | None = None, model_path: str | None = None, cases: int = 200,
-                     config: AdaptConfig | None = None, progress: bool = True, library: str | None = "default") -> AdaptReport:
+                     config: AdaptConfig | None = None, progress: bool = True, library: str | None = "default",
+                     device: str = "auto", seed: int = 0) -> AdaptReport:
     """Train a workspace adapter on the repository at ``root`` and save it (default
     ``root/.diffill/adapter``) with its training files' tokens; held-out exact match is measured
     before (the bare base) and after (base + adapter, copying from those tokens too), both copying
-    from the ``library`` index as the engine does (``EngineConfig.library``)."""
+    from the ``library`` index as the engine does (``EngineConfig.library``). ``model_path`` may
+    hold an open family's checkpoint (``diffill.adapt_bases``), trained on ``device``; without
+    ``config``, the base's recipe with ``seed``."""
     root = Path(root)
     if not root.is_dir():
         raise DiffillError(f"no such folder: {root}")
@@ -124,28 +127,29 @@ def adapt_repository(root: str | Path, out: str | Path | None = None, minutes: f
         train_files, held = split_heldout(coll.files, HELDOUT_PERCENT)
     except ValueError as e:
         raise DiffillError(f"{root}: {e}") from e
-    model, tok = _load_base(model_path)
+    base = load_adapt_base(model_path, device)
+    model, tok = base.model, base.tok
     base_sha = base_fingerprint(model)
     held_texts = [f.text for f in held]
     index = load_library(library, tok)
-    before = exact_match(model, tok, held_texts, cases, library=index)
+    before = exact_match(base.backend, tok, held_texts, cases, library=index)
     texts = [f.text for f in train_files]
     stream = token_stream(tok, texts)
     n_tokens = int(len(stream) - len(texts))  # without the <bos> separators
     files = [TrainingFile(f.text, f.language in SYNTAX_SPAN_LANGUAGES) for f in train_files]
-    cfg = config or workspace_adapter_config()
-    peft_model, result = train_adapter(model, tok, files, cfg, minutes=minutes if steps is None else None,
-                                       steps=steps, progress=progress, stream=stream)
+    cfg = base.adapt_config(config or (workspace_adapter_config(seed) if base.kind == "diffill"
+                                      else family_adapter_config(seed)))
+    peft_model, result = base.train(files, cfg, minutes=minutes if steps is None else None, steps=steps,
+                                    progress=progress, stream=stream)
     peft_model.merge_adapter()  # evaluate at inference speed; the saved LoRA weights are unchanged
     # the adapter as served: its weights, and its repository's tokens for fills to copy from (the
     # training stream's files, each after its <bos>)
     repository = TokenCache.for_tokenizer(tok).extend(file_streams(stream, tok.bos_id))
-    after = exact_match(model, tok, held_texts, cases, repository=repository, library=index)
+    after = exact_match(base.backend, tok, held_texts, cases, repository=repository, library=index)
     training = {"repository": str(root.resolve()), "files": len(files), "heldout_files": len(held),
                 "tokens": n_tokens, "steps": result.steps, "tokens_seen": result.tokens_seen,
                 "minutes": round(result.seconds / 60, 2), "loss": round(result.loss, 4),
-                "lora": {"r": cfg.lora.r, "alpha": cfg.lora.alpha, "targets": list(cfg.lora.targets),
-                         "whole": list(cfg.lora.whole)},
+                "lora": cfg.lora.record(), "base_kind": base.kind, "device": base.device.type,
                 "batch_size": cfg.batch_size, "lr": cfg.lr, "seed": cfg.seed,
                 "library": library_record(library, index)}
     card = ("diffill workspace adapter",
@@ -157,7 +161,8 @@ def adapt_repository(root: str | Path, out: str | Path | None = None, minutes: f
              f"{after['line_infill_exact_match']:.3f} with this adapter and its copy of the training files' "
              f"tokens (`{REPOSITORY_TOKENS}`, which fills copy from); both copy from "
              f"{'the library index' if index is not None else 'no library index'}.\n\n"
-             f"Base model sha256: `{base_sha}`. It loads on that base only."))
+             f"Base model ({'the diffill model' if base.kind == 'diffill' else 'a ' + base.kind + ' checkpoint'}) "
+             f"sha256: `{base_sha}`. It loads on that base only."))
     save_adapter(peft_model, out, base_sha, base_model=model_path or "diffill-base", training=training,
                  metrics={"before": before, "after": after}, card=card,
                  write_extra=lambda folder: repository.save(folder / REPOSITORY_TOKENS))
@@ -200,7 +205,7 @@ def train_shipped_adapter(corpus: str | Path, out: str | Path | None = None, mod
         raise DiffillError(f"{corpus} is not a corpus folder (no manifest.json); run `diffill corpus build`")
     out = Path(out) if out else DEFAULT_ADAPTER
     _check_writable(out)
-    model, tok = _load_base(model_path)
+    model, tok = _load_own_base(model_path)
     base_sha = base_fingerprint(model)
     held = [f.text for f in load_texts(corpus, "heldout")]
     train_texts = [f.text for f in load_texts(corpus, "train")]

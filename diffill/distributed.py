@@ -57,6 +57,7 @@ class EngineSpec:
     library: str | None = "default"
     device: str = "auto"  # cpu | cuda | auto, as --device
     threads: int = 0  # torch threads; 0: torch's default
+    languages: str | tuple[str, ...] | None = None  # as --languages (None: the model's own)
 
     @classmethod
     def from_args(cls, args: object, **changes: Any) -> EngineSpec:

@@ -19,6 +19,7 @@ from diffill.adapters.lora import REPOSITORY_TOKENS, AdapterError
 from diffill.adapters.serving import AdaptedModel
 from diffill.confidence import Calibration, Signals, fingerprint, load_calibration, raw_score
 from diffill.errors import DiffillError
+from diffill.languages import UnknownLanguageError, language_name, parse_setting, refusal, served, serves
 from diffill.newlines import LineFeeds
 from diffill.postprocess import HoleContext, postprocess
 from diffill.precision import DTYPES, resolve_dtype
@@ -28,8 +29,8 @@ from diffill.workspace import WorkspaceCopy
 from diffill.grammar.constraint import RowConstraints
 from diffill.model.backend import BACKENDS, DiffillBackend
 from diffill.model.foreign import load_backend
-from diffill.model.families import detect_family
-from diffill.model.families.serving import DeviceError, resolve_device
+from diffill.model.families import ADAPTABLE, detect_family
+from diffill.model.families.serving import DeviceError, FamilyBackend, resolve_device
 from diffill.model.beam import LINE_BEAM
 from diffill.model.context import Window, encode_window
 from diffill.model.copying import Copying
@@ -87,6 +88,9 @@ class EngineConfig:
     # a one-line hole at a cursor inside a word is filled from the word's start, the fill starting
     # with the typed part (model/lead.py; token healing)
     heal_words: bool = True
+    # the languages filled (diffill.languages): None, those the model was trained on (its config.json's
+    # "languages", else every language with a grammar); "all"; or names, comma-separated or listed
+    languages: str | tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,8 @@ class InfillOptions:
     beam: int | None = None  # one-line holes' beam width (EngineConfig.single_line_beam); 0: threshold decoding
     threshold: float | None = None  # confidence to commit a token in a denoising step (SamplerConfig.threshold)
     constrained: bool | None = None  # keep fills syntactically valid (EngineConfig.constrained)
+    # the languages filled, as EngineConfig.languages (the language server's languages setting)
+    languages: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -262,6 +268,7 @@ class Engine:
         self._neighbors: dict[str, TokenCache] = {}  # other documents' token caches, oldest first
         self.workspace: WorkspaceCopy | None = None  # the workspace folders' files (index_workspace)
         self.library = self._library(self.config.library)
+        self.languages = self._languages()
         self.use_adapter(self.config.adapter)
 
     def _foreign_backend(self) -> None:
@@ -289,6 +296,12 @@ class Engine:
         # copying works with any tokenizer; a library index is built for one tokenizer, and a named one
         # that does not fit this model's is refused (load_library)
         self.library = self._library(self.config.library)
+        self.languages = self._languages()
+        self.use_adapter(self.config.adapter)
+
+    def _languages(self) -> tuple[str, ...]:
+        """The languages this engine fills (``EngineConfig.languages``)."""
+        return served(self.model_folder, self.config.languages)
 
     def _library(self, setting: str | None) -> LibraryIndex | None:
         return load_library(setting, self.tok) if self.config.copy else None
@@ -297,9 +310,12 @@ class Engine:
         """Serve base + ``adapter`` merged (see ``EngineConfig.adapter``); returns its folder.
         Not thread-safe: switch only while no request is running."""
         if self.adapters is None:
-            if adapter not in (None, "none", "default"):
-                raise DiffillError(f"adapters apply to the diffill backend only, not {self.config.backend}")
-            return None
+            if adapter in (None, "none", "default"):  # an open family has no shipped adapter
+                return None
+            if not isinstance(self.backend, FamilyBackend):
+                raise DiffillError(f"adapters apply to the diffill model and the {', '.join(ADAPTABLE)} "
+                                   f"families only, not {self.config.backend}")
+            self.adapters = AdaptedModel(self.model)  # the family's network, LoRA layers injected on load
         folder = None if adapter in (None, "none", "default") else Path(adapter)
         repository = self._repository(folder) if folder else None  # a damaged one fails before the switch
         try:
@@ -308,7 +324,9 @@ class Engine:
             raise DiffillError(str(e)) from e
         self.adapter = str(info.path) if info else None
         self.repository = repository if info else None
-        self.calibration = load_calibration(self.model_folder, self.fingerprint)
+        # calibrations are fitted for the diffill model (diffill.confidence)
+        self.calibration = load_calibration(self.model_folder, self.fingerprint) \
+            if self.config.backend == "diffill" else None
         log.info("adapter: %s; confidence %s", self.adapter or "none",
                  "calibrated" if self.calibration else "not calibrated (raw scores)")
         return self.adapter
@@ -339,10 +357,14 @@ class Engine:
     def info(self) -> dict:
         return {"model": self.config.model or "diffill-base (default)",
                 "parameters": sum(p.numel() for p in self.model.parameters()),
-                "adapter": self.adapter or "none",
+                "adapter": self.adapter or "none", "languages": list(self.languages),
                 "library": str(self.library.folder) if self.library is not None else "none"}
 
-    def _check(self, req: InfillRequest) -> None:
+    def _check(self, req: InfillRequest, languages: tuple[str, ...] | None = None) -> None:
+        known = languages or self.languages
+        name = language_name(req.language, req.path)
+        if not serves(known, name):
+            raise UnknownLanguageError(refusal(known, name))
         if not 0 <= req.start <= req.end <= len(req.text):
             raise DiffillError(f"hole {req.start}-{req.end} is outside the document (length {len(req.text)})")
         if "\x00" in req.text:
@@ -389,8 +411,9 @@ class Engine:
         options = options or InfillOptions()
         if options.threshold is not None:
             sampler = replace(sampler or self.config.sampler, threshold=options.threshold)
+        languages = parse_setting(options.languages, strict=False)
         for r in reqs:
-            self._check(r)
+            self._check(r, languages)
         originals, ends = reqs, [LineFeeds(r.text) for r in reqs]
         reqs = [replace(r, text=e.text, start=e.offset(r.start), end=e.offset(r.end),
                         neighbors=tuple(LineFeeds(t).text for t in r.neighbors)) if e.changed else r

@@ -3,3 +3,7 @@
 
 class DiffillError(Exception):
     """Bad input or a missing resource, with a message fit for the user."""
+
+
+class UnknownLanguageError(DiffillError):
+    """A request in a language the model was not trained on, which no setting allows (diffill.languages)."""

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # the engine (torch) loads only when one is built
     from diffill.engine import Engine, EngineConfig
 
-SHARED = ("model", "adapter", "dtype", "device", "copy", "library")  # EngineConfig fields the shared options set
+SHARED = ("model", "adapter", "dtype", "device", "copy", "library", "languages")  # EngineConfig fields the shared options set
 
 
 def engine_config_from(options: Any, **changes: Any) -> EngineConfig:

@@ -106,6 +106,7 @@ class EngineHost:
         self._load_job: Job | None = None
         self._indexed: tuple[str, ...] | None = None  # the folders the engine's workspace index holds
         self.workspace_index: dict = {}  # its files and tokens
+        self._refused: set[str] = set()  # languages the loaded model does not know, logged once each
 
     # -- settings and the engine -----------------------------------------------------------
 
@@ -146,6 +147,7 @@ class EngineHost:
         if future.cancelled() or future.exception() is not None or future.result() is None:
             return
         state: LoadState = future.result()
+        self._refused.clear()
         if state.loaded:
             if state.error:
                 self.messages.show_message(state.error, types.MessageType.Warning)
@@ -207,6 +209,31 @@ class EngineHost:
 
     # -- requests --------------------------------------------------------------------------
 
+    def refusal(self, language_id: str, path: str | None = None) -> str | None:
+        """Why a document of this language gets no fills, or None when it gets them: the languages
+        setting decides where it is given (it overrides the model's), else the languages the loaded
+        model was trained on (``diffill.languages``). A language the model does not know is logged once."""
+        if self.settings.languages is not None:
+            if self.settings.enabled_for(language_id):
+                return None
+            return f"diffill is disabled for language {language_id!r} (setting diffill.languages)"
+        known = tuple(self.worker.state.info.get("languages") or ())
+        if not known:  # no engine yet: the engine itself refuses (refused_language)
+            return None
+        from diffill.languages import language_name, refusal, serves
+
+        name = language_name(language_id, path)
+        if serves(known, name):
+            return None
+        return self.refused_language(name, refusal(known, name))
+
+    def refused_language(self, name: str, why: str) -> str:
+        """Log, once per language, that the model fills no documents of language ``name``; returns ``why``."""
+        if name not in self._refused:
+            self._refused.add(name)
+            self.messages.log_message(f"diffill: no fills for {name} documents: {why}", types.MessageType.Info)
+        return why
+
     def cache_key(self, language_id: str) -> tuple:
         """What, besides the text, changes a fill: the language, the settings, the engine."""
         s = self.settings
@@ -240,7 +267,7 @@ class EngineHost:
                 pending.job.cancel()
                 self.counters.superseded += 1
             text, language, path = doc.text, doc.language_id or None, to_fs_path(doc.uri)
-            beam, threshold, constrained = s.beam, s.threshold, s.constraint
+            beam, threshold, constrained, languages = s.beam, s.threshold, s.constraint, s.languages
             min_confidence = s.min_confidence if kind == "complete" else 0.0
 
             def run(engine, job):
@@ -248,7 +275,7 @@ class EngineHost:
 
                 req = InfillRequest(text, start, end, language=language, path=path, max_tokens=max_tokens,
                                     neighbors=neighbors, min_confidence=min_confidence)
-                options = InfillOptions(beam=beam, threshold=threshold, constrained=constrained)
+                options = InfillOptions(beam=beam, threshold=threshold, constrained=constrained, languages=languages)
                 t0 = time.perf_counter()
                 result = engine.infill(req, cancelled=job.is_cancelled, options=options, on_progress=on_progress)
                 job.finished = time.perf_counter()  # the engine is done (the worker sets it again)
@@ -311,6 +338,8 @@ class EngineHost:
             "model": state.info.get("model") if state.loaded else state.model,
             "adapter": adapter,
             "library": state.info.get("library") if state.loaded else None,  # the library index fills copy from
+            # the languages the model fills (the languages setting, when given, overrides them)
+            "languages": state.info.get("languages") if state.loaded else None,
             "adapter_setting": self.settings.adapter,
             "adapter_requested": self._wanted[1] if self._wanted else None,  # after workspace lookup
             "loaded": state.loaded,

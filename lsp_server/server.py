@@ -28,7 +28,7 @@ from pygls.protocol import default_converter
 from pygls.uris import to_fs_path
 
 from diffill import __version__
-from diffill.errors import DiffillError
+from diffill.errors import DiffillError, UnknownLanguageError
 from diffill.lsp_server.cache import Hole
 from diffill.lsp_server.documents import Document, DocumentStore
 from diffill.lsp_server.host import EngineHost
@@ -156,7 +156,7 @@ class DiffillServer(LanguageServer):
         start, _ = self.offsets(doc, rng)
         line, character = doc.position_at(start)
         pos = types.Position(line, character)
-        if not host.settings.enabled_for(doc.language_id):
+        if host.refusal(doc.language_id, to_fs_path(uri)) is not None:
             return answer([], pos)
         hole, extra, version = Hole.at(doc.text, start), host.cache_key(doc.language_id), doc.version
         cached = host.cache.lookup(hole, extra)
@@ -193,6 +193,13 @@ class DiffillServer(LanguageServer):
         neighbors = self.docs.others(doc.uri, NEIGHBOR_DOCUMENTS, NEIGHBOR_MAX_CHARS)
         try:
             result, job = await self.host.infill(doc, start, end, kind, neighbors, **given)
+        except UnknownLanguageError as e:  # asked before the model had loaded (refusal knew no languages)
+            if kind != "complete":
+                raise request_failed(str(e)) from None
+            from diffill.languages import language_name
+
+            self.host.refused_language(language_name(doc.language_id, to_fs_path(doc.uri)) or doc.language_id, str(e))
+            return None
         except DiffillError as e:
             raise request_failed(str(e)) from None
         msg_id = self.protocol.msg_id
@@ -355,7 +362,7 @@ def on_code_action(ls: DiffillServer, params: types.CodeActionParams) -> list[ty
     start, end = ls.offsets(doc, params.range)
     only = params.context.only if params.context else None
     kind = types.CodeActionKind.RefactorRewrite
-    if start == end or not ls.host.settings.enabled_for(doc.language_id):
+    if start == end or ls.host.refusal(doc.language_id, to_fs_path(doc.uri)) is not None:
         return []
     if only and not any(kind.value == k or kind.value.startswith(f"{k}.") for k in only):
         return []
@@ -382,8 +389,9 @@ async def on_infill_command(ls: DiffillServer, *args: Any) -> dict:
     uri, rng = _infill_argument(ls, args)
     doc = ls.document(uri)
     start, end = ls.offsets(doc, rng)
-    if not ls.host.settings.enabled_for(doc.language_id):
-        raise request_failed(f"diffill is disabled for language {doc.language_id!r} (setting diffill.languages)")
+    refused = ls.host.refusal(doc.language_id, to_fs_path(doc.uri))
+    if refused is not None:
+        raise request_failed(refused)
     version = doc.version
     progress = InfillProgress(ls, command_params.get())
     await progress.begin()

@@ -29,6 +29,7 @@ from diffill.model.neartwins import TwinRule, twins_against, twins_within
 log = logging.getLogger(__name__)
 
 HELDOUT_PERCENT = 3
+LANGUAGES = ("python",)  # what the corpus holds (``collect`` reads *.py); a trained model's config.json says so
 MAX_FILE_BYTES = 256_000
 MAX_LINE_CHARS = 400
 TEST_KEEP_PERCENT = 25  # test files are common in site-packages; keep a quarter of them

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from diffill.model.corpus import LANGUAGES as CORPUS_LANGUAGES
 from diffill.model.network import DiffillForMaskedLM
 from diffill.model.runs import latest_checkpoint
 from diffill.model.tokenizer import load_tokenizer
@@ -25,6 +26,8 @@ def export(src: Path, dst: Path) -> Path:
     if not (src / "config.json").is_file():
         src = latest_checkpoint(src)
     model = DiffillForMaskedLM.from_pretrained(str(src), dtype=torch.float32)
+    if not getattr(model.config, "languages", None):  # trained before the config recorded them
+        model.config.languages = list(CORPUS_LANGUAGES)
     dst.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dst.parent) as tmp:
         model.to(torch.bfloat16).save_pretrained(tmp, safe_serialization=True)

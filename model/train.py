@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from diffill.model.configuration import DiffillConfig
 from diffill.model.context import set_window, window_of
+from diffill.model.corpus import LANGUAGES as CORPUS_LANGUAGES
 from diffill.model.corpus import load_texts, load_tokens
 from diffill.model.fim import causal_batch, causal_example, causal_loss
 from diffill.model.grow import grow_model
@@ -346,6 +347,8 @@ def _starting_model(out: Path, cfg: TrainConfig, tok: CodeTokenizer, state: dict
     fresh_optimizer = src is None or (cfg.reset_optimizer and state["step"] == cfg.schedule_start)
     model = _grown(model, cfg.layers, fresh_optimizer)
     _set_attention(model, cfg)
+    # the languages it learns (the corpus's); the engine fills these only unless told otherwise
+    model.config.languages = list(CORPUS_LANGUAGES)
     # the window this run trains with is the one the model reads at inference (model.context.window_of)
     start = src if src is not None else init
     was, now = window_of(model.config), cfg.objective.window

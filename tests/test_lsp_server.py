@@ -12,6 +12,7 @@ import inspect
 import json
 import os
 import random
+import shutil
 import sys
 import uuid
 from pathlib import Path
@@ -380,6 +381,34 @@ async def test_disabled_language_gets_nothing_without_a_model_call(client):
         await configure(client, languages=None)
 
 
+async def test_a_language_the_model_was_not_trained_on_gets_nothing_and_a_log_line_once(tiny_checkpoint, tmp_path):
+    python_only = tmp_path / "python-only"
+    shutil.copytree(tiny_checkpoint, python_only)
+    config = json.loads((python_only / "config.json").read_text())
+    (python_only / "config.json").write_text(json.dumps({**config, "languages": ["python"]}))
+    c = await start(str(python_only), tmp_path, {"minConfidence": 0})
+    try:
+        for _ in range(500):
+            if (await status(c))["loaded"]:
+                break
+            await asyncio.sleep(0.02)
+        assert (await status(c))["languages"] == ["python"]
+        uri = "file:///tmp/diffill-test-app.ts"
+        c.text_document_did_open(types.DidOpenTextDocumentParams(types.TextDocumentItem(
+            uri=uri, language_id="typescript", version=1, text="function f(a: number) {\n  return \n}\n")))
+        before = (await status(c))["counters"]["model_calls"]
+        for _ in range(2):
+            assert not (await inline(c, uri, 1, 9)).items
+        assert (await status(c))["counters"]["model_calls"] == before
+        said = [m.message for m in c.log_messages if "no fills for typescript" in m.message]
+        assert len(said) == 1 and "trained on python only" in said[0]
+        await configure(c, languages=["python", "typescript"])  # the setting overrides the model's list
+        await inline(c, uri, 1, 9)
+        assert (await status(c))["counters"]["model_calls"] == before + 1
+    finally:
+        await stop(c)
+
+
 # -- code action and the infill command ------------------------------------------------------
 
 
@@ -607,6 +636,27 @@ async def test_status_says_loading_until_the_model_is_loaded_and_warm_and_early_
         assert s["state"] == "ready" and s["loaded"]
         assert s["load_ms"] >= s["warm_up_ms"] > 0
         assert s["counters"]["model_calls"] == 1 and s["counters"]["errors"] == 0
+    finally:
+        await stop(c)
+
+
+async def test_the_adapter_setting_loads_an_adapter_on_an_open_family_s_checkpoint(tiny_sources, tmp_path):
+    from diffill.adaptation import adapt_repository
+    from diffill.model.families.init import init_model
+
+    base = init_model(tmp_path / "dream", "dream-coder-7b", tiny=True)
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for p in sorted(tiny_sources.glob("*.py"))[:3]:
+        shutil.copy(p, repo / p.name)
+    adapter = tmp_path / "adapter"
+    adapt_repository(repo, out=adapter, steps=1, model_path=str(base), cases=1, progress=False,
+                     library="none", device="cpu")
+    c = await start(str(base), tmp_path, {"adapter": str(adapter), "minConfidence": 0})
+    try:
+        assert isinstance(await inline(c, open_doc(c), 4, 10), types.InlineCompletionList)
+        s = await status(c)
+        assert s["loaded"] and s["adapter"] == str(adapter.resolve()) and s["error"] is None
     finally:
         await stop(c)
 

@@ -194,6 +194,16 @@ def test_nothing_outside_the_given_paths_is_touched(tmp_path):
     assert (root / "web/util.js").read_text() == UTIL_JS
 
 
+def test_files_in_languages_the_model_was_not_trained_on_are_skipped_and_said_so(tmp_path):
+    root = make_tree(tmp_path / "tree")
+    engine = FakeEngine()
+    summary, outcomes = run([root], engine, languages=("python",), write=True)
+    assert [Path(o.path).name for o in outcomes] == ["calc.py"]
+    reasons = {Path(p.path).name: p.reason for p in summary.problems}
+    assert set(reasons) == {"util.js", "main.go"} and "trained on python only" in reasons["util.js"]
+    assert (root / "web/util.js").read_text() == UTIL_JS
+
+
 def test_crlf_files_keep_their_line_endings(tmp_path):
     f = tmp_path / "a.py"
     f.write_bytes(b"def f(): pass\r\n\r\n\r\ndef g():\r\n    # TODO: fill\r\n")

@@ -58,6 +58,7 @@ def test_a_run_records_its_context_window_in_the_model_config(tiny_corpus, tmp_p
     train(tiny_corpus, tmp_path / "w", cfg, steps=1, progress=False)
     saved = json.loads((latest_checkpoint(tmp_path / "w") / "config.json").read_text())
     assert (saved["prefix_tokens"], saved["suffix_tokens"]) == (40, 20)
+    assert saved["languages"] == ["python"]  # the corpus's language, which the engine then fills only
     assert window_of(type("Old", (), {})()) == Window()  # a config written before the window was
 
 

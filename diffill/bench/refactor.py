@@ -93,7 +93,8 @@ def run(args) -> int:
     ray = ray_options(args.ray, workers=args.workers)
     # as ``diffill refactor`` sets them: several processes share the CPUs rather than each taking all
     threads = args.threads or (max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else 0)
-    config = engine_config_from(args, threads=threads)
+    # the generated tree holds Python, JavaScript and Go: every one is filled unless --languages says otherwise
+    config = engine_config_from(args, threads=threads, languages=getattr(args, "languages", None) or "all")
     engine = make_engine(config)  # fails early (missing model) before generating anything
     factory = (lambda: engine) if jobs == 1 else functools.partial(make_engine, config)
     with tempfile.TemporaryDirectory(prefix="diffill-bench-refactor-") as tmp:
@@ -101,7 +102,7 @@ def run(args) -> int:
         result = _measure(tmp, holes, factory, args, jobs=jobs)
         if ray is not None:
             del engine, factory  # the local engine's memory goes back before the workers load theirs
-            spec = EngineSpec.from_args(args, threads=args.threads or max(1, int(ray.cpus)))
+            spec = EngineSpec.from_args(args, threads=args.threads or max(1, int(ray.cpus)), languages=config.languages)
             with connected(ray):  # timed from the workers' start, as the local processes are
                 result["ray"] = _measure(tmp, holes, spec, args, ray=ray)
     result["model"] = config.model or "diffill-base"

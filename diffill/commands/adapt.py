@@ -1,10 +1,12 @@
-"""``diffill adapt DIR [--out PATH] [--minutes M] [--json]``: a LoRA adapter for one repository."""
+"""``diffill adapt DIR [--out PATH] [--minutes M] [--model PATH] [--device D] [--json]``: a LoRA
+adapter for one repository, on the shipped model or an open family's checkpoint."""
 
 from __future__ import annotations
 
 import json
 
 from diffill.commands.common import add_library_option, non_negative_int, path_text
+from diffill.precision import DEVICES
 
 
 def register(sub) -> None:
@@ -14,7 +16,11 @@ def register(sub) -> None:
     p.add_argument("--minutes", type=float, default=10.0, help="training time budget (default 10)")
     p.add_argument("--steps", type=int, default=None, help="train exactly this many steps instead")
     p.add_argument("--cases", type=int, default=200, help="held-out lines evaluated before and after")
-    p.add_argument("--model", type=path_text, default=None, metavar="PATH", help="base checkpoint (default: the shipped model)")
+    p.add_argument("--model", type=path_text, default=None, metavar="PATH",
+                   help="base checkpoint: the shipped model (default), or a Dream, Open-dCoder or LLaDA folder")
+    p.add_argument("--device", default="auto", choices=DEVICES,
+                   help="where it trains: auto (a GPU for a family's checkpoint when there is one, "
+                        "bfloat16 weights), cpu or cuda")
     p.add_argument("--seed", type=non_negative_int, default=0)
     add_library_option(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -22,13 +28,13 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from diffill.adaptation import adapt_repository, workspace_adapter_config
+    from diffill.adaptation import adapt_repository
     from diffill.commands.common import check_training_budget
 
     check_training_budget(args.minutes, args.steps, args.cases)
     report = adapt_repository(args.dir, out=args.out, minutes=args.minutes, steps=args.steps,
-                              model_path=args.model, cases=args.cases, config=workspace_adapter_config(args.seed),
-                              library=args.library)
+                              model_path=args.model, cases=args.cases, seed=args.seed,
+                              library=args.library, device=args.device)
     if args.json:
         print(json.dumps(report.as_json()))
         return 0

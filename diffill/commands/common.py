@@ -84,6 +84,13 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     add_adapter_option(parser)
     add_dtype_option(parser)
     add_copy_option(parser)
+    add_languages_option(parser)
+
+
+def add_languages_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--languages", default=None, metavar="LANG,...|all",
+                        help="languages to fill (default: those the model was trained on, from its config.json; "
+                             "a checkpoint that lists none fills every language with a grammar)")
 
 
 def check_training_budget(minutes: float | None, steps: int | None, cases: int) -> None:

@@ -5,7 +5,14 @@ from __future__ import annotations
 import json
 import sys
 
-from diffill.commands.common import add_adapter_option, add_copy_option, add_dtype_option, non_negative_int, path_text
+from diffill.commands.common import (
+    add_adapter_option,
+    add_copy_option,
+    add_dtype_option,
+    add_languages_option,
+    non_negative_int,
+    path_text,
+)
 from diffill.documents import read_source
 from diffill.errors import DiffillError
 from diffill.loading import engine_config_from
@@ -23,6 +30,7 @@ def register(sub) -> None:
     add_adapter_option(p)
     add_dtype_option(p)
     add_copy_option(p)
+    add_languages_option(p)
     p.add_argument("--no-constraint", action="store_true",
                    help="do not keep the infill syntactically valid (for comparison)")
     p.add_argument("--json", action="store_true", help="print one JSON object")

@@ -72,6 +72,7 @@ def parse_langs(values: list[list[str]] | None) -> set[str] | None:
 def run(args) -> int:
     from diffill.refactor import FileFilter, RefactorConfig, run_refactor
     from diffill.distributed import ray_options
+    from diffill.languages import served
     from diffill.refactor.report import summary_table, unified_diff
 
     if args.model is not None and not os.path.isdir(args.model):
@@ -85,7 +86,8 @@ def run(args) -> int:
     config = RefactorConfig(paths=args.paths, holes=args.holes, query=args.query, filter=filt,
                             write=args.write, jobs=jobs, batch_size=args.batch_size,
                             min_confidence=args.min_confidence,
-                            progress=not args.no_progress and not args.json, ray=ray)
+                            progress=not args.no_progress and not args.json, ray=ray,
+                            languages=served(args.model, args.languages))
     if ray is not None:  # one torch thread per CPU a worker reserves
         factory = cluster.engine_spec(args, threads=max(1, int(ray.cpus)))
     else:

@@ -18,6 +18,7 @@ from tqdm import tqdm
 from diffill.distributed import RayOptions, RayPool
 from diffill.engine import InfillRequest, InfillResult
 from diffill.errors import DiffillError
+from diffill.languages import refusal, serves
 from diffill.refactor.files import FileFilter, Skipped, Snapshot, collect_files, read_snapshot
 from diffill.refactor.selection import (
     Region,
@@ -55,6 +56,8 @@ class RefactorConfig:
     # fill on a Ray cluster instead (the engine factory must then be picklable, e.g. an EngineSpec);
     # this process still reads and writes every file
     ray: RayOptions | None = None
+    # the languages the model fills (diffill.languages.served); files in others are skipped. None: all
+    languages: tuple[str, ...] | None = None
 
 
 @dataclass
@@ -259,6 +262,9 @@ def run_refactor(config: RefactorConfig, engine_factory: EngineFactory,
     queries: dict[str, object] = {}
     query_errors: list[DiffillError] = []
     for path, lang in candidates:
+        if config.languages is not None and not serves(config.languages, lang):
+            summary.problems.append(Skipped(path, refusal(config.languages, lang)))
+            continue
         snap = read_snapshot(path, lang)
         if isinstance(snap, Skipped):
             summary.problems.append(snap)

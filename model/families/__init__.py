@@ -24,21 +24,34 @@ class Family:
     tail: tuple[str, ...]  # token roles after the suffix ("eos")
     infill_trained: bool  # whether the published model was trained on infill layouts
     note: str
+    # LoRA targets: its attention and MLP projections by their checkpoint names (a peft regex where a
+    # name alone would also match the output layer); empty: adapters are not trained on it
+    lora_targets: str | tuple[str, ...] = ()
 
+
+_QWEN2_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 FAMILIES: dict[str, Family] = {
     "dream": Family("dream", shifted=True, lead=("bos",), tail=("eos",), infill_trained=True,
                     note="Dream, Dream-Coder, DiffuCoder, DreamOn: <bos> prefix canvas suffix <eos>, as DreamOn's "
-                         "infilling lays it out; unused canvas slots become <|endoftext|>"),
+                         "infilling lays it out; unused canvas slots become <|endoftext|>",
+                    lora_targets=_QWEN2_TARGETS),
     "open_dcoder": Family("open_dcoder", shifted=True, lead=(), tail=(), infill_trained=False,
                           note="Open-dCoder: prefix canvas suffix with no special tokens, as its infill "
-                               "evaluation lays it out (pretrained on plain masked diffusion only)"),
+                               "evaluation lays it out (pretrained on plain masked diffusion only)",
+                          lora_targets=_QWEN2_TARGETS),
     "llada": Family("llada", shifted=False, lead=("bos",), tail=(), infill_trained=False,
                     note="LLaDA: <|startoftext|> prefix canvas suffix; no infill training, unused slots become "
-                         "<|endoftext|> as in its answers' padding"),
+                         "<|endoftext|> as in its answers' padding",
+                    # ff_out is also the name of its output layer (transformer.ff_out): only the blocks'
+                    lora_targets=r".*\.blocks\.\d+\.(q_proj|k_proj|v_proj|attn_out|ff_proj|up_proj|ff_out)"),
     "diffusion_gemma": Family("diffusion_gemma", shifted=False, lead=(), tail=(), infill_trained=False,
                               note="DiffusionGemma: block diffusion continuing the prefix; it reads no suffix"),
 }
+
+
+# the families LoRA adapters train on (diffill adapt --model) and load on
+ADAPTABLE = tuple(name for name, f in FAMILIES.items() if f.lora_targets)
 
 
 def _registered() -> None:

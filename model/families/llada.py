@@ -94,6 +94,7 @@ class LLaDATransformer(nn.Module):
         self.transformer = nn.ModuleDict(parts)
         self.head_dim = config.d_model // config.n_heads
         self.theta = float(config.rope_theta)
+        self.gradient_checkpointing = False  # set by PreTrainedModel.gradient_checkpointing_enable
 
     def forward(self, input_ids, attention_mask=None, position_ids=None, past=None, keep=None):
         if position_ids is None:
@@ -102,7 +103,10 @@ class LLaDATransformer(nn.Module):
         key_mask = key_mask_of(attention_mask)
         x = self.transformer.wte(input_ids)
         for n, block in enumerate(self.transformer.blocks):
-            x = block(x, cos, sin, key_mask, None if past is None else past[n], keep)
+            if self.gradient_checkpointing and self.training and past is None and keep is None:
+                x = self._gradient_checkpointing_func(block.__call__, x, cos, sin, key_mask)
+            else:
+                x = block(x, cos, sin, key_mask, None if past is None else past[n], keep)
         return self.transformer.ln_f(x)
 
 
@@ -112,6 +116,7 @@ class LLaDAModelLM(PreTrainedModel):
 
     config_class = LLaDAConfig
     base_model_prefix = "model"
+    supports_gradient_checkpointing = True  # adapter training on a GPU (adapters.family)
     _no_split_modules = ["LLaDABlock"]
     _supports_sdpa = True
 

@@ -111,6 +111,7 @@ class Body(nn.Module):
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.head_dim = config.hidden_size // config.num_attention_heads
         self.theta = _theta(config)
+        self.gradient_checkpointing = False  # set by PreTrainedModel.gradient_checkpointing_enable
 
     def forward(self, input_ids, attention_mask=None, position_ids=None, past=None, keep=None):
         """Hidden states of ``input_ids``; ``past``: per layer (k, v, mask) of a cached context the
@@ -121,7 +122,10 @@ class Body(nn.Module):
         key_mask = key_mask_of(attention_mask)
         x = self.embed_tokens(input_ids)
         for n, layer in enumerate(self.layers):
-            x = layer(x, cos, sin, key_mask, None if past is None else past[n], keep)
+            if self.gradient_checkpointing and self.training and past is None and keep is None:
+                x = self._gradient_checkpointing_func(layer.__call__, x, cos, sin, key_mask)
+            else:
+                x = layer(x, cos, sin, key_mask, None if past is None else past[n], keep)
         return self.norm(x)
 
 
@@ -130,7 +134,7 @@ class _Qwen2Bidirectional(PreTrainedModel):
     ``logits_at`` (B, K) only (the output projection is most of a step's cost on a 152k vocabulary)."""
 
     base_model_prefix = "model"
-    supports_gradient_checkpointing = False
+    supports_gradient_checkpointing = True  # adapter training on a GPU (adapters.family)
     _no_split_modules = ["Block"]
     _supports_sdpa = True
 

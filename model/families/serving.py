@@ -88,9 +88,15 @@ class FamilyBackend:
         self.lead = [roles[r] for r in family.lead]
         self.tail = [roles[r] for r in family.tail]
 
-    def prepare(self, prefixes, suffixes, length, cache=False, refresh=0) -> FamilyLayout:
-        base = layout_rows([self.lead + p for p in prefixes], [s + self.tail for s in suffixes], length,
+    def rows(self, prefixes: list[list[int]], suffixes: list[list[int]], length: int) -> Layout:
+        """The family's infill layout on the CPU: lead + prefix + ``length`` mask slots + suffix + tail,
+        and where each slot's logits are (one to the left when shifted). Adapter training lays its
+        rows out with it too (``adapters.family``)."""
+        return layout_rows([self.lead + p for p in prefixes], [s + self.tail for s in suffixes], length,
                            self.mask_id, self.tok.pad_id, self.shifted)
+
+    def prepare(self, prefixes, suffixes, length, cache=False, refresh=0) -> FamilyLayout:
+        base = self.rows(prefixes, suffixes, length)
         d = self.device
         lay = FamilyLayout(base.input_ids.to(d), None if base.attention_mask is None else base.attention_mask.to(d),
                            base.canvas_index.to(d), cache, refresh)

@@ -34,7 +34,7 @@ return {
       maxTokens = vim.NIL, -- canvas budget; nil: by context
       threshold = 0.9,
       constraint = true, -- keep every infill syntactically valid
-      languages = vim.NIL, -- list of languageIds; nil: all the server supports
+      languages = vim.NIL, -- list of languageIds; nil: those the model was trained on
     },
   },
   before_init = function(params, config)
