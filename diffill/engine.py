@@ -70,7 +70,7 @@ class EngineConfig:
     # this base), an adapter folder, or None / "none" (the bare base)
     adapter: str | None = "default"
     # auto (the model folder's config.json says: model.families.detect_family) or one of
-    # model.backend.BACKENDS: diffill | masked_lm | diffusion_gemma | dream | llada | open_dcoder
+    # model.backend.BACKENDS: diffill | masked_lm | diffusion_gemma | dream | dreamon | llada | open_dcoder
     backend: str = "auto"
     trust_remote_code: bool = False  # run a checkpoint's own code (masked_lm only); only when asked
     # cpu | cuda | auto (auto: a GPU when there is one for the open families; the shipped model,

@@ -27,8 +27,8 @@ from diffill.model.tokenizer import CodeTokenizer
 
 log = logging.getLogger(__name__)
 
-# dream, llada, open_dcoder: the project's own implementations of those families (model/families)
-BACKENDS = ("diffill", "masked_lm", "diffusion_gemma", "dream", "llada", "open_dcoder")
+# dream, dreamon, llada, open_dcoder: the project's own implementations of those families (model/families)
+BACKENDS = ("diffill", "masked_lm", "diffusion_gemma", "dream", "dreamon", "llada", "open_dcoder")
 
 
 class Backend(Protocol):

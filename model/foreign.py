@@ -40,7 +40,7 @@ def load_backend(kind: str, path: str | Path, trust_remote_code: bool = False, d
         raise ModelLoadError(f"corrupt config.json in {folder}: {e}") from e
     if not isinstance(config, dict):
         raise ModelLoadError(f"corrupt config.json in {folder}: not a JSON object")
-    if kind in ("dream", "llada", "open_dcoder"):
+    if kind in ("dream", "dreamon", "llada", "open_dcoder"):
         from diffill.model.families.serving import load_family
 
         return load_family(kind, folder, device, dtype)

@@ -37,7 +37,7 @@ def register(sub) -> None:
     p.add_argument("--trace", action="store_true", help="print the canvas after every denoising step")
     p.add_argument("--backend", default="auto",
                    help="model kind (default auto: what the --model folder's config.json says): diffill, dream, "
-                        "llada, open_dcoder, diffusion_gemma (docs/models.md) or masked_lm (a transformers "
+                        "dreamon, llada, open_dcoder, diffusion_gemma (docs/models.md) or masked_lm (a transformers "
                         "masked-LM folder; one that ships its own code needs --trust-remote-code)")
     p.add_argument("--trust-remote-code", action="store_true",
                    help="let a --model folder run its own Python code (off unless given)")

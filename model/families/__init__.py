@@ -3,7 +3,8 @@
 ``FAMILIES`` says, per family, how its checkpoints are read and how an infill is laid out as it
 was trained (what goes before the prefix, after the suffix, which token ends an infill, whether
 logits are shifted by one). ``detect_family`` names the family of a checkpoint folder from its
-config.json (and, for Open-dCoder, whose config is plain Qwen2, its tokenizer's mask token).
+config.json (and, for Open-dCoder, whose config is plain Qwen2, its tokenizer's mask token; for DreamOn,
+whose config is Dream's, its tokenizer's ``<|expand|>`` token).
 The networks register with transformers' Auto classes under their published ``model_type`` names
 (``Dream``, ``llada``), so ``AutoModel.from_pretrained`` on a published folder builds them here,
 without the folder's own code.
@@ -33,9 +34,13 @@ _QWEN2_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj"
 
 FAMILIES: dict[str, Family] = {
     "dream": Family("dream", shifted=True, lead=("bos",), tail=("eos",), infill_trained=True,
-                    note="Dream, Dream-Coder, DiffuCoder, DreamOn: <bos> prefix canvas suffix <eos>, as DreamOn's "
+                    note="Dream, Dream-Coder, DiffuCoder: <bos> prefix canvas suffix <eos>, as DreamOn's "
                          "infilling lays it out; unused canvas slots become <|endoftext|>",
                     lora_targets=_QWEN2_TARGETS),
+    "dreamon": Family("dreamon", shifted=True, lead=("bos",), tail=("eos",), infill_trained=True,
+                      note="DreamOn: Dream's layout and network; its canvas grows where a slot is predicted "
+                           "<|expand|> and shrinks where it is predicted <|endoftext|> (model.variable_length)",
+                      lora_targets=_QWEN2_TARGETS),
     "open_dcoder": Family("open_dcoder", shifted=True, lead=(), tail=(), infill_trained=False,
                           note="Open-dCoder: prefix canvas suffix with no special tokens, as its infill "
                                "evaluation lays it out (pretrained on plain masked diffusion only)",
@@ -90,6 +95,25 @@ def _has_mask_token(folder: Path) -> bool:
     return isinstance(tc, dict) and bool(tc.get("mask_token"))
 
 
+EXPAND_TOKEN = "<|expand|>"  # DreamOn's: a masked slot predicted as it becomes two masked slots
+
+
+def _added_tokens(folder: Path) -> set[str]:
+    """The texts of the tokens the tokenizer files of ``folder`` add to the vocabulary."""
+    found: set[str] = set()
+    try:
+        tc = json.loads((folder / "tokenizer_config.json").read_text())
+        found |= {t.get("content") for t in tc.get("added_tokens_decoder", {}).values() if isinstance(t, dict)}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        pass
+    try:
+        tj = json.loads((folder / "tokenizer.json").read_text())
+        found |= {t.get("content") for t in tj.get("added_tokens", []) if isinstance(t, dict)}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        pass
+    return found
+
+
 def detect_family(folder: str | Path) -> str:
     """The backend that serves checkpoint ``folder``: ``diffill``, a ``FAMILIES`` name, or ``masked_lm``
     (any other transformers masked LM)."""
@@ -98,7 +122,7 @@ def detect_family(folder: str | Path) -> str:
     if kind == "diffill":
         return "diffill"
     if kind in ("dream", "diffucoder"):
-        return "dream"
+        return "dreamon" if EXPAND_TOKEN in _added_tokens(Path(folder)) else "dream"
     if kind == "llada":
         return "llada"
     if kind == "diffusion_gemma":

@@ -16,7 +16,7 @@ import torch
 
 from diffill.model.backend import ForeignTokenizer, Layout, layout_rows
 from diffill.model.context import Window
-from diffill.model.families import FAMILIES, Family, _registered, detect_family, read_config
+from diffill.model.families import EXPAND_TOKEN, FAMILIES, Family, _registered, detect_family, read_config
 from diffill.precision import DEVICES
 
 log = logging.getLogger(__name__)
@@ -84,6 +84,14 @@ class FamilyBackend:
         self.mask_id, self.eoi_id = tokenizer.mask_id, tokenizer.eoi_id
         self.banned_ids = sorted({tokenizer.mask_id, tokenizer.pad_id, tokenizer.bos_id} - {tokenizer.eoi_id})
         self._blocked = ~tokenizer.allowed().to(self.device)
+        # DreamOn: a slot predicted <|expand|> becomes two masked slots and one predicted <|endoftext|> is
+        # removed (model.variable_length, which the sampler hands such a backend to); decoders of a fixed
+        # canvas (beam search) never propose the expand token
+        self.expand_id = self.delete_id = None
+        if family.name == "dreamon":
+            self.expand_id, self.delete_id = tokenizer.hf.convert_tokens_to_ids(EXPAND_TOKEN), tokenizer.eoi_id
+            self._blocked[self.expand_id] = False
+            self.banned_ids = sorted({*self.banned_ids, self.expand_id})
         roles = {"bos": tokenizer.bos_id, "eos": tokenizer.eoi_id}
         self.lead = [roles[r] for r in family.lead]
         self.tail = [roles[r] for r in family.tail]
@@ -174,7 +182,11 @@ def load_family(kind: str, folder: str | Path, device: str = "auto",
     except ValueError as e:
         raise ModelLoadError(str(e)) from e
     found = detect_family(folder)
-    if found != kind and (found in FAMILIES or found == "diffill"):  # refused before its shape is built
+    if kind == "dreamon" and found == "dream":
+        raise ModelLoadError(f"{folder} does not hold a dreamon model: its tokenizer has no <|expand|> token "
+                             "(--backend dream, or leave --backend out)")
+    # a DreamOn folder served as dream: the same network on a fixed canvas
+    if found != kind and (found in FAMILIES or found == "diffill") and (kind, found) != ("dream", "dreamon"):  # refused before its shape is built
         raise ModelLoadError(f"{folder} does not hold a {kind} model: its config.json says model_type "
                              f"{config.get('model_type')!r} (--backend {found}, or leave --backend out)")
     dtype = torch.bfloat16 if where.type == "cuda" else (dtype or torch.float32)
@@ -207,7 +219,7 @@ def load_family(kind: str, folder: str | Path, device: str = "auto",
 
 def _model_class(kind: str):
     _registered()
-    if kind == "dream":
+    if kind in ("dream", "dreamon"):
         from diffill.model.families.qwen2 import DreamModel
 
         return DreamModel

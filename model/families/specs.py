@@ -6,6 +6,10 @@ values are those of the public config files and generation scripts:
 
 * ``dream-coder-7b``: Dream-Coder-v0 7B (Qwen2.5-Coder-7B shape; ``<|mask|>`` 151666,
   ``<|beginoftext|>`` 151665, ``<|endoftext|>`` 151643).
+* ``dreamon-v0-7b``: DreamOn-v0 7B (Dream-Coder's shape and specials, fine-tuned from it; its
+  tokenizer adds ``<|expand|>`` at 151667, the id its published training and evaluation code use;
+  the delete state is ``<|endoftext|>`` 151643, which that code appends to training middles and
+  removes from the canvas where it is predicted).
 * ``open-dcoder-0.5b``: Open-dCoder 0.5B (Qwen2.5-Coder-0.5B shape, ``model_type: qwen2``, tied
   embeddings; its training adds the mask token ``<M>`` after Qwen's specials: 151665).
 * ``llada-8b``: LLaDA-8B (``<|mdm_mask|>`` 126336, ``<|startoftext|>`` 126080,
@@ -16,7 +20,7 @@ values are those of the public config files and generation scripts:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 
 @dataclass(frozen=True)
@@ -54,17 +58,19 @@ _QWEN_SPECIALS = (("<|im_start|>", 151644), ("<|im_end|>", 151645), ("<|fim_pref
 _QWEN_TINY = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
                   num_key_value_heads=2)
 
-SPECS: dict[str, Spec] = {
-    "dream-coder-7b": Spec(
-        family="dream",
-        config=dict(model_type="Dream", architectures=["DreamModel"], vocab_size=152064, hidden_size=3584,
+_DREAM_CODER = dict(model_type="Dream", architectures=["DreamModel"], vocab_size=152064, hidden_size=3584,
                     intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28, num_key_value_heads=4,
                     hidden_act="silu", max_position_embeddings=131072, rms_norm_eps=1e-6, rope_theta=1000000.0,
                     tie_word_embeddings=False, mask_token_id=151666, pad_token_id=151643, bos_token_id=151665,
-                    eos_token_id=151643),
-        tokens=Tokens(mask=("<|mask|>", 151666), eos=("<|endoftext|>", 151643), bos=("<|beginoftext|>", 151665),
-                      pad=("<|endoftext|>", 151643), extra=_QWEN_SPECIALS),
-        tiny=_QWEN_TINY),
+                    eos_token_id=151643)
+_DREAM_TOKENS = Tokens(mask=("<|mask|>", 151666), eos=("<|endoftext|>", 151643), bos=("<|beginoftext|>", 151665),
+                       pad=("<|endoftext|>", 151643), extra=_QWEN_SPECIALS)
+
+SPECS: dict[str, Spec] = {
+    "dream-coder-7b": Spec(family="dream", config=_DREAM_CODER, tokens=_DREAM_TOKENS, tiny=_QWEN_TINY),
+    "dreamon-v0-7b": Spec(family="dreamon", config=_DREAM_CODER,
+                          tokens=replace(_DREAM_TOKENS, extra=(*_QWEN_SPECIALS, ("<|expand|>", 151667))),
+                          tiny=_QWEN_TINY),
     "open-dcoder-0.5b": Spec(
         family="open_dcoder",
         config=dict(model_type="qwen2", architectures=["Qwen2ForCausalLM"], vocab_size=151936, hidden_size=896,
