@@ -74,6 +74,8 @@ def test_dreamon_is_detected_by_its_expand_token_and_serves_with_expand_and_dele
     assert tok.hf.convert_tokens_to_ids("<|expand|>") == 151667 == be.expand_id
     assert be.delete_id == tok.eoi_id == 151643 and be.mask_id == 151666
     assert be.expand_id in be.banned_ids  # a fixed canvas (beam search) never proposes it
+    # Dream's infill layout: <|beginoftext|> prefix canvas suffix <|endoftext|>
+    assert be.rows([[7]], [[8]], 2).input_ids.tolist() == [[151665, 7, 151666, 151666, 8, 151643]]
     assert dict(SPECS["dreamon-v0-7b"].tokens.all())["<|expand|>"] == 151667
 
 

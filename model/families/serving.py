@@ -185,8 +185,8 @@ def load_family(kind: str, folder: str | Path, device: str = "auto",
     if kind == "dreamon" and found == "dream":
         raise ModelLoadError(f"{folder} does not hold a dreamon model: its tokenizer has no <|expand|> token "
                              "(--backend dream, or leave --backend out)")
-    # a DreamOn folder served as dream: the same network on a fixed canvas
-    if found != kind and (found in FAMILIES or found == "diffill") and (kind, found) != ("dream", "dreamon"):  # refused before its shape is built
+    # refused before its shape is built; a DreamOn folder may be served as dream (a fixed canvas)
+    if found != kind and (found in FAMILIES or found == "diffill") and (kind, found) != ("dream", "dreamon"):
         raise ModelLoadError(f"{folder} does not hold a {kind} model: its config.json says model_type "
                              f"{config.get('model_type')!r} (--backend {found}, or leave --backend out)")
     dtype = torch.bfloat16 if where.type == "cuda" else (dtype or torch.float32)
