@@ -26,6 +26,7 @@ from diffill.syntax import guard_for
 DOC = "def add(a, b):\n    return a + b\n\n\ndef mul(a, b):\n    \n\n\nprint(mul(2, 3))\n"
 BLOCK = DOC.index("    \n\n\nprint") + 4  # the body of mul, a multi-line hole
 FORCE = 50.0
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +105,9 @@ def test_a_fill_through_the_engine_and_the_cli(engine, folders, tmp_path, capsys
     assert out["start"] == BLOCK and isinstance(out["text"], str)
 
 
-def test_forced_expand_grows_the_canvas_to_its_maximum_and_no_further(engine):
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=CUDA)])
+def test_forced_expand_grows_the_canvas_to_its_maximum_and_no_further(folders, device):
+    engine = Engine(EngineConfig(model=str(folders["dreamon-v0-7b"]), device=device))
     be = engine.backend
     _bias(be, lambda slot, n: be.expand_id)
     prepared = []
