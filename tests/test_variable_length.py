@@ -80,6 +80,16 @@ def test_dreamon_is_detected_by_its_expand_token_and_serves_with_expand_and_dele
     assert dict(SPECS["dreamon-v0-7b"].tokens.all())["<|expand|>"] == 151667
 
 
+def test_detection_reads_either_tokenizer_file_and_survives_damaged_ones(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "Dream"}))
+    (tmp_path / "tokenizer_config.json").write_text("{not json")
+    (tmp_path / "tokenizer.json").write_text("[]")
+    assert detect_family(tmp_path) == "dream"
+    added = {"151667": {"content": "<|expand|>", "special": True}}
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"added_tokens_decoder": added}))
+    assert detect_family(tmp_path) == "dreamon"
+
+
 def test_backend_overrides(folders):
     # served as dream: the same network on a fixed canvas
     fixed = Engine(EngineConfig(model=str(folders["dreamon-v0-7b"]), backend="dream"))
