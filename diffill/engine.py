@@ -32,6 +32,7 @@ from diffill.model.families import detect_family
 from diffill.model.families.serving import DeviceError, resolve_device
 from diffill.model.beam import LINE_BEAM
 from diffill.model.context import Window, encode_window
+from diffill.model.context_reuse import ContextReuse
 from diffill.model.copying import Copying
 from diffill.model.decoders import Decoder
 from diffill.model.decoding import Bans, Request, SampleResult, SamplerConfig, StepTrace
@@ -87,6 +88,9 @@ class EngineConfig:
     # a one-line hole at a cursor inside a word is filled from the word's start, the fill starting
     # with the typed part (model/lead.py; token healing)
     heal_words: bool = True
+    # a hole's context is built on the last requests' encoded context where the window changed only
+    # near the cursor (model/context_reuse.py; approximate, measured in docs/latency.md)
+    context_reuse: bool = False
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,7 @@ class InfillOptions:
     beam: int | None = None  # one-line holes' beam width (EngineConfig.single_line_beam); 0: threshold decoding
     threshold: float | None = None  # confidence to commit a token in a denoising step (SamplerConfig.threshold)
     constrained: bool | None = None  # keep fills syntactically valid (EngineConfig.constrained)
+    context_reuse: bool | None = None  # build on earlier requests' context (EngineConfig.context_reuse)
 
 
 @dataclass(frozen=True)
@@ -250,6 +255,8 @@ class Engine:
             raise DiffillError(str(e)) from e
         self.model.to(device)
         self.backend = DiffillBackend(self.model, self.tok)
+        # the same network, keeping the contexts it encodes for later requests (context_reuse)
+        self.reusing: DiffillBackend | None = DiffillBackend(self.model, self.tok, reuse=ContextReuse())
         # the shipped adapter's merge into these weights is kept in the user's cache (adapters.merged)
         weights = Path(self.config.model or DEFAULT_CHECKPOINT) / "model.safetensors"
         self.adapters = AdaptedModel(self.model, weights=weights, dtype=self.dtype)
@@ -276,6 +283,7 @@ class Engine:
         except ModelLoadError as e:
             raise DiffillError(str(e)) from e
         self.model = self.backend.model
+        self.reusing = None  # other models' backends do not reuse context across requests
         self.dtype = str(next(self.model.parameters()).dtype).removeprefix("torch.")
         self.adapters = None
         self.adapter = None
@@ -304,6 +312,8 @@ class Engine:
         except AdapterError as e:
             raise DiffillError(str(e)) from e
         self.adapter = str(info.path) if info else None
+        if self.reusing is not None:
+            self.reusing.reuse.clear()  # the kept keys and values are the old weights'
         self.repository = repository if info else None
         self.calibration = load_calibration(self.model_folder, self.fingerprint)
         log.info("adapter: %s; confidence %s", self.adapter or "none",
@@ -384,6 +394,7 @@ class Engine:
         fills in its own line ends (``diffill.newlines``). ``options`` (beam, threshold, constraint)
         apply to this call only; ``sampler``, when given, replaces the configured sampler settings."""
         options = options or InfillOptions()
+        backend = self._backend_for(options)
         if options.threshold is not None:
             sampler = replace(sampler or self.config.sampler, threshold=options.threshold)
         for r in reqs:
@@ -423,7 +434,7 @@ class Engine:
             todo = [k for k in range(len(rows)) if k not in bridged]
             constraint = RowConstraints({n: guards[k].constraint for n, k in enumerate(todo) if k in guards}) \
                 if guards else None
-            sampled = Decoder(self.backend, cfg).sample([rows[k] for k in todo], budget, constraint=constraint,
+            sampled = Decoder(backend, cfg).sample([rows[k] for k in todo], budget, constraint=constraint,
                                                         cancelled=cancelled, on_step=on_step)
             rest = iter(sampled)
             outs = [bridged[k] if k in bridged else next(rest) for k in range(len(rows))]
@@ -441,7 +452,7 @@ class Engine:
                 if k in guards:
                     # a cancelled request is not resampled
                     resample = None if was_cancelled else self._resampler(guards[k], rows[k], budget, cfg, ctx,
-                                                                          cancelled)
+                                                                          cancelled, backend)
                     text = ensure_valid(guards[k], out.tokens, text, resample, self.config.repairs, runners_up)
                     syntax = guards[k].outcome
                 row_ms += (time.perf_counter() - t1) * 1000.0
@@ -476,6 +487,12 @@ class Engine:
             if r.start == r.end:
                 results[i] = replace(results[i], typed=typed_part(r.text, r.start))
         return results  # type: ignore[return-value]
+
+    def _backend_for(self, options: InfillOptions):
+        """The backend a call decodes with: the one that reuses context across requests, where
+        that is asked for (the call's option, else the engine's setting) and there is one."""
+        wanted = self.config.context_reuse if options.context_reuse is None else options.context_reuse
+        return self.reusing if wanted and self.reusing is not None else self.backend
 
     def _typed(self, req: InfillRequest, multiline: bool, cfg: SamplerConfig) -> str:
         """The typed part of the word at a one-line hole's cursor, which its fill is to start with
@@ -598,7 +615,7 @@ class Engine:
         return {k: g for k, g in guards.items() if g is not None}
 
     def _resampler(self, guard: HoleGuard, row: Request, budget: int, cfg: SamplerConfig, ctx: HoleContext,
-                   cancelled: Callable[[], bool]) -> Resample:
+                   cancelled: Callable[[], bool], backend=None) -> Resample:
         """How ``ensure_valid`` repairs an invalid fill: ``row`` resampled with the error slots'
         tokens banned, post-processed as the hole's fill."""
         # the resample decodes by threshold (no beam) and commits at least REPAIR_PARALLEL slots a
@@ -608,7 +625,7 @@ class Engine:
                         max_per_step=cfg.max_per_step and max(cfg.max_per_step, least))
 
         def resample(bans: Bans) -> tuple[list[int], str]:
-            out = Decoder(self.backend, quick).sample([row], budget, constraint=RowConstraints({0: guard.constraint}),
+            out = Decoder(backend or self.backend, quick).sample([row], budget, constraint=RowConstraints({0: guard.constraint}),
                                                       bans=bans, cancelled=cancelled)[0]
             raw = self.tok.decode(out.tokens)
             return out.tokens, postprocess(raw, ctx) if (out.complete or raw) else ""
