@@ -90,7 +90,7 @@ class EngineConfig:
     heal_words: bool = True
     # a hole's context is built on the last requests' encoded context where the window changed only
     # near the cursor (model/context_reuse.py; approximate, measured in docs/latency.md)
-    context_reuse: bool = False
+    context_reuse: bool = True
 
 
 @dataclass(frozen=True)

@@ -31,9 +31,9 @@ from diffill.model.layers import KV, apply_rope, rope_cos_sin
 class ReuseConfig:
     # tokens removed plus tokens added (and canvas slots added or removed) above which a window is
     # encoded afresh
-    max_changed: int = 16
+    max_changed: int = 8
     # reuses that changed tokens, in a row, after which the next window is encoded afresh
-    max_reuses: int = 8
+    max_reuses: int = 3
     entries: int = 4  # encoded contexts kept (about one per document being typed in)
 
 

@@ -188,8 +188,8 @@ def test_the_engine_reuses_only_when_asked_and_forgets_on_an_adapter_switch(tiny
     kept = tiny_engine.reusing.reuse
     kept.clear()
     req = InfillRequest(DOC, CURSOR, CURSOR, language="python")
-    off = tiny_engine.infill(req)
-    assert tiny_engine.config.context_reuse is False and kept.entries == []
+    off = tiny_engine.infill(req, options=InfillOptions(context_reuse=False))
+    assert kept.entries == []
     on = tiny_engine.infill(req, options=InfillOptions(context_reuse=True))
     again = tiny_engine.infill(req, options=InfillOptions(context_reuse=True))
     assert kept.entries and kept.counts()["unchanged"] >= 1
