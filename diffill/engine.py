@@ -88,8 +88,9 @@ class EngineConfig:
     # a one-line hole at a cursor inside a word is filled from the word's start, the fill starting
     # with the typed part (model/lead.py; token healing)
     heal_words: bool = True
-    # a hole's context is built on the last requests' encoded context where the window changed only
-    # near the cursor (model/context_reuse.py; approximate, measured in docs/latency.md)
+    # a one-line hole's context is built on the last requests' encoded context where the window
+    # changed only near the cursor (model/context_reuse.py; approximate, measured in docs/latency.md
+    # on one-line holes, so multi-line holes are always encoded whole)
     context_reuse: bool = True
 
 
@@ -394,7 +395,6 @@ class Engine:
         fills in its own line ends (``diffill.newlines``). ``options`` (beam, threshold, constraint)
         apply to this call only; ``sampler``, when given, replaces the configured sampler settings."""
         options = options or InfillOptions()
-        backend = self._backend_for(options)
         if options.threshold is not None:
             sampler = replace(sampler or self.config.sampler, threshold=options.threshold)
         for r in reqs:
@@ -414,6 +414,7 @@ class Engine:
             idx = [i for i, p in enumerate(plans) if p == plan]
             t0 = time.perf_counter()
             cfg = self._sampler_for(sampler or self.config.sampler, multiline=plan[0], beam=options.beam)
+            backend = self._backend_for(options, multiline=plan[0])
             typed = {i: self._typed(reqs[i], plan[0], cfg) for i in idx}
             # the holes as the model fills them: a word being typed is part of the fill (model.lead)
             held = {i: replace(reqs[i], start=reqs[i].start - len(typed[i])) for i in idx}
@@ -488,11 +489,11 @@ class Engine:
                 results[i] = replace(results[i], typed=typed_part(r.text, r.start))
         return results  # type: ignore[return-value]
 
-    def _backend_for(self, options: InfillOptions):
-        """The backend a call decodes with: the one that reuses context across requests, where
-        that is asked for (the call's option, else the engine's setting) and there is one."""
+    def _backend_for(self, options: InfillOptions, multiline: bool):
+        """The backend a call's holes decode with: for one-line holes, the one that reuses context
+        across requests where that is asked for (the call's option, else the engine's setting)."""
         wanted = self.config.context_reuse if options.context_reuse is None else options.context_reuse
-        return self.reusing if wanted and self.reusing is not None else self.backend
+        return self.reusing if wanted and not multiline and self.reusing is not None else self.backend
 
     def _typed(self, req: InfillRequest, multiline: bool, cfg: SamplerConfig) -> str:
         """The typed part of the word at a one-line hole's cursor, which its fill is to start with
@@ -625,8 +626,9 @@ class Engine:
                         max_per_step=cfg.max_per_step and max(cfg.max_per_step, least))
 
         def resample(bans: Bans) -> tuple[list[int], str]:
-            out = Decoder(backend or self.backend, quick).sample([row], budget, constraint=RowConstraints({0: guard.constraint}),
-                                                      bans=bans, cancelled=cancelled)[0]
+            out = Decoder(backend or self.backend, quick).sample([row], budget,
+                                                                 constraint=RowConstraints({0: guard.constraint}),
+                                                                 bans=bans, cancelled=cancelled)[0]
             raw = self.tok.decode(out.tokens)
             return out.tokens, postprocess(raw, ctx) if (out.complete or raw) else ""
 

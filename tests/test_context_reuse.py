@@ -187,9 +187,12 @@ def test_kept_contexts_are_bounded_and_batches_do_not_reuse(network):
 def test_the_engine_reuses_only_when_asked_and_forgets_on_an_adapter_switch(tiny_engine):
     kept = tiny_engine.reusing.reuse
     kept.clear()
-    req = InfillRequest(DOC, CURSOR, CURSOR, language="python")
+    at = DOC.index("len(values)\n")  # a one-line hole
+    req = InfillRequest(DOC, at, at, language="python")
     off = tiny_engine.infill(req, options=InfillOptions(context_reuse=False))
-    assert kept.entries == []
+    block = tiny_engine.infill(InfillRequest(DOC, CURSOR, CURSOR, language="python"),
+                               options=InfillOptions(context_reuse=True))
+    assert block.multiline and kept.entries == []  # multi-line holes are encoded whole
     on = tiny_engine.infill(req, options=InfillOptions(context_reuse=True))
     again = tiny_engine.infill(req, options=InfillOptions(context_reuse=True))
     assert kept.entries and kept.counts()["unchanged"] >= 1
