@@ -9,10 +9,9 @@ import torch
 from diffill.engine import InfillOptions, InfillRequest
 from diffill.model.backend import DiffillBackend
 from diffill.model.context import Window, encode_window
-from diffill.model.context_reuse import ContextReuse, ReuseConfig
+from diffill.model.context_reuse import ContextReuse, ReuseConfig, rotate_keys
 from diffill.model.layers import apply_rope, rope_cos_sin
 from diffill.model.loading import load_checkpoint
-from diffill.model.context_reuse import rotate_keys
 
 L = 6  # canvas slots
 DOC = ("import os\n\n\ndef total(values):\n    result = 0\n    for v in values:\n        result += v\n"
@@ -100,6 +99,21 @@ def test_typing_at_the_cursor_builds_on_the_kept_context(network):
     fresh, expected = _first(plain, prefix, suffix)
     assert logits.shape == expected.shape
     _assert_first_layer_as_fresh(state, fresh)
+
+
+def test_text_changed_after_the_cursor_is_recomputed_at_the_suffix_start(network):
+    reusing, plain = _backends(network)
+    tok = network[1]
+    at = DOC.index("len(values)\n")
+    whole = Window(suffix_tokens=400)  # the suffix reaches the end of the file: the edit is all that changes
+    _first(reusing, *_window(tok, DOC, at, whole))
+    text = DOC[:at] + "sum" + DOC[at + len("len") :]  # the word after the cursor replaced
+    prefix, suffix = _window(tok, text, at, whole)
+    plan = reusing.reuse.plan(prefix, suffix, L)
+    assert plan is not None and plan.added_prefix == [] and plan.added_suffix
+    state, _ = _first(reusing, prefix, suffix)
+    assert reusing.reuse.counts()["reused"] == 1
+    _assert_first_layer_as_fresh(state, _first(plain, prefix, suffix)[0])
 
 
 def test_a_longer_canvas_moves_the_suffix_and_its_keys_follow(network):
