@@ -33,6 +33,7 @@ from diffill.model.families import ADAPTABLE, detect_family
 from diffill.model.families.serving import DeviceError, FamilyBackend, resolve_device
 from diffill.model.beam import LINE_BEAM
 from diffill.model.context import Window, encode_window
+from diffill.model.context_reuse import ContextReuse
 from diffill.model.copying import Copying
 from diffill.model.decoders import Decoder
 from diffill.model.decoding import Bans, Request, SampleResult, SamplerConfig, StepTrace
@@ -91,6 +92,10 @@ class EngineConfig:
     # the languages filled (diffill.languages): None, those the model was trained on (its config.json's
     # "languages", else every language with a grammar); "all"; or names, comma-separated or listed
     languages: str | tuple[str, ...] | None = None
+    # a one-line hole's context is built on the last requests' encoded context where the window
+    # changed only near the cursor (model/context_reuse.py; approximate, measured in docs/latency.md
+    # on one-line holes, so multi-line holes are always encoded whole)
+    context_reuse: bool = True
 
 
 @dataclass(frozen=True)
@@ -103,6 +108,7 @@ class InfillOptions:
     constrained: bool | None = None  # keep fills syntactically valid (EngineConfig.constrained)
     # the languages filled, as EngineConfig.languages (the language server's languages setting)
     languages: tuple[str, ...] | None = None
+    context_reuse: bool | None = None  # build on earlier requests' context (EngineConfig.context_reuse)
 
 
 @dataclass(frozen=True)
@@ -259,6 +265,8 @@ class Engine:
             raise DiffillError(str(e)) from e
         self.model.to(device)
         self.backend = DiffillBackend(self.model, self.tok)
+        # the same network, keeping the contexts it encodes for later requests (context_reuse)
+        self.reusing: DiffillBackend | None = DiffillBackend(self.model, self.tok, reuse=ContextReuse())
         # the shipped adapter's merge into these weights is kept in the user's cache (adapters.merged)
         weights = Path(self.config.model or DEFAULT_CHECKPOINT) / "model.safetensors"
         self.adapters = AdaptedModel(self.model, weights=weights, dtype=self.dtype)
@@ -286,6 +294,7 @@ class Engine:
         except ModelLoadError as e:
             raise DiffillError(str(e)) from e
         self.model = self.backend.model
+        self.reusing = None  # other models' backends do not reuse context across requests
         self.dtype = str(next(self.model.parameters()).dtype).removeprefix("torch.")
         self.adapters = None
         self.adapter = None
@@ -323,6 +332,8 @@ class Engine:
         except AdapterError as e:
             raise DiffillError(str(e)) from e
         self.adapter = str(info.path) if info else None
+        if self.reusing is not None:
+            self.reusing.reuse.clear()  # the kept keys and values are the old weights'
         self.repository = repository if info else None
         # calibrations are fitted for the diffill model (diffill.confidence)
         self.calibration = load_calibration(self.model_folder, self.fingerprint) \
@@ -429,6 +440,7 @@ class Engine:
             idx = [i for i, p in enumerate(plans) if p == plan]
             t0 = time.perf_counter()
             cfg = self._sampler_for(sampler or self.config.sampler, multiline=plan[0], beam=options.beam)
+            backend = self._backend_for(options, multiline=plan[0])
             typed = {i: self._typed(reqs[i], plan[0], cfg) for i in idx}
             # the holes as the model fills them: a word being typed is part of the fill (model.lead)
             held = {i: replace(reqs[i], start=reqs[i].start - len(typed[i])) for i in idx}
@@ -449,7 +461,7 @@ class Engine:
             todo = [k for k in range(len(rows)) if k not in bridged]
             constraint = RowConstraints({n: guards[k].constraint for n, k in enumerate(todo) if k in guards}) \
                 if guards else None
-            sampled = Decoder(self.backend, cfg).sample([rows[k] for k in todo], budget, constraint=constraint,
+            sampled = Decoder(backend, cfg).sample([rows[k] for k in todo], budget, constraint=constraint,
                                                         cancelled=cancelled, on_step=on_step)
             rest = iter(sampled)
             outs = [bridged[k] if k in bridged else next(rest) for k in range(len(rows))]
@@ -467,7 +479,7 @@ class Engine:
                 if k in guards:
                     # a cancelled request is not resampled
                     resample = None if was_cancelled else self._resampler(guards[k], rows[k], budget, cfg, ctx,
-                                                                          cancelled)
+                                                                          cancelled, backend)
                     text = ensure_valid(guards[k], out.tokens, text, resample, self.config.repairs, runners_up)
                     syntax = guards[k].outcome
                 row_ms += (time.perf_counter() - t1) * 1000.0
@@ -502,6 +514,12 @@ class Engine:
             if r.start == r.end:
                 results[i] = replace(results[i], typed=typed_part(r.text, r.start))
         return results  # type: ignore[return-value]
+
+    def _backend_for(self, options: InfillOptions, multiline: bool):
+        """The backend a call's holes decode with: for one-line holes, the one that reuses context
+        across requests where that is asked for (the call's option, else the engine's setting)."""
+        wanted = self.config.context_reuse if options.context_reuse is None else options.context_reuse
+        return self.reusing if wanted and not multiline and self.reusing is not None else self.backend
 
     def _typed(self, req: InfillRequest, multiline: bool, cfg: SamplerConfig) -> str:
         """The typed part of the word at a one-line hole's cursor, which its fill is to start with
@@ -624,7 +642,7 @@ class Engine:
         return {k: g for k, g in guards.items() if g is not None}
 
     def _resampler(self, guard: HoleGuard, row: Request, budget: int, cfg: SamplerConfig, ctx: HoleContext,
-                   cancelled: Callable[[], bool]) -> Resample:
+                   cancelled: Callable[[], bool], backend=None) -> Resample:
         """How ``ensure_valid`` repairs an invalid fill: ``row`` resampled with the error slots'
         tokens banned, post-processed as the hole's fill."""
         # the resample decodes by threshold (no beam) and commits at least REPAIR_PARALLEL slots a
@@ -634,8 +652,9 @@ class Engine:
                         max_per_step=cfg.max_per_step and max(cfg.max_per_step, least))
 
         def resample(bans: Bans) -> tuple[list[int], str]:
-            out = Decoder(self.backend, quick).sample([row], budget, constraint=RowConstraints({0: guard.constraint}),
-                                                      bans=bans, cancelled=cancelled)[0]
+            out = Decoder(backend or self.backend, quick).sample([row], budget,
+                                                                 constraint=RowConstraints({0: guard.constraint}),
+                                                                 bans=bans, cancelled=cancelled)[0]
             raw = self.tok.decode(out.tokens)
             return out.tokens, postprocess(raw, ctx) if (out.complete or raw) else ""
 

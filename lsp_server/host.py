@@ -237,7 +237,8 @@ class EngineHost:
     def cache_key(self, language_id: str) -> tuple:
         """What, besides the text, changes a fill: the language, the settings, the engine."""
         s = self.settings
-        return language_id, s.max_tokens, s.threshold, s.beam, s.constraint, s.min_confidence, self.generation
+        return (language_id, s.max_tokens, s.threshold, s.beam, s.constraint, s.min_confidence, s.context_reuse,
+                self.generation)
 
     def cancel(self, uri: str) -> None:
         """Stop the model request in flight for ``uri``, if any (its answer would be stale)."""
@@ -267,7 +268,8 @@ class EngineHost:
                 pending.job.cancel()
                 self.counters.superseded += 1
             text, language, path = doc.text, doc.language_id or None, to_fs_path(doc.uri)
-            beam, threshold, constrained, languages = s.beam, s.threshold, s.constraint, s.languages
+            beam, threshold, constrained = s.beam, s.threshold, s.constraint
+            languages, reuse = s.languages, s.context_reuse
             min_confidence = s.min_confidence if kind == "complete" else 0.0
 
             def run(engine, job):
@@ -275,7 +277,8 @@ class EngineHost:
 
                 req = InfillRequest(text, start, end, language=language, path=path, max_tokens=max_tokens,
                                     neighbors=neighbors, min_confidence=min_confidence)
-                options = InfillOptions(beam=beam, threshold=threshold, constrained=constrained, languages=languages)
+                options = InfillOptions(beam=beam, threshold=threshold, constrained=constrained,
+                                        languages=languages, context_reuse=reuse)
                 t0 = time.perf_counter()
                 result = engine.infill(req, cancelled=job.is_cancelled, options=options, on_progress=on_progress)
                 job.finished = time.perf_counter()  # the engine is done (the worker sets it again)

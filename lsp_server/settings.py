@@ -29,6 +29,9 @@ class Settings:
     # probability that a fill is exactly right, diffill.confidence); 0: every fill
     min_confidence: float = MIN_CONFIDENCE
     device: str = "auto"  # cpu | cuda | auto: where the model runs (auto: a GPU for the open families)
+    # build a request's context on the last requests' where only text near the cursor changed;
+    # None: the engine's setting
+    context_reuse: bool | None = None
 
     def enabled_for(self, language_id: str) -> bool:
         return self.languages is None or language_id in self.languages
@@ -46,6 +49,12 @@ def _bool(v: Any) -> bool:
     if isinstance(v, bool):
         return v
     raise ValueError("expected true or false")
+
+
+def _bool_or_null(v: Any) -> bool | None:
+    if v is None or isinstance(v, bool):
+        return v
+    raise ValueError("expected true, false or null")
 
 
 def _int_or_null(low: int, high: int):
@@ -96,6 +105,7 @@ _KEYS = {
     "constraint": ("constraint", _bool),
     "languages": ("languages", _languages),
     "device": ("device", _device),
+    "contextReuse": ("context_reuse", _bool_or_null),
 }
 
 

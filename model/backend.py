@@ -23,6 +23,7 @@ from typing import Protocol
 import torch
 
 from diffill.model.context import Window, window_of
+from diffill.model.context_reuse import ContextReuse, Encoded
 from diffill.model.tokenizer import CodeTokenizer
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,8 @@ class Layout:
     context_index: torch.Tensor | None = None  # (B, C) positions of the context
     context_mask: torch.Tensor | None = None  # (B, C); None when no row is padded
     rope: tuple | None = None  # cos/sin of the canvas positions
+    reuse: ContextReuse | None = None  # contexts kept across requests (one row only)
+    window: tuple[list[int], list[int]] | None = None  # the row's prefix and suffix ids, for ``reuse``
 
     def take(self, rows: torch.Tensor) -> Layout:
         """The state of rows ``rows`` (a LongTensor of row indices, repeats allowed): how beam
@@ -110,6 +113,9 @@ class DiffillBackend:
     later calls run only the canvas through the layers against that cache. The context's
     states then stay those computed with the canvas as it was (all masks), which is the
     approximation; ``refresh`` recomputes them every that many calls.
+
+    With ``reuse`` (cached path, one row), the context of an earlier request whose window differs
+    only near the cursor is completed rather than encoded whole (``model.context_reuse``).
     """
 
     shifted = False
@@ -119,8 +125,9 @@ class DiffillBackend:
     # float32: no rounding
     BF16_WIDTH_MULTIPLE = 32
 
-    def __init__(self, model, tokenizer: CodeTokenizer):
+    def __init__(self, model, tokenizer: CodeTokenizer, reuse: ContextReuse | None = None):
         self.model = model.eval()
+        self.reuse = reuse
         self.width_multiple = self.BF16_WIDTH_MULTIPLE if model.dtype == torch.bfloat16 else 1
         self.tok = tokenizer
         self.mask_id = tokenizer.mask_id
@@ -154,6 +161,8 @@ class DiffillBackend:
             from diffill.model.layers import rope_cos_sin
 
             lay.rope = rope_cos_sin(lay.canvas_index, self.model.head_dim, self.model.config.rope_theta)
+            if self.reuse is not None and len(prefixes) == 1:
+                lay.reuse, lay.window = self.reuse, (list(prefixes[0]), list(suffixes[0]))
         return lay
 
     @torch.inference_mode()
@@ -169,11 +178,36 @@ class DiffillBackend:
         ids = state.input_ids.scatter(1, state.canvas_index, canvas)
         if not state.cache:
             return self.model(ids, attention_mask=state.attention_mask, logits_at=at).logits.float().cpu()
+        # a request's first pass over an all-mask canvas is what a later request may build on
+        reusable = state.reuse is not None and state.calls == 1 and bool((canvas == self.mask_id).all())
+        if reusable and (logits := self._reuse_context(state, canvas, slots)) is not None:
+            return logits
         positions = torch.arange(ids.shape[1], device=device)[None].expand_as(ids)
         kv, logits = self.model.encode_context(ids, positions, state.attention_mask, logits_at=at)
         g = state.context_index[:, None, :, None]
         state.context = [tuple(t.gather(2, g.expand(-1, t.shape[1], -1, t.shape[3])) for t in layer_kv)
                          for layer_kv in kv]
+        if reusable:
+            state.reuse.keep(Encoded(*state.window, canvas.shape[1], state.context))
+        return logits.float().cpu()
+
+    def _reuse_context(self, state: Layout, canvas: torch.Tensor, slots: torch.Tensor | None) -> torch.Tensor | None:
+        """The first pass built on a kept context (``model.context_reuse``): only the changed
+        tokens and the canvas run through the network. None where no kept context fits."""
+        prefix, suffix = state.window
+        length = canvas.shape[1]
+        plan = state.reuse.plan(prefix, suffix, length)
+        if plan is None:
+            return None
+        device = canvas.device
+        reused = plan.reused(self.model.config.rope_theta)
+        block = torch.tensor([plan.block(canvas[0].tolist())], dtype=torch.long, device=device)
+        positions = torch.arange(plan.block_start, plan.block_start + block.shape[1], device=device)[None]
+        at = (torch.arange(length, device=device)[None] if slots is None else slots) + len(plan.added_prefix)
+        kv, logits = self.model.extend_context(block, positions, reused, logits_at=at)
+        state.context = plan.context(reused, kv)
+        state.reuse.keep(Encoded(prefix, suffix, length, state.context, plan.base.reuses + (not plan.exact)),
+                         plan.base)
         return logits.float().cpu()
 
 

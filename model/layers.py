@@ -322,6 +322,26 @@ class NetworkMethods:
             cache.append((k, v))
         return self._logits(x[:, -1], None), cache
 
+    @torch.inference_mode()
+    def extend_context(
+        self,
+        input_ids: torch.Tensor,
+        position_ids: torch.Tensor,
+        context: list[KV],
+        logits_at: torch.Tensor | None = None,
+    ) -> tuple[list[KV], torch.Tensor]:
+        """Per-layer keys and values of new tokens ``input_ids`` at ``position_ids``, attending to
+        a cached ``context`` (unpadded) and themselves, and their logits at ``logits_at`` (B, K):
+        how a context kept from an earlier request is completed (``model.context_reuse``)."""
+        x = self.embed_tokens(input_ids)
+        cos, sin = rope_cos_sin(position_ids, self.head_dim, self.config.rope_theta)
+        own = []
+        for layer, kv in zip(self.layers, context):
+            x, new = layer(x, cos, sin, None, kv)
+            own.append(new)
+        return own, self._logits(x, logits_at)
+
+
 
 class Output(NamedTuple):
     logits: torch.Tensor

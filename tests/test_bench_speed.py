@@ -167,3 +167,14 @@ def test_typing_replays_each_keystroke_through_the_forwarding_cache(tiny_checkpo
     for key in ("cache_hits", "shown", "typed_along", "rest_of_line"):
         assert 0 <= row[key] <= 1
     assert row["rest_of_line"] <= row["typed_along"] <= row["shown"]
+
+
+def test_typing_with_context_reuse_both_replays_the_same_lines_with_and_without(tiny_checkpoint, tiny_sources,
+                                                                                 capsys):
+    rc = main(["bench", "speed", "--cases", "2", "--json", "--threads", "1", "--model", str(tiny_checkpoint),
+               "--adapter", "none", "--corpus", str(tiny_sources), "--kinds", "typing", "--context-reuse", "both"])
+    assert rc == 0
+    off, on = json.loads(capsys.readouterr().out)["results"]
+    assert (off["context_reuse"], on["context_reuse"]) == (False, True)
+    assert off["keystrokes"] == on["keystrokes"] > 0 and off["cases"] == on["cases"] == 2
+    assert "contexts" not in off and sum(on["contexts"].values()) > 0

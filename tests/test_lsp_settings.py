@@ -55,3 +55,11 @@ def test_min_confidence_is_a_fraction_with_a_default_that_abstains():
     for bad in (1.5, -0.1, "high", True):
         s, problems = merge(Settings(), {"minConfidence": bad})
         assert s.min_confidence == MIN_CONFIDENCE and "minConfidence" in problems[0]
+
+
+def test_context_reuse_is_true_false_or_null_for_the_engine_s_own_setting():
+    on, problems = merge(Settings(), {"contextReuse": True})
+    assert problems == [] and on.context_reuse is True
+    assert merge(on, {"contextReuse": None})[0].context_reuse is None
+    kept, problems = merge(on, {"contextReuse": "yes"})
+    assert kept.context_reuse is True and "contextReuse" in problems[0]

@@ -16,6 +16,8 @@ the language server answers: from its forwarding cache (``lsp_server.cache.Infil
 user typed into the last suggestion, else by the engine with its own setting for one-line holes.
 Reported per keystroke: latency p50/p95, how often a suggestion was shown, how often it began with
 the character typed next (the user was typing along it) and how often it was the rest of the line.
+``--context-reuse both`` replays the lines twice, line by line in turn, with the context encoded
+whole and built on the last requests' (``model.context_reuse``), each with its own forwarding cache.
 
 Settings: ``one_per_step`` (one token committed per forward pass), ``threshold`` (parallel
 decoding by confidence), ``threshold_cache`` (the same with the prefix/suffix cache) and
@@ -29,7 +31,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -212,47 +214,86 @@ def measure(engine, holes: list[Hole], setting: str, budget: int) -> dict:
             "cases": len(holes), "latencies_ms": [round(x, 2) for x in ms]}
 
 
-def replay_typing(engine, holes: list[Hole], setting: str, budget: int) -> dict:
+REUSE_MODES = {"default": (None,), "off": (False,), "on": (True,), "both": (False, True)}
+
+
+@dataclass
+class _Typist:
+    """One replay of the typed lines: its forwarding cache and what it measured."""
+
+    reuse: bool | None
+    cache: object
+    ms: list = field(default_factory=list)
+    miss_ms: list = field(default_factory=list)
+    miss_cpu_ms: list = field(default_factory=list)  # the process's CPU time (all threads) of each engine call
+    shown: int = 0
+    along: int = 0
+    rest: int = 0
+
+
+def replay_typing(engine, holes: list[Hole], setting: str, budget: int,
+                  reuse: tuple[bool | None, ...] = (None,)) -> list[dict]:
     """Type each hole's line into it a character at a time (see the module's ``typing``); every
-    keystroke but the line's last is a request, answered from the forwarding cache or the engine."""
-    from diffill.engine import InfillRequest
+    keystroke but the line's last is a request, answered from the forwarding cache or the engine.
+    One result per ``reuse`` mode (``InfillOptions.context_reuse``; None: the engine's setting),
+    the modes taking turns line by line, each with its own forwarding cache, so that they are
+    timed under the same load."""
+    from diffill.engine import InfillOptions, InfillRequest
     from diffill.lsp_server.cache import Hole as Cursor
     from diffill.lsp_server.cache import InfillCache
 
     cfg = setting_config(engine.config.sampler, setting, _beam(engine))
     for h in holes[:3]:  # warm-up: allocator, thread pool, kernels
         engine.infill(InfillRequest(h.text, h.at, h.at, max_tokens=budget, language="python"), sampler=cfg)
-    cache = InfillCache()
-    ms, miss_ms = [], []
-    shown = along = rest = 0
+    kept = getattr(engine.reusing, "reuse", None)
+    before = kept.counts() if kept is not None else {}
+    typists = [_Typist(mode, InfillCache()) for mode in reuse]
     for h in holes:
-        for k in range(1, len(h.target)):
-            text, at, following = h.text[: h.at] + h.target[:k] + h.text[h.at :], h.at + k, h.target[k:]
-            t0 = time.perf_counter()
-            cursor = Cursor.at(text, at)
-            texts = cache.get(cursor, setting)
-            if texts is None:
-                r = engine.infill(InfillRequest(text, at, at, max_tokens=budget, language="python"), sampler=cfg)
-                texts = [r.text, *r.alternatives] if r.text else []  # what the server offers
-                cache.put(cursor, setting, texts)
-                miss_ms.append((time.perf_counter() - t0) * 1000.0)
-            ms.append((time.perf_counter() - t0) * 1000.0)
-            suggestion = texts[0] if texts else ""
-            shown += bool(suggestion)
-            along += suggestion.startswith(following[0])
-            rest += bool(suggestion) and suggestion.rstrip() == following.rstrip()
-    n = max(1, len(ms))
+        for t in typists:
+            options = InfillOptions(context_reuse=t.reuse)
+            for k in range(1, len(h.target)):
+                text, at, following = h.text[: h.at] + h.target[:k] + h.text[h.at :], h.at + k, h.target[k:]
+                t0, c0 = time.perf_counter(), time.process_time()
+                cursor = Cursor.at(text, at)
+                texts = t.cache.get(cursor, setting)
+                if texts is None:
+                    r = engine.infill(InfillRequest(text, at, at, max_tokens=budget, language="python"),
+                                      sampler=cfg, options=options)
+                    texts = [r.text, *r.alternatives] if r.text else []  # what the server offers
+                    t.cache.put(cursor, setting, texts)
+                    t.miss_ms.append((time.perf_counter() - t0) * 1000.0)
+                    t.miss_cpu_ms.append((time.process_time() - c0) * 1000.0)
+                t.ms.append((time.perf_counter() - t0) * 1000.0)
+                suggestion = texts[0] if texts else ""
+                t.shown += bool(suggestion)
+                t.along += suggestion.startswith(following[0])
+                t.rest += bool(suggestion) and suggestion.rstrip() == following.rstrip()
 
     def pct(values: list[float], q: int) -> float | None:
         return round(float(np.percentile(values, q)), 2) if values else None
 
-    return {"kind": TYPING, "setting": setting, "cases": len(holes), "keystrokes": len(ms),
-            "p50_ms": pct(ms, 50), "p95_ms": pct(ms, 95),
-            "engine_p50_ms": pct(miss_ms, 50), "engine_p95_ms": pct(miss_ms, 95),  # keystrokes the cache missed
-            "cache_hits": round(cache.hits / n, 4), "shown": round(shown / n, 4),
-            "typed_along": round(along / n, 4),  # the suggestion began with the next character typed
-            "rest_of_line": round(rest / n, 4),  # the suggestion was what the user went on to type
-            "latencies_ms": [round(x, 2) for x in ms]}
+    out = []
+    for t in typists:
+        n = max(1, len(t.ms))
+        row = {"kind": TYPING, "setting": setting,
+               "context_reuse": engine.config.context_reuse if t.reuse is None else t.reuse,
+               "cases": len(holes), "keystrokes": len(t.ms),
+               "p50_ms": pct(t.ms, 50), "p95_ms": pct(t.ms, 95),
+               "engine_p50_ms": pct(t.miss_ms, 50), "engine_p95_ms": pct(t.miss_ms, 95),  # the cache's misses
+               "engine_p50_cpu_ms": pct(t.miss_cpu_ms, 50), "engine_p95_cpu_ms": pct(t.miss_cpu_ms, 95),
+               "engine_calls": len(t.miss_ms),
+               "cache_hits": round(t.cache.hits / n, 4), "shown": round(t.shown / n, 4),
+               "typed_along": round(t.along / n, 4),  # the suggestion began with the next character typed
+               "rest_of_line": round(t.rest / n, 4),  # the suggestion was what the user went on to type
+               "latencies_ms": [round(x, 2) for x in t.ms]}
+        out.append(row)
+    if kept is not None and any(row["context_reuse"] for row in out):
+        # how the reusing calls' contexts were built: encoded whole, on a kept one, or kept as they were
+        counts = {k: v - before[k] for k, v in kept.counts().items()}
+        for row in out:
+            if row["context_reuse"]:
+                row["contexts"] = counts
+    return out
 
 
 def profile(engine, holes: list[Hole], setting: str, budget: int) -> dict:
@@ -289,8 +330,10 @@ def run(args) -> int:
         if len(holes) < args.cases:
             log.warning("only %d %s holes in the held-out files (asked for %d)", len(holes), kind, args.cases)
         if kind == TYPING:  # with the engine's own setting for one-line holes, as the server serves them
-            results.append(replay_typing(engine, holes, engine_defaults(engine)["single_line"], KINDS["single_line"]))
-            log.info("%s", {k: v for k, v in results[-1].items() if k != "latencies_ms"})
+            results += replay_typing(engine, holes, engine_defaults(engine)["single_line"], KINDS["single_line"],
+                                     REUSE_MODES[args.context_reuse])
+            for r in results[-len(REUSE_MODES[args.context_reuse]):]:
+                log.info("%s", {k: v for k, v in r.items() if k != "latencies_ms"})
             continue
         for setting in settings:
             log.info("%s / %s: %d holes", kind, setting, len(holes))
@@ -317,8 +360,10 @@ def run(args) -> int:
                   f"{r['exact_match']:7.3f} {r['edit_similarity']:8.3f} {r['cases']:6d}")
         for r in results:
             if r["kind"] == TYPING:
-                print(f"typing ({r['setting']}): {r['cases']} lines, {r['keystrokes']} keystrokes, per keystroke "
-                      f"p50 {r['p50_ms'] or 0:.1f} ms p95 {r['p95_ms'] or 0:.1f} ms; answered from the cache "
+                reuse = "context reused" if r["context_reuse"] else "context encoded whole"
+                print(f"typing ({r['setting']}, {reuse}): {r['cases']} lines, {r['keystrokes']} keystrokes, per keystroke "
+                      f"p50 {r['p50_ms'] or 0:.1f} ms p95 {r['p95_ms'] or 0:.1f} ms, engine calls p50 "
+                      f"{r['engine_p50_ms'] or 0:.1f} ms p95 {r['engine_p95_ms'] or 0:.1f} ms; answered from the cache "
                       f"{r['cache_hits']:.0%}, suggestion shown {r['shown']:.0%}, began with the next character "
                       f"typed {r['typed_along']:.0%}, was the rest of the line {r['rest_of_line']:.0%}")
         for p in profiles:

@@ -60,6 +60,9 @@ def _speed(bsub) -> None:
                    help=f"comma-separated subset of {', '.join(kinds)} (default: all but {speed.TYPING})")
     p.add_argument("--settings", type=_subset_of(speed.SETTINGS, "setting"), default=list(speed.SETTINGS),
                    help="comma-separated subset of " + ", ".join(speed.SETTINGS))
+    p.add_argument("--context-reuse", choices=tuple(speed.REUSE_MODES), default="default",
+                   help="typing only: build each request's context on the last ones' (on), encode it whole "
+                        "(off), both side by side on the same lines (both), or as the engine is set (default)")
     p.add_argument("--profile", action="store_true",
                    help="one more pass of the default setting (threshold_cache) under cProfile: "
                         "where each request's time goes")
