@@ -11,7 +11,7 @@ TRAIN_ARGS ?=
 E2E := editors/vscode/e2e
 E2E_STAMP := $(E2E)/node_modules/.installed
 
-.PHONY: install index calibrate run test lint model adapter corpus train continue phase-given system-deps vscode e2e-vscode gpu-prep
+.PHONY: install index calibrate run test lint model adapter peer corpus train continue phase-given system-deps vscode e2e-vscode gpu-prep
 
 install: $(STAMP)
 
@@ -112,6 +112,15 @@ model: train
 # which every command serves by default (docs/adapters.md). 600 steps, ~21 min on 2 cores.
 adapter: corpus
 	$(VENV)/bin/diffill adapt-base --corpus $(CORPUS)
+
+# The autoregressive peer of the same size (model/recipes/peer/causal-from-base.json), exported to
+# model/checkpoints/diffill-peer, which `diffill bench peer` compares the diffusion model with.
+PEER_RECIPE := model/recipes/peer/causal-from-base.json
+peer: corpus
+	steps=$$($(TOTAL_STEPS) $(PEER_RECIPE)) && \
+	$(VENV)/bin/diffill train --corpus $(CORPUS) --out $(RUNS)/peer --until-step $$steps --resume \
+		--init model/checkpoints/diffill-base --config $(PEER_RECIPE) $(TRAIN_ARGS)
+	$(PY) -m diffill.model.export $(RUNS)/peer model/checkpoints/diffill-peer
 
 # Before a run on a GPU host (model/gpu/run.sh): the tree-sitter wheels a Python 3.12 host may
 # lack, into .whl/, to be copied there with the repository.

@@ -12,6 +12,8 @@ from diffill.model.layers import DiffillNetwork, NetworkConfig
 from diffill.model.tokenizer import CodeTokenizer
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "diffill-base"
+# the autoregressive peer of the same size (`diffill bench peer`; docs/benchmarks.md)
+PEER_CHECKPOINT = DEFAULT_CHECKPOINT.parent / "diffill-peer"
 
 
 class ModelLoadError(Exception):

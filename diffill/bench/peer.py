@@ -156,16 +156,18 @@ def single_line_problems(path: str, n: int) -> list:
 def run(args) -> int:
     from diffill.engine import Engine
     from diffill.evaluation import heldout_split, line_cases
+    from diffill.model.loading import PEER_CHECKPOINT
     from diffill.model.peer import PeerCompleter
     from diffill.precision import resolve_dtype
 
     if args.cases < 1 and not args.humaneval_file:
         raise DiffillError("nothing to measure: --cases 0 and no --humaneval-file")
     torch.set_num_threads(args.threads)
+    peer_path = args.peer or str(PEER_CHECKPOINT)
     try:
-        completer = PeerCompleter.load(args.peer, dtype=getattr(torch, resolve_dtype(args.dtype)))
+        completer = PeerCompleter.load(peer_path, dtype=getattr(torch, resolve_dtype(args.dtype)))
     except (ValueError, OSError) as e:
-        raise DiffillError(f"--peer {args.peer}: {e}") from None
+        raise DiffillError(f"--peer {peer_path}: {e}") from None
     problems = single_line_problems(args.humaneval_file, args.humaneval) if args.humaneval_file else []
     split = heldout_split(args.corpus, args.keep_near_twins) if args.cases else None
     cases = line_cases(split.texts, args.cases, args.seed) if split else []
@@ -174,7 +176,7 @@ def run(args) -> int:
     fillers = {"diffusion_alone": engine_filler(alone), "diffusion_defaults": engine_filler(defaults),
                "peer": peer_filler(completer)}
     report = {"model": defaults.info()["model"], "adapter": defaults.info()["adapter"],
-              "library": defaults.info()["library"], "peer": str(args.peer), "dtype": defaults.dtype,
+              "library": defaults.info()["library"], "peer": peer_path, "dtype": defaults.dtype,
               "threads": args.threads, "seed": args.seed}
     if cases:
         report["lines"] = line_section(fillers, cases)

@@ -151,8 +151,9 @@ def _abstain(bsub) -> None:
 def _peer(bsub) -> None:
     p = bsub.add_parser("peer", help="the diffusion model against its autoregressive peer of the same size, "
                                      "on the same holes")
-    p.add_argument("--peer", type=path_text, required=True, metavar="PATH",
-                   help="the causal checkpoint (trained with model/recipes/peer/causal-from-base.json)")
+    p.add_argument("--peer", type=path_text, default=None, metavar="PATH",
+                   help="the causal checkpoint (default: the shipped peer, trained with "
+                        "model/recipes/peer/causal-from-base.json by `make peer`)")
     p.add_argument("--cases", type=non_negative_int, default=200,
                    help="held-out one-line holes (default 200; 0: HumanEval only)")
     p.add_argument("--corpus", default=None,
