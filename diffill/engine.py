@@ -95,7 +95,7 @@ class EngineConfig:
     # a one-line hole's context is built on the last requests' encoded context where the window
     # changed only near the cursor (model/context_reuse.py; approximate, measured in docs/latency.md
     # on one-line holes, so multi-line holes are always encoded whole)
-    context_reuse: bool = True
+    context_reuse: bool = False
 
 
 @dataclass(frozen=True)
