@@ -34,7 +34,8 @@ class PeerCompleter:
         self.model, self.tok = model, tok
         self.window = window or window_of(model.config)
         # never part of a middle: padding, the sentinels and <bos>
-        self.banned = torch.tensor(sorted({tok.pad_id, tok.mask_id, tok.bos_id}))
+        self.banned = torch.tensor(sorted({tok.pad_id, tok.mask_id, tok.bos_id}),
+                                   device=model.embed_tokens.weight.device)
 
     @classmethod
     def load(cls, path: str | Path, dtype: torch.dtype = torch.float32) -> PeerCompleter:
@@ -69,7 +70,7 @@ class PeerCompleter:
             else:
                 logits = self.model(row).logits[:, -1]
             passes += 1
-            token = int(logits[0].float().index_fill(0, self.banned.to(device), float("-inf")).argmax())
+            token = int(logits[0].float().index_fill(0, self.banned, float("-inf")).argmax())
             if self._ends(token, one_line):
                 break
             out.append(token)

@@ -47,6 +47,14 @@ TINY_MODEL = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, in
 
 
 @pytest.fixture(scope="session")
+def tok(tiny_corpus):
+    """The tiny corpus's tokenizer."""
+    from diffill.model.tokenizer import CodeTokenizer, load_tokenizer
+
+    return CodeTokenizer(load_tokenizer(tiny_corpus / "tokenizer"))
+
+
+@pytest.fixture(scope="session")
 def tiny_checkpoint(tiny_corpus, tmp_path_factory) -> Path:
     """A randomly initialised 2-layer model with the tiny corpus's tokenizer, saved as a checkpoint."""
     from diffill.model.configuration import DiffillConfig

@@ -1,19 +1,12 @@
 import numpy as np
-import pytest
 import torch
 
 from diffill.model.fim import causal_batch, causal_example, causal_loss, fim_row, psm_prompt
 from diffill.model.objective import Example, ObjectiveConfig
-from diffill.model.tokenizer import CodeTokenizer, load_tokenizer
 
 SRC = ("import os\n\n\ndef walk(root):\n    for name in os.listdir(root):\n"
        "        path = os.path.join(root, name)\n        if os.path.isdir(path):\n"
        "            yield from walk(path)\n        else:\n            yield path\n")
-
-
-@pytest.fixture(scope="module")
-def tok(tiny_corpus):
-    return CodeTokenizer(load_tokenizer(tiny_corpus / "tokenizer"))
 
 
 def test_psm_and_spm_rows_follow_the_starcoder_layout(tok):

@@ -10,16 +10,10 @@ from diffill.model.objective import (
     noise_batch,
     pick_middle,
 )
-from diffill.model.tokenizer import CodeTokenizer, load_tokenizer
 
 SRC = ("import os\n\n\ndef walk(root):\n    for name in os.listdir(root):\n"
        "        path = os.path.join(root, name)\n        if os.path.isdir(path):\n"
        "            yield from walk(path)\n        else:\n            yield path\n")
-
-
-@pytest.fixture(scope="module")
-def tok(tiny_corpus):
-    return CodeTokenizer(load_tokenizer(tiny_corpus / "tokenizer"))
 
 
 def test_only_eligible_positions_are_masked(tok):

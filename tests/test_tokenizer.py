@@ -13,11 +13,6 @@ TEXTS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def tok(tiny_corpus):
-    return CodeTokenizer(load_tokenizer(tiny_corpus / "tokenizer"))
-
-
 @pytest.mark.parametrize("text", TEXTS)
 def test_round_trip_is_exact(tok, text):
     assert tok.decode(tok.encode(text)) == text

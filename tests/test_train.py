@@ -43,10 +43,7 @@ def test_resumed_run_matches_an_uninterrupted_one(tiny_corpus, tmp_path, optimiz
     train(tiny_corpus, tmp_path / "b", cfg(), steps=2, progress=False)
     resumed = train(tiny_corpus, tmp_path / "b", cfg(), steps=2, resume=True, progress=False)
     assert straight["step"] == resumed["step"] == 4
-    wa = load_file(str(tmp_path / "a" / "checkpoint" / "model.safetensors"))
-    wb = load_file(str(tmp_path / "b" / "checkpoint" / "model.safetensors"))
-    for k in wa:
-        torch.testing.assert_close(wa[k], wb[k], atol=1e-5, rtol=1e-4)
+    _assert_same_weights(tmp_path / "a", tmp_path / "b")
 
 
 def test_a_run_records_its_context_window_in_the_model_config(tiny_corpus, tmp_path):
@@ -365,10 +362,7 @@ def test_a_causal_run_starts_from_diffusion_weights_and_resumes_exactly(tiny_cor
     train(tiny_corpus, tmp_path / "b", _causal_cfg(), steps=2, init=tiny_checkpoint, progress=False)
     resumed = train(tiny_corpus, tmp_path / "b", _causal_cfg(), steps=1, resume=True, progress=False)
     assert straight["step"] == resumed["step"] == 3
-    wa = load_file(str(tmp_path / "a" / "checkpoint" / "model.safetensors"))
-    wb = load_file(str(tmp_path / "b" / "checkpoint" / "model.safetensors"))
-    for k in wa:
-        torch.testing.assert_close(wa[k], wb[k], atol=1e-5, rtol=1e-4)
+    _assert_same_weights(tmp_path / "a", tmp_path / "b")
     assert json.loads((tmp_path / "b" / "checkpoint" / "config.json").read_text())["causal"] is True
 
 
@@ -397,3 +391,11 @@ def test_a_causal_run_is_set_up_from_the_command_line(tiny_corpus, tmp_path):
     assert main(args) == 0
     assert json.loads((out / "checkpoint" / "config.json").read_text())["causal"] is True
     assert json.loads((out / "train_config.json").read_text())["objective"]["kind"] == "causal"
+
+
+def _assert_same_weights(a, b) -> None:
+    """The checkpoints of runs ``a`` and ``b`` hold the same weights."""
+    wa = load_file(str(a / "checkpoint" / "model.safetensors"))
+    wb = load_file(str(b / "checkpoint" / "model.safetensors"))
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], atol=1e-5, rtol=1e-4)
