@@ -35,6 +35,10 @@ class ReuseConfig:
     # reuses that changed tokens, in a row, after which the next window is encoded afresh
     max_reuses: int = 3
     entries: int = 4  # encoded contexts kept (about one per document being typed in)
+    # kept tokens recomputed at each side of the cursor whose neighbour changed: the old window's
+    # last prefix token and first suffix token sat beside the canvas, and their kept states say so
+    # (after a fill is inserted, a stale one can turn "the line is done" into more of the line)
+    boundary: int = 1
 
 
 @dataclass
@@ -136,12 +140,17 @@ def _prefix_alignment(old: list[int], new: list[int]) -> tuple[int, int, int]:
     return best
 
 
-def plan_reuse(base: Encoded, prefix: list[int], suffix: list[int], length: int) -> Plan:
+def plan_reuse(base: Encoded, prefix: list[int], suffix: list[int], length: int, boundary: int = 0) -> Plan:
     """The plan that builds window (``prefix``, ``suffix``, ``length``) on ``base``: the prefix's
-    start aligned (lines dropped at the window's start), its end and the suffix's start computed."""
+    start aligned (lines dropped at the window's start), its end and the suffix's start computed,
+    with ``boundary`` more kept tokens on each side where the tokens beside the canvas changed."""
     drop, keep_prefix, changed = _prefix_alignment(base.prefix, prefix)
     keep_suffix = _common(base.suffix[::-1], suffix[::-1])
     changed += (len(base.suffix) - keep_suffix) + (len(suffix) - keep_suffix) + abs(length - base.length)
+    if keep_prefix < len(prefix) or drop + keep_prefix < len(base.prefix):
+        keep_prefix = max(0, keep_prefix - boundary)
+    if keep_suffix < len(suffix) or keep_suffix < len(base.suffix):
+        keep_suffix = max(0, keep_suffix - boundary)
     return Plan(base, drop, keep_prefix, prefix[keep_prefix:], keep_suffix,
                 suffix[: len(suffix) - keep_suffix], length, changed)
 
@@ -158,7 +167,7 @@ class ContextReuse:
 
     def plan(self, prefix: list[int], suffix: list[int], length: int) -> Plan | None:
         """The cheapest plan within the staleness bounds, or None (encode the window whole)."""
-        plans = [plan_reuse(e, prefix, suffix, length) for e in self.entries]
+        plans = [plan_reuse(e, prefix, suffix, length, self.config.boundary) for e in self.entries]
         allowed = [p for p in plans if p.exact or (p.changed <= self.config.max_changed
                                                    and p.base.reuses < self.config.max_reuses)]
         return min(allowed, key=lambda p: p.changed, default=None)

@@ -101,6 +101,25 @@ def test_typing_at_the_cursor_builds_on_the_kept_context(network):
     _assert_first_layer_as_fresh(state, fresh)
 
 
+def _common(a: list[int], b: list[int]) -> int:
+    return next((n for n, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+
+
+def test_the_kept_token_beside_the_cursor_is_recomputed_with_the_text_typed_after_it(network):
+    reusing, _ = _backends(network)
+    tok = network[1]
+    old = _window(tok, DOC, CURSOR)
+    _first(reusing, *old)
+    text, at = _typed(DOC, CURSOR, "x = ")
+    prefix, suffix = _window(tok, text, at)
+    plan = reusing.reuse.plan(prefix, suffix, L)
+    # the old prefix's last token sat beside the canvas: it is recomputed beside the typed text
+    kept = _common(old[0], prefix) - 1
+    assert plan is not None and plan.keep_prefix == kept and plan.added_prefix == prefix[kept:]
+    assert plan.keep_suffix == len(suffix) and plan.added_suffix == []  # nothing changed after the cursor
+    assert plan.changed == len(old[0]) + len(prefix) - 2 * (kept + 1)  # the recomputed token is not a change
+
+
 def test_text_changed_after_the_cursor_is_recomputed_at_the_suffix_start(network):
     reusing, plain = _backends(network)
     tok = network[1]
@@ -110,7 +129,11 @@ def test_text_changed_after_the_cursor_is_recomputed_at_the_suffix_start(network
     text = DOC[:at] + "sum" + DOC[at + len("len") :]  # the word after the cursor replaced
     prefix, suffix = _window(tok, text, at, whole)
     plan = reusing.reuse.plan(prefix, suffix, L)
-    assert plan is not None and plan.added_prefix == [] and plan.added_suffix
+    assert plan is not None and plan.added_prefix == [] and plan.keep_prefix == len(prefix)
+    # the changed tokens and the kept one beside them, which sat beside the old canvas's end
+    old_suffix = _window(tok, DOC, at, whole)[1]
+    kept = _common(old_suffix[::-1], suffix[::-1]) - 1
+    assert plan.keep_suffix == kept and plan.added_suffix == suffix[: len(suffix) - kept]
     state, _ = _first(reusing, prefix, suffix)
     assert reusing.reuse.counts()["reused"] == 1
     _assert_first_layer_as_fresh(state, _first(plain, prefix, suffix)[0])
@@ -213,3 +236,25 @@ def test_the_engine_reuses_only_when_asked_and_forgets_on_an_adapter_switch(tiny
     assert off.text == on.text == again.text
     tiny_engine.use_adapter("none")
     assert kept.entries == []
+
+
+# A one-line fill shown at the cursor, inserted (Tab in an editor), then asked for again at the
+# line's end: the kept context was encoded with the canvas right after "sqrt(".
+ACCEPTED = ("import math\n\n\ndef mean(values):\n    return sum(values) / len(values)\n\n\n"
+            "def variance(values):\n    m = mean(values)\n    return TODO\n\n\ndef stdev(values):\n"
+            "    return math.sqrt(")
+
+
+def test_a_request_after_the_shown_fill_is_inserted_gets_the_recomputed_answer(shipped_engine):
+    on, off = InfillOptions(context_reuse=True), InfillOptions(context_reuse=False)
+    kept = shipped_engine.reusing.reuse
+    kept.clear()
+    first = shipped_engine.infill(InfillRequest(ACCEPTED, len(ACCEPTED), len(ACCEPTED), language="python"), options=on)
+    assert first.text
+    text = ACCEPTED + first.text
+    req = InfillRequest(text, len(text), len(text), language="python")
+    before = kept.counts()["reused"]
+    reused = shipped_engine.infill(req, options=on)
+    assert kept.counts()["reused"] > before  # built on the kept context
+    recomputed = shipped_engine.infill(req, options=off)
+    assert (reused.text, reused.alternatives) == (recomputed.text, recomputed.alternatives)
