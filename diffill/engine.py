@@ -94,8 +94,8 @@ class EngineConfig:
     languages: str | tuple[str, ...] | None = None
     # a one-line hole's context is built on the last requests' encoded context where the window
     # changed only near the cursor (model/context_reuse.py; approximate, measured in docs/latency.md
-    # on one-line holes, so multi-line holes are always encoded whole)
-    context_reuse: bool = False
+    # on one-line holes, so multi-line holes are always encoded whole); False: every context whole
+    context_reuse: bool = True
 
 
 @dataclass(frozen=True)

@@ -221,7 +221,7 @@ def test_kept_contexts_are_bounded_and_batches_do_not_reuse(network):
     assert state.reuse is None and reusing.reuse.counts() == before
 
 
-def test_the_engine_reuses_only_when_asked_and_forgets_on_an_adapter_switch(tiny_engine):
+def test_the_engine_reuses_by_default_not_when_told_off_and_forgets_on_an_adapter_switch(tiny_engine):
     kept = tiny_engine.reusing.reuse
     kept.clear()
     at = DOC.index("len(values)\n")  # a one-line hole
@@ -234,6 +234,9 @@ def test_the_engine_reuses_only_when_asked_and_forgets_on_an_adapter_switch(tiny
     again = tiny_engine.infill(req, options=InfillOptions(context_reuse=True))
     assert kept.entries and kept.counts()["unchanged"] >= 1
     assert off.text == on.text == again.text
+    kept.clear()
+    default = tiny_engine.infill(req)  # on unless the config or the call turns it off
+    assert kept.entries and default.text == off.text
     tiny_engine.use_adapter("none")
     assert kept.entries == []
 

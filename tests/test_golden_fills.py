@@ -269,14 +269,15 @@ def fill_all() -> list[dict]:
 
     torch.manual_seed(0)
     # float32 and one thread: the same arithmetic on every machine; no library index from the cache.
-    # Every language: some holes are in languages the shipped model was not trained on (it lists Python)
-    plain = Engine(EngineConfig(dtype="float32", threads=1, library=None, languages="all"))
+    # Every language: some holes are in languages the shipped model was not trained on (it lists Python).
+    # Each context encoded whole: a hole's fill does not depend on the holes filled before it
+    plain = Engine(EngineConfig(dtype="float32", threads=1, library=None, languages="all", context_reuse=False))
     out = []
     with tempfile.TemporaryDirectory() as folder, tempfile.TemporaryDirectory() as library:
         (Path(folder) / "paths.py").write_text(WORKSPACE_FILE, encoding="utf-8")
         build_index(plain.tok, [plain.tok.encode(LIBRARY_FILE)], Path(library) / "index", ["golden"])
         indexed = Engine(EngineConfig(dtype="float32", threads=1, library=str(Path(library) / "index"),
-                                      languages="all"))
+                                      languages="all", context_reuse=False))
         for h in HOLES:
             engine = indexed if h["library"] else plain
             engine.index_workspace([folder] if h["workspace"] else [])
