@@ -75,10 +75,8 @@ def _load_network(path: str | Path | None, dtype: torch.dtype):
     try:
         from safetensors.torch import load_file
 
-        with torch.device("meta"):  # no random initialisation of weights the file then replaces
-            model = DiffillNetwork(NetworkConfig.from_dict(config))
-        missing, unexpected = model.load_state_dict(load_file(str(path / "model.safetensors")), strict=False,
-                                                    assign=True)
+        model = DiffillNetwork(NetworkConfig.from_dict(config))
+        missing, unexpected = model.load_state_dict(load_file(str(path / "model.safetensors")), strict=False)
         if missing or unexpected:
             raise ValueError(f"weights do not match the config: missing {missing[:3]}, unexpected {unexpected[:3]}")
         model.to(dtype).requires_grad_(False)  # inference only
