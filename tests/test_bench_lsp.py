@@ -1,6 +1,7 @@
 """``diffill bench lsp``: the report's shape on the tiny model (timings are not asserted)."""
 
 import json
+import sys
 
 from diffill.bench.lsp import _stats, cursors
 from diffill.cli import main
@@ -36,3 +37,5 @@ def test_bench_reports_overhead_engine_and_round_trip(tiny_checkpoint, capsys):
     assert report["first_completion_ms"] > report["ready_ms"] > 0
     assert report["warm_up"] in ("skipped", "stopped") and report["load_ms"] >= report["warm_up_ms"]
     assert report["target_first_completion_ms"] == 2000.0
+    if sys.platform == "linux":  # the server's CPU time, read from /proc
+        assert report["first_completion_cpu_ms"] > 0

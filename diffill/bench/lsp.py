@@ -104,6 +104,7 @@ async def _measure(args, source: Path, text: str) -> dict:
             raise DiffillError(s["error"] or f"the first completion failed: {e}") from None
         first_ms = (time.perf_counter() - started) * 1000.0
         first_from_spawn_ms = (time.perf_counter() - spawned) * 1000.0
+        first_cpu_ms = _cpu_ms(client._server.pid)
         for p in points[1:5]:  # warm-up
             await complete(*p)
         points = points[5:]
@@ -142,6 +143,9 @@ async def _measure(args, source: Path, text: str) -> dict:
         "first_completion_ms": round(first_ms, 1),
         "first_completion_from_start_ms": round(first_from_spawn_ms, 1),  # ... from starting the server
         "initialize_ms": round(initialize_ms, 1),  # initialize sent -> answered (the server's own start)
+        # the server process's CPU time by then (all threads; None where /proc is missing): its start is
+        # one thread's work, so this is about the wall time an idle machine would take
+        "first_completion_cpu_ms": first_cpu_ms,
         # the server's own timings: initialize received -> ready, the load (warm-up included), the warm-up
         "ready_ms": s.get("ready_ms"), "load_ms": s.get("load_ms"), "warm_up_ms": s.get("warm_up_ms"),
         "warm_up": s.get("warm_up"),
@@ -151,6 +155,15 @@ async def _measure(args, source: Path, text: str) -> dict:
         "target_overhead_p50_ms": TARGET_P50_MS,
         "target_first_completion_ms": TARGET_FIRST_MS,
     }
+
+
+def _cpu_ms(pid: int) -> float | None:
+    """User and system CPU time of process ``pid`` so far (Linux' /proc), in ms; None elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return round((int(fields[11]) + int(fields[12])) * 1000.0 / os.sysconf("SC_CLK_TCK"), 1)
 
 
 async def _drain(stream) -> None:
@@ -179,7 +192,7 @@ def run(args) -> int:
         print(f"model {report['model']}  file {report['file']}  {report['requests']} requests, "
               f"maxTokens {report['max_tokens']}, {report['threads']} thread(s)")
         print(f"server overhead   p50 {o['p50']:.2f} ms  p95 {o['p95']:.2f} ms  (target p50 <= {TARGET_P50_MS} ms: "
-              f"{'ok' if report['ok'] else 'MISSED'})")
+              f"{'ok' if p50 is not None and p50 <= TARGET_P50_MS else 'MISSED'})")
         hw, pw = report["handoff_ms"], report["protocol_ms"]
         print(f"  of which thread hand-offs p50 {hw['p50']:.2f} ms, the rest p50 {pw['p50']:.2f} ms")
         print(f"engine            p50 {e['p50']:.2f} ms  p95 {e['p95']:.2f} ms")
@@ -189,6 +202,9 @@ def run(args) -> int:
               f"{report['first_completion_from_start_ms']:.0f} ms after starting the server, which answered "
               f"initialize in {report['initialize_ms']:.0f} ms"
               + (f" and was ready {report['ready_ms']:.0f} ms after it" if report["ready_ms"] is not None else ""))
+        if report["first_completion_cpu_ms"] is not None:
+            print(f"                  the server's CPU time by then {report['first_completion_cpu_ms']:.0f} ms "
+                  "(about an idle machine's wall time)")
         if h["n"]:
             print(f"cache hits        overhead p50 {h['p50']:.2f} ms  p95 {h['p95']:.2f} ms; "
                   f"round trip p50 {hr['p50']:.2f} ms  p95 {hr['p95']:.2f} ms")
