@@ -108,7 +108,7 @@ class EngineHost:
         self.workspace_index: dict = {}  # its files and tokens
         self._refused: set[str] = set()  # languages the loaded model does not know, logged once each
         self.initialized_at: float | None = None  # perf_counter() when ``initialize`` arrived
-        self.ready_ms: float | None = None  # from then until the first engine was loaded (and warm)
+        self.ready_ms: float | None = None  # from then until the first engine was loaded (warm-up included)
 
     # -- settings and the engine -----------------------------------------------------------
 
