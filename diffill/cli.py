@@ -19,6 +19,8 @@ from diffill.errors import DiffillError
 
 COMMANDS = ["infill", "corpus", "index", "train", "evaluate", "bench", "refactor", "adapt", "adapt_base", "serve",
             "calibrate", "init_model"]
+# the command names whose module in diffill/commands is named otherwise
+MODULE_OF = {"eval": "evaluate", "adapt-base": "adapt_base", "init-model": "init_model"}
 
 
 class Terminated(KeyboardInterrupt):
@@ -40,18 +42,28 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"diffill: error: {message}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line, or with ``only`` (a module of ``COMMANDS``) that command alone: a
+    command's run then imports none of the others' modules (`diffill serve` starts sooner)."""
     parser = _Parser(prog="diffill", description="Code infilling by masked diffusion.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for name in COMMANDS:
+    for name in COMMANDS if only is None else [only]:
         importlib.import_module(f"diffill.commands.{name}").register(sub)
     return parser
 
 
+def command_module(argv: list[str]) -> str | None:
+    """The module of the command ``argv`` names (its first word that is not an option), if any."""
+    word = next((a for a in argv if not a.startswith("-")), None)
+    module = MODULE_OF.get(word, word)
+    return module if module in COMMANDS else None
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser(command_module(argv)).parse_args(argv)
     except SystemExit as e:  # a usage error (2, message printed) or --help (0): a code, in-process too
         return e.code if isinstance(e.code, int) else 2
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,

@@ -107,6 +107,8 @@ class EngineHost:
         self._indexed: tuple[str, ...] | None = None  # the folders the engine's workspace index holds
         self.workspace_index: dict = {}  # its files and tokens
         self._refused: set[str] = set()  # languages the loaded model does not know, logged once each
+        self.initialized_at: float | None = None  # perf_counter() when ``initialize`` arrived
+        self.ready_ms: float | None = None  # from then until the first engine was loaded (warm-up included)
 
     # -- settings and the engine -----------------------------------------------------------
 
@@ -148,6 +150,8 @@ class EngineHost:
             return
         state: LoadState = future.result()
         self._refused.clear()
+        if self.ready_ms is None and state.loaded and self.initialized_at is not None:
+            self.ready_ms = (state.finished - self.initialized_at) * 1000.0
         if state.loaded:
             if state.error:
                 self.messages.show_message(state.error, types.MessageType.Warning)
@@ -349,6 +353,8 @@ class EngineHost:
             "state": self.readiness(),
             "load_ms": round(state.load_ms, 1),  # the last load, its warm-up pass included
             "warm_up_ms": round(state.warm_up_ms, 1),
+            "warm_up": state.warm_up,  # done | stopped | skipped (a request came first) | none
+            "ready_ms": round(self.ready_ms, 1) if self.ready_ms is not None else None,  # initialize -> first ready
             "error": state.error,
             "latencies_ms": [round(x, 2) for x in lat[-50:]],
             "p50_ms": round(statistics.median(lat), 2) if lat else None,

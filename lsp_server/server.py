@@ -17,6 +17,7 @@ import asyncio
 import logging
 import os
 import sys
+import time
 import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -218,6 +219,7 @@ class DiffillServer(LanguageServer):
 
 
 def on_initialize(ls: DiffillServer, params: types.InitializeParams) -> None:
+    ls.host.initialized_at = time.perf_counter()
     ls.host.update_settings(params.initialization_options)
 
 

@@ -9,6 +9,7 @@ queued behind it see the new engine.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import queue
 import threading
@@ -25,7 +26,8 @@ if TYPE_CHECKING:  # the engine (torch, transformers) is imported in the worker 
 log = logging.getLogger(__name__)
 
 # filled once after every load, a one-line hole and a blank line, so that the first request finds
-# the Python grammar loaded and the network's first passes (allocations, kernel choice) done
+# the Python grammar loaded and the network's first passes (allocations, kernel choice) done; left
+# out, or stopped between steps, when a request is waiting: that request warms the engine up itself
 WARM_UP_TEXT = "import os\n\n\ndef read(path):\n    with open(path) as f:\n        return f.\n    \n"
 WARM_UP_HOLES = (WARM_UP_TEXT.index("f.\n") + 2, len(WARM_UP_TEXT) - 1)
 
@@ -84,6 +86,8 @@ class LoadState:
     adapters: bool = False  # the engine can load adapters
     load_ms: float = 0.0  # loading the engine, warm-up included
     warm_up_ms: float = 0.0  # the warm-up fills alone
+    warm_up: str = "none"  # done | stopped (a request came) | skipped (a request was waiting) | none
+    finished: float = 0.0  # perf_counter() when the load (and warm-up) ended
 
 
 class EngineWorker:
@@ -128,9 +132,15 @@ class EngineWorker:
             state = LoadState(model, adapter, False, f"diffill cannot load its engine: {type(e).__name__}: {e}")
         state.adapters = engine_supports_adapters() if state.loaded else False
         if state.loaded:
-            state.warm_up_ms = warm_up(self.engine)
+            if self._queue.empty():
+                state.warm_up_ms, finished = warm_up(self.engine, cancelled=lambda: not self._queue.empty())
+                state.warm_up = "done" if finished else "stopped"
+            else:
+                state.warm_up = "skipped"
         state.load_ms = (time.perf_counter() - t0) * 1000.0
+        state.finished = time.perf_counter()
         self.state = state
+        resume_collection()
         return state
 
     def _load_engine(self, model: str | None, adapter: str | None) -> LoadState:
@@ -202,17 +212,45 @@ class EngineWorker:
             pass
 
 
-def warm_up(engine: Engine) -> float:
-    """Fill ``WARM_UP_HOLES`` once (results dropped); returns the milliseconds it took. A failure
-    is logged: the engine still serves."""
+def warm_up(engine: Engine, cancelled: Callable[[], bool] = lambda: False) -> tuple[float, bool]:
+    """Fill ``WARM_UP_HOLES`` once (results dropped), stopping between denoising steps once
+    ``cancelled()``; returns the milliseconds it took and whether it went through. A failure is
+    logged: the engine still serves."""
     if not hasattr(engine, "infill"):
-        return 0.0
+        return 0.0, True
     from diffill.engine import InfillRequest
 
     t0 = time.perf_counter()
+    whole = True
     try:
         for at in WARM_UP_HOLES:
-            engine.infill(InfillRequest(WARM_UP_TEXT, at, at, language="python"))
+            if cancelled() or getattr(engine.infill(InfillRequest(WARM_UP_TEXT, at, at, language="python"),
+                                                    cancelled=cancelled), "cancelled", False):
+                whole = False
+                break
     except Exception:  # a model that cannot fill this is reported by the first real request
         log.exception("warming up the engine failed")
-    return (time.perf_counter() - t0) * 1000.0
+    return (time.perf_counter() - t0) * 1000.0, whole
+
+
+_paused = False  # the collector is paused until the first load ends (pause_collection)
+
+
+def pause_collection() -> None:
+    """Pause Python's cyclic garbage collector until the first engine load ends (``diffill serve``
+    calls this as it starts). The server's imports (lsprotocol, torch) and the load create some
+    200,000 lasting objects, and the full collections they set off on the way cost 0.2 to 0.3 s
+    of CPU (docs/latency.md)."""
+    global _paused
+    _paused = True
+    gc.disable()
+
+
+def resume_collection() -> None:
+    """After a load: when the collector was paused, freeze what exists now (the modules and the
+    engine live as long as the process; later collections skip them) and collect again."""
+    global _paused
+    if _paused:
+        _paused = False
+        gc.freeze()
+        gc.enable()

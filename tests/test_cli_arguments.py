@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from diffill.cli import build_parser, main
+from diffill.cli import build_parser, command_module, main
 from conftest import REPO
 
 
@@ -165,3 +165,16 @@ def test_eval_counts_are_checked_before_a_model_loads(capsys, argv, message):
 ])
 def test_an_empty_path_is_a_usage_error_not_the_current_folder(capsys, argv):
     assert "expected a path, got an empty string" in usage_error(capsys, argv)
+
+
+def test_each_command_parses_alike_when_its_module_is_registered_alone():
+    whole = build_parser()
+    commands = next(a for a in whole._actions if a.dest == "command").choices
+    for name in commands:
+        module = command_module(["-v", name, "--help"])
+        alone = build_parser(module)
+        assert list(next(a for a in alone._actions if a.dest == "command").choices) == [name]
+        assert commands[name].format_help() == next(
+            a for a in alone._actions if a.dest == "command").choices[name].format_help()
+    assert command_module(["--verbose"]) is None and command_module(["no-such-command"]) is None
+    assert main(["no-such-command"]) == 2  # the whole command line then says what there is

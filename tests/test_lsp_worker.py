@@ -1,13 +1,15 @@
 """The engine worker thread (lsp_server/worker.py), with a stand-in engine."""
 
 import asyncio
+import gc
 import threading
 import time
+from types import SimpleNamespace
 
 import pytest
 
 from diffill.errors import DiffillError
-from diffill.lsp_server.worker import EngineWorker
+from diffill.lsp_server.worker import EngineWorker, pause_collection
 
 
 class FakeEngine:
@@ -91,26 +93,74 @@ class FillingEngine(FakeEngine):
         super().__init__(config)
         self.filled = []
 
-    def infill(self, req):
+    def infill(self, req, cancelled=None):
         self.filled.append((req.text, req.start, req.language))
         return None
 
 
-async def test_loading_warms_the_engine_up_before_any_request_runs():
+async def test_loading_warms_the_engine_up_when_no_request_waits():
     from diffill.lsp_server.worker import WARM_UP_HOLES, WARM_UP_TEXT
 
+    worker = EngineWorker(factory=FillingEngine)
+    state = await worker.load("m", None).future
+    assert state.loaded and state.warm_up == "done" and state.load_ms >= state.warm_up_ms > 0
+    assert await worker.submit(lambda engine, job: list(engine.filled)).future == [
+        (WARM_UP_TEXT, at, "python") for at in WARM_UP_HOLES]
+    worker.stop()
+
+
+async def test_a_request_waiting_for_the_load_runs_first_without_a_warm_up():
     worker = EngineWorker(factory=FillingEngine)
     load = worker.load("m", None)
     request = worker.submit(lambda engine, job: list(engine.filled))  # queued behind the load
     state = await load.future
-    assert state.loaded and state.load_ms >= state.warm_up_ms > 0
-    assert await request.future == [(WARM_UP_TEXT, at, "python") for at in WARM_UP_HOLES]
+    assert state.loaded and state.warm_up == "skipped" and state.warm_up_ms == 0
+    assert await request.future == []  # it found no warm-up fill before it
     worker.stop()
+
+
+class SlowFillingEngine(FillingEngine):
+    """Denoises until cancelled (a few seconds at most), as a long warm-up fill would."""
+
+    started = threading.Event()
+
+    def infill(self, req, cancelled=None):
+        super().infill(req)
+        self.started.set()
+        deadline = time.monotonic() + 5
+        while not cancelled() and time.monotonic() < deadline:
+            time.sleep(0.001)
+        return SimpleNamespace(cancelled=cancelled())
+
+
+async def test_a_request_during_the_warm_up_stops_it_between_steps():
+    worker = EngineWorker(factory=SlowFillingEngine)
+    load = worker.load("m", None)
+    await asyncio.get_running_loop().run_in_executor(None, SlowFillingEngine.started.wait, 5)
+    request = worker.submit(lambda engine, job: len(engine.filled))
+    state = await load.future
+    assert state.loaded and state.warm_up == "stopped"
+    assert await request.future == 1  # the second warm-up hole was never started
+    worker.stop()
+
+
+async def test_the_collector_paused_for_the_start_runs_again_after_the_first_load_even_a_failed_one():
+    worker = EngineWorker(factory=FakeEngine)
+    pause_collection()
+    try:
+        assert not gc.isenabled()
+        state = await worker.load("missing", None).future
+        assert not state.loaded
+        assert gc.isenabled()
+    finally:
+        gc.enable()
+        gc.unfreeze()
+        worker.stop()
 
 
 async def test_a_failing_warm_up_leaves_the_engine_serving():
     class Failing(FakeEngine):
-        def infill(self, req):
+        def infill(self, req, cancelled=None):
             raise RuntimeError("cannot fill")
 
     worker = EngineWorker(factory=Failing)

@@ -1,5 +1,6 @@
 """What a command imports: a fill from the shipped model, with its adapter's merge in the cache,
-loads neither transformers nor peft (their modelling code takes longer to import than torch)."""
+loads neither transformers nor peft (their modelling code takes longer to import than torch), nor
+does the language server's engine; the server answers ``initialize`` before it imports torch."""
 
 from __future__ import annotations
 
@@ -35,3 +36,47 @@ def test_a_fill_loads_neither_transformers_nor_peft_once_the_merge_is_cached(tmp
     again, heavy = _fill(tmp_path, cache)
     assert heavy == []
     assert again["text"] == first["text"]
+
+
+SERVE_PROBE = """
+import json, sys
+from diffill.cli import build_parser, command_module
+argv = ["serve", "--threads", "1"]
+build_parser(command_module(argv)).parse_args(argv)
+from diffill.lsp_server.server import build_server
+build_server(threads=1)  # what `diffill serve` builds before it reads initialize
+print(json.dumps(sorted(m for m in ("torch", "numpy", "transformers", "peft") if m in sys.modules)))
+"""
+
+LOAD_PROBE = """
+import asyncio, json, sys
+from diffill.lsp_server.worker import EngineWorker
+
+async def load():
+    worker = EngineWorker(threads=1)
+    state = await worker.load(None, None).future  # the shipped model and adapter, warm-up included
+    worker.stop()
+    return state
+
+state = asyncio.run(load())
+print(json.dumps({"loaded": state.loaded, "error": state.error, "warm_up": state.warm_up,
+                  "heavy": sorted(m for m in ("transformers", "peft") if m in sys.modules)}))
+"""
+
+
+def test_the_server_answers_initialize_before_importing_torch_or_numpy():
+    proc = subprocess.run([sys.executable, "-c", SERVE_PROBE], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == []
+
+
+def test_the_server_s_engine_loads_neither_transformers_nor_peft_once_the_merge_is_cached(tmp_path):
+    env = {**os.environ, "DIFFILL_MERGED_CACHE": str(tmp_path / "merged"), "OMP_NUM_THREADS": "1"}
+    runs = []
+    for _ in range(2):  # the first load merges the shipped adapter with peft and keeps the merge
+        proc = subprocess.run([sys.executable, "-c", LOAD_PROBE], capture_output=True, text=True, env=env, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    assert all(r["loaded"] and r["error"] is None and r["warm_up"] == "done" for r in runs)
+    assert "peft" in runs[0]["heavy"]
+    assert runs[1]["heavy"] == []

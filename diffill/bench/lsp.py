@@ -8,9 +8,11 @@ those numbers. The overhead is split into thread hand-offs (queue to the worker 
 engine, and back to the event loop: scheduler wake-ups, which grow with machine load) and the
 rest (parsing, positions, cache, serialising). Reported separately: the server's overhead (p50/p95), the engine time, the round
 trip the client saw (which adds the pipe and the client's own JSON work), and cache-hit answers;
-and how long after ``initialize`` the server was ready, and the first completion's round trip then
-(the server warms the model up while it loads, so it should match the later ones).
-The target is an overhead p50 of at most 5 ms; the command exits 1 when it is missed.
+and the first completion after ``initialize``: the milliseconds from sending ``initialize`` (right
+after starting the server, as an editor does) to the answer of a completion sent right after
+``initialized``, while the server still loads its model.
+The targets are an overhead p50 of at most 5 ms and a first completion within 2 s of ``initialize``;
+the command exits 1 when one is missed.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from diffill.errors import DiffillError
 log = logging.getLogger(__name__)
 
 TARGET_P50_MS = 5.0
+TARGET_FIRST_MS = 2000.0  # initialize sent -> the first completion answered
 
 
 def _stats(values: list[float]) -> dict:
@@ -58,15 +61,17 @@ def cursors(text: str, n: int) -> list[tuple[int, int]]:
 
 async def _measure(args, source: Path, text: str) -> dict:
     from lsprotocol import types
+    from pygls.exceptions import JsonRpcException
     from pygls.lsp.client import LanguageClient
 
-    cmd = [sys.executable, "-m", "diffill.cli", "serve", "--threads", str(args.threads)]
+    cmd = [args.server_python or sys.executable, "-m", "diffill.cli", "serve", "--threads", str(args.threads)]
     if args.model:
         cmd += ["--model", args.model]
     client = LanguageClient("diffill-bench", "1")
     client.feature(types.WINDOW_LOG_MESSAGE)(lambda params: log.debug("server: %s", params.message))
     client.feature(types.WINDOW_SHOW_MESSAGE)(lambda params: log.info("server: %s", params.message))
     exited = False
+    spawned = time.perf_counter()
     await client.start_io(*cmd, env={**os.environ, "OMP_NUM_THREADS": str(args.threads)})
     drain = asyncio.create_task(_drain(client._server.stderr))
     try:
@@ -74,22 +79,14 @@ async def _measure(args, source: Path, text: str) -> dict:
         await client.initialize_async(types.InitializeParams(
             capabilities=types.ClientCapabilities(),
             initialization_options={"maxTokens": args.max_tokens}))
+        initialize_ms = (time.perf_counter() - started) * 1000.0
         client.initialized(types.InitializedParams())
-
-        async def status() -> dict:
-            return await client.workspace_execute_command_async(types.ExecuteCommandParams(command="diffill.status"))
-
-        for _ in range(600):
-            s = await status()
-            if s["state"] in ("ready", "failed"):  # ready: loaded and warmed up
-                break
-            await asyncio.sleep(0.1)
-        if not s["loaded"]:
-            raise DiffillError(s["error"] or "the server did not load its model within a minute")
-        ready_ms = (time.perf_counter() - started) * 1000.0
         uri = source.resolve().as_uri()
         client.text_document_did_open(types.DidOpenTextDocumentParams(
             types.TextDocumentItem(uri=uri, language_id="python", version=1, text=text)))
+
+        async def status() -> dict:
+            return await client.workspace_execute_command_async(types.ExecuteCommandParams(command="diffill.status"))
 
         async def complete(line: int, character: int) -> tuple[float, bool]:
             """Round-trip time, and whether something was suggested."""
@@ -100,7 +97,14 @@ async def _measure(args, source: Path, text: str) -> dict:
             return (time.perf_counter() - t0) * 1000.0, bool(answer and answer.items)
 
         points = cursors(text, args.requests + 5)
-        first_ms, _ = await complete(*points[0])  # the first completion once the server says it is ready
+        try:
+            await complete(*points[0])  # asked while the model loads: answered once it can be
+        except JsonRpcException as e:  # the model did not load: status says why
+            s = await status()
+            raise DiffillError(s["error"] or f"the first completion failed: {e}") from None
+        first_ms = (time.perf_counter() - started) * 1000.0
+        first_from_spawn_ms = (time.perf_counter() - spawned) * 1000.0
+        first_cpu_ms = _cpu_ms(client._server.pid)
         for p in points[1:5]:  # warm-up
             await complete(*p)
         points = points[5:]
@@ -135,14 +139,31 @@ async def _measure(args, source: Path, text: str) -> dict:
         "handoff_ms": _stats(handoff[:n]),
         "protocol_ms": _stats([o - h for o, h in zip(overhead[:n], handoff[:n])]),
         "round_trip_ms": _stats(misses),
-        "ready_ms": round(ready_ms, 1),  # initialize sent -> diffill.status ready (loaded, warmed up)
-        "load_ms": s.get("load_ms"), "warm_up_ms": s.get("warm_up_ms"),  # the server's own timings
-        "first_round_trip_ms": round(first_ms, 3),  # the first completion after ready
+        # initialize sent (right after the server was started) -> the first completion answered
+        "first_completion_ms": round(first_ms, 1),
+        "first_completion_from_start_ms": round(first_from_spawn_ms, 1),  # ... from starting the server
+        "initialize_ms": round(initialize_ms, 1),  # initialize sent -> answered (the server's own start)
+        # the server process's CPU time by then (all threads; None where /proc is missing): its start is
+        # one thread's work, so this is about the wall time an idle machine would take
+        "first_completion_cpu_ms": first_cpu_ms,
+        # the server's own timings: initialize received -> ready, the load (warm-up included), the warm-up
+        "ready_ms": s.get("ready_ms"), "load_ms": s.get("load_ms"), "warm_up_ms": s.get("warm_up_ms"),
+        "warm_up": s.get("warm_up"),
         "cache_hit_overhead_ms": _stats(overhead[n:]),
         "cache_hit_round_trip_ms": _stats(hits),
         "counters": s["counters"],
         "target_overhead_p50_ms": TARGET_P50_MS,
+        "target_first_completion_ms": TARGET_FIRST_MS,
     }
+
+
+def _cpu_ms(pid: int) -> float | None:
+    """User and system CPU time of process ``pid`` so far (Linux' /proc), in ms; None elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return round((int(fields[11]) + int(fields[12])) * 1000.0 / os.sysconf("SC_CLK_TCK"), 1)
 
 
 async def _drain(stream) -> None:
@@ -162,7 +183,7 @@ def run(args) -> int:
         raise DiffillError(f"cannot read {source}: {e}") from None
     report = asyncio.run(_measure(args, source, text))
     p50 = report["overhead_ms"]["p50"]
-    report["ok"] = p50 is not None and p50 <= TARGET_P50_MS
+    report["ok"] = p50 is not None and p50 <= TARGET_P50_MS and report["first_completion_ms"] <= TARGET_FIRST_MS
     if args.json:
         print(json.dumps(report))
     else:
@@ -171,12 +192,19 @@ def run(args) -> int:
         print(f"model {report['model']}  file {report['file']}  {report['requests']} requests, "
               f"maxTokens {report['max_tokens']}, {report['threads']} thread(s)")
         print(f"server overhead   p50 {o['p50']:.2f} ms  p95 {o['p95']:.2f} ms  (target p50 <= {TARGET_P50_MS} ms: "
-              f"{'ok' if report['ok'] else 'MISSED'})")
+              f"{'ok' if p50 is not None and p50 <= TARGET_P50_MS else 'MISSED'})")
         hw, pw = report["handoff_ms"], report["protocol_ms"]
         print(f"  of which thread hand-offs p50 {hw['p50']:.2f} ms, the rest p50 {pw['p50']:.2f} ms")
         print(f"engine            p50 {e['p50']:.2f} ms  p95 {e['p95']:.2f} ms")
-        print(f"client round trip p50 {r['p50']:.2f} ms  p95 {r['p95']:.2f} ms; the first after ready "
-              f"{report['first_round_trip_ms']:.2f} ms (ready {report['ready_ms']:.0f} ms after initialize)")
+        print(f"client round trip p50 {r['p50']:.2f} ms  p95 {r['p95']:.2f} ms")
+        print(f"first completion  {report['first_completion_ms']:.0f} ms after initialize (target <= "
+              f"{TARGET_FIRST_MS:.0f} ms: {'ok' if report['first_completion_ms'] <= TARGET_FIRST_MS else 'MISSED'}); "
+              f"{report['first_completion_from_start_ms']:.0f} ms after starting the server, which answered "
+              f"initialize in {report['initialize_ms']:.0f} ms"
+              + (f" and was ready {report['ready_ms']:.0f} ms after it" if report["ready_ms"] is not None else ""))
+        if report["first_completion_cpu_ms"] is not None:
+            print(f"                  the server's CPU time by then {report['first_completion_cpu_ms']:.0f} ms "
+                  "(about an idle machine's wall time)")
         if h["n"]:
             print(f"cache hits        overhead p50 {h['p50']:.2f} ms  p95 {h['p95']:.2f} ms; "
                   f"round trip p50 {hr['p50']:.2f} ms  p95 {hr['p95']:.2f} ms")

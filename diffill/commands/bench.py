@@ -97,6 +97,8 @@ def _lsp(bsub) -> None:
     p.add_argument("--threads", type=positive_int, default=1, help="torch threads for the server (default 1)")
     p.add_argument("--max-tokens", type=int_between(1, MAX_TOKENS_LIMIT), default=16,
                    help=f"canvas budget per request, 1 to {MAX_TOKENS_LIMIT} as the maxTokens setting (default 16)")
+    p.add_argument("--server-python", type=path_text, default=None,
+                   help="the Python whose diffill serves (default: this one), to compare two installs")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=lsp.run)
 

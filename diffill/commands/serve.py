@@ -33,6 +33,9 @@ def _host_port(spec: str) -> tuple[str, int]:
 
 def run(args) -> int:
     address = _host_port(args.tcp) if args.tcp else None
+    from diffill.lsp_server.worker import pause_collection
+
+    pause_collection()  # until the engine has loaded
     root = logging.getLogger()
     if args.log_file:
         try:
