@@ -58,6 +58,8 @@ class EngineSpec:
     device: str = "auto"  # cpu | cuda | auto, as --device
     threads: int = 0  # torch threads; 0: torch's default
     languages: str | tuple[str, ...] | None = None  # as --languages (None: the model's own)
+    # every context encoded whole: a worker's fills must not depend on which batches it got before
+    context_reuse: bool = False
 
     @classmethod
     def from_args(cls, args: object, **changes: Any) -> EngineSpec:

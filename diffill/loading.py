@@ -13,11 +13,13 @@ SHARED = ("model", "adapter", "dtype", "device", "copy", "library", "languages")
 
 def engine_config_from(options: Any, **changes: Any) -> EngineConfig:
     """An EngineConfig from ``options``' shared attributes (``SHARED``; absent ones keep their
-    defaults), then ``changes``."""
+    defaults), then ``changes``. Every context is encoded whole unless ``changes`` say otherwise:
+    a command's requests have no typing history, and context reuse (an approximation) would make a
+    fill depend on the requests filled before it."""
     from diffill.engine import EngineConfig
 
     given = {k: getattr(options, k) for k in SHARED if hasattr(options, k)}
-    return EngineConfig(**{**given, **changes})
+    return EngineConfig(**{"context_reuse": False, **given, **changes})
 
 
 def make_engine(config: EngineConfig) -> Engine:

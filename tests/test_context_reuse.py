@@ -3,10 +3,12 @@ reused keys sit where a fresh encoding puts them."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pytest
 import torch
 
-from diffill.engine import InfillOptions, InfillRequest
+from diffill.engine import Engine, InfillOptions, InfillRequest
 from diffill.model.backend import DiffillBackend
 from diffill.model.context import Window, encode_window
 from diffill.model.context_reuse import ContextReuse, ReuseConfig, rotate_keys
@@ -261,3 +263,34 @@ def test_a_request_after_the_shown_fill_is_inserted_gets_the_recomputed_answer(s
     assert kept.counts()["reused"] > before  # built on the kept context
     recomputed = shipped_engine.infill(req, options=off)
     assert (reused.text, reused.alternatives) == (recomputed.text, recomputed.alternatives)
+
+
+@pytest.mark.parametrize("where", ["local", "ray"])
+def test_batch_commands_fill_a_request_alike_whatever_was_filled_before(tiny_checkpoint, monkeypatch, where):
+    """Even where the engine's default builds one-line holes on earlier contexts (the editor's
+    typing), the engines of refactor, eval and their Ray workers encode every context whole."""
+    import diffill.engine
+    from diffill.cli import build_parser
+    from diffill.distributed import EngineSpec
+    from diffill.loading import engine_config_from
+
+    @dataclass
+    class ReusingByDefault(diffill.engine.EngineConfig):
+        context_reuse: bool = True
+
+    monkeypatch.setattr(diffill.engine, "EngineConfig", ReusingByDefault)
+    args = build_parser().parse_args(["refactor", "src", "--holes", "--model", str(tiny_checkpoint),
+                                      "--adapter", "none"])
+    config = engine_config_from(args) if where == "local" else EngineSpec.from_args(args, threads=1).config()
+    at = DOC.index("len(values)\n")
+    req = InfillRequest(DOC, at, at, language="python", multiline=False)
+    typed = DOC[:at] + "le" + DOC[at:]  # the same line a moment before, a word being typed
+    earlier = InfillRequest(typed, at + 2, at + 2, language="python", multiline=False)
+
+    def seen(r):
+        return r.text, r.raw, r.confidence, r.alternatives, r.alternative_confidences
+
+    alone = Engine(config).infill(req)
+    engine = Engine(config)
+    engine.infill(earlier)
+    assert seen(engine.infill(req)) == seen(alone)

@@ -126,6 +126,57 @@ def test_ray_gives_the_local_runs_diff_and_writes(cluster, tiny_checkpoint, tmp_
 
 
 @dataclass(frozen=True)
+class FirstFileLastSpec(EngineSpec):
+    """An engine that fills a batch holding only the first file's regions once a batch holding the
+    last file's has been filled (a minute at most), so the other files' batches come back first."""
+
+    first: str = ""
+    last: str = ""
+    marker: str = ""
+
+    def __call__(self):
+        return _FirstFileLast(super().__call__(), self)
+
+
+class _FirstFileLast:
+    def __init__(self, engine, spec: FirstFileLastSpec):
+        self.engine, self.spec = engine, spec
+
+    def info(self) -> dict:
+        return self.engine.info()
+
+    def infill_many(self, reqs):
+        if all(r.path == self.spec.first for r in reqs):
+            for _ in range(1200):
+                if os.path.exists(self.spec.marker):
+                    break
+                time.sleep(0.05)
+        results = self.engine.infill_many(reqs)
+        if any(r.path == self.spec.last for r in reqs):
+            Path(self.spec.marker).touch()
+        return results
+
+
+def test_ray_reports_files_in_the_order_found_when_later_files_are_filled_first(cluster, tiny_checkpoint, tmp_path):
+    import ray
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the spec above, on the workers
+    root = tree(tmp_path / "t")
+    local: list = []
+    expected = run_refactor(RefactorConfig([str(root)], holes=True, batch_size=2),
+                            EngineSpec(model=str(tiny_checkpoint), adapter="none", threads=1), on_file=local.append)
+    marker = tmp_path / "last-filled"
+    spec = FirstFileLastSpec(model=str(tiny_checkpoint), adapter="none", threads=1, first=local[0].path,
+                             last=local[-1].path, marker=str(marker))
+    remote: list = []
+    summary = run_refactor(RefactorConfig([str(root)], holes=True, batch_size=2,
+                                          ray=RayOptions(address=cluster, workers=2)), spec, on_file=remote.append)
+    assert marker.exists() and len(local) == 4
+    assert [(o.path, o.new) for o in remote] == [(o.path, o.new) for o in local]
+    assert (summary.filled, summary.rejected) == (expected.filled, expected.rejected)
+
+
+@dataclass(frozen=True)
 class KillOnceSpec(EngineSpec):
     """An engine whose process kills itself (SIGKILL, as the OOM killer would) on its second batch,
     in the first worker to get there."""

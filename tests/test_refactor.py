@@ -246,6 +246,23 @@ def test_jobs_fill_in_worker_processes_with_the_same_result(tmp_path):
     assert contents(two) == contents(one) == FILLED
 
 
+def test_files_are_reported_in_the_order_found_whichever_fills_come_back_first(tmp_path, monkeypatch):
+    import diffill.refactor.runner as runner
+
+    root = make_tree(tmp_path)
+    expected, in_order = run([root], batch_size=1)
+    real = runner._filled
+
+    def last_first(*args, **kwargs):  # as worker processes or Ray workers may return them
+        yield from reversed(list(real(*args, **kwargs)))
+
+    monkeypatch.setattr(runner, "_filled", last_first)
+    summary, outcomes = run([root], batch_size=1)
+    assert len(in_order) == 3 and all(o.new != o.old for o in in_order)
+    assert [(o.path, o.new) for o in outcomes] == [(o.path, o.new) for o in in_order]
+    assert summary.as_json() | {"seconds": 0} == expected.as_json() | {"seconds": 0}
+
+
 SIGINT_SCRIPT = textwrap.dedent('''
     import signal, sys, time
     # Ctrl-C raises KeyboardInterrupt, as in a terminal, even when this test runs in a background

@@ -307,13 +307,15 @@ def profile(engine, holes: list[Hole], setting: str, budget: int) -> dict:
 def run(args) -> int:
     import torch
 
-    from diffill.engine import Engine
+    from diffill.engine import Engine, EngineConfig
 
     if args.cases < 1:
         raise DiffillError("--cases must be at least 1")
     kinds, settings = args.kinds, args.settings
     torch.set_num_threads(args.threads)
-    config = engine_config_from(args, threads=args.threads, constrained=not args.no_constraint)
+    # the typing replay's "default" mode reuses context as the language server's engine does
+    config = engine_config_from(args, threads=args.threads, constrained=not args.no_constraint,
+                                context_reuse=EngineConfig().context_reuse)
     overrides = {k: v for k, v in (("threshold", args.threshold), ("confidence", args.confidence)) if v is not None}
     engine = Engine(replace(config, sampler=replace(config.sampler, **overrides)))
     from diffill.evaluation import heldout_texts

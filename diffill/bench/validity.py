@@ -205,7 +205,8 @@ def run(args) -> int:
     from diffill.evaluation import heldout_texts
 
     texts = heldout_texts(args.corpus)
-    engine = Engine(EngineConfig(model=args.model, threads=args.threads))
+    # every context encoded whole: a hole's fill does not depend on the holes filled before it
+    engine = Engine(EngineConfig(model=args.model, threads=args.threads, context_reuse=False))
     holes = draw_holes(texts, args.cases, lambda s: len(engine.tok.encode(s)), args.seed)
     if len(holes) < args.cases:
         log.warning("only %d holes in the held-out files (asked for %d)", len(holes), args.cases)

@@ -247,7 +247,8 @@ def _filled(factory: EngineFactory, chunks: list[list[_Job]], processes: int, su
 def run_refactor(config: RefactorConfig, engine_factory: EngineFactory,
                  on_file: Callable[[FileOutcome], None] | None = None) -> Summary:
     """Fill every selected region under ``config.paths``. ``on_file`` sees each file once it is
-    finished (a dry run's diff, or after its write). DiffillError for bad arguments."""
+    finished (a dry run's diff, or after its write), in the order the files were found. DiffillError
+    for bad arguments."""
     if not config.holes and config.query is None:
         raise DiffillError("nothing to select: give --holes, --query or both")
     if config.jobs < 1 or config.batch_size < 1:
@@ -299,9 +300,17 @@ def run_refactor(config: RefactorConfig, engine_factory: EngineFactory,
         if on_file is not None:
             on_file(outcome)
 
-    for i, n in enumerate(remaining):
-        if n == 0:
-            finish(i)
+    # files are finished in the order they were found, whichever of their fills come back first (worker
+    # processes and Ray workers return batches as they finish): the same diff and report on every run
+    finished = 0
+
+    def finish_ready() -> None:
+        nonlocal finished
+        while finished < len(snaps) and remaining[finished] == 0:
+            finish(finished)
+            finished += 1
+
+    finish_ready()
     show_bar = config.progress and bool(jobs)
     bar = tqdm(total=len(jobs), unit="region", desc="refactor", dynamic_ncols=True, leave=False,
                disable=None if show_bar else True)  # None: only when stderr is a terminal
@@ -315,8 +324,7 @@ def run_refactor(config: RefactorConfig, engine_factory: EngineFactory,
                 else:
                     fills[i][j] = clean_fill(text, snaps[i], regions[i][j])
                 remaining[i] -= 1
-                if remaining[i] == 0:
-                    finish(i)
+            finish_ready()
             bar.update(len(done))
     summary.skipped = len(summary.problems)
     summary.seconds = time.perf_counter() - t0
