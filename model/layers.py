@@ -76,6 +76,16 @@ def rope_cos_sin(positions: torch.Tensor, head_dim: int, theta: float) -> KV:
     return angles.cos(), angles.sin()
 
 
+def with_room(kv: list[KV], index: torch.Tensor, extra: int) -> list[KV]:
+    """Per layer, the keys and values of ``kv`` (B, H, T, D) at positions ``index`` (B, C), then
+    ``extra`` positions to be overwritten: ``forward_canvas``'s ``room``."""
+    index = torch.cat([index, index.new_zeros((index.shape[0], extra))], 1)
+    if index.shape[0] == 1:  # one row: index_select, much cheaper than gather
+        return [(k.index_select(2, index[0]), v.index_select(2, index[0])) for k, v in kv]
+    g = index[:, None, :, None]
+    return [tuple(t.gather(2, g.expand(-1, t.shape[1], -1, t.shape[3])) for t in pair) for pair in kv]
+
+
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     half = x.shape[-1] // 2
     rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
@@ -94,14 +104,17 @@ class Attention(nn.Module):
         self.o_proj = nn.Linear(h, h, bias=False)
         self.fused: torch.Tensor | None = None  # q, k, v in one matrix (NetworkMethods.fuse_projections)
 
-    def forward(self, x, cos, sin, attn_mask=None, context: KV | None = None):
+    def forward(self, x, cos, sin, attn_mask=None, context: KV | None = None, room: KV | None = None):
         b, t, _ = x.shape
         qkv = (F.linear(x, self.fused).chunk(3, dim=-1) if self.fused is not None
                else (self.q_proj(x), self.k_proj(x), self.v_proj(x)))
         q, k, v = (y.reshape(b, t, self.n_heads, self.head_dim).transpose(1, 2) for y in qkv)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         own = (k, v)
-        if context is not None:
+        if room is not None:  # the context's keys and values, then room for these: no concatenation
+            room[0][:, :, -t:], room[1][:, :, -t:] = k, v
+            k, v = room
+        elif context is not None:
             k = torch.cat([context[0].to(k.dtype), k], dim=2)
             v = torch.cat([context[1].to(v.dtype), v], dim=2)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
@@ -132,8 +145,8 @@ class Block(nn.Module):
         self.post_attention_layernorm = nn.RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         self.mlp = MLP(config)
 
-    def forward(self, x, cos, sin, attn_mask=None, context: KV | None = None):
-        a, kv = self.self_attn(self.input_layernorm(x), cos, sin, attn_mask, context)
+    def forward(self, x, cos, sin, attn_mask=None, context: KV | None = None, room: KV | None = None):
+        a, kv = self.self_attn(self.input_layernorm(x), cos, sin, attn_mask, context, room)
         x = x + a
         x = x + self.mlp(self.post_attention_layernorm(x))
         return x, kv
@@ -268,6 +281,7 @@ class NetworkMethods:
         this pass are exact, so the first denoising step costs no extra forward."""
         x = self.embed_tokens(input_ids)
         cos, sin = rope_cos_sin(position_ids, self.head_dim, self.config.rope_theta)
+        cos, sin = cos.to(x.dtype), sin.to(x.dtype)  # once, not in every layer
         mask = _key_mask(attention_mask)
         cache = []
         for layer in self.layers:
@@ -286,18 +300,25 @@ class NetworkMethods:
         context_mask: torch.Tensor | None = None,
         logits_at: torch.Tensor | None = None,
         rope: KV | None = None,
+        room: list[KV] | None = None,
     ) -> torch.Tensor:
         """Logits of the canvas only, attending to the cached context and itself: (B, L, V), or
         (B, K, V) at the canvas slots ``logits_at`` (B, K). ``rope``: precomputed
-        ``rope_cos_sin(canvas_positions)``, which does not change between steps."""
+        ``rope_cos_sin(canvas_positions)``, which does not change between steps. ``room``: per
+        layer, the context's keys and values followed by L free positions (``with_room``), into
+        which the canvas's own are written, in place of ``context``."""
         x = self.embed_tokens(canvas_ids)
         cos, sin = rope if rope is not None else rope_cos_sin(canvas_positions, self.head_dim, self.config.rope_theta)
+        cos, sin = cos.to(x.dtype), sin.to(x.dtype)  # once, not in every layer
         mask = None
         if context_mask is not None:
             own = torch.ones(canvas_ids.shape, dtype=context_mask.dtype, device=context_mask.device)
             mask = _key_mask(torch.cat([context_mask, own], dim=1))
-        for layer, kv in zip(self.layers, context):
-            x, _ = layer(x, cos, sin, mask, kv)
+        for n, layer in enumerate(self.layers):
+            if room is not None:
+                x, _ = layer(x, cos, sin, mask, room=room[n])
+            else:
+                x, _ = layer(x, cos, sin, mask, context[n])
         return self._logits(x, logits_at)
 
     @torch.inference_mode()
