@@ -104,12 +104,15 @@ class Attention(nn.Module):
         self.o_proj = nn.Linear(h, h, bias=False)
         self.fused: torch.Tensor | None = None  # q, k, v in one matrix (NetworkMethods.fuse_projections)
 
-    def forward(self, x, cos, sin, attn_mask=None, context: KV | None = None, room: KV | None = None):
+    def forward(self, x, cos, sin, attn_mask=None, context: KV | None = None, room: KV | None = None,
+                rows: torch.Tensor | None = None):
         b, t, _ = x.shape
         qkv = (F.linear(x, self.fused).chunk(3, dim=-1) if self.fused is not None
                else (self.q_proj(x), self.k_proj(x), self.v_proj(x)))
         q, k, v = (y.reshape(b, t, self.n_heads, self.head_dim).transpose(1, 2) for y in qkv)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if rows is not None:  # only these positions' outputs are wanted; every key and value still is
+            q = q.gather(2, rows[:, None, :, None].expand(-1, q.shape[1], -1, q.shape[3]))
         own = (k, v)
         if room is not None:  # the context's keys and values, then room for these: no concatenation
             room[0][:, :, -t:], room[1][:, :, -t:] = k, v
@@ -118,7 +121,7 @@ class Attention(nn.Module):
             k = torch.cat([context[0].to(k.dtype), k], dim=2)
             v = torch.cat([context[1].to(v.dtype), v], dim=2)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
-        return self.o_proj(out.transpose(1, 2).reshape(b, t, -1)), own
+        return self.o_proj(out.transpose(1, 2).reshape(b, q.shape[2], -1)), own
 
 
 class MLP(nn.Module):
@@ -145,11 +148,20 @@ class Block(nn.Module):
         self.post_attention_layernorm = nn.RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         self.mlp = MLP(config)
 
-    def forward(self, x, cos, sin, attn_mask=None, context: KV | None = None, room: KV | None = None):
-        a, kv = self.self_attn(self.input_layernorm(x), cos, sin, attn_mask, context, room)
+    def forward(self, x, cos, sin, attn_mask=None, context: KV | None = None, room: KV | None = None,
+                rows: torch.Tensor | None = None):
+        """``rows`` (B, K): the output at these positions only (a key mask only, not a causal one)."""
+        a, kv = self.self_attn(self.input_layernorm(x), cos, sin, attn_mask, context, room, rows)
+        if rows is not None:
+            x = _rows(x, rows)
         x = x + a
         x = x + self.mlp(self.post_attention_layernorm(x))
         return x, kv
+
+
+def _rows(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """(B, T, H) -> (B, K, H) at positions ``rows`` (B, K)."""
+    return x.gather(1, rows[..., None].expand(-1, -1, x.shape[-1]))
 
 
 def _applied_weight(proj: nn.Module) -> torch.Tensor | None:
@@ -284,12 +296,14 @@ class NetworkMethods:
         cos, sin = cos.to(x.dtype), sin.to(x.dtype)  # once, not in every layer
         mask = _key_mask(attention_mask)
         cache = []
-        for layer in self.layers:
-            x, kv = layer(x, cos, sin, mask)
+        last = len(self.layers) - 1
+        for n, layer in enumerate(self.layers):
+            # the last layer's outputs are wanted only where the logits are (its keys and values everywhere)
+            x, kv = layer(x, cos, sin, mask, rows=logits_at if n == last else None)
             cache.append(kv)
         if logits_at is None:
             return cache
-        return cache, self._logits(x, logits_at)
+        return cache, self._logits(x, None)
 
     @torch.inference_mode()
     def forward_canvas(
@@ -314,12 +328,14 @@ class NetworkMethods:
         if context_mask is not None:
             own = torch.ones(canvas_ids.shape, dtype=context_mask.dtype, device=context_mask.device)
             mask = _key_mask(torch.cat([context_mask, own], dim=1))
+        last = len(self.layers) - 1
         for n, layer in enumerate(self.layers):
+            rows = logits_at if n == last else None  # the last layer's outputs only where the logits are
             if room is not None:
-                x, _ = layer(x, cos, sin, mask, room=room[n])
+                x, _ = layer(x, cos, sin, mask, room=room[n], rows=rows)
             else:
-                x, _ = layer(x, cos, sin, mask, context[n])
-        return self._logits(x, logits_at)
+                x, _ = layer(x, cos, sin, mask, context[n], rows=rows)
+        return self._logits(x, None)
 
     @torch.inference_mode()
     def forward_causal(self, input_ids: torch.Tensor, past: list[KV] | None = None) -> tuple[torch.Tensor, list[KV]]:
