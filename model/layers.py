@@ -86,6 +86,25 @@ def with_room(kv: list[KV], index: torch.Tensor, extra: int) -> list[KV]:
     return [tuple(t.gather(2, g.expand(-1, t.shape[1], -1, t.shape[3])) for t in pair) for pair in kv]
 
 
+def packed(weight: torch.Tensor) -> torch.Tensor | None:
+    """oneDNN's prepacked copy of a bfloat16 CPU weight for ``linear`` (None elsewhere, or where this
+    torch has no oneDNN): F.linear repacks a bfloat16 weight at every call, which on the small
+    matmuls of a canvas pass costs about a tenth of the pass; the products are the same bit for bit."""
+    if weight.dtype != torch.bfloat16 or weight.device.type != "cpu" or not torch.backends.mkldnn.is_available():
+        return None
+    try:
+        return torch.ops.mkldnn._reorder_linear_weight(weight.detach(), None)
+    except (AttributeError, RuntimeError):
+        return None
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, pack: torch.Tensor | None = None) -> torch.Tensor:
+    """``F.linear(x, weight)``, through ``pack`` (``packed(weight)``) when there is one."""
+    if pack is None:
+        return F.linear(x, weight)
+    return torch.ops.mkldnn._linear_pointwise(x, pack, None, "none", [], "")
+
+
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     half = x.shape[-1] // 2
     rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
@@ -103,11 +122,13 @@ class Attention(nn.Module):
         self.v_proj = nn.Linear(h, h, bias=False)
         self.o_proj = nn.Linear(h, h, bias=False)
         self.fused: torch.Tensor | None = None  # q, k, v in one matrix (NetworkMethods.fuse_projections)
+        self.packs: tuple | None = None  # the fused and o_proj weights prepacked (``packed``), with ``fused``
 
     def forward(self, x, cos, sin, attn_mask=None, context: KV | None = None, room: KV | None = None,
                 rows: torch.Tensor | None = None):
         b, t, _ = x.shape
-        qkv = (F.linear(x, self.fused).chunk(3, dim=-1) if self.fused is not None
+        pack, o_pack = self.packs or (None, None)
+        qkv = (linear(x, self.fused, pack).chunk(3, dim=-1) if self.fused is not None
                else (self.q_proj(x), self.k_proj(x), self.v_proj(x)))
         q, k, v = (y.reshape(b, t, self.n_heads, self.head_dim).transpose(1, 2) for y in qkv)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
@@ -120,8 +141,8 @@ class Attention(nn.Module):
         elif context is not None:
             k = torch.cat([context[0].to(k.dtype), k], dim=2)
             v = torch.cat([context[1].to(v.dtype), v], dim=2)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
-        return self.o_proj(out.transpose(1, 2).reshape(b, q.shape[2], -1)), own
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask).transpose(1, 2).reshape(b, q.shape[2], -1)
+        return (self.o_proj(out) if o_pack is None else linear(out, self.o_proj.weight, o_pack)), own
 
 
 class MLP(nn.Module):
@@ -131,13 +152,16 @@ class MLP(nn.Module):
         self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
         self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=False)
         self.fused: torch.Tensor | None = None  # gate and up in one matrix (NetworkMethods.fuse_projections)
+        self.packs: tuple | None = None  # the fused and down_proj weights prepacked (``packed``), with ``fused``
 
     def forward(self, x):
+        pack, down_pack = self.packs or (None, None)
         if self.fused is not None:
-            gate, up = F.linear(x, self.fused).chunk(2, dim=-1)
+            gate, up = linear(x, self.fused, pack).chunk(2, dim=-1)
         else:
             gate, up = self.gate_proj(x), self.up_proj(x)
-        return self.down_proj(F.silu(gate) * up)
+        h = F.silu(gate) * up
+        return self.down_proj(h) if down_pack is None else linear(h, self.down_proj.weight, down_pack)
 
 
 class Block(nn.Module):
@@ -225,11 +249,18 @@ class NetworkMethods:
             fused.append((torch.cat(qkv).detach(), torch.cat(gate_up).detach()))
         for block, (qkv, gate_up) in zip(self.layers, fused):
             block.self_attn.fused, block.mlp.fused = qkv, gate_up
+            a, m = block.self_attn, block.mlp
+            packs = (packed(qkv), packed(a.o_proj.weight)), (packed(gate_up), packed(m.down_proj.weight))
+            if all(p is not None for pair in packs for p in pair):  # bfloat16 on a CPU with oneDNN
+                a.packs, m.packs = packs
+        self.__dict__["_embed_pack"] = packed(self.embed_tokens.weight) if self.layers[0].self_attn.packs else None
         return True
 
     def unfuse_projections(self) -> None:
         for block in getattr(self, "layers", ()):
             block.self_attn.fused = block.mlp.fused = None
+            block.self_attn.packs = block.mlp.packs = None
+        self.__dict__["_embed_pack"] = None
 
     @property
     def fused(self) -> bool:
@@ -277,7 +308,7 @@ class NetworkMethods:
                 hidden = hidden[logits_at]  # (N, H)
             else:
                 hidden = torch.gather(hidden, 1, logits_at[..., None].expand(-1, -1, hidden.shape[-1]))
-        return F.linear(self.norm(hidden), self.embed_tokens.weight)
+        return linear(self.norm(hidden), self.embed_tokens.weight, self.__dict__.get("_embed_pack"))
 
     @torch.inference_mode()
     def encode_context(
