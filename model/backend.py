@@ -24,6 +24,7 @@ import torch
 
 from diffill.model.context import Window, window_of
 from diffill.model.context_reuse import ContextReuse, Encoded
+from diffill.model.layers import with_room
 from diffill.model.tokenizer import CodeTokenizer
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,9 @@ class Layout:
     context_index: torch.Tensor | None = None  # (B, C) positions of the context
     context_mask: torch.Tensor | None = None  # (B, C); None when no row is padded
     rope: tuple | None = None  # cos/sin of the canvas positions
+    # per layer, the context's keys and values and room for the canvas's (layers.with_room); the
+    # context above is a view of it where it is set
+    room: list | None = None
     reuse: ContextReuse | None = None  # contexts kept across requests (one row only)
     window: tuple[list[int], list[int]] | None = None  # the row's prefix and suffix ids, for ``reuse``
 
@@ -73,7 +77,11 @@ class Layout:
 
         out = Layout(pick(self.input_ids), pick(self.attention_mask), pick(self.canvas_index),
                      self.cache, self.refresh, self.calls)
-        out.context = None if self.context is None else [tuple(pick(t) for t in kv) for kv in self.context]
+        if self.room is not None:
+            out.room = [tuple(pick(t) for t in kv) for kv in self.room]
+            out.context = _context_of(out.room, self.context_index.shape[1])
+        else:
+            out.context = None if self.context is None else [tuple(pick(t) for t in kv) for kv in self.context]
         out.context_index, out.context_mask = pick(self.context_index), pick(self.context_mask)
         out.rope = None if self.rope is None else tuple(pick(t) for t in self.rope)
         return out
@@ -94,6 +102,11 @@ def layout_rows(prefixes, suffixes, length, mask_id, pad_id, shifted: bool = Fal
         attn[i, : len(r)] = 1
         index[i] = torch.arange(len(p), len(p) + length) - (1 if shifted else 0)
     return Layout(ids, None if bool(attn.all()) else attn, index)
+
+
+def _context_of(room: list, length: int) -> list:
+    """The context part (the first ``length`` positions) of ``Layout.room``, as views."""
+    return [(k[:, :, :length], v[:, :, :length]) for k, v in room]
 
 
 def _canvas_positions(lay: Layout, shifted: bool) -> torch.Tensor:
@@ -160,7 +173,8 @@ class DiffillBackend:
             lay.context_mask = None if bool(cmask.all()) else cmask.long()
             from diffill.model.layers import rope_cos_sin
 
-            lay.rope = rope_cos_sin(lay.canvas_index, self.model.head_dim, self.model.config.rope_theta)
+            cos_sin = rope_cos_sin(lay.canvas_index, self.model.head_dim, self.model.config.rope_theta)
+            lay.rope = tuple(t.to(self.model.dtype) for t in cos_sin)  # as the layers apply it
             if self.reuse is not None and len(prefixes) == 1:
                 lay.reuse, lay.window = self.reuse, (list(prefixes[0]), list(suffixes[0]))
         return lay
@@ -173,8 +187,11 @@ class DiffillBackend:
             canvas, slots = canvas.to(device), None if slots is None else slots.to(device)
         at = _pick(state.canvas_index, slots)
         if state.cache and state.context is not None and not (state.refresh and (state.calls - 1) % state.refresh == 0):
+            if state.room is None:  # a context built on a kept one (_reuse_context)
+                n = state.context[0][0].shape[2]
+                state.room = with_room(state.context, torch.arange(n, device=device)[None], canvas.shape[1])
             return self.model.forward_canvas(canvas, state.canvas_index, state.context, state.context_mask,
-                                             logits_at=slots, rope=state.rope).float().cpu()
+                                             logits_at=slots, rope=state.rope, room=state.room).float().cpu()
         ids = state.input_ids.scatter(1, state.canvas_index, canvas)
         if not state.cache:
             return self.model(ids, attention_mask=state.attention_mask, logits_at=at).logits.float().cpu()
@@ -184,9 +201,8 @@ class DiffillBackend:
             return logits
         positions = torch.arange(ids.shape[1], device=device)[None].expand_as(ids)
         kv, logits = self.model.encode_context(ids, positions, state.attention_mask, logits_at=at)
-        g = state.context_index[:, None, :, None]
-        state.context = [tuple(t.gather(2, g.expand(-1, t.shape[1], -1, t.shape[3])) for t in layer_kv)
-                         for layer_kv in kv]
+        state.room = with_room(kv, state.context_index, canvas.shape[1])
+        state.context = _context_of(state.room, state.context_index.shape[1])
         if reusable:
             state.reuse.keep(Encoded(*state.window, canvas.shape[1], state.context))
         return logits.float().cpu()
@@ -205,7 +221,7 @@ class DiffillBackend:
         positions = torch.arange(plan.block_start, plan.block_start + block.shape[1], device=device)[None]
         at = (torch.arange(length, device=device)[None] if slots is None else slots) + len(plan.added_prefix)
         kv, logits = self.model.extend_context(block, positions, reused, logits_at=at)
-        state.context = plan.context(reused, kv)
+        state.context, state.room = plan.context(reused, kv), None
         state.reuse.keep(Encoded(prefix, suffix, length, state.context, plan.base.reuses + (not plan.exact)),
                          plan.base)
         return logits.float().cpu()

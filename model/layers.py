@@ -76,6 +76,35 @@ def rope_cos_sin(positions: torch.Tensor, head_dim: int, theta: float) -> KV:
     return angles.cos(), angles.sin()
 
 
+def with_room(kv: list[KV], index: torch.Tensor, extra: int) -> list[KV]:
+    """Per layer, the keys and values of ``kv`` (B, H, T, D) at positions ``index`` (B, C), then
+    ``extra`` positions to be overwritten: ``forward_canvas``'s ``room``."""
+    index = torch.cat([index, index.new_zeros((index.shape[0], extra))], 1)
+    if index.shape[0] == 1:  # one row: index_select, much cheaper than gather
+        return [(k.index_select(2, index[0]), v.index_select(2, index[0])) for k, v in kv]
+    g = index[:, None, :, None]
+    return [tuple(t.gather(2, g.expand(-1, t.shape[1], -1, t.shape[3])) for t in pair) for pair in kv]
+
+
+def packed(weight: torch.Tensor) -> torch.Tensor | None:
+    """oneDNN's prepacked copy of a bfloat16 CPU weight for ``linear`` (None elsewhere, or where this
+    torch has no oneDNN): F.linear repacks a bfloat16 weight at every call, which on the small
+    matmuls of a canvas pass costs about a tenth of the pass; the products are the same bit for bit."""
+    if weight.dtype != torch.bfloat16 or weight.device.type != "cpu" or not torch.backends.mkldnn.is_available():
+        return None
+    try:
+        return torch.ops.mkldnn._reorder_linear_weight(weight.detach(), None)
+    except (AttributeError, RuntimeError):
+        return None
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, pack: torch.Tensor | None = None) -> torch.Tensor:
+    """``F.linear(x, weight)``, through ``pack`` (``packed(weight)``) when there is one."""
+    if pack is None:
+        return F.linear(x, weight)
+    return torch.ops.mkldnn._linear_pointwise(x, pack, None, "none", [], "")
+
+
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     half = x.shape[-1] // 2
     rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
@@ -93,19 +122,27 @@ class Attention(nn.Module):
         self.v_proj = nn.Linear(h, h, bias=False)
         self.o_proj = nn.Linear(h, h, bias=False)
         self.fused: torch.Tensor | None = None  # q, k, v in one matrix (NetworkMethods.fuse_projections)
+        self.packs: tuple | None = None  # the fused and o_proj weights prepacked (``packed``), with ``fused``
 
-    def forward(self, x, cos, sin, attn_mask=None, context: KV | None = None):
+    def forward(self, x, cos, sin, attn_mask=None, context: KV | None = None, room: KV | None = None,
+                rows: torch.Tensor | None = None):
         b, t, _ = x.shape
-        qkv = (F.linear(x, self.fused).chunk(3, dim=-1) if self.fused is not None
+        pack, o_pack = self.packs or (None, None)
+        qkv = (linear(x, self.fused, pack).chunk(3, dim=-1) if self.fused is not None
                else (self.q_proj(x), self.k_proj(x), self.v_proj(x)))
         q, k, v = (y.reshape(b, t, self.n_heads, self.head_dim).transpose(1, 2) for y in qkv)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if rows is not None:  # only these positions' outputs are wanted; every key and value still is
+            q = q.gather(2, rows[:, None, :, None].expand(-1, q.shape[1], -1, q.shape[3]))
         own = (k, v)
-        if context is not None:
+        if room is not None:  # the context's keys and values, then room for these: no concatenation
+            room[0][:, :, -t:], room[1][:, :, -t:] = k, v
+            k, v = room
+        elif context is not None:
             k = torch.cat([context[0].to(k.dtype), k], dim=2)
             v = torch.cat([context[1].to(v.dtype), v], dim=2)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
-        return self.o_proj(out.transpose(1, 2).reshape(b, t, -1)), own
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask).transpose(1, 2).reshape(b, q.shape[2], -1)
+        return (self.o_proj(out) if o_pack is None else linear(out, self.o_proj.weight, o_pack)), own
 
 
 class MLP(nn.Module):
@@ -115,13 +152,16 @@ class MLP(nn.Module):
         self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
         self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=False)
         self.fused: torch.Tensor | None = None  # gate and up in one matrix (NetworkMethods.fuse_projections)
+        self.packs: tuple | None = None  # the fused and down_proj weights prepacked (``packed``), with ``fused``
 
     def forward(self, x):
+        pack, down_pack = self.packs or (None, None)
         if self.fused is not None:
-            gate, up = F.linear(x, self.fused).chunk(2, dim=-1)
+            gate, up = linear(x, self.fused, pack).chunk(2, dim=-1)
         else:
             gate, up = self.gate_proj(x), self.up_proj(x)
-        return self.down_proj(F.silu(gate) * up)
+        h = F.silu(gate) * up
+        return self.down_proj(h) if down_pack is None else linear(h, self.down_proj.weight, down_pack)
 
 
 class Block(nn.Module):
@@ -132,11 +172,20 @@ class Block(nn.Module):
         self.post_attention_layernorm = nn.RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         self.mlp = MLP(config)
 
-    def forward(self, x, cos, sin, attn_mask=None, context: KV | None = None):
-        a, kv = self.self_attn(self.input_layernorm(x), cos, sin, attn_mask, context)
+    def forward(self, x, cos, sin, attn_mask=None, context: KV | None = None, room: KV | None = None,
+                rows: torch.Tensor | None = None):
+        """``rows`` (B, K): the output at these positions only (a key mask only, not a causal one)."""
+        a, kv = self.self_attn(self.input_layernorm(x), cos, sin, attn_mask, context, room, rows)
+        if rows is not None:
+            x = _rows(x, rows)
         x = x + a
         x = x + self.mlp(self.post_attention_layernorm(x))
         return x, kv
+
+
+def _rows(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """(B, T, H) -> (B, K, H) at positions ``rows`` (B, K)."""
+    return x.gather(1, rows[..., None].expand(-1, -1, x.shape[-1]))
 
 
 def _applied_weight(proj: nn.Module) -> torch.Tensor | None:
@@ -200,11 +249,18 @@ class NetworkMethods:
             fused.append((torch.cat(qkv).detach(), torch.cat(gate_up).detach()))
         for block, (qkv, gate_up) in zip(self.layers, fused):
             block.self_attn.fused, block.mlp.fused = qkv, gate_up
+            a, m = block.self_attn, block.mlp
+            packs = (packed(qkv), packed(a.o_proj.weight)), (packed(gate_up), packed(m.down_proj.weight))
+            if all(p is not None for pair in packs for p in pair):  # bfloat16 on a CPU with oneDNN
+                a.packs, m.packs = packs
+        self.__dict__["_embed_pack"] = packed(self.embed_tokens.weight) if self.layers[0].self_attn.packs else None
         return True
 
     def unfuse_projections(self) -> None:
         for block in getattr(self, "layers", ()):
             block.self_attn.fused = block.mlp.fused = None
+            block.self_attn.packs = block.mlp.packs = None
+        self.__dict__["_embed_pack"] = None
 
     @property
     def fused(self) -> bool:
@@ -252,7 +308,7 @@ class NetworkMethods:
                 hidden = hidden[logits_at]  # (N, H)
             else:
                 hidden = torch.gather(hidden, 1, logits_at[..., None].expand(-1, -1, hidden.shape[-1]))
-        return F.linear(self.norm(hidden), self.embed_tokens.weight)
+        return linear(self.norm(hidden), self.embed_tokens.weight, self.__dict__.get("_embed_pack"))
 
     @torch.inference_mode()
     def encode_context(
@@ -268,14 +324,17 @@ class NetworkMethods:
         this pass are exact, so the first denoising step costs no extra forward."""
         x = self.embed_tokens(input_ids)
         cos, sin = rope_cos_sin(position_ids, self.head_dim, self.config.rope_theta)
+        cos, sin = cos.to(x.dtype), sin.to(x.dtype)  # once, not in every layer
         mask = _key_mask(attention_mask)
         cache = []
-        for layer in self.layers:
-            x, kv = layer(x, cos, sin, mask)
+        last = len(self.layers) - 1
+        for n, layer in enumerate(self.layers):
+            # the last layer's outputs are wanted only where the logits are (its keys and values everywhere)
+            x, kv = layer(x, cos, sin, mask, rows=logits_at if n == last else None)
             cache.append(kv)
         if logits_at is None:
             return cache
-        return cache, self._logits(x, logits_at)
+        return cache, self._logits(x, None)
 
     @torch.inference_mode()
     def forward_canvas(
@@ -286,19 +345,28 @@ class NetworkMethods:
         context_mask: torch.Tensor | None = None,
         logits_at: torch.Tensor | None = None,
         rope: KV | None = None,
+        room: list[KV] | None = None,
     ) -> torch.Tensor:
         """Logits of the canvas only, attending to the cached context and itself: (B, L, V), or
         (B, K, V) at the canvas slots ``logits_at`` (B, K). ``rope``: precomputed
-        ``rope_cos_sin(canvas_positions)``, which does not change between steps."""
+        ``rope_cos_sin(canvas_positions)``, which does not change between steps. ``room``: per
+        layer, the context's keys and values followed by L free positions (``with_room``), into
+        which the canvas's own are written, in place of ``context``."""
         x = self.embed_tokens(canvas_ids)
         cos, sin = rope if rope is not None else rope_cos_sin(canvas_positions, self.head_dim, self.config.rope_theta)
+        cos, sin = cos.to(x.dtype), sin.to(x.dtype)  # once, not in every layer
         mask = None
         if context_mask is not None:
             own = torch.ones(canvas_ids.shape, dtype=context_mask.dtype, device=context_mask.device)
             mask = _key_mask(torch.cat([context_mask, own], dim=1))
-        for layer, kv in zip(self.layers, context):
-            x, _ = layer(x, cos, sin, mask, kv)
-        return self._logits(x, logits_at)
+        last = len(self.layers) - 1
+        for n, layer in enumerate(self.layers):
+            rows = logits_at if n == last else None  # the last layer's outputs only where the logits are
+            if room is not None:
+                x, _ = layer(x, cos, sin, mask, room=room[n], rows=rows)
+            else:
+                x, _ = layer(x, cos, sin, mask, context[n], rows=rows)
+        return self._logits(x, None)
 
     @torch.inference_mode()
     def forward_causal(self, input_ids: torch.Tensor, past: list[KV] | None = None) -> tuple[torch.Tensor, list[KV]]:

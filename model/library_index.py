@@ -166,8 +166,10 @@ class LibraryIndex:
         folder = Path(folder)
         try:
             self.meta = json.loads((folder / "index.json").read_text())
-            self._tokens = np.load(folder / "tokens.npy", mmap_mode="r")
-            self._suffixes = np.load(folder / "suffixes.npy", mmap_mode="r")
+            # plain ndarray views of the mapped files: np.memmap's Python-level indexing cost more
+            # than the lookups themselves in the binary searches of ``match``
+            self._tokens = np.asarray(np.load(folder / "tokens.npy", mmap_mode="r"))
+            self._suffixes = np.asarray(np.load(folder / "suffixes.npy", mmap_mode="r"))
             self._buckets = np.load(folder / "buckets.npy")
         except (OSError, ValueError, json.JSONDecodeError) as e:
             raise ValueError(f"{folder}: not a library index ({e}); rebuild it with `diffill index`") from e

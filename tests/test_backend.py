@@ -82,6 +82,36 @@ def test_logits_at_slots_are_the_full_logits_there(diffill, cache):
     assert torch.allclose(picked, full.gather(1, slots[..., None].expand(-1, -1, full.shape[-1])), atol=1e-4)
 
 
+def test_canvas_passes_at_slots_are_the_full_logits_there_and_do_not_depend_on_earlier_passes(diffill):
+    be, tok = diffill
+    pre, suf = _rows(tok)
+    state = be.prepare(pre, suf, 5, cache=True)
+    be.logits(state, torch.full((2, 5), tok.mask_id))  # fills the cache
+    first, second = torch.full((2, 5), tok.mask_id), torch.full((2, 5), tok.mask_id)
+    first[:, :2], second[:, 0] = torch.tensor([20, 30]), 40
+    be.logits(state, first)  # writes its own keys and values beside the context
+    full = be.logits(state, second)
+    slots = torch.tensor([[0, 3], [4, 4]])
+    picked = be.logits(state, second, slots)
+    assert torch.allclose(picked, full.gather(1, slots[..., None].expand(-1, -1, full.shape[-1])), atol=1e-4)
+    fresh = be.prepare(pre, suf, 5, cache=True)
+    be.logits(fresh, torch.full((2, 5), tok.mask_id))
+    assert torch.equal(be.logits(fresh, second), full)
+
+
+def test_candidates_taken_from_one_state_do_not_see_each_others_canvas(diffill):
+    be, tok = diffill
+    pre, suf = _rows(tok)
+    state = be.prepare(pre[:1], suf[:1], 4, cache=True)
+    be.logits(state, torch.full((1, 4), tok.mask_id))
+    canvases = torch.full((3, 4), tok.mask_id)
+    canvases[0, 0], canvases[1, :2], canvases[2, 3] = 20, torch.tensor([30, 40]), 50
+    together = be.logits(state.take(torch.tensor([0, 0, 0])), canvases)
+    for row in range(3):
+        alone = be.logits(state.take(torch.tensor([0])), canvases[row : row + 1])
+        assert torch.allclose(together[row], alone[0], atol=1e-5)
+
+
 def test_shifted_layout_reads_the_logits_one_position_earlier():
     lay = layout_rows([[5, 6, 7], [5]], [[8], []], 2, mask_id=1, pad_id=0, shifted=True)
     assert lay.canvas_index.tolist() == [[2, 3], [0, 1]]

@@ -171,3 +171,24 @@ def test_fused_copies_are_dropped_when_they_could_go_stale():
     assert m.fuse_projections()
     m.unfuse_projections()
     assert not m.fused
+
+
+def test_prepacked_bfloat16_weights_give_the_same_logits_bit_for_bit():
+    from diffill.model.layers import packed
+
+    ids = torch.randint(4, 300, (1, 12))
+    m = _model().to(torch.bfloat16)
+    assert m.fuse_projections()
+    if packed(m.embed_tokens.weight) is None:
+        pytest.skip("this torch has no oneDNN prepacking")
+    assert all(b.self_attn.packs and b.mlp.packs for b in m.layers)
+    with_packs = _paths(m, ids)
+    for b in m.layers:
+        b.self_attn.packs = b.mlp.packs = None
+    m.__dict__["_embed_pack"] = None
+    for got, want in zip(with_packs, _paths(m, ids)):
+        assert torch.equal(got, want)
+    assert m.fuse_projections()
+    m.to(torch.float32)  # the packs would keep bfloat16
+    assert not any(b.self_attn.packs or b.mlp.packs for b in m.layers) and m.__dict__["_embed_pack"] is None
+    assert m.fuse_projections() and not any(b.self_attn.packs for b in m.layers)  # float32: F.linear as it is
