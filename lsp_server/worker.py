@@ -114,8 +114,12 @@ class EngineWorker:
             return self._load(model, adapter)
         return self.submit(run, needs_engine=False)
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 10.0) -> None:
+        """End the worker thread after its current job, waiting up to ``timeout`` seconds for it: a
+        process that exits while the thread still tears down torch's per-thread state aborts."""
         self._queue.put(None)
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
 
     @property
     def pending(self) -> int:
