@@ -183,7 +183,9 @@ def run(args) -> int:
         raise DiffillError(f"cannot read {source}: {e}") from None
     report = asyncio.run(_measure(args, source, text))
     p50 = report["overhead_ms"]["p50"]
-    report["ok"] = p50 is not None and p50 <= TARGET_P50_MS and report["first_completion_ms"] <= TARGET_FIRST_MS
+    overhead_ok = p50 is not None and p50 <= TARGET_P50_MS
+    first_ok = report["first_completion_ms"] <= TARGET_FIRST_MS
+    report["ok"] = overhead_ok and first_ok
     if args.json:
         print(json.dumps(report))
     else:
@@ -192,13 +194,13 @@ def run(args) -> int:
         print(f"model {report['model']}  file {report['file']}  {report['requests']} requests, "
               f"maxTokens {report['max_tokens']}, {report['threads']} thread(s)")
         print(f"server overhead   p50 {o['p50']:.2f} ms  p95 {o['p95']:.2f} ms  (target p50 <= {TARGET_P50_MS} ms: "
-              f"{'ok' if p50 is not None and p50 <= TARGET_P50_MS else 'MISSED'})")
+              f"{'ok' if overhead_ok else 'MISSED'})")
         hw, pw = report["handoff_ms"], report["protocol_ms"]
         print(f"  of which thread hand-offs p50 {hw['p50']:.2f} ms, the rest p50 {pw['p50']:.2f} ms")
         print(f"engine            p50 {e['p50']:.2f} ms  p95 {e['p95']:.2f} ms")
         print(f"client round trip p50 {r['p50']:.2f} ms  p95 {r['p95']:.2f} ms")
         print(f"first completion  {report['first_completion_ms']:.0f} ms after initialize (target <= "
-              f"{TARGET_FIRST_MS:.0f} ms: {'ok' if report['first_completion_ms'] <= TARGET_FIRST_MS else 'MISSED'}); "
+              f"{TARGET_FIRST_MS:.0f} ms: {'ok' if first_ok else 'MISSED'}); "
               f"{report['first_completion_from_start_ms']:.0f} ms after starting the server, which answered "
               f"initialize in {report['initialize_ms']:.0f} ms"
               + (f" and was ready {report['ready_ms']:.0f} ms after it" if report["ready_ms"] is not None else ""))
