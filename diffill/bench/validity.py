@@ -196,8 +196,9 @@ def _is_statement(line: str) -> bool:
 def run(args) -> int:
     import torch
 
-    from diffill.engine import Engine, EngineConfig
+    from diffill.engine import Engine
     from diffill.grammar.selfcheck import self_check
+    from diffill.loading import engine_config_from
 
     if args.cases < 1:
         raise DiffillError("--cases must be at least 1")
@@ -205,8 +206,7 @@ def run(args) -> int:
     from diffill.evaluation import heldout_texts
 
     texts = heldout_texts(args.corpus)
-    # every context encoded whole: a hole's fill does not depend on the holes filled before it
-    engine = Engine(EngineConfig(model=args.model, threads=args.threads, context_reuse=False))
+    engine = Engine(engine_config_from(args, threads=args.threads))  # as every command: contexts encoded whole
     holes = draw_holes(texts, args.cases, lambda s: len(engine.tok.encode(s)), args.seed)
     if len(holes) < args.cases:
         log.warning("only %d holes in the held-out files (asked for %d)", len(holes), args.cases)
