@@ -85,7 +85,9 @@ def test_bench_speed_json(tiny_checkpoint, tiny_sources, capsys):
                "--adapter", "none", "--corpus", str(tiny_sources)])
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["threads"] == 1 and out["model"]
+    assert out["threads"] == 1 and out["model"] and out["adapter"] == "none"
+    config = json.loads((tiny_checkpoint / "config.json").read_text())
+    assert out["window"] == [config.get("prefix_tokens", 112), config.get("suffix_tokens", 48)]
     rows = {(r["kind"], r["setting"]): r for r in out["results"]}
     assert set(rows) == {(k, s) for k in ("single_line", "mid_word", "multi_line")
                          for s in ("one_per_step", "threshold", "threshold_cache", "beam_cache")}
@@ -99,9 +101,22 @@ def test_bench_speed_json(tiny_checkpoint, tiny_sources, capsys):
     assert rows[("single_line", "one_per_step")]["tokens_per_forward"] <= 1.0
 
 
+def test_a_wider_window_is_read_and_reported(tiny_checkpoint, tiny_sources, capsys):
+    argv = ["bench", "speed", "--cases", "3", "--json", "--threads", "1", "--model", str(tiny_checkpoint),
+            "--corpus", str(tiny_sources), "--kinds", "single_line", "--settings", "beam_cache"]
+    assert main(argv) == 0
+    own = json.loads(capsys.readouterr().out)
+    assert main([*argv, "--window", "300+100"]) == 0
+    wide = json.loads(capsys.readouterr().out)
+    assert wide["window"] == [300, 100] and own["window"] != wide["window"]
+    assert [r["cases"] for r in wide["results"]] == [3]
+
+
 def test_bad_arguments_exit_2(tiny_checkpoint, tiny_sources):
     assert main(["bench", "speed", "--cases", "0"]) == 2
     assert main(["bench", "speed", "--kinds", "paragraph", "--model", str(tiny_checkpoint)]) == 2
+    for window in ("512", "512+0", "a+b", "-1+5"):
+        assert main(["bench", "speed", "--window", window, "--model", str(tiny_checkpoint)]) == 2
 
 
 def test_profile_splits_each_request_into_phases(tiny_engine, texts):

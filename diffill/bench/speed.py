@@ -38,6 +38,7 @@ import numpy as np
 from diffill.bench.profile import format_profile, profile_requests, split_phases
 from diffill.errors import DiffillError
 from diffill.loading import engine_config_from
+from diffill.model.context import Window
 
 log = logging.getLogger(__name__)
 
@@ -315,7 +316,8 @@ def run(args) -> int:
     torch.set_num_threads(args.threads)
     # the typing replay's "default" mode reuses context as the language server's engine does
     config = engine_config_from(args, threads=args.threads, constrained=not args.no_constraint,
-                                context_reuse=EngineConfig().context_reuse)
+                                context_reuse=EngineConfig().context_reuse,
+                                window=Window(*args.window) if args.window else None)
     overrides = {k: v for k, v in (("threshold", args.threshold), ("confidence", args.confidence)) if v is not None}
     engine = Engine(replace(config, sampler=replace(config.sampler, **overrides)))
     from diffill.evaluation import heldout_texts
@@ -345,7 +347,8 @@ def run(args) -> int:
             chosen = engine_defaults(engine)[kind]
             log.info("%s / %s under cProfile", kind, chosen)
             profiles.append(profile(engine, holes, chosen, KINDS[kind]))
-    out = {"results": results, "model": engine.info()["model"], "threads": args.threads, "dtype": engine.dtype,
+    out = {"results": results, "model": engine.info()["model"], "adapter": engine.info()["adapter"],
+           "window": [engine.window.prefix_tokens, engine.window.suffix_tokens], "threads": args.threads, "dtype": engine.dtype,
            "constrained": not args.no_constraint, "defaults": engine_defaults(engine),
            "sampler": dict(vars(engine.config.sampler))}
     if args.profile:
@@ -353,7 +356,8 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(out))
     else:
-        print(f"model {out['model']}, {args.threads} threads")
+        print(f"model {out['model']}, adapter {out['adapter']}, window {out['window'][0]}+{out['window'][1]} tokens, "
+              f"{args.threads} threads")
         print(f"{'kind':12} {'setting':16} {'p50 ms':>8} {'p95 ms':>8} {'tok/fwd':>8} {'exact':>7} {'edit sim':>8} {'cases':>6}")
         for r in results:
             if r["kind"] == TYPING:

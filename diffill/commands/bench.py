@@ -66,6 +66,9 @@ def _speed(bsub) -> None:
     p.add_argument("--profile", action="store_true",
                    help="one more pass of the default setting (threshold_cache) under cProfile: "
                         "where each request's time goes")
+    p.add_argument("--window", type=_window, default=None, metavar="PREFIX+SUFFIX",
+                   help="read this many tokens before and after each hole (default: the model's own window); "
+                        "what a wider window costs, on a model not trained for it")
     p.set_defaults(run=speed.run)
 
 
@@ -172,6 +175,14 @@ def _peer(bsub) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     add_model_options(p)
     p.set_defaults(run=peer.run)
+
+
+def _window(text: str) -> tuple[int, int]:
+    """An argparse ``type``: ``PREFIX+SUFFIX`` token counts, each at least 1."""
+    prefix, plus, suffix = text.partition("+")
+    if plus and prefix.strip().isdigit() and suffix.strip().isdigit() and min(int(prefix), int(suffix)) >= 1:
+        return int(prefix), int(suffix)
+    raise argparse.ArgumentTypeError(f"expected PREFIX+SUFFIX token counts such as 512+128, got {text!r}")
 
 
 def _subset_of(choices, what: str):
