@@ -27,8 +27,8 @@ $(STAMP): pyproject.toml constraints.txt
 index: install
 	$(VENV)/bin/diffill index --unless-built
 
-# The confidence of the shipped model's fills (docs/confidence.md), refitted after the model or
-# its adapter changes: one-line holes of the corpus's training split (about 40 minutes on 2 busy cores).
+# The confidence of the shipped model's fills (docs/confidence.md), refitted after the model
+# changes: one-line holes of the corpus's training split (about 40 minutes on 2 busy cores).
 calibrate: install
 	$(VENV)/bin/diffill calibrate --corpus $(CORPUS) --cases 250
 
@@ -109,7 +109,7 @@ model: train
 	$(PY) -m diffill.model.export $(RUNS)/base model/checkpoints/diffill-base
 
 # The infill adapter's recipe on top of the shipped base, written to adapters/checkpoints/infill,
-# which every command serves by default (docs/adapters.md). 600 steps, ~21 min on 2 cores.
+# served with `--adapter shipped` (docs/adapters.md). 600 steps, ~21 min on 2 cores.
 adapter: corpus
 	$(VENV)/bin/diffill adapt-base --corpus $(CORPUS)
 

@@ -9,7 +9,8 @@ list, switch, merge.
 """
 
 from diffill.adapters.lora import (
-    DEFAULT_ADAPTER,
+    SHIPPED,
+    SHIPPED_ADAPTER,
     TARGET_MODULES,
     WORKSPACE_ADAPTER,
     AdapterError,
@@ -24,6 +25,6 @@ from diffill.adapters.lora import (
 )
 from diffill.adapters.serving import AdaptedModel
 
-__all__ = ["DEFAULT_ADAPTER", "TARGET_MODULES", "WORKSPACE_ADAPTER", "AdaptedModel", "AdapterError",
+__all__ = ["SHIPPED", "SHIPPED_ADAPTER", "TARGET_MODULES", "WORKSPACE_ADAPTER", "AdaptedModel", "AdapterError",
            "AdapterInfo", "LoraSettings", "attach", "base_fingerprint", "list_adapters", "read_info",
            "save_adapter", "workspace_adapter"]

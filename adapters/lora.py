@@ -32,7 +32,8 @@ if TYPE_CHECKING:  # peft (and transformers' heavy modules with it) is imported 
 log = logging.getLogger(__name__)
 
 TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-DEFAULT_ADAPTER = Path(__file__).resolve().parent / "checkpoints" / "infill"
+SHIPPED_ADAPTER = Path(__file__).resolve().parent / "checkpoints" / "infill"
+SHIPPED = "shipped"  # the name that asks for SHIPPED_ADAPTER (served only when asked: docs/adapters.md)
 WORKSPACE_ADAPTER = Path(".diffill") / "adapter"  # where `diffill adapt DIR` saves, relative to DIR
 META_FILE = "diffill_adapter.json"
 CARD_FILE = "README.md"

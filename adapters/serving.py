@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING
 import torch
 
 from diffill.adapters.lora import (
-    DEFAULT_ADAPTER,
+    SHIPPED,
+    SHIPPED_ADAPTER,
     AdapterError,
     AdapterInfo,
     base_fingerprint,
@@ -145,22 +146,22 @@ class AdaptedModel:
         self._merged = False
 
     def use(self, spec: str | Path | None) -> AdapterInfo | None:
-        """``"default"``: the shipped adapter when it exists and was made for this base (else the
-        bare base); a folder: that adapter (refused on another base); None or ``"none"``: bare."""
+        """``"shipped"``: the shipped infill adapter when it exists and was made for this base (else
+        the bare base); a folder: that adapter (refused on another base); None or ``"none"``: bare."""
         if spec is None or str(spec).lower() == "none":
             return self.switch(None)
-        if str(spec) == "default":
-            if not (DEFAULT_ADAPTER / "adapter_model.safetensors").is_file():
+        if str(spec) == SHIPPED:
+            if not (SHIPPED_ADAPTER / "adapter_model.safetensors").is_file():
                 return self.switch(None)
             cache = self._merge_cache()
             if cache is not None and (info := self._use_cached(cache)) is not None:
                 return info
             try:
-                check_base(read_info(DEFAULT_ADAPTER), self.base_sha256)
+                check_base(read_info(SHIPPED_ADAPTER), self.base_sha256)
             except AdapterError as e:
                 log.info("not using the shipped adapter: %s", e)
                 return self.switch(None)
-            info = self.switch(DEFAULT_ADAPTER)
+            info = self.switch(SHIPPED_ADAPTER)
             if cache is not None:
                 self._keep_merge(cache)
             return info
@@ -170,7 +171,7 @@ class AdaptedModel:
         """Where the shipped adapter's merge into this base is kept; None without a weights file."""
         if self._weights is None or not Path(self._weights).is_file():
             return None
-        return MergedWeights.locate(Path(self._weights), DEFAULT_ADAPTER, self._dtype)
+        return MergedWeights.locate(Path(self._weights), SHIPPED_ADAPTER, self._dtype)
 
     def _use_cached(self, cache: MergedWeights) -> AdapterInfo | None:
         """Serve the shipped adapter from its cached merge (None: not cached, or peft already holds
@@ -188,7 +189,7 @@ class AdaptedModel:
         if self._base_sha256 is None and not self._replaced:
             self._base_sha256 = cache.base_sha256  # recorded with the merge, for these very files
         try:
-            info = read_info(Path(DEFAULT_ADAPTER).resolve())  # the path peft's loading reports
+            info = read_info(Path(SHIPPED_ADAPTER).resolve())  # the path peft's loading reports
         except AdapterError:
             return None
         if cache.base_sha256 is None:  # kept before merges recorded it: record it now, once

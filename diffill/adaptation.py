@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from diffill.adapters.lora import (
-    DEFAULT_ADAPTER,
+    SHIPPED_ADAPTER,
     REPOSITORY_TOKENS,
     WORKSPACE_ADAPTER,
     LoraSettings,
@@ -203,7 +203,7 @@ def train_shipped_adapter(corpus: str | Path, out: str | Path | None = None, mod
     corpus = Path(corpus)
     if not (corpus / "manifest.json").is_file():
         raise DiffillError(f"{corpus} is not a corpus folder (no manifest.json); run `diffill corpus build`")
-    out = Path(out) if out else DEFAULT_ADAPTER
+    out = Path(out) if out else SHIPPED_ADAPTER
     _check_writable(out)
     model, tok = _load_own_base(model_path)
     base_sha = base_fingerprint(model)

@@ -51,7 +51,7 @@ class EngineSpec:
     the spec builds the engine (once per worker)."""
 
     model: str | None = None
-    adapter: str | None = "default"
+    adapter: str | None = None
     dtype: str = "auto"
     copy: bool = True
     library: str | None = "default"

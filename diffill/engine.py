@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from diffill.adapters.lora import REPOSITORY_TOKENS, AdapterError
+from diffill.adapters.lora import REPOSITORY_TOKENS, SHIPPED, AdapterError
 from diffill.adapters.serving import AdaptedModel
 from diffill.confidence import Calibration, Signals, fingerprint, load_calibration, raw_score
 from diffill.errors import DiffillError
@@ -67,9 +67,9 @@ class EngineConfig:
     constrained: bool = True  # keep infills syntactically valid (tree-sitter), where a grammar is known
     repairs: int = 1  # resamples of a hole whose constrained fill is still invalid
     threads: int = 0  # 0: torch's default
-    # LoRA adapter merged at start: "default" (the shipped adapter when it exists and was made for
-    # this base), an adapter folder, or None / "none" (the bare base)
-    adapter: str | None = "default"
+    # LoRA adapter merged at start: an adapter folder, "shipped" (the shipped infill adapter, when it
+    # was made for this base), or None / "none": the bare base, the default (docs/adapters.md)
+    adapter: str | None = None
     # auto (the model folder's config.json says: model.families.detect_family) or one of
     # model.backend.BACKENDS: diffill | masked_lm | diffusion_gemma | dream | dreamon | llada | open_dcoder
     backend: str = "auto"
@@ -319,13 +319,13 @@ class Engine:
         """Serve base + ``adapter`` merged (see ``EngineConfig.adapter``); returns its folder.
         Not thread-safe: switch only while no request is running."""
         if self.adapters is None:
-            if adapter in (None, "none", "default"):  # an open family has no shipped adapter
+            if adapter in (None, "none", SHIPPED):  # an open family has no shipped adapter
                 return None
             if not isinstance(self.backend, FamilyBackend):
                 raise DiffillError(f"adapters apply to the diffill model and the {', '.join(ADAPTABLE)} "
                                    f"families only, not {self.config.backend}")
             self.adapters = AdaptedModel(self.model)  # the family's network, LoRA layers injected on load
-        folder = None if adapter in (None, "none", "default") else Path(adapter)
+        folder = None if adapter in (None, "none", SHIPPED) else Path(adapter)
         repository = self._repository(folder) if folder else None  # a damaged one fails before the switch
         try:
             info = self.adapters.use(adapter)

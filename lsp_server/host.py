@@ -161,7 +161,7 @@ class EngineHost:
             adapter = state.info.get("adapter", state.adapter if state.adapters else None)
             self.messages.log_message(f"diffill: model {state.info.get('model')} loaded "
                                       f"({state.info.get('parameters', 0):,} parameters); adapter: "
-                                      f"{adapter or 'default'}; library index: {state.info.get('library', 'none')}")
+                                      f"{adapter or 'none'}; library index: {state.info.get('library', 'none')}")
             self.ensure_index(again=True)  # a new engine has no index yet
         else:
             self.messages.show_message(state.error or "diffill cannot load its model", types.MessageType.Error)

@@ -17,7 +17,7 @@ MAX_BEAM = 16
 @dataclass(frozen=True)
 class Settings:
     model: str | None = None  # checkpoint folder; None: the shipped default
-    adapter: str | None = None  # adapter folder, "none", or None: the workspace's or the default
+    adapter: str | None = None  # adapter folder, "shipped", "none", or None: the workspace's, else none
     use_workspace_adapter: bool = True
     max_tokens: int | None = None  # canvas budget; None: by cursor context
     threshold: float = 0.9  # confidence needed to commit a token in a denoising step

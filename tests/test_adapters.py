@@ -212,7 +212,7 @@ def test_adapter_on_the_wrong_base_is_refused(saved, other_base):
         AdaptedModel(model).switch(root / "one")
 
 
-def test_engine_refuses_a_wrong_base_adapter_but_default_falls_back(saved, other_base, monkeypatch):
+def test_engine_refuses_a_wrong_base_adapter_but_the_shipped_one_falls_back(saved, other_base, monkeypatch):
     from diffill.adapters import serving as adapter_serving
     from diffill.engine import Engine, EngineConfig
     from diffill.errors import DiffillError
@@ -220,8 +220,8 @@ def test_engine_refuses_a_wrong_base_adapter_but_default_falls_back(saved, other
     root, _, _ = saved
     with pytest.raises(DiffillError, match="another base model"):
         Engine(EngineConfig(model=str(other_base), adapter=str(root / "one")))
-    monkeypatch.setattr(adapter_serving, "DEFAULT_ADAPTER", root / "one")
-    engine = Engine(EngineConfig(model=str(other_base)))  # the shipped adapter belongs to another base
+    monkeypatch.setattr(adapter_serving, "SHIPPED_ADAPTER", root / "one")
+    engine = Engine(EngineConfig(model=str(other_base), adapter="shipped"))  # made for another base
     assert engine.adapter is None and engine.info()["adapter"] == "none"
 
 
@@ -234,11 +234,12 @@ def test_engine_merges_the_adapter_and_reports_it(saved, tiny_checkpoint, monkey
     assert engine.info()["adapter"] == str((root / "one").resolve())
     torch.testing.assert_close(logits(engine.model), expected, atol=1e-5, rtol=1e-5)
     assert engine.use_adapter("none") is None and engine.info()["adapter"] == "none"
-    # "default": the shipped adapter, used only when it was made for this base
-    monkeypatch.setattr(adapter_serving, "DEFAULT_ADAPTER", root / "two")
-    assert Engine(EngineConfig(model=str(tiny_checkpoint))).adapter == str((root / "two").resolve())
-    monkeypatch.setattr(adapter_serving, "DEFAULT_ADAPTER", root / "missing")
-    assert Engine(EngineConfig(model=str(tiny_checkpoint))).adapter is None
+    # "shipped": the shipped adapter, used only when asked for and made for this base
+    monkeypatch.setattr(adapter_serving, "SHIPPED_ADAPTER", root / "two")
+    assert Engine(EngineConfig(model=str(tiny_checkpoint))).adapter is None, "by default the model alone"
+    assert Engine(EngineConfig(model=str(tiny_checkpoint), adapter="shipped")).adapter == str((root / "two").resolve())
+    monkeypatch.setattr(adapter_serving, "SHIPPED_ADAPTER", root / "missing")
+    assert Engine(EngineConfig(model=str(tiny_checkpoint), adapter="shipped")).adapter is None
 
 
 def test_fingerprint_is_stable_and_sees_any_weight_change(tiny_checkpoint, other_base):

@@ -57,11 +57,11 @@ def tiny_adapter(tiny_checkpoint, tmp_path_factory) -> Path:
 @pytest.fixture
 def shipped_is(monkeypatch):
     """``shipped_is(folder)``: serve ``folder`` as the shipped adapter."""
-    return lambda folder: monkeypatch.setattr(adapter_serving, "DEFAULT_ADAPTER", Path(folder))
+    return lambda folder: monkeypatch.setattr(adapter_serving, "SHIPPED_ADAPTER", Path(folder))
 
 
 def tiny_engine(checkpoint: Path) -> Engine:
-    return Engine(EngineConfig(model=str(checkpoint), dtype="float32", copy=False))
+    return Engine(EngineConfig(model=str(checkpoint), dtype="float32", copy=False, adapter="shipped"))
 
 
 def test_written_once_then_served_without_peft_and_fills_unchanged(tiny_checkpoint, tiny_adapter, cache, shipped_is,
@@ -107,7 +107,7 @@ def test_switching_away_from_a_cached_merge_restores_the_base(tiny_checkpoint, t
     warm.use_adapter("none")
     assert fills(warm) == fills(bare)
     warm.use_adapter(str(other))  # through peft, on the base weights (its base check passes)
-    warm.use_adapter("default")
+    warm.use_adapter("shipped")
     assert fills(warm) == fills(tiny_engine(tiny_checkpoint))
 
 
@@ -171,8 +171,8 @@ def test_no_cache_when_switched_off(tiny_checkpoint, tiny_adapter, shipped_is, m
                     or not (SHIPPED_ADAPTER / "adapter_model.safetensors").is_file(),
                     reason="no shipped model or adapter in this checkout")
 def test_the_cli_serves_the_shipped_merge_without_importing_peft(tmp_path):
-    """Through the command line: the first call merges with peft and keeps the merge, the next
-    imports no peft and prints the same fill."""
+    """Through the command line, with ``--adapter shipped``: the first call merges with peft and
+    keeps the merge, the next imports no peft and prints the same fill."""
     src = tmp_path / "stats.py"
     src.write_text("def mean(values):\n    total = sum(values)\n    return \n")
     code = ("import sys; from diffill.cli import main; code = main(sys.argv[1:]); "
@@ -181,7 +181,8 @@ def test_the_cli_serves_the_shipped_merge_without_importing_peft(tmp_path):
     env = {**os.environ, "DIFFILL_MERGED_CACHE": str(tmp_path / "merged"), "OMP_NUM_THREADS": "1"}
 
     def infill() -> tuple[str, str]:
-        done = subprocess.run([sys.executable, "-c", code, "infill", str(src), "--at", "3:12", "--json"],
+        done = subprocess.run([sys.executable, "-c", code, "infill", str(src), "--at", "3:12", "--json",
+                               "--adapter", "shipped"],
                               capture_output=True, text=True, env=env, timeout=300)
         assert done.returncode == 0, done.stderr
         return json.loads(done.stdout)["text"], done.stderr.strip().splitlines()[-1]

@@ -1,6 +1,7 @@
-"""What a command imports: a fill from the shipped model, with its adapter's merge in the cache,
-loads neither transformers nor peft (their modelling code takes longer to import than torch), nor
-does the language server's engine; the server answers ``initialize`` before it imports torch."""
+"""What a command imports: a fill from the shipped model loads neither transformers nor peft (their
+modelling code takes longer to import than torch), nor does the language server's engine; the
+server answers ``initialize`` before it imports torch. The shipped adapter's cached merge:
+tests/test_merged.py."""
 
 from __future__ import annotations
 
@@ -29,13 +30,10 @@ def _fill(tmp_path, cache):
     return json.loads(proc.stdout), probe["heavy"]
 
 
-def test_a_fill_loads_neither_transformers_nor_peft_once_the_merge_is_cached(tmp_path):
+def test_a_fill_loads_neither_transformers_nor_peft(tmp_path):
     cache = tmp_path / "merged"
-    first, heavy_first = _fill(tmp_path, cache)
-    assert "peft" in heavy_first  # nothing cached yet: peft merges the shipped adapter, once
-    again, heavy = _fill(tmp_path, cache)
-    assert heavy == []
-    assert again["text"] == first["text"]
+    _, heavy = _fill(tmp_path, cache)
+    assert heavy == [] and not cache.exists()
 
 
 SERVE_PROBE = """
@@ -54,7 +52,7 @@ from diffill.lsp_server.worker import EngineWorker
 
 async def load():
     worker = EngineWorker(threads=1)
-    state = await worker.load(None, None).future  # the shipped model and adapter, warm-up included
+    state = await worker.load(None, None).future  # the shipped model, warm-up included
     worker.stop()
     return state
 
@@ -70,13 +68,10 @@ def test_the_server_answers_initialize_before_importing_torch_or_numpy():
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == []
 
 
-def test_the_server_s_engine_loads_neither_transformers_nor_peft_once_the_merge_is_cached(tmp_path):
+def test_the_server_s_engine_loads_neither_transformers_nor_peft(tmp_path):
     env = {**os.environ, "DIFFILL_MERGED_CACHE": str(tmp_path / "merged"), "OMP_NUM_THREADS": "1"}
-    runs = []
-    for _ in range(2):  # the first load merges the shipped adapter with peft and keeps the merge
-        proc = subprocess.run([sys.executable, "-c", LOAD_PROBE], capture_output=True, text=True, env=env, timeout=300)
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-    assert all(r["loaded"] and r["error"] is None and r["warm_up"] == "done" for r in runs)
-    assert "peft" in runs[0]["heavy"]
-    assert runs[1]["heavy"] == []
+    proc = subprocess.run([sys.executable, "-c", LOAD_PROBE], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    run = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert run["loaded"] and run["error"] is None and run["warm_up"] == "done"
+    assert run["heavy"] == []

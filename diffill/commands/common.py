@@ -8,8 +8,8 @@ import math
 
 from diffill.precision import DEVICES, DTYPES
 
-ADAPTER_HELP = ("LoRA adapter folder merged into the model, or 'none' for the bare base "
-                "(default: the shipped infill adapter, when it exists and fits the model)")
+ADAPTER_HELP = ("LoRA adapter folder merged into the model, 'shipped' for the shipped infill adapter, "
+                "or 'none' (default: none, the bare model)")
 
 
 def int_between(low: int, high: int | None = None):
@@ -51,7 +51,8 @@ def fraction(text: str) -> float:
 
 
 def add_adapter_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--adapter", type=path_text, default="default", metavar="PATH|none", help=ADAPTER_HELP)
+    parser.add_argument("--adapter", type=path_text, default="none", metavar="PATH|shipped|none",
+                        help=ADAPTER_HELP)
 
 
 def add_dtype_option(parser: argparse.ArgumentParser) -> None:

@@ -29,7 +29,7 @@ return {
   settings = {
     diffill = {
       model = vim.NIL, -- checkpoint folder; nil: the shipped default
-      adapter = vim.NIL, -- adapter folder, 'none', or nil: the shipped default adapter
+      adapter = vim.NIL, -- adapter folder, 'shipped', 'none', or nil: the workspace's, else none
       useWorkspaceAdapter = true,
       maxTokens = vim.NIL, -- canvas budget; nil: by context
       threshold = 0.9,

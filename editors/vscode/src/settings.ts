@@ -114,7 +114,7 @@ export function resolvedServerConfiguration(
 ): ServerConfiguration {
   const s = settings.server;
   const resolve = (p: string | null) =>
-    p === null || p === "none" ? p : expandPath(p, workspaceFolder);
+    p === null || p === "none" || p === "shipped" ? p : expandPath(p, workspaceFolder);
   return { ...s, model: resolve(s.model), adapter: resolve(s.adapter) };
 }
 

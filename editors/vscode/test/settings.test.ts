@@ -71,12 +71,13 @@ describe("paths and command lines", () => {
     assert.deepEqual(serverCommand(s, "/ws"), { command: "/ws/.venv/bin/diffill", args: ["serve", "--log", "debug"] });
   });
 
-  it("resolves model and adapter paths but keeps 'none' and null", () => {
+  it("resolves model and adapter paths but keeps 'none', 'shipped' and null", () => {
     const s = readSettings(from({ model: "${workspaceFolder}/ckpt", adapter: "none" }));
     const c = resolvedServerConfiguration(s, "/ws");
     assert.equal(c.model, "/ws/ckpt");
     assert.equal(c.adapter, "none");
     assert.equal(resolvedServerConfiguration(DEFAULT_SETTINGS, "/ws").model, null);
+    assert.equal(resolvedServerConfiguration(readSettings(from({ adapter: "shipped" })), "/ws").adapter, "shipped");
   });
 
   it("trains the adapter on the folder with JSON progress and the extra arguments", () => {
