@@ -159,7 +159,7 @@ class AdaptedModel:
             try:
                 check_base(read_info(SHIPPED_ADAPTER), self.base_sha256)
             except AdapterError as e:
-                log.info("not using the shipped adapter: %s", e)
+                log.warning("not using the shipped adapter: %s", e)
                 return self.switch(None)
             info = self.switch(SHIPPED_ADAPTER)
             if cache is not None:

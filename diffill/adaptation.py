@@ -171,14 +171,14 @@ def adapt_repository(root: str | Path, out: str | Path | None = None, minutes: f
                        adapter=str(out), skipped=dict(coll.skipped))
 
 
-# The default infill adapter reads a wider window than its base (112 + 48): 600 steps of the
+# The shipped infill adapter reads a wider window than its base (112 + 48): 600 steps of the
 # recipe beat the bare base on the six draws (903 of 3,000 lines -> 918 at 256 + 96, 917 at
 # 384 + 128, at twice the latency cost; docs/adapters.md)
 SHIPPED_WINDOW = Window(prefix_tokens=256, suffix_tokens=96)
 
 
 def shipped_adapter_config() -> AdaptConfig:
-    """The default infill adapter's recipe: line and rest-of-line middles at a gentle lr, read
+    """The shipped infill adapter's recipe: line and rest-of-line middles at a gentle lr, read
     with a wider window than the base's (``SHIPPED_WINDOW``)."""
     return AdaptConfig(batch_size=16, lr=3e-4, warmup_steps=20, window=SHIPPED_WINDOW,
                        objective=ObjectiveConfig(plain_fraction=0.1, mix=LINE_MIX, hide_eoi=True,
@@ -195,7 +195,7 @@ def _heldout(model, tok, texts: list[str], cases: int, library=None) -> dict:
 def train_shipped_adapter(corpus: str | Path, out: str | Path | None = None, model_path: str | None = None,
                           minutes: float | None = None, steps: int | None = 600, cases: int = 500,
                           progress: bool = True, library: str | None = "default") -> dict:
-    """Train the default infill adapter on the corpus's training split on top of the base, and
+    """Train the shipped infill adapter on the corpus's training split on top of the base, and
     write it with a card that records the recipe and the held-out figures (copying from the
     ``library`` index, as ``diffill eval heldout`` does)."""
     from diffill.model.corpus import load_texts, load_tokens

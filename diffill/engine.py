@@ -59,7 +59,7 @@ class EngineConfig:
     single_line_tokens: int = 16
     # a one-line hole's latency bound: after this many forward passes it is finished in one step
     # (model.decoding.Request.finish_after); 0: no bound. Measured: docs/decoding.md
-    single_line_passes: int = 10
+    single_line_passes: int = 8
     # one-line holes are searched with this many candidates (model.beam; 0 or 1: threshold
     # decoding), unless the sampler settings name a beam themselves (SamplerConfig.beam not None)
     single_line_beam: int = LINE_BEAM

@@ -2,8 +2,8 @@
 ``diffill infill`` for one hole beside that of ``python -c "import torch"``, measured in alternation
 in one run (a shared machine's load moves both alike), as medians and their ratio.
 
-One unmeasured call first fills the user's cache of the shipped adapter's merge
-(``adapters.merged``), as any second call on a machine finds it.
+One unmeasured call first warms the operating system's file cache, as any second call on a machine
+finds it.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def _wall(argv: list[str]) -> float:
 def measure(file: Path, at: str, rounds: int) -> dict:
     torch_cmd = [sys.executable, "-c", "import torch"]
     infill_cmd = [sys.executable, "-m", "diffill.cli", "infill", str(file), "--at", at, "--json"]
-    _wall(infill_cmd)  # the adapter's merge into the cache, once
+    _wall(infill_cmd)  # the files into the page cache, once
     times: dict[str, list[float]] = {"import_torch": [], "infill": []}
     for _ in range(rounds):
         times["import_torch"].append(_wall(torch_cmd))
