@@ -362,10 +362,8 @@ class NetworkMethods:
         last = len(self.layers) - 1
         for n, layer in enumerate(self.layers):
             rows = logits_at if n == last else None  # the last layer's outputs only where the logits are
-            if room is not None:
-                x, _ = layer(x, cos, sin, mask, room=room[n], rows=rows)
-            else:
-                x, _ = layer(x, cos, sin, mask, context[n], rows=rows)
+            kv, slot = (context[n], None) if room is None else (None, room[n])
+            x, _ = layer(x, cos, sin, mask, kv, slot, rows)
         return self._logits(x, None)
 
     @torch.inference_mode()

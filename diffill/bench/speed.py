@@ -347,7 +347,8 @@ def run(args) -> int:
             chosen = engine_defaults(engine)[kind]
             log.info("%s / %s under cProfile", kind, chosen)
             profiles.append(profile(engine, holes, chosen, KINDS[kind]))
-    out = {"results": results, "model": engine.info()["model"], "adapter": engine.info()["adapter"],
+    info = engine.info()
+    out = {"results": results, "model": info["model"], "adapter": info["adapter"],
            "window": [engine.window.prefix_tokens, engine.window.suffix_tokens], "threads": args.threads, "dtype": engine.dtype,
            "constrained": not args.no_constraint, "defaults": engine_defaults(engine),
            "sampler": dict(vars(engine.config.sampler))}
