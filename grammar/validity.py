@@ -205,7 +205,9 @@ def _empty_block_query(language: ts.Language) -> ts.Query:
 class HoleChecker:
     """Checks candidate fills of the hole between ``prefix`` and ``suffix`` (the whole document)."""
 
-    def __init__(self, grammar: Grammar, prefix: str | bytes, suffix: str | bytes, window: bool = True):
+    def __init__(self, grammar: Grammar, prefix: str | bytes, suffix: str | bytes, window: bool = True,
+                 tree: ts.Tree | None = None):
+        """``tree``: the parse of ``prefix + suffix`` where the caller has it (not parsed again)."""
         self.grammar = grammar
         self.parser = grammar.parser()
         prefix, suffix = _as_bytes(prefix), _as_bytes(suffix)
@@ -215,12 +217,12 @@ class HoleChecker:
         # Parse once, then keep only the top-level constructs around the hole: later checks
         # reparse this slice, so their cost does not grow with the file.
         data = prefix + suffix
-        cut_lo, cut_hi = _window(self.parser.parse(data), data, lo, hi, grammar.name == "python") \
-            if window else (0, len(data))
+        whole = tree if tree is not None else self.parser.parse(data) if window else None
+        cut_lo, cut_hi = _window(whole, data, lo, hi, grammar.name == "python") if window else (0, len(data))
         # the slice is cut where the document *without* the fill has its constructs; a fill can
         # join lines beyond it (reopen a dict whose first line was the hole), so a verdict of
         # "invalid" is confirmed on the whole document
-        self._document = (prefix, suffix) if (cut_lo, cut_hi) != (0, len(data)) else None
+        self._document = (prefix, suffix, whole) if (cut_lo, cut_hi) != (0, len(data)) else None
         self._whole: HoleChecker | None = None
         self.offset = cut_lo  # document offset of the slice
         self.prefix, self.suffix = prefix[cut_lo:], suffix[: cut_hi - len(prefix)]
@@ -229,7 +231,8 @@ class HoleChecker:
         self.line_head = self.prefix[self.line_start :]  # the hole's line up to the hole
         self.rest_of_line = hi - len(prefix)  # bytes from the hole to the end of its line
         self.code_end = len(self.prefix[: self.line_start].rstrip())  # end of the code above
-        self.tree = self.parser.parse(self.prefix + self.suffix)
+        self.tree = whole if (cut_lo, cut_hi) == (0, len(data)) and whole is not None \
+            else self.parser.parse(self.prefix + self.suffix)
         self.fill = b""
         # Python's grammar accepts a compound statement with an empty body (``for x in xs:``
         # then a dedent); the check counts such an empty block as an error
@@ -275,7 +278,9 @@ class HoleChecker:
         if self._document is None:
             return False
         if self._whole is None:
-            self._whole = HoleChecker(self.grammar, *self._document, window=False)
+            prefix, suffix, tree = self._document
+            self._whole = HoleChecker(self.grammar, prefix, suffix, window=False, tree=tree)
+            self._document = (prefix, suffix, None)
         return self._whole.is_valid(fill)
 
     def fill_regions(self, fill: str | bytes) -> list[tuple[int, int]]:

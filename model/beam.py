@@ -8,7 +8,8 @@ fills per hole, each a batch row sharing the hole's context (computed once, then
     for slot t = 0, 1, ...:
         one forward pass over every candidate's canvas (slot t onwards still <mask>)
         ending here: score + log p(<eoi> or a stop token at t) -> a finished fill, kept when the
-            syntax constraint finds no new error in it (a fill is only judged once it is whole)
+            syntax constraint finds no new error in it (a fill is only judged once it is whole,
+            and only when it could still rank)
             and it does not stop inside a character;
             the empty fill (t = 0) only where the model's first guess is the end
         going on: the ``beam`` best (candidate + token) by score + log p(token at t)
@@ -47,11 +48,15 @@ Evidence = tuple[list[float], list[float]]
 
 class _Found:
     """One request's search: its finished fills (score, tokens, each token's log-probability and
-    the end's), best first."""
+    the end's), best first. A fill that ends is only offered; the constraint judges it when the
+    search needs to know whether it passes (``judge``), so a fill that never ranks is never parsed."""
 
-    def __init__(self, keep: int):
-        self.keep = keep
-        self.finished: list[tuple[float, list[int], Evidence]] = []
+    def __init__(self, keep: int, valid: Callable[[list[int]], bool]):
+        self.keep, self.valid = keep, valid
+        self.finished: list[tuple[float, list[int], Evidence]] = []  # passed, best first
+        self._order: list[int] = []  # each finished fill's place among the offers: ties go to the earlier
+        self.pending: list[tuple[float, int, list[int], Evidence]] = []  # offered, not yet judged
+        self.offers = 0
         self.done = False
         self.steps = self.passes = 0
         self.tokens: list[int] | None = None  # the answer, when the finish_after bound completed one
@@ -61,10 +66,32 @@ class _Found:
     def worth(self, score: float) -> bool:
         return len(self.finished) < self.keep or score > self.finished[-1][0]
 
-    def add(self, score: float, tokens: list[int], evidence: Evidence) -> None:
-        self.finished.append((score, tokens, evidence))
-        self.finished.sort(key=lambda f: -f[0])
-        del self.finished[self.keep :]
+    def offer(self, score: float, tokens: list[int], evidence: Evidence) -> None:
+        self.pending.append((score, self.offers, tokens, evidence))
+        self.offers += 1
+
+    def judge(self, floor: float = -math.inf, first: bool = False) -> None:
+        """Judge the offered fills scoring at least ``floor``, best first, while they can still
+        rank; with ``first``, only until one passes. What is kept is what judging every fill as it
+        was offered would keep: the ``keep`` best that pass."""
+        if first and self.finished and self.finished[0][0] >= floor:
+            return
+        self.pending.sort(key=lambda p: (-p[0], p[1]))
+        for n, (score, order, tokens, evidence) in enumerate(self.pending):
+            if score < floor:
+                del self.pending[:n]
+                return
+            if not self.worth(score):
+                break  # neither this fill nor a later one can rank
+            if self.valid(tokens):
+                at = sum(1 for f, o in zip(self.finished, self._order) if (-f[0], o) < (-score, order))
+                self.finished.insert(at, (score, tokens, evidence))
+                self._order.insert(at, order)
+                del self.finished[self.keep :], self._order[self.keep :]
+                if first:
+                    del self.pending[: n + 1]
+                    return
+        self.pending.clear()
 
     def best(self) -> float:
         return self.finished[0][0] if self.finished else -math.inf
@@ -114,7 +141,7 @@ class _Search:
                  constraint: Constraint | None, bans: Bans | None):
         self.be, self.k, self.requests, self.length = backend, cfg.beam, requests, length
         self.constraint, self.bans = constraint, bans
-        self.holes = [_Found(self.k) for _ in requests]
+        self.holes = [_Found(self.k, lambda fill, i=i: _valid(constraint, i, fill)) for i in range(len(requests))]
         # requests still searching, in the order of their rows; holes a library bridges need no search
         self.active = [i for i, r in enumerate(requests)
                        if not _bridge(self.holes[i], r, i, backend, constraint, length)]
@@ -135,6 +162,8 @@ class _Search:
                 break
             self.step(t)
             if on_step:
+                for hole in self.holes:
+                    hole.judge()
                 on_step(StepTrace(t + 1, _view(self.holes, self.active, self.beams.canvas, self.length,
                                                self.be.eoi_id),
                                   [[t] if i in self.active else [] for i in range(len(self.requests))], 0.0, self.k))
@@ -179,9 +208,9 @@ class _Search:
             if s == -math.inf or not hole.worth(s):
                 break
             fill = beams.canvas[j, c, :t].tolist()
-            if _whole(self.be, fill) and _valid(self.constraint, i, fill):
+            if _whole(self.be, fill):
                 lps, copied = beams.evidence(j, c, t)
-                hole.add(s, fill, (lps + [s - float(beams.score[j, c])], copied))
+                hole.offer(s, fill, (lps + [s - float(beams.score[j, c])], copied))
 
     def settle(self, j: int, i: int, t: int) -> None:
         """Whether request ``i`` is done after slot ``t``: its canvas is full, no open candidate can
@@ -191,9 +220,11 @@ class _Search:
         if last:  # a canvas full of code is a finished fill too
             for c in range(self.k):
                 s = float(beams.score[j, c])
-                if s > -math.inf and hole.worth(s) and _valid(self.constraint, i, beams.canvas[j, c].tolist()):
-                    hole.add(s, beams.canvas[j, c].tolist(), beams.evidence(j, c))
+                if s > -math.inf and hole.worth(s):
+                    hole.offer(s, beams.canvas[j, c].tolist(), beams.evidence(j, c))
         open_best = float(beams.score[j].max())
+        if not last and open_best > -math.inf:
+            hole.judge(open_best, first=True)  # is a fill that passes at least as likely as every open one?
         if last or open_best == -math.inf or (hole.finished and hole.best() >= open_best):
             hole.done = True
         elif request.finish_after and hole.passes >= request.finish_after:
@@ -209,6 +240,7 @@ class _Search:
             rest = self.be.logits(self.state.take(torch.tensor([j * self.width])), beams.canvas[j, :1],
                                   torch.arange(t + 1, self.length)[None])[0]
             fill = _complete(head, rest, self.be, self.bans, i, t + 1, self.ends[i])
+        hole.judge()
         if not hole.finished or _valid(self.constraint, i, fill):
             hole.tokens = fill  # else the best finished fill, which the constraint passed
             hole.evidence = beams.evidence(j, 0, t + 1)
@@ -229,6 +261,7 @@ class _Search:
         """Request ``i``'s answer: its best finished fill and the runners-up; cancelled, the best
         open candidate where it is likelier."""
         hole = self.holes[i]
+        hole.judge()
         found = hole.finished
         tokens, complete, best = hole.tokens, True, None
         if tokens is None and hole.done:

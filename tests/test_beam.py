@@ -132,6 +132,37 @@ def test_the_constraint_keeps_invalid_fills_out():
     assert [B, F] in rc.seen  # judged only once whole
 
 
+def test_fills_are_judged_only_when_they_could_still_rank():
+    rc = RejectFill([B, F])
+    (r,) = search(constraint=rc)
+    assert r.tokens == [A, C] and r.alternatives == [[A, E], [21]]
+    # A and B alone end unlikely (0.55 * 0.9 * 0.05 ...): outranked by three passing fills,
+    # they are never parsed
+    assert [A] not in rc.seen and [B] not in rc.seen
+    assert sorted(rc.seen) == [[A, C], [A, E], [B, F], [21]]
+
+
+def test_judging_lazily_keeps_the_best_passing_fills_ties_to_the_earlier():
+    from diffill.model.beam import _Found
+
+    judged = []
+
+    def valid(fill):
+        judged.append(fill)
+        return fill[0] != 0
+
+    found = _Found(2, valid)
+    for score, fill in [(-3.0, [1]), (-1.0, [0]), (-2.0, [2]), (-2.0, [3]), (-5.0, [4])]:
+        found.offer(score, fill, ([], []))
+    found.judge(-1.5, first=True)  # nothing at -1.5 or above passes: the rest waits
+    assert judged == [[0]] and found.finished == []
+    found.judge(-2.5, first=True)
+    assert judged == [[0], [2]] and found.best() == -2.0
+    found.judge()  # the tie goes to the fill offered first; [1] and [4] can no longer rank
+    assert [f[1] for f in found.finished] == [[2], [3]]
+    assert judged == [[0], [2], [3]]
+
+
 def test_a_hole_whose_every_fill_the_constraint_rejects_gets_the_empty_fill():
     class RejectAll(RejectFill):
         def accepts(self, row, tokens):

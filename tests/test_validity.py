@@ -140,6 +140,33 @@ def test_a_fill_that_rejoins_lines_beyond_the_slice_is_judged_on_the_whole_docum
     assert not check.is_valid("TABLE = {{")
 
 
+def test_the_first_parse_of_the_document_is_not_repeated(monkeypatch):
+    from diffill.grammar.registry import Grammar
+
+    parses = []
+    real = Grammar.parser
+
+    def counting(self):
+        parser = real(self)
+
+        class Counted:
+            def parse(self, data, old=None):
+                parses.append(old is None)
+                return parser.parse(data, old) if old is not None else parser.parse(data)
+        return Counted()
+
+    monkeypatch.setattr(Grammar, "parser", counting)
+    small = hole("def f(x):\n    return <|>\n")
+    assert parses == [True]  # the whole document is the slice: parsed once
+    entries = "".join(f"    'k{i}': {i},\n" for i in range(40))
+    funcs = "".join(f"def f{i}(x):\n    return x + {i}\n\n\n" for i in range(40))
+    big = hole(funcs + "<|>\n" + entries + "}\n\n\n" + funcs)
+    parses.clear()
+    assert not big.is_valid("TABLE = {{")  # invalid on the slice, confirmed on the whole document
+    assert parses == [False, False]  # both reparses incremental: the document's first parse kept
+    assert small.is_valid("x")
+
+
 def test_python_indentation_is_checked_lexically():
     check = hole("def f(xs):\n    s = 0\n    <|>\n    return s\n")
     assert check.is_valid("for x in xs:\n        s += x\n    s *= 2")
