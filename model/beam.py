@@ -7,10 +7,9 @@ fills per hole, each a batch row sharing the hole's context (computed once, then
     candidates = [empty fill], score 0
     for slot t = 0, 1, ...:
         one forward pass over every candidate's canvas (slot t onwards still <mask>)
-        ending here: score + log p(<eoi> or a stop token at t) -> a finished fill, kept when the
-            syntax constraint finds no new error in it (a fill is only judged once it is whole,
-            and only when it could still rank)
-            and it does not stop inside a character;
+        ending here: score + log p(<eoi> or a stop token at t) -> a finished fill, kept when it
+            does not stop inside a character and the syntax constraint finds no new error in it
+            (judged only once whole, and only when it could still rank);
             the empty fill (t = 0) only where the model's first guess is the end
         going on: the ``beam`` best (candidate + token) by score + log p(token at t)
         done when the best finished fill scores at least as high as every open candidate
