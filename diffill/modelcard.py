@@ -27,7 +27,7 @@ def read_run(run: Path) -> tuple[list[dict], dict]:
     evals, last = [], {}
     for line in (run / "log.jsonl").read_text().splitlines():
         rec = json.loads(line)
-        if "eval" in rec:
+        if "eval" in rec or "humaneval" in rec:
             evals.append(rec)
         elif "loss" in rec:
             last = rec
@@ -43,15 +43,21 @@ def merge_points(kept: list[dict], run: list[dict]) -> list[dict]:
     """The card's curve: the points it had (kept beside the weights, since a run folder does not
     outlive its machine) and this run's, in step order, one per step and branch; a later point
     wins over an earlier one with the same step (the run's over the kept)."""
-    by_step = {(p["step"], bool(p.get("cooldown"))): p for p in kept + run}
+    by_step = {(p["step"], bool(p.get("cooldown")), "humaneval" in p): p for p in kept + run}
     return [by_step[k] for k in sorted(by_step)]
 
 
 def curve_svg(points: list[dict]) -> str:
+    """Held-out line exact match, and HumanEval single-line pass@1 where the run logged it
+    (``diffill train --humaneval``), against CPU-hours."""
     series = {"line-infill exact match": [(p["cpu_hours"], p["eval"]["line_infill_exact_match"], f"step {p['step']}")
-                                          for p in points]}
-    return scatter("learning-curve", "Held-out line-infill exact match against CPU-hours", series,
-                   "CPU-hours (process CPU time, 2 cores)", "exact match")
+                                          for p in points if "eval" in p]}
+    humaneval = [(p["cpu_hours"], p["humaneval"]["pass_at_1"], f"step {p['step']}") for p in points if "humaneval" in p]
+    if humaneval:
+        series["HumanEval single-line pass@1"] = humaneval
+    return scatter("learning-curve", "Held-out line-infill exact match and HumanEval pass@1 against CPU-hours"
+                   if humaneval else "Held-out line-infill exact match against CPU-hours", series,
+                   "CPU-hours (process CPU time, 2 cores)", "exact match" if not humaneval else "share")
 
 
 RECIPES = Path(diffill.model.__file__).resolve().parent / "recipes"
@@ -154,7 +160,7 @@ def write_card(run: Path, dest: Path, final: dict | None = None, notes: str | No
     history = json.loads(history_file.read_text()) if history_file.is_file() else []
     entry = {"date": dt.date.today().isoformat(), "step": state["step"], "tokens": state["tokens"],
              "cpu_hours": round(state["cpu_seconds"] / 3600, 3), "wall_hours": round(state["wall_seconds"] / 3600, 3),
-             "figures": final or (points[-1]["eval"] if points else {})}
+             "figures": final or next((p["eval"] for p in reversed(points) if "eval" in p), {})}
     if not history or history[-1]["step"] != entry["step"]:
         history.append(entry)
     history_file.write_text(json.dumps(history, indent=2) + "\n")
@@ -244,12 +250,21 @@ def write_card(run: Path, dest: Path, final: dict | None = None, notes: str | No
                   "![learning curve](learning_curve.svg)", "",
                   "| step | CPU-hours | tokens | line exact match | line overrun | masked-token acc. |",
                   "|---|---|---|---|---|---|"]
-        for p in points:
+        for p in (p for p in points if "eval" in p):
             e = p["eval"]
             step = f"{p['step']} (cooldown)" if p.get("cooldown") else p["step"]
             lines.append(f"| {step} | {p['cpu_hours']:.2f} | {p['tokens'] / 1e6:.1f}M | "
                          f"{e['line_infill_exact_match']:.3f} | {e.get('line_overrun_rate', 0):.3f} | "
                          f"{e['masked_token_accuracy']:.3f} |")
+        he = [p for p in points if "humaneval" in p]
+        if he:
+            lines += ["", "HumanEval single-line infilling of the model alone (no copying) during training:", "",
+                      "| step | CPU-hours | tasks | pass@1 | exact match |", "|---|---|---|---|---|"]
+            for p in he:
+                step = f"{p['step']} (cooldown)" if p.get("cooldown") else p["step"]
+                h = p["humaneval"]
+                lines.append(f"| {step} | {p['cpu_hours']:.2f} | {h['cases']} | {h['pass_at_1']:.3f} | "
+                             f"{h['exact_match']:.3f} |")
     if notes:
         lines += ["", "## Notes", "", notes.strip()]
     lines += ["", "## Limitations", "",

@@ -9,6 +9,7 @@ destination is kept; optimizer state is not copied.
 
 from __future__ import annotations
 
+import copy
 import shutil
 import sys
 import tempfile
@@ -26,12 +27,19 @@ def export(src: Path, dst: Path) -> Path:
     if not (src / "config.json").is_file():
         src = latest_checkpoint(src)
     model = DiffillForMaskedLM.from_pretrained(str(src), dtype=torch.float32)
+    return write_model(model, load_tokenizer(src), dst)
+
+
+def write_model(model, tok, dst: Path) -> Path:
+    """``model`` (a ``DiffillForMaskedLM``; left as it is) in bf16 with its tokenizer ``tok``: a
+    model folder the engine serves."""
+    model = copy.deepcopy(model).cpu().to(torch.bfloat16)
     if not getattr(model.config, "languages", None):  # trained before the config recorded them
         model.config.languages = list(CORPUS_LANGUAGES)
     dst.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dst.parent) as tmp:
-        model.to(torch.bfloat16).save_pretrained(tmp, safe_serialization=True)
-        load_tokenizer(src).save_pretrained(tmp)
+        model.save_pretrained(tmp, safe_serialization=True)
+        tok.save_pretrained(tmp)
         for f in Path(tmp).iterdir():
             shutil.move(str(f), dst / f.name)
     return dst

@@ -295,13 +295,15 @@ def _grown(model: DiffillForMaskedLM, layers: int, fresh_optimizer: bool) -> Dif
 
 def train(corpus: Path, out: Path, cfg: TrainConfig, minutes: float | None = None,
           steps: int | None = None, resume: bool = False, init: Path | None = None,
-          progress: bool = True, evaluate=None, until_step: int | None = None) -> dict:
+          progress: bool = True, evaluate=None, until_step: int | None = None,
+          humaneval=None, humaneval_minutes: float = 120.0) -> dict:
     """Train until ``minutes`` or ``steps`` run out, or the run reaches step ``until_step``;
     checkpoint to ``out/checkpoint`` (past a wsd schedule's ``decay_start``, to
     ``out/cooldown/checkpoint``). A resumed run already at ``until_step`` does nothing.
 
     ``evaluate(model, tokenizer)`` (optional) returns held-out figures, logged every
-    ``cfg.eval_minutes`` and at the end.
+    ``cfg.eval_minutes`` and at the end; ``humaneval(model, tokenizer)`` (optional) likewise every
+    ``humaneval_minutes``, its time left out of the run's CPU and wall clocks.
     """
     check_schedule(cfg)
     if cfg.threads:
@@ -320,6 +322,7 @@ def train(corpus: Path, out: Path, cfg: TrainConfig, minutes: float | None = Non
         return state
     model, fresh_optimizer = _starting_model(out, cfg, tok, state, src, init)
     run = _Run(corpus, out, cfg, tok, state, model, None if fresh_optimizer else src, evaluate)
+    run.humaneval, run.humaneval_minutes = humaneval, humaneval_minutes
     end_step = state["step"] + steps if steps is not None else until_step
     run.loop(end_step, time.time() + minutes * 60 if minutes is not None else None, progress)
     return state
@@ -380,6 +383,7 @@ class _Run:
         from accelerate import Accelerator
 
         self.cfg, self.tok, self.state, self.evaluate = cfg, tok, state, evaluate
+        self.humaneval, self.humaneval_minutes = None, 0.0  # an evaluation logged apart (``train``)
         self.tok_dir = corpus / "tokenizer"
         self.trunk, self.branch = out / "checkpoint", out / COOLDOWN / "checkpoint"
         optimizers = make_optimizers(model, cfg)
@@ -398,7 +402,7 @@ class _Run:
         then a last checkpoint and evaluation."""
         cfg, state = self.cfg, self.state
         start_step = state["step"]
-        last_ckpt = last_eval = time.time()
+        last_ckpt = last_eval = last_humaneval = time.time()
         bar = tqdm(total=end_step - start_step if end_step else None, disable=not progress, unit="step")
         self.model.train()
         stream = batches(self.data, start_step, end_step, cfg.workers)
@@ -418,10 +422,15 @@ class _Run:
             if time.time() - last_eval > cfg.eval_minutes * 60:
                 self.held_out()
                 last_eval = time.time()
+            if self.humaneval is not None and time.time() - last_humaneval > self.humaneval_minutes * 60:
+                self.humaneval_figures()
+                last_humaneval = time.time()
         stream.close()  # stops the batch workers
         bar.close()
         self.save()
         self.held_out()
+        if self.humaneval is not None:
+            self.humaneval_figures()
         self.logf.close()
 
     def step(self, batch) -> dict:
@@ -471,16 +480,27 @@ class _Run:
 
     def held_out(self) -> None:
         """The held-out figures (``evaluate``), logged."""
-        if self.evaluate is None:
-            return
+        if self.evaluate is not None:
+            self._log_figures("eval", self.evaluate)
+
+    def humaneval_figures(self) -> None:
+        """The HumanEval figures (``humaneval``), logged; the time they take is not the run's."""
+        self.clock()
+        wall, cpu = time.time(), time.process_time()
+        self._log_figures("humaneval", self.humaneval, clock=False)
+        self.t_wall += time.time() - wall
+        self.t_cpu += time.process_time() - cpu
+
+    def _log_figures(self, key: str, evaluate, clock: bool = True) -> None:
         state = self.state
         self.model.eval()
         plain = self.accel.unwrap_model(self.model)
-        # held-out figures come from the CPU sampler: a model trained on an accelerator is copied over
-        figures = self.evaluate(plain if plain.device.type == "cpu" else copy.deepcopy(plain).cpu(), self.tok)
+        # figures come from the CPU sampler: a model trained on an accelerator is copied over
+        figures = evaluate(plain if plain.device.type == "cpu" else copy.deepcopy(plain).cpu(), self.tok)
         self.model.train()
-        self.clock()
-        rec = {"eval": figures, "step": state["step"], "tokens": state["tokens"],
+        if clock:
+            self.clock()
+        rec = {key: figures, "step": state["step"], "tokens": state["tokens"],
                "cpu_hours": state["cpu_seconds"] / 3600, "wall_hours": state["wall_seconds"] / 3600}
         if self.in_branch():
             rec["cooldown"] = True

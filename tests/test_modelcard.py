@@ -137,3 +137,23 @@ def test_the_curve_keeps_its_points_when_the_run_folder_is_new(tiny_corpus, tmp_
     assert [(p["step"], p["eval"]["line_infill_exact_match"]) for p in points] == [(2, 0.25), (4, 0.5)]
     assert "| 2 | " in card and "| 4 | " in card
     assert [h["step"] for h in json.loads((dest / "training_log.json").read_text())] == [2, 4]
+
+
+def test_the_card_plots_humaneval_where_the_run_logged_it(tiny_corpus, tmp_path):
+    cfg = TrainConfig(batch_size=2, warmup_steps=1, total_steps=4, model=dict(TINY), eval_minutes=1e9)
+
+    def evaluate(model, tok):
+        return {"line_infill_exact_match": 0.25, "line_overrun_rate": 0.1, "masked_token_accuracy": 0.3}
+
+    def humaneval(model, tok):
+        return {"pass_at_1": 0.125, "exact_match": 0.0625, "cases": 16, "seconds": 1.0}
+
+    run, dest = tmp_path / "run", tmp_path / "model"
+    train(tiny_corpus, run, cfg, steps=2, progress=False, evaluate=evaluate, humaneval=humaneval)
+    shutil.copytree(run / "checkpoint", dest)
+    card = write_card(run, dest).read_text()
+    assert "| 2 | " in card and "| 16 | 0.125 | 0.062 |" in card
+    assert "HumanEval single-line pass@1" in (dest / "learning_curve.svg").read_text()
+    points = json.loads((dest / "learning_curve.json").read_text())
+    assert sorted("humaneval" in p for p in points) == [False, True]  # one point of each, at step 2
+    assert json.loads((dest / "training_log.json").read_text())[-1]["figures"]["line_infill_exact_match"] == 0.25

@@ -399,3 +399,31 @@ def _assert_same_weights(a, b) -> None:
     wb = load_file(str(b / "checkpoint" / "model.safetensors"))
     for k in wa:
         torch.testing.assert_close(wa[k], wb[k], atol=1e-5, rtol=1e-4)
+
+
+def test_a_run_logs_humaneval_of_the_model_alone_without_counting_its_time(tiny_corpus, tmp_path):
+    from diffill.cli import main
+
+    out = tmp_path / "run"
+    data = Path(__file__).parent / "data" / "humaneval_infill_tiny.jsonl"
+    args = ["train", "--corpus", str(tiny_corpus), "--out", str(out), "--steps", "2", "--eval-cases", "0",
+            "--humaneval", str(data), "--humaneval-cases", "2", "--set", "batch_size=2", "--set", "eval_minutes=1e9"]
+    args += [x for k, v in TINY.items() for x in ("--set", f"model.{k}={v}")]
+    assert main(args) == 0
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    (he,) = [r for r in records if "humaneval" in r]
+    assert he["step"] == 2 and he["humaneval"]["cases"] == 2
+    assert 0.0 <= he["humaneval"]["pass_at_1"] <= 1.0 and he["humaneval"]["seconds"] > 0
+    # the evaluation's time is not training time: the run's clock stops with its last step
+    last_step = [r for r in records if "loss" in r][-1]
+    assert he["cpu_hours"] == pytest.approx(last_step["cpu_hours"], abs=2 / 3600)
+    assert not list(tmp_path.glob("**/diffill-humaneval-*"))  # the served copy is gone
+
+
+def test_humaneval_during_training_needs_a_readable_file_before_it_starts(tiny_corpus, tmp_path):
+    from diffill.cli import main
+
+    args = ["train", "--corpus", str(tiny_corpus), "--out", str(tmp_path / "run"), "--steps", "1",
+            "--humaneval", str(tmp_path / "missing.jsonl")]
+    assert main(args) != 0
+    assert not (tmp_path / "run" / "checkpoint").exists()

@@ -26,7 +26,34 @@ def register(sub) -> None:
                    help="TrainConfig override, e.g. --set batch_size=32 --set model.hidden_size=128 "
                         "--set objective.plain_fraction=0.1 --set objective.mix.line=0.6")
     p.add_argument("--eval-cases", type=int, default=200, help="held-out line cases per evaluation (0: none)")
+    p.add_argument("--humaneval", default=None, metavar="FILE",
+                   help="also log HumanEval single-line pass@1 of the model alone (no copying) every "
+                        "--humaneval-minutes and at the end: the learning curve against CPU-hours")
+    p.add_argument("--humaneval-minutes", type=float, default=120.0, metavar="M")
+    p.add_argument("--humaneval-cases", type=int, default=None, metavar="N", help="the first N tasks (default: all)")
     p.set_defaults(run=run)
+
+
+def humaneval_evaluator(path: str, cases: int | None):
+    """``(model, tokenizer) -> figures``: HumanEval single-line infilling of the model as it is now,
+    served alone (bf16, no adapter, no copying), as ``diffill eval humaneval-infill --no-copy``."""
+    import tempfile
+
+    from diffill.engine import Engine, EngineConfig
+    from diffill.humaneval import load_problems, run_humaneval
+    from diffill.model.export import write_model
+
+    problems = load_problems(path, cases)  # read now: a missing file fails before training starts
+
+    def evaluate(model, tok) -> dict:
+        with tempfile.TemporaryDirectory(prefix="diffill-humaneval-") as tmp:
+            write_model(model, tok.hf, Path(tmp))
+            engine = Engine(EngineConfig(model=tmp, copy=False, library=None, adapter=None))
+            report = run_humaneval(engine, problems)
+        return {"pass_at_1": report.pass_at_1, "exact_match": report.exact_match, "cases": len(report.cases),
+                "seconds": round(report.seconds, 1)}
+
+    return evaluate
 
 
 def apply_settings(cfg, settings: dict) -> None:
@@ -102,13 +129,17 @@ def run(args) -> int:
         # threshold decoding, the model alone (no copying), as every point of the learning curve was measured
         return heldout_figures(model, tok, held, cases=args.eval_cases, sampler_cfg=line_sampler(0), copy=False)
 
+    if args.humaneval and cfg.objective.kind == "causal":
+        raise DiffillError("--humaneval evaluates a diffusion model; a causal run is compared with `diffill bench peer`")
+    humaneval = humaneval_evaluator(args.humaneval, args.humaneval_cases) if args.humaneval else None
     init = Path(args.init) if args.init else None
     if init is not None and not (init / "config.json").is_file():
         raise DiffillError(f"--init {init}: not a model folder (no config.json)")
     try:
         state = train(corpus, Path(args.out), cfg, minutes=args.minutes, steps=args.steps,
                       until_step=args.until_step, resume=args.resume, init=init,
-                      evaluate=evaluate if args.eval_cases > 0 else None)
+                      evaluate=evaluate if args.eval_cases > 0 else None, humaneval=humaneval,
+                      humaneval_minutes=args.humaneval_minutes)
     except ValueError as e:  # a schedule or a corpus that does not fit the run
         raise DiffillError(str(e)) from None
     print(json.dumps(state))
