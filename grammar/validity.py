@@ -217,12 +217,13 @@ class HoleChecker:
         # Parse once, then keep only the top-level constructs around the hole: later checks
         # reparse this slice, so their cost does not grow with the file.
         data = prefix + suffix
-        whole = tree if tree is not None else self.parser.parse(data) if window else None
+        whole = tree if tree is not None else self.parser.parse(data)
         cut_lo, cut_hi = _window(whole, data, lo, hi, grammar.name == "python") if window else (0, len(data))
+        sliced = (cut_lo, cut_hi) != (0, len(data))
         # the slice is cut where the document *without* the fill has its constructs; a fill can
         # join lines beyond it (reopen a dict whose first line was the hole), so a verdict of
         # "invalid" is confirmed on the whole document
-        self._document = (prefix, suffix, whole) if (cut_lo, cut_hi) != (0, len(data)) else None
+        self._document = (prefix, suffix, whole) if sliced else None
         self._whole: HoleChecker | None = None
         self.offset = cut_lo  # document offset of the slice
         self.prefix, self.suffix = prefix[cut_lo:], suffix[: cut_hi - len(prefix)]
@@ -231,8 +232,7 @@ class HoleChecker:
         self.line_head = self.prefix[self.line_start :]  # the hole's line up to the hole
         self.rest_of_line = hi - len(prefix)  # bytes from the hole to the end of its line
         self.code_end = len(self.prefix[: self.line_start].rstrip())  # end of the code above
-        self.tree = whole if (cut_lo, cut_hi) == (0, len(data)) and whole is not None \
-            else self.parser.parse(self.prefix + self.suffix)
+        self.tree = self.parser.parse(self.prefix + self.suffix) if sliced else whole
         self.fill = b""
         # Python's grammar accepts a compound statement with an empty body (``for x in xs:``
         # then a dedent); the check counts such an empty block as an error

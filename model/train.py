@@ -321,8 +321,8 @@ def train(corpus: Path, out: Path, cfg: TrainConfig, minutes: float | None = Non
         log.info("%s is at step %d already: nothing to train", start, state["step"])
         return state
     model, fresh_optimizer = _starting_model(out, cfg, tok, state, src, init)
-    run = _Run(corpus, out, cfg, tok, state, model, None if fresh_optimizer else src, evaluate)
-    run.humaneval, run.humaneval_minutes = humaneval, humaneval_minutes
+    run = _Run(corpus, out, cfg, tok, state, model, None if fresh_optimizer else src, evaluate,
+               humaneval, humaneval_minutes)
     end_step = state["step"] + steps if steps is not None else until_step
     run.loop(end_step, time.time() + minutes * 60 if minutes is not None else None, progress)
     return state
@@ -379,11 +379,12 @@ class _Run:
     (``state``), the log and the checkpoints."""
 
     def __init__(self, corpus: Path, out: Path, cfg: TrainConfig, tok: CodeTokenizer, state: dict,
-                 model: DiffillForMaskedLM, optimizer_from: Path | None, evaluate):
+                 model: DiffillForMaskedLM, optimizer_from: Path | None, evaluate, humaneval=None,
+                 humaneval_minutes: float = 0.0):
         from accelerate import Accelerator
 
         self.cfg, self.tok, self.state, self.evaluate = cfg, tok, state, evaluate
-        self.humaneval, self.humaneval_minutes = None, 0.0  # an evaluation logged apart (``train``)
+        self.humaneval, self.humaneval_minutes = humaneval, humaneval_minutes  # logged apart (``train``)
         self.tok_dir = corpus / "tokenizer"
         self.trunk, self.branch = out / "checkpoint", out / COOLDOWN / "checkpoint"
         optimizers = make_optimizers(model, cfg)

@@ -427,3 +427,20 @@ def test_humaneval_during_training_needs_a_readable_file_before_it_starts(tiny_c
             "--humaneval", str(tmp_path / "missing.jsonl")]
     assert main(args) != 0
     assert not (tmp_path / "run" / "checkpoint").exists()
+
+
+def test_the_humaneval_time_is_not_counted_as_training_time(tiny_corpus, tmp_path):
+    def busy(model, tok):  # an evaluation that takes a second of CPU time
+        t0 = time.process_time()
+        while time.process_time() - t0 < 1.0:
+            pass
+        return {"pass_at_1": 0.0, "exact_match": 0.0, "cases": 0}
+
+    out = tmp_path / "run"
+    train(tiny_corpus, out, _cfg(), steps=3, progress=False, humaneval=busy, humaneval_minutes=0.0)
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    steps = [r for r in records if "loss" in r]
+    assert sum("humaneval" in r for r in records) >= 3  # after each step, and at the end
+    # each step's clock goes on from the last without the evaluation's second between them
+    gaps = [(b["cpu_hours"] - a["cpu_hours"]) * 3600 for a, b in zip(steps, steps[1:])]
+    assert max(gaps) < 0.5
